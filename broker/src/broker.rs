@@ -1,0 +1,459 @@
+//! The embedded broker: topics, their logs and consumer offsets, behind one
+//! cloneable handle.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fanlog_protocol::{GroupName, TopicName};
+use parking_lot::{Mutex, RwLock};
+use rustix::fs::{FlockOperation, flock};
+
+use crate::config::{BrokerConfig, Durability};
+use crate::error::{BrokerError, Result};
+use crate::flusher::{Flusher, Registry};
+use crate::log::{Entry, ReadAt, RecoveryReport, TopicLog};
+use crate::message::Message;
+use crate::offsets::OffsetStore;
+use crate::record::Record;
+use crate::subscription::{StartFrom, Subscription};
+
+/// Microseconds since the Unix epoch, now.
+pub(crate) fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// A topic: its log and its consumer groups' offsets.
+#[derive(Debug)]
+pub(crate) struct Topic {
+    pub(crate) log: TopicLog,
+    pub(crate) offsets: OffsetStore,
+}
+
+/// A topic's vital numbers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicInfo {
+    /// The topic.
+    pub name: TopicName,
+    /// The first seq still stored (retention moves it up).
+    pub first_seq: u64,
+    /// The seq the next message will get.
+    pub next_seq: u64,
+    /// Bytes of records stored.
+    pub bytes: u64,
+}
+
+/// Records read from a topic by [`Broker::read`].
+#[derive(Debug, Clone)]
+pub struct ReadBatch {
+    /// Consecutive records, in seq order.
+    pub records: Vec<Record>,
+    /// The seq to read next.
+    pub next: u64,
+    /// Set when the requested start was removed by retention: `(requested,
+    /// first available)`; `records` then start at the first available.
+    pub gap: Option<(u64, u64)>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    dir: PathBuf,
+    config: BrokerConfig,
+    topics: Registry,
+    create: Mutex<()>,
+    flusher: Flusher,
+    closed: AtomicBool,
+    _lock: File,
+}
+
+/// The broker as a library: open a data directory, publish, read, subscribe,
+/// commit offsets. Cheap to clone; every clone is the same broker.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), fanlog_broker::BrokerError> {
+/// use fanlog_broker::{Broker, BrokerConfig, Message, StartFrom, Event};
+/// use futures_util::StreamExt;
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// let broker = Broker::open(dir.path(), BrokerConfig::default())?;
+/// let seq = broker.publish("orders", Message::new("hello")).await?;
+/// assert_eq!(seq, 0);
+///
+/// let mut sub = broker.subscribe("orders", StartFrom::Earliest)?;
+/// match sub.next().await {
+///     Some(Ok(Event::Record(r))) => assert_eq!(r.payload(), b"hello"),
+///     other => panic!("{other:?}"),
+/// }
+/// broker.commit("orders", "billing", 1)?;
+/// assert_eq!(broker.committed("orders", "billing")?, Some(1));
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Broker {
+    inner: Arc<Inner>,
+}
+
+impl Broker {
+    /// Opens (creating when missing) the data directory `dir`, recovering
+    /// every topic in it.
+    ///
+    /// # Errors
+    /// [`BrokerError::Config`] for inconsistent settings,
+    /// [`BrokerError::DataDirInUse`] when another broker holds `dir`,
+    /// [`BrokerError::Io`] when files cannot be opened.
+    pub fn open(dir: impl AsRef<Path>, config: BrokerConfig) -> Result<Self> {
+        config.topic.validate().map_err(BrokerError::Config)?;
+        let dir = dir.as_ref().to_owned();
+        let topics_dir = dir.join("topics");
+        std::fs::create_dir_all(&topics_dir).map_err(BrokerError::io(&topics_dir))?;
+        let lock_path = dir.join("LOCK");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(BrokerError::io(&lock_path))?;
+        flock(&lock, FlockOperation::NonBlockingLockExclusive)
+            .map_err(|_| BrokerError::DataDirInUse(dir.clone()))?;
+
+        let registry: Registry = Arc::new(RwLock::new(HashMap::new()));
+        let now = now_us();
+        for entry in std::fs::read_dir(&topics_dir).map_err(BrokerError::io(&topics_dir))? {
+            let entry = entry.map_err(BrokerError::io(&topics_dir))?;
+            let Some(name) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| TopicName::new(n).ok())
+            else {
+                tracing::warn!(path = %entry.path().display(), "ignoring a directory that is not a topic name");
+                continue;
+            };
+            let topic = open_topic(&topics_dir, name.clone(), &config, now)?;
+            registry.write().insert(name, Arc::new(topic));
+        }
+        let period = match config.topic.durability {
+            Durability::Interval(d) => d,
+            _ => Duration::from_secs(1),
+        };
+        let flusher = Flusher::start(registry.clone(), period).map_err(BrokerError::io(&dir))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                dir,
+                config,
+                topics: registry,
+                create: Mutex::new(()),
+                flusher,
+                closed: AtomicBool::new(false),
+                _lock: lock,
+            }),
+        })
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The configuration the broker runs with.
+    pub fn config(&self) -> &BrokerConfig {
+        &self.inner.config
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(BrokerError::Closed);
+        }
+        Ok(())
+    }
+
+    fn existing(&self, topic: &str) -> Result<Arc<Topic>> {
+        self.check_open()?;
+        if let Some(t) = self.inner.topics.read().get(topic) {
+            return Ok(t.clone());
+        }
+        TopicName::new(topic)?;
+        Err(BrokerError::TopicNotFound(topic.to_owned()))
+    }
+
+    fn topic_or_create(&self, topic: &str) -> Result<Arc<Topic>> {
+        match self.existing(topic) {
+            Err(BrokerError::TopicNotFound(_)) => {}
+            found => return found,
+        }
+        let name = TopicName::new(topic)?;
+        let _g = self.inner.create.lock();
+        if let Some(t) = self.inner.topics.read().get(topic) {
+            return Ok(t.clone());
+        }
+        let topics_dir = self.inner.dir.join("topics");
+        let t = Arc::new(open_topic(
+            &topics_dir,
+            name.clone(),
+            &self.inner.config,
+            now_us(),
+        )?);
+        if self.inner.config.topic.durability != Durability::Never {
+            crate::log::mmap::sync_dir(&topics_dir).map_err(BrokerError::io(&topics_dir))?;
+        }
+        self.inner.topics.write().insert(name, t.clone());
+        Ok(t)
+    }
+
+    /// Publishes one message, creating the topic on first use, and returns
+    /// its seq (for a remembered duplicate, the seq the original got).
+    ///
+    /// Returns once the message is in the log, or under
+    /// [`Durability::Always`] once it is also on disk.
+    ///
+    /// # Errors
+    /// [`BrokerError::InvalidName`], [`BrokerError::MessageTooLarge`] (nothing
+    /// written), [`BrokerError::Poisoned`] after a failed sync,
+    /// [`BrokerError::Io`].
+    pub async fn publish(&self, topic: &str, message: Message) -> Result<u64> {
+        let seqs = self
+            .publish_batch(topic, std::slice::from_ref(&message))
+            .await?;
+        seqs.first().copied().ok_or(BrokerError::EmptyBatch)
+    }
+
+    /// Publishes messages in order, with one append (and under `Always` one
+    /// shared sync) for the whole batch; returns every message's seq.
+    ///
+    /// The batch is validated as a whole first: if any message is over the
+    /// limits, nothing is written.
+    ///
+    /// # Errors
+    /// As [`Broker::publish`], plus [`BrokerError::EmptyBatch`].
+    pub async fn publish_batch(&self, topic: &str, messages: &[Message]) -> Result<Vec<u64>> {
+        if messages.is_empty() {
+            return Err(BrokerError::EmptyBatch);
+        }
+        let t = self.topic_or_create(topic)?;
+        let max = t.log.config().max_message_bytes;
+        let mut metas = Vec::with_capacity(messages.len());
+        for (index, m) in messages.iter().enumerate() {
+            let meta = m
+                .meta
+                .encode()
+                .map_err(|e| BrokerError::Config(e.to_string()))?;
+            let size = m.payload.len() + m.key.len() + meta.len();
+            if size > max || m.key.len() > u16::MAX as usize {
+                return Err(BrokerError::MessageTooLarge { index, size, max });
+            }
+            metas.push(meta);
+        }
+        let entries: Vec<Entry<'_>> = messages
+            .iter()
+            .zip(&metas)
+            .map(|(m, meta)| Entry {
+                producer: m.producer,
+                idempotency_key: m.meta.idempotency_key.as_deref(),
+                meta,
+                key: &m.key,
+                payload: &m.payload,
+            })
+            .collect();
+        let mut seqs = Vec::with_capacity(messages.len());
+        let upto = t.log.append(&entries, now_us(), &mut seqs)?;
+        if t.log.config().durability == Durability::Always {
+            self.wait_durable(&t, upto).await?;
+        }
+        Ok(seqs)
+    }
+
+    async fn wait_durable(&self, t: &Arc<Topic>, upto: u64) -> Result<()> {
+        let mut rx = t.log.watch_durable();
+        if rx.borrow().upto >= upto {
+            return Ok(());
+        }
+        self.inner.flusher.request(t.clone());
+        let d = *rx
+            .wait_for(|d| d.upto >= upto || d.failed)
+            .await
+            .map_err(|_| BrokerError::Closed)?;
+        if d.upto >= upto {
+            Ok(())
+        } else {
+            // The sync failed: the topic is poisoned and says why.
+            Err(t.log.sync().err().unwrap_or(BrokerError::Closed))
+        }
+    }
+
+    /// Reads up to `max` records from seq `from`. Reading past the end gives
+    /// no records; reading below the first stored seq gives a gap and the
+    /// records from the first available one.
+    ///
+    /// # Errors
+    /// [`BrokerError::TopicNotFound`], [`BrokerError::InvalidName`],
+    /// [`BrokerError::Corrupt`].
+    pub fn read(&self, topic: &str, from: u64, max: usize) -> Result<ReadBatch> {
+        let t = self.existing(topic)?;
+        let mut records = Vec::with_capacity(max.min(1024));
+        let mut gap = None;
+        let mut next = from;
+        let mut hint = None;
+        while records.len() < max {
+            match t.log.read_at(next, &mut hint)? {
+                ReadAt::Record(r) => {
+                    records.push(r);
+                    next += 1;
+                }
+                ReadAt::Gap { to } => {
+                    gap = Some((next, to));
+                    next = to;
+                }
+                ReadAt::End => break,
+            }
+        }
+        Ok(ReadBatch { records, next, gap })
+    }
+
+    /// Subscribes to a topic (creating it when missing) from a start position.
+    ///
+    /// # Errors
+    /// [`BrokerError::InvalidName`] for a bad topic or group name,
+    /// [`BrokerError::Io`] when the topic cannot be created.
+    pub fn subscribe(&self, topic: &str, from: StartFrom) -> Result<Subscription> {
+        let t = self.topic_or_create(topic)?;
+        let start = match from {
+            StartFrom::Earliest => t.log.first_seq(),
+            StartFrom::Latest => t.log.next_seq(),
+            StartFrom::Seq(s) => s,
+            StartFrom::Group(g) => t.offsets.committed(&g).unwrap_or_else(|| t.log.first_seq()),
+        };
+        Ok(Subscription::new(t, start))
+    }
+
+    /// Commits `group`'s offset on `topic`: the next seq the group will read.
+    /// Durable under the broker's durability mode; survives a process crash
+    /// in every mode. May block for a sync under [`Durability::Always`].
+    ///
+    /// # Errors
+    /// [`BrokerError::OffsetOutOfRange`] past the end of the topic,
+    /// [`BrokerError::TopicNotFound`], [`BrokerError::InvalidName`],
+    /// [`BrokerError::Io`].
+    pub fn commit(&self, topic: &str, group: &str, seq: u64) -> Result<()> {
+        let t = self.existing(topic)?;
+        let group = GroupName::new(group)?;
+        let next_seq = t.log.next_seq();
+        if seq > next_seq {
+            return Err(BrokerError::OffsetOutOfRange {
+                topic: topic.to_owned(),
+                group: group.to_string(),
+                seq,
+                next_seq,
+            });
+        }
+        t.offsets.commit(&group, seq)
+    }
+
+    /// The committed offset of `group` on `topic`, if it ever committed.
+    ///
+    /// # Errors
+    /// [`BrokerError::TopicNotFound`], [`BrokerError::InvalidName`].
+    pub fn committed(&self, topic: &str, group: &str) -> Result<Option<u64>> {
+        let t = self.existing(topic)?;
+        Ok(t.offsets.committed(&GroupName::new(group)?))
+    }
+
+    /// Every consumer group of `topic` with its committed offset.
+    ///
+    /// # Errors
+    /// [`BrokerError::TopicNotFound`], [`BrokerError::InvalidName`].
+    pub fn groups(&self, topic: &str) -> Result<Vec<(GroupName, u64)>> {
+        Ok(self.existing(topic)?.offsets.groups())
+    }
+
+    /// Every topic, sorted by name.
+    pub fn topics(&self) -> Vec<TopicInfo> {
+        let mut v: Vec<TopicInfo> = self.inner.topics.read().values().map(|t| info(t)).collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// One topic's numbers.
+    ///
+    /// # Errors
+    /// [`BrokerError::TopicNotFound`], [`BrokerError::InvalidName`].
+    pub fn topic_info(&self, topic: &str) -> Result<TopicInfo> {
+        Ok(info(&*self.existing(topic)?))
+    }
+
+    /// What recovery did when `topic` was opened.
+    ///
+    /// # Errors
+    /// [`BrokerError::TopicNotFound`], [`BrokerError::InvalidName`].
+    pub fn recovery_report(&self, topic: &str) -> Result<RecoveryReport> {
+        Ok(self.existing(topic)?.log.recovery_report().clone())
+    }
+
+    /// Syncs every topic and every offset store now.
+    ///
+    /// # Errors
+    /// The first sync failure ([`BrokerError::Poisoned`] or [`BrokerError::Io`]).
+    pub fn flush(&self) -> Result<()> {
+        let topics: Vec<Arc<Topic>> = self.inner.topics.read().values().cloned().collect();
+        let mut first_err = None;
+        for t in topics {
+            if let Err(e) = t.log.sync().and_then(|()| t.offsets.sync()) {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Flushes everything and stops the background flusher; afterwards every
+    /// operation fails with [`BrokerError::Closed`] and subscriptions end
+    /// once they have read what was published. Dropping the last clone closes
+    /// too, ignoring errors.
+    ///
+    /// # Errors
+    /// As [`Broker::flush`].
+    pub fn close(&self) -> Result<()> {
+        if self.inner.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.inner.flusher.stop();
+        self.flush()
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if !self.closed.swap(true, Ordering::AcqRel) {
+            self.flusher.stop();
+            for t in self.topics.read().values() {
+                if let Err(e) = t.log.sync().and_then(|()| t.offsets.sync()) {
+                    tracing::error!(topic = %t.log.name(), error = %e, "flush on drop failed");
+                }
+            }
+        }
+    }
+}
+
+fn open_topic(
+    topics_dir: &Path,
+    name: TopicName,
+    config: &BrokerConfig,
+    now: u64,
+) -> Result<Topic> {
+    let dir = topics_dir.join(name.as_str());
+    let log = TopicLog::open(name, &dir, config.topic.clone(), now)?;
+    let offsets = OffsetStore::open(&dir, config.topic.durability)?;
+    Ok(Topic { log, offsets })
+}
+
+fn info(t: &Topic) -> TopicInfo {
+    TopicInfo {
+        name: t.log.name().clone(),
+        first_seq: t.log.first_seq(),
+        next_seq: t.log.next_seq(),
+        bytes: t.log.bytes(),
+    }
+}

@@ -1,0 +1,92 @@
+//! The broker's error type.
+
+use std::io;
+use std::path::PathBuf;
+
+use fanlog_protocol::NameError;
+
+/// What went wrong in a broker operation.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BrokerError {
+    /// A topic or group name breaks the naming rules.
+    #[error(transparent)]
+    InvalidName(#[from] NameError),
+    /// Reading a topic that does not exist.
+    #[error("topic {0:?} does not exist")]
+    TopicNotFound(String),
+    /// A message is over the topic's size limit; nothing was written.
+    #[error(
+        "message {index} of the batch is {size} bytes, over the limit of {max} bytes; nothing was written"
+    )]
+    MessageTooLarge {
+        /// Position in the batch.
+        index: usize,
+        /// Payload + key + metadata bytes.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A batch with no messages.
+    #[error("empty batch: nothing to publish")]
+    EmptyBatch,
+    /// A file operation failed.
+    #[error("i/o error on {}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// A sync failed earlier, so the topic refuses writes: what it
+    /// acknowledged is intact, but its durability can no longer be promised.
+    #[error("topic {topic:?} refuses writes after a failed sync: {reason}")]
+    Poisoned {
+        /// The topic.
+        topic: String,
+        /// The failure that poisoned it.
+        reason: String,
+    },
+    /// Stored bytes failed validation.
+    #[error("topic {topic:?} is corrupt at seq {seq}: {reason}")]
+    Corrupt {
+        /// The topic.
+        topic: String,
+        /// Where.
+        seq: u64,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A committed offset beyond the end of the topic.
+    #[error("cannot commit offset {seq} for group {group:?}: topic {topic:?} ends at {next_seq}")]
+    OffsetOutOfRange {
+        /// The topic.
+        topic: String,
+        /// The group.
+        group: String,
+        /// The requested offset.
+        seq: u64,
+        /// The topic's next seq.
+        next_seq: u64,
+    },
+    /// Another process holds the data directory.
+    #[error("data directory {} is in use by another broker", .0.display())]
+    DataDirInUse(PathBuf),
+    /// Invalid configuration.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The broker was closed.
+    #[error("broker is closed")]
+    Closed,
+}
+
+impl BrokerError {
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
+        let path = path.into();
+        move |source| BrokerError::Io { path, source }
+    }
+}
+
+/// Result alias for broker operations.
+pub type Result<T, E = BrokerError> = std::result::Result<T, E>;

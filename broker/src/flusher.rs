@@ -1,0 +1,117 @@
+//! The background flusher: one thread per broker that syncs topics.
+//!
+//! Under [`Durability::Always`](crate::Durability::Always) publishers ask it
+//! for a sync and wait for the durable watermark; requests that arrive while
+//! a sync runs are served by the next one, so concurrent publishers share
+//! syncs (group commit). Under `Interval` it syncs every dirty topic on each
+//! tick. It also applies age-based retention about once a second.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, select, tick, unbounded};
+use fanlog_protocol::TopicName;
+use parking_lot::RwLock;
+
+use crate::broker::{Topic, now_us};
+
+pub(crate) type Registry = Arc<RwLock<HashMap<TopicName, Arc<Topic>>>>;
+
+enum Msg {
+    Sync(Arc<Topic>),
+    Stop,
+}
+
+#[derive(Debug)]
+pub(crate) struct Flusher {
+    tx: Sender<Msg>,
+    handle: parking_lot::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Msg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Msg::Sync(_) => "Sync",
+            Msg::Stop => "Stop",
+        })
+    }
+}
+
+impl Flusher {
+    pub(crate) fn start(registry: Registry, period: Duration) -> std::io::Result<Self> {
+        let (tx, rx) = unbounded();
+        let handle = std::thread::Builder::new()
+            .name("fanlog-flusher".into())
+            .spawn(move || run(&registry, &rx, period))?;
+        Ok(Self {
+            tx,
+            handle: parking_lot::Mutex::new(Some(handle)),
+        })
+    }
+
+    /// Asks for `topic` to be synced soon.
+    pub(crate) fn request(&self, topic: Arc<Topic>) {
+        let _ = self.tx.send(Msg::Sync(topic));
+    }
+
+    /// Stops the thread and waits for it.
+    pub(crate) fn stop(&self) {
+        let _ = self.tx.send(Msg::Stop);
+        if let Some(h) = self.handle.lock().take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn run(registry: &Registry, rx: &Receiver<Msg>, period: Duration) {
+    let ticker = tick(period);
+    let mut last_retention = Instant::now();
+    loop {
+        select! {
+            recv(rx) -> msg => {
+                // Every sender gone: the broker is gone.
+                let Ok(first) = msg else { return };
+                let mut batch: Vec<Arc<Topic>> = Vec::new();
+                let mut stop = false;
+                for m in std::iter::once(first).chain(rx.try_iter()) {
+                    match m {
+                        Msg::Sync(t) => {
+                            if !batch.iter().any(|b| Arc::ptr_eq(b, &t)) {
+                                batch.push(t);
+                            }
+                        }
+                        Msg::Stop => stop = true,
+                    }
+                }
+                for t in &batch {
+                    // The error is already recorded in the topic (poisoned)
+                    // and reported to every waiter through its watermark.
+                    let _ = t.log.sync();
+                }
+                if stop {
+                    return;
+                }
+            }
+            recv(ticker) -> _ => {
+                let topics: Vec<Arc<Topic>> = registry.read().values().cloned().collect();
+                for t in &topics {
+                    if t.log.sync_interval().is_some() && t.log.dirty() {
+                        let _ = t.log.sync();
+                    }
+                    if let Err(e) = t.offsets.sync() {
+                        tracing::error!(topic = %t.log.name(), error = %e, "offsets sync failed");
+                    }
+                }
+                if last_retention.elapsed() >= Duration::from_secs(1) {
+                    last_retention = Instant::now();
+                    let now = now_us();
+                    for t in &topics {
+                        t.log.enforce_retention(now);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! fanlog's broker core: durable topic logs, consumer offsets and fan-out to
+//! subscribers, usable in-process as a library.
+//!
+//! Every topic is an append-only log of records in memory-mapped segment
+//! files, with dense per-topic sequence numbers. A publish appends; a
+//! [`Subscription`] is a cursor that reads straight from the mapping, so the
+//! log itself is the only buffer between a publisher and any number of
+//! subscribers. Consumer groups commit offsets that survive crashes.
+//!
+//! This crate is not a network server by itself: transports (TCP, QUIC, HTTP
+//! edges, hooks) are peers over the same [`Broker`] handle.
+//!
+//! # Layout
+//! - `log/`: segments, the mmap module (all `unsafe`), recovery, the writer
+//! - `offsets`: consumer group offsets
+//! - `flusher`: background syncs (group commit) and retention
+//! - `subscription`: the subscriber stream
+//! - `broker`: the embedded API
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), fanlog_broker::BrokerError> {
+//! use fanlog_broker::{Broker, BrokerConfig, Message};
+//! let dir = tempfile::tempdir().unwrap();
+//! let broker = Broker::open(dir.path(), BrokerConfig::default())?;
+//! let seqs = broker
+//!     .publish_batch("metrics", &[Message::new("a"), Message::new("b")])
+//!     .await?;
+//! assert_eq!(seqs, [0, 1]);
+//! let batch = broker.read("metrics", 0, 10)?;
+//! assert_eq!(batch.records[1].payload(), b"b");
+//! assert_eq!(batch.next, 2);
+//! # Ok(()) }
+//! ```
+
+mod broker;
+mod config;
+mod error;
+mod flusher;
+mod log;
+mod message;
+mod offsets;
+mod record;
+mod subscription;
+
+pub use broker::{Broker, ReadBatch, TopicInfo};
+pub use config::{BrokerConfig, Durability, ParseDurabilityError, TopicConfig};
+pub use error::{BrokerError, Result};
+pub use fanlog_protocol::{GroupName, Header, Producer, RecordMeta, TopicName};
+pub use log::RecoveryReport;
+pub use message::Message;
+pub use record::Record;
+pub use subscription::{Event, StartFrom, Subscription};

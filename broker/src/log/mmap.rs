@@ -1,0 +1,161 @@
+//! Memory-mapped files. The only module that turns raw mapping pointers into
+//! slices; every `unsafe` block of the log lives here.
+//!
+//! # Invariants the callers keep
+//! - One writer per mapping writes only bytes that no reader has been told
+//!   about yet (beyond the published head), and never rewrites bytes below it
+//!   while the log is open. Recovery, which does rewrite, runs before any
+//!   reader exists.
+//! - A file is never shortened below a byte range that a reader may still
+//!   slice; sealing a segment shortens it only past its last record.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::path::Path;
+
+use memmap2::{Advice, MmapOptions, MmapRaw};
+use rustix::fs::{FallocateFlags, fallocate};
+
+/// A file mapped shared, read-write, for its whole mapped length.
+#[derive(Debug)]
+pub(crate) struct MappedFile {
+    file: File,
+    map: MmapRaw,
+}
+
+impl MappedFile {
+    /// Creates `path` (it must not exist), sized and preallocated to `len`.
+    pub(crate) fn create(path: &Path, len: u64) -> io::Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)?;
+        Self::from_file(file, len)
+    }
+
+    /// Opens `path` and maps at least `min_len` bytes, growing (and
+    /// preallocating) the file when it is shorter.
+    pub(crate) fn open(path: &Path, min_len: u64) -> io::Result<Self> {
+        let file = OpenOptions::new().read(true).write(true).open(path)?;
+        let len = file.metadata()?.len().max(min_len);
+        Self::from_file(file, len)
+    }
+
+    fn from_file(file: File, len: u64) -> io::Result<Self> {
+        if file.metadata()?.len() < len {
+            file.set_len(len)?;
+        }
+        preallocate(&file, 0, len);
+        // memmap2 handles len 0 (an empty slice, no mmap call).
+        let map = MmapOptions::new().len(len as usize).map_raw(&file)?;
+        Ok(Self { file, map })
+    }
+
+    /// The mapped length.
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// The file's current length on disk.
+    pub(crate) fn file_len(&self) -> io::Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+
+    /// Bytes `[at, at + len)` of the mapping, or `None` when out of bounds.
+    ///
+    /// # Safety
+    /// No `&mut` slice from [`Self::slice_mut`] may overlap the range while the
+    /// returned slice lives; the log ensures this by reading only below the
+    /// head that its single writer published with a release store.
+    pub(crate) unsafe fn slice(&self, at: usize, len: usize) -> Option<&[u8]> {
+        let end = at.checked_add(len)?;
+        if end > self.map.len() {
+            return None;
+        }
+        // SAFETY: the range is inside the mapping (checked above), the mapping
+        // lives as long as `self`, and the caller guarantees no concurrent
+        // mutable alias.
+        Some(unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(at), len) })
+    }
+
+    /// Mutable bytes `[at, at + len)` of the mapping, or `None` when out of bounds.
+    ///
+    /// # Safety
+    /// The caller must be the only one accessing this range while the slice
+    /// lives: the log's single writer, beyond the published head, or recovery
+    /// before any reader exists.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn slice_mut(&self, at: usize, len: usize) -> Option<&mut [u8]> {
+        let end = at.checked_add(len)?;
+        if end > self.map.len() {
+            return None;
+        }
+        // SAFETY: in bounds (checked above), alive as long as `self`, and
+        // exclusive by the caller's contract.
+        Some(unsafe { std::slice::from_raw_parts_mut(self.map.as_mut_ptr().add(at), len) })
+    }
+
+    /// Makes `[at, at + len)` durable (msync with MS_SYNC).
+    pub(crate) fn flush_range(&self, at: usize, len: usize) -> io::Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        self.map.flush_range(at, len)
+    }
+
+    /// Faults in `[at, at + len)` for writing ahead of the writer, so appends
+    /// do not pay first-touch page faults. Best effort: old kernels lack it.
+    pub(crate) fn populate_write(&self, at: usize, len: usize) {
+        let len = len.min(self.map.len().saturating_sub(at));
+        if len > 0 {
+            let _ = self.map.advise_range(Advice::PopulateWrite, at, len);
+        }
+    }
+
+    /// Zeroes `[at, end of mapping)`: by punching a hole (cheap, and reads back
+    /// as zeros), falling back to writing zeros where the file system cannot.
+    ///
+    /// Only for recovery, before any reader exists.
+    pub(crate) fn zero_tail(&self, at: usize) -> io::Result<()> {
+        let len = self.map.len().saturating_sub(at);
+        if len == 0 {
+            return Ok(());
+        }
+        let punched = fallocate(
+            &self.file,
+            FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE,
+            at as u64,
+            len as u64,
+        );
+        if punched.is_ok() {
+            preallocate(&self.file, at as u64, len as u64);
+            return Ok(());
+        }
+        // SAFETY: recovery runs before the log is shared, so nothing else
+        // reads or writes this range.
+        if let Some(tail) = unsafe { self.slice_mut(at, len) } {
+            tail.fill(0);
+        }
+        self.flush_range(at, len)
+    }
+
+    /// Shortens the file to `len` bytes (sealing a segment). The mapping keeps
+    /// its length; nothing may touch it past `len` afterwards.
+    pub(crate) fn truncate(&self, len: u64) -> io::Result<()> {
+        self.file.set_len(len)
+    }
+}
+
+/// Reserves disk blocks so appends neither fault on allocation nor hit ENOSPC
+/// in the middle of a record. Best effort: not every file system supports it.
+fn preallocate(file: &File, at: u64, len: u64) {
+    if len > 0 {
+        let _ = fallocate(file, FallocateFlags::KEEP_SIZE, at, len);
+    }
+}
+
+/// fsync of a directory, so that files created or removed in it survive a crash.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}

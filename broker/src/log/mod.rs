@@ -1,0 +1,472 @@
+//! A topic's log: segments of records in memory-mapped files, with one writer
+//! and any number of readers.
+//!
+//! The log knows nothing of sockets or tasks: it appends, reads, syncs and
+//! enforces retention, and signals appends through a `watch` channel.
+//!
+//! # Invariants
+//! 1. Seqs are dense: the record at index entry `i` of the segment with base
+//!    `b` has seq `b + i`, and each segment's base is the previous segment's
+//!    base plus its record count. Checked on every read and at recovery.
+//! 2. Single writer: only the holder of the writer lock writes record bytes,
+//!    index entries, or the segment list; it writes only past the published
+//!    head.
+//! 3. Publication: a record becomes visible when `readable_head` passes its
+//!    seq (release store after its bytes and index entry are written; under
+//!    [`Durability::Always`] only after they are also synced). Readers load it
+//!    with acquire and read nothing at or beyond it, so they never see a
+//!    partial record and never take the writer lock.
+//! 4. Bytes below the head are never rewritten while the log is open; sealed
+//!    segments are only ever removed whole, from the front, by retention,
+//!    which moves `first_seq` up.
+//! 5. A failed sync poisons the log: no further append is accepted, because
+//!    what is acknowledged next could not be promised durable.
+
+mod dedupe;
+pub(crate) mod mmap;
+mod recovery;
+mod segment;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use fanlog_protocol::record::RecordParts;
+use fanlog_protocol::{Producer, TopicName};
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::watch;
+
+pub use recovery::RecoveryReport;
+pub(crate) use segment::Segment;
+
+use crate::config::{Durability, TopicConfig};
+use crate::error::{BrokerError, Result};
+use crate::record::Record;
+use dedupe::Dedupe;
+
+/// Prefault this far ahead of the writer, in bytes.
+const PREFAULT_AHEAD: usize = 4 << 20;
+
+/// One message to append, borrowed; its metadata already archived.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Entry<'a> {
+    pub(crate) producer: Option<Producer>,
+    pub(crate) idempotency_key: Option<&'a [u8]>,
+    pub(crate) meta: &'a [u8],
+    pub(crate) key: &'a [u8],
+    pub(crate) payload: &'a [u8],
+}
+
+/// Durability watermark: records below `upto` are synced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Durable {
+    pub(crate) upto: u64,
+    pub(crate) failed: bool,
+}
+
+/// The result of looking up one seq.
+#[derive(Debug)]
+pub(crate) enum ReadAt {
+    /// The record.
+    Record(Record),
+    /// The seq was removed by retention; the log now starts at `to`.
+    Gap { to: u64 },
+    /// The seq is not (yet) readable.
+    End,
+}
+
+#[derive(Debug)]
+struct Writer {
+    active: Arc<Segment>,
+    pos: usize,
+    count: u64,
+    next_seq: u64,
+    last_timestamp_us: u64,
+    prefaulted: usize,
+    dedupe: Dedupe,
+}
+
+#[derive(Debug)]
+pub(crate) struct TopicLog {
+    name: TopicName,
+    dir: PathBuf,
+    config: TopicConfig,
+    writer: Mutex<Writer>,
+    segments: RwLock<Arc<[Arc<Segment>]>>,
+    first_seq: AtomicU64,
+    append_head: AtomicU64,
+    readable_head: AtomicU64,
+    readable_tx: watch::Sender<u64>,
+    durable_tx: watch::Sender<Durable>,
+    sync_lock: Mutex<()>,
+    poison: OnceLock<String>,
+    report: RecoveryReport,
+}
+
+impl TopicLog {
+    /// Opens the log in `dir` (created when missing), recovering it.
+    pub(crate) fn open(
+        name: TopicName,
+        dir: &Path,
+        config: TopicConfig,
+        now_us: u64,
+    ) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(BrokerError::io(dir))?;
+        let rec = recovery::recover(dir, &config).map_err(BrokerError::io(dir))?;
+        let active = rec
+            .segments
+            .last()
+            .cloned()
+            .ok_or_else(|| BrokerError::Corrupt {
+                topic: name.to_string(),
+                seq: 0,
+                reason: "recovery produced no segment".into(),
+            })?;
+        let first = rec.segments[0].base();
+        let next_seq = active.base() + rec.active_count;
+        let window_us = u64::try_from(config.dedupe_window.as_micros()).unwrap_or(u64::MAX);
+        let writer = Writer {
+            active: active.clone(),
+            pos: rec.active_pos,
+            count: rec.active_count,
+            next_seq,
+            last_timestamp_us: rec.last_timestamp_us,
+            prefaulted: rec.active_pos,
+            dedupe: Dedupe::new(window_us, config.dedupe_max_entries),
+        };
+        let log = Self {
+            name,
+            dir: dir.to_owned(),
+            writer: Mutex::new(writer),
+            segments: RwLock::new(rec.segments.into()),
+            first_seq: AtomicU64::new(first),
+            append_head: AtomicU64::new(next_seq),
+            readable_head: AtomicU64::new(next_seq),
+            readable_tx: watch::Sender::new(next_seq),
+            durable_tx: watch::Sender::new(Durable {
+                upto: 0,
+                failed: false,
+            }),
+            sync_lock: Mutex::new(()),
+            poison: OnceLock::new(),
+            report: rec.report,
+            config,
+        };
+        // What recovery kept may sit only in the page cache (a process crash
+        // before a sync); make it durable before anyone reads it.
+        log.sync()?;
+        log.rebuild_dedupe(now_us)?;
+        Ok(log)
+    }
+
+    pub(crate) fn name(&self) -> &TopicName {
+        &self.name
+    }
+
+    pub(crate) fn config(&self) -> &TopicConfig {
+        &self.config
+    }
+
+    pub(crate) fn recovery_report(&self) -> &RecoveryReport {
+        &self.report
+    }
+
+    /// The first seq still in the log.
+    pub(crate) fn first_seq(&self) -> u64 {
+        self.first_seq.load(Ordering::Acquire)
+    }
+
+    /// One past the last seq a reader may read.
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.readable_head.load(Ordering::Acquire)
+    }
+
+    /// Bytes of records on disk.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.segments.read().iter().map(|s| s.written()).sum()
+    }
+
+    /// Changes of the readable head, for subscribers to wait on.
+    pub(crate) fn watch_readable(&self) -> watch::Receiver<u64> {
+        self.readable_tx.subscribe()
+    }
+
+    pub(crate) fn watch_durable(&self) -> watch::Receiver<Durable> {
+        self.durable_tx.subscribe()
+    }
+
+    fn poisoned(&self) -> Option<BrokerError> {
+        self.poison.get().map(|reason| BrokerError::Poisoned {
+            topic: self.name.to_string(),
+            reason: reason.clone(),
+        })
+    }
+
+    /// Appends entries in order, pushing each one's seq to `seqs` (the earlier
+    /// seq for a remembered duplicate). Returns one past the highest seq
+    /// appended or referred to, which is what a caller waits to be durable.
+    ///
+    /// Entries must already be validated against the size limits. On an I/O
+    /// error, entries appended before it stay in the log (published), and the
+    /// error is returned: the caller was not acknowledged, so a retry with the
+    /// same producer id or idempotency key appends nothing twice.
+    pub(crate) fn append(
+        &self,
+        entries: &[Entry<'_>],
+        now_us: u64,
+        seqs: &mut Vec<u64>,
+    ) -> Result<u64> {
+        let mut w = self.writer.lock();
+        if let Some(e) = self.poisoned() {
+            return Err(e);
+        }
+        let ts = now_us.max(w.last_timestamp_us);
+        let mut upto = 0;
+        let mut result = Ok(());
+        for e in entries {
+            if let Some(seq) = w.dedupe.lookup(e.producer, e.idempotency_key) {
+                seqs.push(seq);
+                upto = upto.max(seq + 1);
+                continue;
+            }
+            let parts = RecordParts {
+                seq: w.next_seq,
+                timestamp_us: ts,
+                producer: e.producer,
+                meta: e.meta,
+                key: e.key,
+                payload: e.payload,
+            };
+            if w.pos + parts.padded_len() > w.active.capacity()
+                && let Err(err) = self.roll(&mut w, ts)
+            {
+                result = Err(err);
+                break;
+            }
+            let (i, pos) = (w.count, w.pos);
+            match w.active.write(i, pos, &parts) {
+                Ok(used) => w.pos += used,
+                Err(err) => {
+                    result = Err(BrokerError::Corrupt {
+                        topic: self.name.to_string(),
+                        seq: parts.seq,
+                        reason: format!("cannot write record: {err}"),
+                    });
+                    break;
+                }
+            }
+            w.count += 1;
+            let seq = w.next_seq;
+            w.next_seq += 1;
+            w.dedupe.insert(e.producer, e.idempotency_key, seq, ts);
+            seqs.push(seq);
+            upto = seq + 1;
+        }
+        w.last_timestamp_us = ts;
+        w.active.publish(w.count, w.pos as u64, ts);
+        if w.pos + PREFAULT_AHEAD / 2 > w.prefaulted {
+            w.active.prefault(w.prefaulted, PREFAULT_AHEAD);
+            w.prefaulted += PREFAULT_AHEAD;
+        }
+        let head = w.next_seq;
+        self.append_head.store(head, Ordering::Release);
+        drop(w);
+        if self.config.durability != Durability::Always {
+            self.advance_readable(head);
+        }
+        result.map(|()| upto)
+    }
+
+    /// Seals the active segment and starts a new one at the writer's next seq.
+    fn roll(&self, w: &mut Writer, now_us: u64) -> Result<()> {
+        w.active.publish(w.count, w.pos as u64, w.last_timestamp_us);
+        w.active
+            .seal()
+            .map_err(BrokerError::io(w.active.data_path()))?;
+        let seg = Segment::create(&self.dir, w.next_seq, self.config.segment_bytes)
+            .map_err(BrokerError::io(&self.dir))?;
+        if self.config.durability != Durability::Never {
+            mmap::sync_dir(&self.dir).map_err(BrokerError::io(&self.dir))?;
+        }
+        let seg = Arc::new(seg);
+        {
+            let mut list = self.segments.write();
+            let mut v: Vec<Arc<Segment>> = list.iter().cloned().collect();
+            v.push(seg.clone());
+            *list = v.into();
+        }
+        w.active = seg;
+        w.pos = 0;
+        w.count = 0;
+        w.prefaulted = 0;
+        self.retain(now_us);
+        Ok(())
+    }
+
+    /// Removes the oldest sealed segments beyond the size or age limit.
+    /// Called with the writer lock held (the writer owns the segment list).
+    fn retain(&self, now_us: u64) {
+        let (max_bytes, max_age) = (self.config.retention_bytes, self.config.retention_age);
+        if max_bytes.is_none() && max_age.is_none() {
+            return;
+        }
+        let list = self.segments.read().clone();
+        let mut total: u64 = list.iter().map(|s| s.written()).sum();
+        let horizon = max_age
+            .map(|a| now_us.saturating_sub(u64::try_from(a.as_micros()).unwrap_or(u64::MAX)));
+        let mut drop_n = 0;
+        for seg in &list[..list.len() - 1] {
+            let too_big = max_bytes.is_some_and(|m| total > m);
+            let too_old = horizon.is_some_and(|h| seg.last_timestamp_us() < h);
+            if !(too_big || too_old) {
+                break;
+            }
+            total -= seg.written();
+            drop_n += 1;
+        }
+        if drop_n == 0 {
+            return;
+        }
+        let kept: Arc<[Arc<Segment>]> = list[drop_n..].iter().cloned().collect();
+        let first = kept[0].base();
+        *self.segments.write() = kept;
+        self.first_seq.store(first, Ordering::Release);
+        for seg in &list[..drop_n] {
+            if let Err(e) = seg.remove_files() {
+                tracing::warn!(topic = %self.name, segment = %seg.data_path().display(), error = %e, "cannot remove segment");
+            }
+        }
+        tracing::debug!(topic = %self.name, removed = drop_n, first_seq = first, "retention");
+    }
+
+    /// Applies retention by age (called periodically).
+    pub(crate) fn enforce_retention(&self, now_us: u64) {
+        let _w = self.writer.lock();
+        self.retain(now_us);
+    }
+
+    fn advance_readable(&self, head: u64) {
+        self.readable_head.fetch_max(head, Ordering::Release);
+        self.readable_tx.send_if_modified(|h| {
+            let moved = *h < head;
+            *h = (*h).max(head);
+            moved
+        });
+    }
+
+    /// True when appended records are not yet synced.
+    pub(crate) fn dirty(&self) -> bool {
+        self.durable_tx.borrow().upto < self.append_head.load(Ordering::Acquire)
+    }
+
+    /// Syncs everything appended so far (group commit: one sync covers every
+    /// append made before it started). A failure poisons the log.
+    pub(crate) fn sync(&self) -> Result<()> {
+        let _g = self.sync_lock.lock();
+        if let Some(e) = self.poisoned() {
+            return Err(e);
+        }
+        // The head is loaded before the segments' counts: each segment
+        // published its count before the head moved past it.
+        let head = self.append_head.load(Ordering::Acquire);
+        let list = self.segments.read().clone();
+        for seg in list.iter().filter(|s| s.dirty()) {
+            if let Err(e) = seg.sync() {
+                let reason = format!("sync of {} failed: {e}", seg.data_path().display());
+                tracing::error!(topic = %self.name, %reason, "poisoning topic");
+                let _ = self.poison.set(reason);
+                self.durable_tx.send_modify(|d| d.failed = true);
+                return Err(self.poisoned().unwrap_or(BrokerError::Io {
+                    path: seg.data_path().to_owned(),
+                    source: e,
+                }));
+            }
+        }
+        self.durable_tx.send_if_modified(|d| {
+            let moved = d.upto < head;
+            d.upto = d.upto.max(head);
+            moved
+        });
+        if self.config.durability == Durability::Always {
+            self.advance_readable(head);
+        }
+        Ok(())
+    }
+
+    /// Looks up `seq`, reusing `hint` (the segment of the previous read).
+    pub(crate) fn read_at(&self, seq: u64, hint: &mut Option<Arc<Segment>>) -> Result<ReadAt> {
+        if seq >= self.readable_head.load(Ordering::Acquire) {
+            return Ok(ReadAt::End);
+        }
+        let first = self.first_seq();
+        if seq < first {
+            return Ok(ReadAt::Gap { to: first });
+        }
+        let seg = match hint {
+            Some(s) if s.base() <= seq && seq < s.base() + s.count() => s.clone(),
+            _ => {
+                let list = self.segments.read().clone();
+                let i = list.partition_point(|s| s.base() <= seq);
+                if i == 0 {
+                    return Ok(ReadAt::Gap { to: list[0].base() });
+                }
+                list[i - 1].clone()
+            }
+        };
+        let limit = seg.written();
+        let (pos, len) = match seg.record(seq, limit) {
+            Ok((pos, view)) => (pos, view.as_bytes().len()),
+            Err(reason) => {
+                return Err(BrokerError::Corrupt {
+                    topic: self.name.to_string(),
+                    seq,
+                    reason,
+                });
+            }
+        };
+        *hint = Some(seg.clone());
+        Ok(ReadAt::Record(Record::new(seg, pos, len)))
+    }
+
+    /// Rebuilds the dedupe table from the records of the last window.
+    fn rebuild_dedupe(&self, now_us: u64) -> Result<()> {
+        let mut w = self.writer.lock();
+        let horizon = now_us.saturating_sub(w.dedupe.window_us());
+        let (first, head) = (self.first_seq(), self.next_seq());
+        let mut hint = None;
+        // Timestamps never decrease along the log: binary search the horizon.
+        let (mut lo, mut hi) = (first, head);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.read_at(mid, &mut hint)? {
+                ReadAt::Record(r) if r.timestamp_us() < horizon => lo = mid + 1,
+                _ => hi = mid,
+            }
+        }
+        let start = lo.max(head.saturating_sub(w.dedupe.max_entries() as u64));
+        for seq in start..head {
+            if let ReadAt::Record(r) = self.read_at(seq, &mut hint)? {
+                let view = r.view();
+                let key = match view.meta() {
+                    Ok(Some(m)) => m.idempotency_key.as_ref().map(|k| k.as_slice().to_vec()),
+                    _ => None,
+                };
+                if view.producer().is_some() || key.is_some() {
+                    w.dedupe
+                        .insert(view.producer(), key.as_deref(), seq, view.timestamp_us());
+                }
+            }
+        }
+        w.dedupe.forget(now_us);
+        Ok(())
+    }
+
+    /// Interval to sync at, when the durability mode asks for one.
+    pub(crate) fn sync_interval(&self) -> Option<Duration> {
+        match self.config.durability {
+            Durability::Interval(d) => Some(d),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,310 @@
+//! A segment: one data file of records and one index file, both mapped.
+//!
+//! File names are the segment's base seq, zero-padded to 20 digits, so a
+//! directory listing sorts in log order: `00000000000000001024.log` and
+//! `00000000000000001024.idx`.
+//!
+//! Index wire format: entry `i` (bytes `[4i, 4i + 4)`, u32 little-endian) is
+//! the byte position in the data file of the record with seq `base + i`.
+//! Positions are multiples of 8, strictly increasing, the first is 0. Seqs are
+//! dense, so finding a seq is one subtraction and one load: O(1).
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use fanlog_protocol::record::{HEADER_LEN, RecordError, RecordParts, RecordView};
+
+use super::mmap::MappedFile;
+
+/// Bytes per index entry.
+pub(crate) const INDEX_ENTRY: usize = 4;
+
+/// Index capacity for a data file of `data_len` bytes: every record takes at
+/// least a header, so this many entries always suffice.
+pub(crate) fn index_len_for(data_len: u64) -> u64 {
+    data_len / HEADER_LEN as u64 * INDEX_ENTRY as u64
+}
+
+pub(crate) fn data_path(dir: &Path, base: u64) -> PathBuf {
+    dir.join(format!("{base:020}.log"))
+}
+
+pub(crate) fn index_path(dir: &Path, base: u64) -> PathBuf {
+    dir.join(format!("{base:020}.idx"))
+}
+
+/// Parses a segment file name back into its base seq.
+pub(crate) fn parse_data_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".log")?;
+    (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse().ok())
+        .flatten()
+}
+
+#[derive(Debug)]
+pub(crate) struct Segment {
+    base: u64,
+    data_path: PathBuf,
+    index_path: PathBuf,
+    data: MappedFile,
+    index: MappedFile,
+    /// Bytes of complete records; release-stored by the writer after the
+    /// bytes and index entries are written.
+    written: AtomicU64,
+    /// Records in the segment (= index entries), stored like `written`.
+    count: AtomicU64,
+    /// Durable prefix of the data and index files; touched only under the
+    /// topic's sync lock.
+    synced_bytes: AtomicU64,
+    synced_count: AtomicU64,
+    /// Timestamp of the newest record, for age-based retention.
+    last_timestamp_us: AtomicU64,
+}
+
+impl Segment {
+    /// Creates a new, empty segment able to hold `data_len` bytes.
+    pub(crate) fn create(dir: &Path, base: u64, data_len: u64) -> io::Result<Self> {
+        let data_path = data_path(dir, base);
+        let index_path = index_path(dir, base);
+        let data = MappedFile::create(&data_path, data_len)?;
+        let index = MappedFile::create(&index_path, index_len_for(data_len))?;
+        Ok(Self::new(base, data_path, index_path, data, index))
+    }
+
+    /// Opens an existing segment's files, mapping at least `min_data_len`
+    /// bytes of data (the files grow when shorter). Counts start at zero:
+    /// recovery sets them.
+    pub(crate) fn open(dir: &Path, base: u64, min_data_len: u64) -> io::Result<Self> {
+        let data_path = data_path(dir, base);
+        let index_path = index_path(dir, base);
+        let data = MappedFile::open(&data_path, min_data_len)?;
+        let index = MappedFile::open(&index_path, index_len_for(data.len() as u64))?;
+        Ok(Self::new(base, data_path, index_path, data, index))
+    }
+
+    fn new(
+        base: u64,
+        data_path: PathBuf,
+        index_path: PathBuf,
+        data: MappedFile,
+        index: MappedFile,
+    ) -> Self {
+        Self {
+            base,
+            data_path,
+            index_path,
+            data,
+            index,
+            written: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+            synced_bytes: AtomicU64::new(0),
+            synced_count: AtomicU64::new(0),
+            last_timestamp_us: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn base(&self) -> u64 {
+        self.base
+    }
+
+    pub(crate) fn data_path(&self) -> &Path {
+        &self.data_path
+    }
+
+    /// Records published in this segment.
+    pub(crate) fn count(&self) -> u64 {
+        self.count.load(Ordering::Acquire)
+    }
+
+    /// Bytes of published records.
+    pub(crate) fn written(&self) -> u64 {
+        self.written.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.data.len()
+    }
+
+    pub(crate) fn index_capacity(&self) -> u64 {
+        (self.index.len() / INDEX_ENTRY) as u64
+    }
+
+    pub(crate) fn last_timestamp_us(&self) -> u64 {
+        self.last_timestamp_us.load(Ordering::Relaxed)
+    }
+
+    /// Index entry `i`, or `None` when it lies outside the index file.
+    pub(crate) fn entry(&self, i: u64) -> Option<u32> {
+        let at = usize::try_from(i).ok()?.checked_mul(INDEX_ENTRY)?;
+        // SAFETY: callers read entries below the published count (or recovery
+        // runs alone); the writer only writes the entry at the count.
+        let b = unsafe { self.index.slice(at, INDEX_ENTRY) }?;
+        Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    /// The record with `seq`, which the caller knows to be published in this
+    /// segment; returns its position and a view of it. A mismatch between
+    /// index and record is corruption, reported, never a panic.
+    pub(crate) fn record(&self, seq: u64, limit: u64) -> Result<(usize, RecordView<'_>), String> {
+        let i = seq
+            .checked_sub(self.base)
+            .ok_or_else(|| format!("seq {seq} is below segment base {}", self.base))?;
+        let pos = self
+            .entry(i)
+            .ok_or_else(|| format!("index entry {i} is outside the index"))?
+            as usize;
+        let view = self
+            .view_at(pos, limit)
+            .map_err(|e| format!("index entry {i} -> position {pos}: {e}"))?;
+        if view.seq() != seq {
+            return Err(format!("index entry {i} points at seq {}", view.seq()));
+        }
+        Ok((pos, view))
+    }
+
+    /// Parses the record at `pos` without its checksum, reading no further
+    /// than `limit` bytes into the segment.
+    pub(crate) fn view_at(&self, pos: usize, limit: u64) -> Result<RecordView<'_>, RecordError> {
+        let limit = (limit as usize).min(self.data.len());
+        let avail = limit.saturating_sub(pos);
+        // SAFETY: `[pos, limit)` lies below the published `written` (callers
+        // pass it as `limit`) or recovery runs alone.
+        let bytes = unsafe { self.data.slice(pos, avail) }.unwrap_or(&[]);
+        RecordView::parse_trusted(bytes).map(|(v, _)| v)
+    }
+
+    /// True when `len` bytes at `pos` are zero or lie past the mapping
+    /// (recovery: a clean end of the log).
+    pub(crate) fn is_zero(&self, pos: usize, len: usize) -> bool {
+        let len = len.min(self.data.len().saturating_sub(pos));
+        // SAFETY: recovery runs before the segment is shared.
+        unsafe { self.data.slice(pos, len) }.is_none_or(|b| b.iter().all(|&x| x == 0))
+    }
+
+    /// Parses and checksums the record at `pos` (recovery).
+    pub(crate) fn verify_at(&self, pos: usize) -> Result<(RecordView<'_>, usize), RecordError> {
+        let avail = self.data.len().saturating_sub(pos);
+        // SAFETY: recovery runs before the segment is shared.
+        let bytes = unsafe { self.data.slice(pos, avail) }.unwrap_or(&[]);
+        RecordView::parse(bytes)
+    }
+
+    /// Writes a record at `pos` and its index entry `i`; not yet visible.
+    /// Only the topic's writer calls this, at positions beyond `written`.
+    pub(crate) fn write(
+        &self,
+        i: u64,
+        pos: usize,
+        parts: &RecordParts<'_>,
+    ) -> Result<usize, RecordError> {
+        let len = parts.padded_len();
+        // SAFETY: the single writer owns every byte past `written`, and `pos`
+        // is the writer's position there.
+        let dst = unsafe { self.data.slice_mut(pos, len) }.ok_or(RecordError::Incomplete {
+            needed: pos + len,
+            have: self.data.len(),
+        })?;
+        let used = parts.write(dst)?;
+        self.set_entry(i, pos as u32)
+            .map_err(|_| RecordError::TooLarge("index full"))?;
+        Ok(used)
+    }
+
+    /// Writes index entry `i` (writer beyond `count`, or recovery).
+    pub(crate) fn set_entry(&self, i: u64, pos: u32) -> Result<(), ()> {
+        let at = usize::try_from(i).map_err(|_| ())? * INDEX_ENTRY;
+        // SAFETY: entry `i` is at or beyond the published count, which only
+        // the single writer (or recovery, alone) touches.
+        let dst = unsafe { self.index.slice_mut(at, INDEX_ENTRY) }.ok_or(())?;
+        dst.copy_from_slice(&pos.to_le_bytes());
+        Ok(())
+    }
+
+    /// Makes `count` records / `written` bytes visible (release).
+    pub(crate) fn publish(&self, count: u64, written: u64, last_timestamp_us: u64) {
+        self.last_timestamp_us
+            .store(last_timestamp_us, Ordering::Relaxed);
+        self.written.store(written, Ordering::Release);
+        self.count.store(count, Ordering::Release);
+    }
+
+    /// True when published bytes are not yet synced.
+    pub(crate) fn dirty(&self) -> bool {
+        self.synced_count.load(Ordering::Relaxed) < self.count()
+    }
+
+    /// Syncs what was published since the last sync. Callers hold the
+    /// topic's sync lock.
+    pub(crate) fn sync(&self) -> io::Result<()> {
+        let count = self.count();
+        let written = self.written();
+        let from = self.synced_bytes.load(Ordering::Relaxed);
+        let from_count = self.synced_count.load(Ordering::Relaxed);
+        if from_count >= count {
+            return Ok(());
+        }
+        self.data
+            .flush_range(from as usize, (written - from) as usize)?;
+        let at = from_count as usize * INDEX_ENTRY;
+        self.index
+            .flush_range(at, (count - from_count) as usize * INDEX_ENTRY)?;
+        self.synced_bytes.store(written, Ordering::Relaxed);
+        self.synced_count.store(count, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Shrinks both files to their published contents: the segment is full
+    /// and will not be written again.
+    pub(crate) fn seal(&self) -> io::Result<()> {
+        self.data.truncate(self.written())?;
+        self.index.truncate(self.count() * INDEX_ENTRY as u64)
+    }
+
+    /// Zeroes the data file from `pos` and the index from entry `count`
+    /// (recovery, after a torn tail).
+    pub(crate) fn zero_tail(&self, pos: usize, count: u64) -> io::Result<()> {
+        self.data.zero_tail(pos)?;
+        self.index.zero_tail(count as usize * INDEX_ENTRY)
+    }
+
+    /// Faults in the next `len` bytes of the data file ahead of the writer.
+    pub(crate) fn prefault(&self, pos: usize, len: usize) {
+        self.data.populate_write(pos, len);
+    }
+
+    pub(crate) fn data_file_len(&self) -> io::Result<u64> {
+        self.data.file_len()
+    }
+
+    pub(crate) fn index_file_len(&self) -> io::Result<u64> {
+        self.index.file_len()
+    }
+
+    /// Deletes the segment's files. Readers that still hold the segment keep
+    /// reading its mapping until they let go.
+    pub(crate) fn remove_files(&self) -> io::Result<()> {
+        std::fs::remove_file(&self.data_path)?;
+        std::fs::remove_file(&self.index_path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_sort_and_parse() {
+        let p = data_path(Path::new("/t"), 1024);
+        assert_eq!(p.file_name().unwrap(), "00000000000000001024.log");
+        assert_eq!(parse_data_name("00000000000000001024.log"), Some(1024));
+        for bad in [
+            "1024.log",
+            "0000000000000000102x.log",
+            "00000000000000001024.idx",
+            "x",
+        ] {
+            assert_eq!(parse_data_name(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! A message to publish.
+
+use bytes::Bytes;
+use fanlog_protocol::{Header, Producer, RecordMeta};
+
+/// A message to publish: payload plus optional key, metadata and producer
+/// identity.
+///
+/// ```
+/// use fanlog_broker::Message;
+/// let m = Message::new("hello")
+///     .with_content_type("text/plain")
+///     .with_idempotency_key("order-17");
+/// assert_eq!(m.payload.as_ref(), b"hello");
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Message {
+    /// The payload, opaque.
+    pub payload: Bytes,
+    /// A message key, opaque (empty = none).
+    pub key: Bytes,
+    /// Content type, headers and idempotency key.
+    pub meta: RecordMeta,
+    /// Producer id + sequence, for deduplicating retries.
+    pub producer: Option<Producer>,
+}
+
+impl Message {
+    /// A message with this payload and nothing else.
+    pub fn new(payload: impl Into<Bytes>) -> Self {
+        Self {
+            payload: payload.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Sets the content type.
+    pub fn with_content_type(mut self, content_type: impl Into<String>) -> Self {
+        self.meta.content_type = Some(content_type.into());
+        self
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
+        self.meta.headers.push(Header {
+            name: name.into(),
+            value: value.into(),
+        });
+        self
+    }
+
+    /// Sets the key.
+    pub fn with_key(mut self, key: impl Into<Bytes>) -> Self {
+        self.key = key.into();
+        self
+    }
+
+    /// Makes retries idempotent: a second message with the same key within the
+    /// topic's dedupe window is not appended; it gets the first one's seq.
+    pub fn with_idempotency_key(mut self, key: impl Into<Vec<u8>>) -> Self {
+        self.meta.idempotency_key = Some(key.into());
+        self
+    }
+
+    /// Makes retries idempotent by producer id and the producer's own
+    /// sequence number.
+    pub fn with_producer(mut self, id: u64, seq: u64) -> Self {
+        self.producer = Some(Producer { id, seq });
+        self
+    }
+}

@@ -1,0 +1,258 @@
+//! Consumer offsets: the committed position of each consumer group of a topic.
+//!
+//! Stored as a small log of its own (`offsets.log` in the topic directory), so
+//! a commit is one appended record, never a rewrite in place.
+//!
+//! Wire format of one commit (integers little-endian):
+//!
+//! ```text
+//! offset size  field
+//!  0      4    crc32c of bytes [4, 13 + name_len)
+//!  4      8    committed offset: the next seq the group will read
+//! 12      1    name_len
+//! 13   name_len  group name
+//! ```
+//!
+//! On open the file is replayed (last commit of a group wins) and a torn or
+//! corrupt tail is cut off. When the file grows well past its live contents
+//! it is compacted: written anew beside it, synced, and renamed over it.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use fanlog_protocol::GroupName;
+use parking_lot::Mutex;
+
+use crate::config::Durability;
+use crate::error::{BrokerError, Result};
+use crate::log::mmap::sync_dir;
+
+const FILE: &str = "offsets.log";
+const COMPACT_AT: u64 = 64 << 10;
+
+#[derive(Debug)]
+struct State {
+    file: File,
+    len: u64,
+    groups: HashMap<GroupName, u64>,
+    dirty: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct OffsetStore {
+    dir: PathBuf,
+    durability: Durability,
+    state: Mutex<State>,
+}
+
+fn encode(group: &GroupName, seq: u64, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&seq.to_le_bytes());
+    // Group names are at most 255 bytes (GroupName's invariant).
+    out.push(group.as_str().len() as u8);
+    out.extend_from_slice(group.as_str().as_bytes());
+    let crc = crc32c::crc32c(&out[start + 4..]);
+    out[start..start + 4].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Replays commits; returns the groups and the length of the valid prefix.
+fn replay(bytes: &[u8]) -> (HashMap<GroupName, u64>, usize) {
+    let mut groups = HashMap::new();
+    let mut at = 0;
+    while bytes.len() >= at + 13 {
+        let name_len = bytes[at + 12] as usize;
+        let end = at + 13 + name_len;
+        if bytes.len() < end {
+            break;
+        }
+        let crc = u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+        if crc != crc32c::crc32c(&bytes[at + 4..end]) {
+            break;
+        }
+        let Ok(name) = GroupName::from_bytes(&bytes[at + 13..end]) else {
+            break;
+        };
+        let mut seq = [0u8; 8];
+        seq.copy_from_slice(&bytes[at + 4..at + 12]);
+        groups.insert(name, u64::from_le_bytes(seq));
+        at = end;
+    }
+    (groups, at)
+}
+
+impl OffsetStore {
+    /// Opens the offsets of the topic in `dir`, cutting a torn tail.
+    pub(crate) fn open(dir: &Path, durability: Durability) -> Result<Self> {
+        let path = dir.join(FILE);
+        let io = BrokerError::io(&path);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&path)
+            .map_err(BrokerError::io(&path))?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)
+            .map_err(BrokerError::io(&path))?;
+        let (groups, valid) = replay(&bytes);
+        if valid < bytes.len() {
+            tracing::warn!(file = %path.display(), cut = bytes.len() - valid, "truncating torn offsets tail");
+            file.set_len(valid as u64).map_err(io)?;
+        }
+        Ok(Self {
+            dir: dir.to_owned(),
+            durability,
+            state: Mutex::new(State {
+                file,
+                len: valid as u64,
+                groups,
+                dirty: false,
+            }),
+        })
+    }
+
+    /// The committed offset of `group`, if it ever committed.
+    pub(crate) fn committed(&self, group: &GroupName) -> Option<u64> {
+        self.state.lock().groups.get(group).copied()
+    }
+
+    /// Every group and its committed offset.
+    pub(crate) fn groups(&self) -> Vec<(GroupName, u64)> {
+        let mut v: Vec<_> = self
+            .state
+            .lock()
+            .groups
+            .iter()
+            .map(|(g, s)| (g.clone(), *s))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Records `seq` as `group`'s offset. The write reaches the kernel before
+    /// this returns (so it survives a process crash); under
+    /// [`Durability::Always`] it is also synced.
+    pub(crate) fn commit(&self, group: &GroupName, seq: u64) -> Result<()> {
+        let path = self.dir.join(FILE);
+        let mut st = self.state.lock();
+        let mut rec = Vec::with_capacity(13 + group.as_str().len());
+        encode(group, seq, &mut rec);
+        st.file.write_all(&rec).map_err(BrokerError::io(&path))?;
+        st.len += rec.len() as u64;
+        st.groups.insert(group.clone(), seq);
+        st.dirty = true;
+        if self.durability == Durability::Always {
+            st.file.sync_data().map_err(BrokerError::io(&path))?;
+            st.dirty = false;
+        }
+        if st.len > COMPACT_AT && st.len > 8 * live_len(&st.groups) {
+            self.compact(&mut st)?;
+        }
+        Ok(())
+    }
+
+    /// Syncs commits written since the last sync.
+    pub(crate) fn sync(&self) -> Result<()> {
+        let mut st = self.state.lock();
+        if st.dirty {
+            st.file
+                .sync_data()
+                .map_err(BrokerError::io(self.dir.join(FILE)))?;
+            st.dirty = false;
+        }
+        Ok(())
+    }
+
+    fn compact(&self, st: &mut State) -> Result<()> {
+        let path = self.dir.join(FILE);
+        let tmp = self.dir.join("offsets.log.tmp");
+        let mut bytes = Vec::new();
+        for (g, s) in &st.groups {
+            encode(g, *s, &mut bytes);
+        }
+        let io = BrokerError::io;
+        let mut f = File::create(&tmp).map_err(io(&tmp))?;
+        f.write_all(&bytes).map_err(io(&tmp))?;
+        f.sync_all().map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io(&path))?;
+        sync_dir(&self.dir).map_err(io(&self.dir))?;
+        st.file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        st.len = bytes.len() as u64;
+        st.dirty = false;
+        Ok(())
+    }
+}
+
+fn live_len(groups: &HashMap<GroupName, u64>) -> u64 {
+    groups.keys().map(|g| 13 + g.as_str().len() as u64).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn g(s: &str) -> GroupName {
+        GroupName::new(s).unwrap()
+    }
+
+    #[test]
+    fn commits_replay_and_last_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = OffsetStore::open(dir.path(), Durability::Never).unwrap();
+        s.commit(&g("a"), 5).unwrap();
+        s.commit(&g("b"), 1).unwrap();
+        s.commit(&g("a"), 9).unwrap();
+        drop(s);
+        let s = OffsetStore::open(dir.path(), Durability::Never).unwrap();
+        assert_eq!(s.committed(&g("a")), Some(9));
+        assert_eq!(s.committed(&g("b")), Some(1));
+        assert_eq!(s.committed(&g("c")), None);
+    }
+
+    #[test]
+    fn torn_tail_is_cut_and_earlier_commits_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = OffsetStore::open(dir.path(), Durability::Never).unwrap();
+        s.commit(&g("a"), 5).unwrap();
+        s.commit(&g("a"), 6).unwrap();
+        drop(s);
+        let path = dir.path().join(FILE);
+        let len = std::fs::metadata(&path).unwrap().len();
+        // Tear the second record, then corrupt variant: flip a byte.
+        let f = OpenOptions::new().write(true).open(&path).unwrap();
+        f.set_len(len - 3).unwrap();
+        let s = OffsetStore::open(dir.path(), Durability::Never).unwrap();
+        assert_eq!(s.committed(&g("a")), Some(5));
+        s.commit(&g("a"), 7).unwrap();
+        drop(s);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x20;
+        std::fs::write(&path, &bytes).unwrap();
+        let s = OffsetStore::open(dir.path(), Durability::Never).unwrap();
+        assert_eq!(s.committed(&g("a")), Some(5));
+    }
+
+    #[test]
+    fn compaction_keeps_every_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = OffsetStore::open(dir.path(), Durability::Never).unwrap();
+        for i in 0..10_000u64 {
+            s.commit(&g(if i % 2 == 0 { "even" } else { "odd" }), i)
+                .unwrap();
+        }
+        let len = std::fs::metadata(dir.path().join(FILE)).unwrap().len();
+        assert!(len < COMPACT_AT + 100, "compacted: {len}");
+        drop(s);
+        let s = OffsetStore::open(dir.path(), Durability::Never).unwrap();
+        assert_eq!(s.committed(&g("even")), Some(9998));
+        assert_eq!(s.committed(&g("odd")), Some(9999));
+    }
+}

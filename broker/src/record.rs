@@ -1,0 +1,94 @@
+//! A record read from a topic: a zero-copy view into the log's mapping.
+
+use std::fmt;
+use std::sync::Arc;
+
+use fanlog_protocol::Producer;
+use fanlog_protocol::record::{ArchivedRecordMeta, RecordView, padded_len};
+
+use crate::log::Segment;
+
+/// One message read from a topic, borrowed in place from the log's memory
+/// mapping: no copy is made, and the segment stays mapped while any record of
+/// it is alive (even if retention removes its file meanwhile).
+#[derive(Clone)]
+pub struct Record {
+    segment: Arc<Segment>,
+    pos: usize,
+    len: usize,
+}
+
+impl Record {
+    pub(crate) fn new(segment: Arc<Segment>, pos: usize, len: usize) -> Self {
+        Self { segment, pos, len }
+    }
+
+    /// The parsed record. Its structure was checked when this handle was made
+    /// and log bytes below the head never change, so parsing cannot fail here.
+    pub(crate) fn view(&self) -> RecordView<'_> {
+        match self
+            .segment
+            .view_at(self.pos, (self.pos + padded_len(self.len)) as u64)
+        {
+            Ok(v) => v,
+            // Invariant 4 of the log: bytes below the head are immutable, and
+            // this record was validated (structure and seq) when it was read.
+            Err(e) => unreachable!("validated record changed under a reader: {e}"),
+        }
+    }
+
+    /// Sequence number in its topic.
+    pub fn seq(&self) -> u64 {
+        self.view().seq()
+    }
+
+    /// Append time, microseconds since the Unix epoch.
+    pub fn timestamp_us(&self) -> u64 {
+        self.view().timestamp_us()
+    }
+
+    /// The payload bytes.
+    pub fn payload(&self) -> &[u8] {
+        self.view().payload()
+    }
+
+    /// The message key (empty when none).
+    pub fn key(&self) -> &[u8] {
+        self.view().key()
+    }
+
+    /// The producer identity it was published with, if any.
+    pub fn producer(&self) -> Option<Producer> {
+        self.view().producer()
+    }
+
+    /// Content type, headers and idempotency key, read in place; `None` when
+    /// the message has none (or, never expected, when the archive is invalid).
+    pub fn meta(&self) -> Option<&ArchivedRecordMeta> {
+        self.view().meta().ok().flatten()
+    }
+
+    /// The content type the message was published with.
+    pub fn content_type(&self) -> Option<&str> {
+        self.meta()
+            .and_then(|m| m.content_type.as_ref())
+            .map(|s| s.as_str())
+    }
+
+    /// The whole encoded record (header, metadata, key, payload), as stored:
+    /// what a delivery frame carries without re-encoding.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.view().as_bytes()
+    }
+}
+
+impl fmt::Debug for Record {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let v = self.view();
+        f.debug_struct("Record")
+            .field("seq", &v.seq())
+            .field("timestamp_us", &v.timestamp_us())
+            .field("payload_len", &v.payload().len())
+            .finish()
+    }
+}

@@ -1,0 +1,121 @@
+//! A subscription: a cursor over a topic's log that is a `Stream`.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use fanlog_protocol::TopicName;
+use futures_core::Stream;
+use tokio_stream::wrappers::WatchStream;
+
+use crate::broker::Topic;
+use crate::error::BrokerError;
+use crate::log::{ReadAt, Segment};
+use crate::record::Record;
+
+/// What a subscription yields.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// The next record, in seq order.
+    Record(Record),
+    /// Records `from..to` were removed by retention before they were read;
+    /// the subscription continues at `to`.
+    Gap {
+        /// The first seq that was wanted.
+        from: u64,
+        /// The first seq still available.
+        to: u64,
+    },
+}
+
+/// Where a subscription starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartFrom {
+    /// The first record still in the log.
+    Earliest,
+    /// Only records appended after subscribing.
+    Latest,
+    /// The record with this seq (waiting for it if it does not exist yet).
+    Seq(u64),
+    /// A consumer group's committed offset; the earliest record when the
+    /// group has never committed.
+    Group(fanlog_protocol::GroupName),
+}
+
+/// A stream of a topic's records from a start position, in seq order, with
+/// no gap and no duplicate.
+///
+/// There is no queue behind it: each poll reads the next record straight from
+/// the log's mapping, and when it has caught up it waits for the writer's
+/// signal. A slow subscriber therefore costs no memory; it only lags.
+#[derive(Debug)]
+pub struct Subscription {
+    topic: Arc<Topic>,
+    next: u64,
+    hint: Option<Arc<Segment>>,
+    wake: WatchStream<u64>,
+}
+
+impl Subscription {
+    pub(crate) fn new(topic: Arc<Topic>, next: u64) -> Self {
+        let wake = WatchStream::new(topic.log.watch_readable());
+        Self {
+            topic,
+            next,
+            hint: None,
+            wake,
+        }
+    }
+
+    /// The seq the subscription yields next.
+    pub fn position(&self) -> u64 {
+        self.next
+    }
+
+    /// The topic.
+    pub fn topic(&self) -> &TopicName {
+        self.topic.log.name()
+    }
+
+    /// The next event that is available now, without waiting; `Ok(None)`
+    /// when caught up. Lets a transport drain a batch before it writes.
+    ///
+    /// # Errors
+    /// [`BrokerError::Corrupt`] when the log fails validation.
+    pub fn try_next(&mut self) -> Result<Option<Event>, BrokerError> {
+        match self.topic.log.read_at(self.next, &mut self.hint)? {
+            ReadAt::Record(r) => {
+                self.next += 1;
+                Ok(Some(Event::Record(r)))
+            }
+            ReadAt::Gap { to } => {
+                let from = self.next;
+                self.next = to;
+                Ok(Some(Event::Gap { from, to }))
+            }
+            ReadAt::End => Ok(None),
+        }
+    }
+}
+
+impl Stream for Subscription {
+    type Item = Result<Event, BrokerError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            match self.try_next() {
+                Ok(Some(ev)) => return Poll::Ready(Some(Ok(ev))),
+                Err(e) => return Poll::Ready(Some(Err(e))),
+                Ok(None) => {}
+            }
+            // Caught up. The watch's version moves after the head does, so a
+            // change between the read above and this poll is never missed:
+            // the stream yields at once and the loop reads again.
+            match Pin::new(&mut self.wake).poll_next(cx) {
+                Poll::Ready(Some(_)) => continue,
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! Helpers shared by the end-to-end tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use fanlog::{Broker, BrokerConfig, Durability, TopicConfig};
+
+/// A config with small segments, so tests roll segments quickly.
+pub fn config(durability: Durability, segment_bytes: u64) -> BrokerConfig {
+    BrokerConfig {
+        topic: TopicConfig {
+            durability,
+            segment_bytes,
+            max_message_bytes: (segment_bytes as usize / 2).min(1 << 20),
+            ..TopicConfig::default()
+        },
+    }
+}
+
+pub fn open(dir: &Path, cfg: &BrokerConfig) -> Broker {
+    Broker::open(dir, cfg.clone()).expect("open broker")
+}
+
+/// Every record of a topic, as (seq, payload), read from seq 0.
+pub fn read_all(broker: &Broker, topic: &str) -> Vec<(u64, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut from = 0;
+    loop {
+        let batch = broker.read(topic, from, 1000).expect("read");
+        if batch.records.is_empty() {
+            return out;
+        }
+        out.extend(
+            batch
+                .records
+                .iter()
+                .map(|r| (r.seq(), r.payload().to_vec())),
+        );
+        from = batch.next;
+    }
+}
+
+/// Segment data files of a topic, in log order.
+pub fn segment_files(data: &Path, topic: &str) -> Vec<PathBuf> {
+    files_with(data, topic, "log")
+}
+
+/// Segment index files of a topic, in log order.
+pub fn index_files(data: &Path, topic: &str) -> Vec<PathBuf> {
+    files_with(data, topic, "idx")
+}
+
+fn files_with(data: &Path, topic: &str, ext: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(data.join("topics").join(topic))
+        .expect("topic dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
+        .collect();
+    v.sort();
+    v
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
