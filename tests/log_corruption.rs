@@ -191,3 +191,29 @@ fn corrupt_sealed_segment_cuts_the_log_there_and_stays_dense() {
     assert_prefix(&b, base1 + 5);
     assert_serves(&b, base1 + 5);
 }
+
+#[test]
+fn crash_mid_roll_without_the_new_index_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = fill(dir.path(), 200, 4096);
+    let idx = common::index_files(dir.path(), TOPIC);
+    let segs = common::segment_files(dir.path(), TOPIC);
+    // The last segment's index was never created, and its data file was
+    // created but not yet sized.
+    std::fs::remove_file(idx.last().unwrap()).unwrap();
+    let b = common::open(dir.path(), &cfg);
+    assert_prefix(&b, 200);
+    drop(b);
+    let last = segs.last().unwrap();
+    let base: u64 = last.file_stem().unwrap().to_str().unwrap().parse().unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(last)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    std::fs::remove_file(common::index_files(dir.path(), TOPIC).last().unwrap()).unwrap();
+    let b = common::open(dir.path(), &cfg);
+    assert_prefix(&b, base);
+    assert_serves(&b, base);
+}

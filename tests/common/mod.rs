@@ -55,6 +55,11 @@ fn files_with(data: &Path, topic: &str, ext: &str) -> Vec<PathBuf> {
         .expect("topic dir")
         .map(|e| e.expect("entry").path())
         .filter(|p| p.extension().is_some_and(|e| e == ext))
+        .filter(|p| {
+            p.file_stem()
+                .and_then(|s| s.to_str())
+                .is_some_and(|s| s.bytes().all(|b| b.is_ascii_digit()))
+        })
         .collect();
     v.sort();
     v

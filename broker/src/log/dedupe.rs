@@ -82,6 +82,26 @@ impl Dedupe {
         }
     }
 
+    /// Forgets the identities of seqs `>= min_seq` (an append that failed
+    /// before it was published).
+    pub(crate) fn forget_from(&mut self, min_seq: u64) {
+        while let Some((_, id)) = self.order.back() {
+            let seq = match id {
+                Id::Producer(a, b) => self.producers.get(&(*a, *b)),
+                Id::Key(k) => self.keys.get(k),
+            };
+            if seq.is_some_and(|s| *s < min_seq) {
+                break;
+            }
+            if let Some((_, id)) = self.order.pop_back() {
+                match id {
+                    Id::Producer(a, b) => self.producers.remove(&(a, b)),
+                    Id::Key(k) => self.keys.remove(&k),
+                };
+            }
+        }
+    }
+
     pub(crate) fn window_us(&self) -> u64 {
         self.window_us
     }

@@ -1,22 +1,31 @@
 //! Memory-mapped files. The only module that turns raw mapping pointers into
 //! slices; every `unsafe` block of the log lives here.
 //!
+//! Files are mapped read-only and shared: readers slice records straight out
+//! of the page cache. The single writer appends with positional writes
+//! (`pwrite`) into the same page cache, which the mapping shows at once.
+//! Writing through a writable shared mapping was measured slower: every
+//! writeback write-protects each written page again (one TLB-shootdown IPI
+//! per page), and prefaulting zero-fills pages only to overwrite them.
+//!
 //! # Invariants the callers keep
-//! - One writer per mapping writes only bytes that no reader has been told
-//!   about yet (beyond the published head), and never rewrites bytes below it
-//!   while the log is open. Recovery, which does rewrite, runs before any
-//!   reader exists.
+//! - The single writer writes only bytes that no reader has been told about
+//!   yet (beyond the published head), and never rewrites bytes below it while
+//!   the log is open. Recovery, which does rewrite, runs before any reader
+//!   exists.
 //! - A file is never shortened below a byte range that a reader may still
 //!   slice; sealing a segment shortens it only past its last record.
 
 use std::fs::{File, OpenOptions};
 use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use memmap2::{Advice, MmapOptions, MmapRaw};
+use memmap2::{MmapOptions, MmapRaw};
 use rustix::fs::{FallocateFlags, fallocate};
 
-/// A file mapped shared, read-write, for its whole mapped length.
+/// A file mapped shared and read-only for its whole mapped length, written
+/// with positional writes.
 #[derive(Debug)]
 pub(crate) struct MappedFile {
     file: File,
@@ -42,13 +51,28 @@ impl MappedFile {
         Self::from_file(file, len)
     }
 
+    /// Like [`Self::open`], creating the file when it is missing (derived
+    /// data such as an index, which recovery rebuilds).
+    pub(crate) fn open_or_create(path: &Path, min_len: u64) -> io::Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        let len = file.metadata()?.len().max(min_len);
+        Self::from_file(file, len)
+    }
+
     fn from_file(file: File, len: u64) -> io::Result<Self> {
         if file.metadata()?.len() < len {
             file.set_len(len)?;
         }
         preallocate(&file, 0, len);
         // memmap2 handles len 0 (an empty slice, no mmap call).
-        let map = MmapOptions::new().len(len as usize).map_raw(&file)?;
+        let map = MmapOptions::new()
+            .len(len as usize)
+            .map_raw_read_only(&file)?;
         Ok(Self { file, map })
     }
 
@@ -65,9 +89,9 @@ impl MappedFile {
     /// Bytes `[at, at + len)` of the mapping, or `None` when out of bounds.
     ///
     /// # Safety
-    /// No `&mut` slice from [`Self::slice_mut`] may overlap the range while the
-    /// returned slice lives; the log ensures this by reading only below the
-    /// head that its single writer published with a release store.
+    /// No write ([`Self::write_at`], [`Self::zero_tail`]) may touch the range
+    /// while the returned slice lives; the log ensures this by reading only
+    /// below the head that its single writer published with a release store.
     pub(crate) unsafe fn slice(&self, at: usize, len: usize) -> Option<&[u8]> {
         let end = at.checked_add(len)?;
         if end > self.map.len() {
@@ -79,38 +103,29 @@ impl MappedFile {
         Some(unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(at), len) })
     }
 
-    /// Mutable bytes `[at, at + len)` of the mapping, or `None` when out of bounds.
-    ///
-    /// # Safety
-    /// The caller must be the only one accessing this range while the slice
-    /// lives: the log's single writer, beyond the published head, or recovery
-    /// before any reader exists.
-    #[allow(clippy::mut_from_ref)]
-    pub(crate) unsafe fn slice_mut(&self, at: usize, len: usize) -> Option<&mut [u8]> {
-        let end = at.checked_add(len)?;
-        if end > self.map.len() {
-            return None;
+    /// Writes `bytes` at `at`, which must lie inside the mapping so readers
+    /// can see them. Only the single writer (beyond the published head) or
+    /// recovery (alone) calls this.
+    pub(crate) fn write_at(&self, at: usize, bytes: &[u8]) -> io::Result<()> {
+        if at
+            .checked_add(bytes.len())
+            .is_none_or(|end| end > self.map.len())
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "write of {} bytes at {at} past the mapping of {}",
+                    bytes.len(),
+                    self.map.len()
+                ),
+            ));
         }
-        // SAFETY: in bounds (checked above), alive as long as `self`, and
-        // exclusive by the caller's contract.
-        Some(unsafe { std::slice::from_raw_parts_mut(self.map.as_mut_ptr().add(at), len) })
+        self.file.write_all_at(bytes, at as u64)
     }
 
-    /// Makes `[at, at + len)` durable (msync with MS_SYNC).
-    pub(crate) fn flush_range(&self, at: usize, len: usize) -> io::Result<()> {
-        if len == 0 {
-            return Ok(());
-        }
-        self.map.flush_range(at, len)
-    }
-
-    /// Faults in `[at, at + len)` for writing ahead of the writer, so appends
-    /// do not pay first-touch page faults. Best effort: old kernels lack it.
-    pub(crate) fn populate_write(&self, at: usize, len: usize) {
-        let len = len.min(self.map.len().saturating_sub(at));
-        if len > 0 {
-            let _ = self.map.advise_range(Advice::PopulateWrite, at, len);
-        }
+    /// Makes everything written to the file durable (fdatasync).
+    pub(crate) fn sync_data(&self) -> io::Result<()> {
+        self.file.sync_data()
     }
 
     /// Zeroes `[at, end of mapping)`: by punching a hole (cheap, and reads back
@@ -132,12 +147,14 @@ impl MappedFile {
             preallocate(&self.file, at as u64, len as u64);
             return Ok(());
         }
-        // SAFETY: recovery runs before the log is shared, so nothing else
-        // reads or writes this range.
-        if let Some(tail) = unsafe { self.slice_mut(at, len) } {
-            tail.fill(0);
+        let zeros = vec![0u8; len.min(1 << 20)];
+        let mut pos = at;
+        while pos < at + len {
+            let n = zeros.len().min(at + len - pos);
+            self.write_at(pos, &zeros[..n])?;
+            pos += n;
         }
-        self.flush_range(at, len)
+        self.sync_data()
     }
 
     /// Shortens the file to `len` bytes (sealing a segment). The mapping keeps

@@ -41,14 +41,15 @@ pub(crate) struct Recovered {
 /// Scans records from position 0, checking checksum and seq, rewriting index
 /// entries; stops at the first bad record or after `max` records.
 /// Returns (records, end position, newest timestamp).
-fn scan(seg: &Segment, max: Option<u64>) -> (u64, usize, u64) {
+fn scan(seg: &Segment, max: Option<u64>) -> io::Result<(u64, usize, u64)> {
     let (mut pos, mut count, mut ts) = (0usize, 0u64, 0u64);
+    let mut entries = Vec::new();
     while max.is_none_or(|m| count < m) && count < seg.index_capacity() {
         match seg.verify_at(pos) {
-            Ok((view, used)) if view.seq() == seg.base() + count && pos.is_multiple_of(RECORD_ALIGN) => {
-                if seg.set_entry(count, pos as u32).is_err() {
-                    break;
-                }
+            Ok((view, used))
+                if view.seq() == seg.base() + count && pos.is_multiple_of(RECORD_ALIGN) =>
+            {
+                entries.extend_from_slice(&(pos as u32).to_le_bytes());
                 ts = view.timestamp_us();
                 pos += used;
                 count += 1;
@@ -56,7 +57,8 @@ fn scan(seg: &Segment, max: Option<u64>) -> (u64, usize, u64) {
             _ => break,
         }
     }
-    (count, pos, ts)
+    seg.write_entries(0, &entries)?;
+    Ok((count, pos, ts))
 }
 
 /// Checks a sealed segment's index without reading every record. Returns
@@ -133,7 +135,7 @@ pub(crate) fn recover(dir: &Path, config: &TopicConfig) -> io::Result<Recovered>
             Err(why) => {
                 tracing::warn!(segment = %seg.data_path().display(), %why, "rebuilding index");
                 report.rebuilt_indexes += 1;
-                let (count, end, ts) = scan(&seg, Some(expected));
+                let (count, end, ts) = scan(&seg, Some(expected))?;
                 if count < expected {
                     // A hole: the seqs after this point cannot be trusted to be
                     // dense. Keep what is verified; this segment becomes active.
@@ -160,7 +162,7 @@ pub(crate) fn recover(dir: &Path, config: &TopicConfig) -> io::Result<Recovered>
 
     let base = bases[k];
     let seg = Segment::open(dir, base, config.segment_bytes)?;
-    let (count, end, ts) = scan(&seg, None);
+    let (count, end, ts) = scan(&seg, None)?;
     if !seg.is_zero(end, fanlog_protocol::record::HEADER_LEN) {
         report.truncated_tail = true;
         tracing::warn!(segment = %seg.data_path().display(), records = count, at = end, "truncating torn tail");

@@ -13,7 +13,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use fanlog_protocol::record::{HEADER_LEN, RecordError, RecordParts, RecordView};
+use fanlog_protocol::record::{HEADER_LEN, RecordError, RecordView};
 
 use super::mmap::MappedFile;
 
@@ -79,7 +79,9 @@ impl Segment {
         let data_path = data_path(dir, base);
         let index_path = index_path(dir, base);
         let data = MappedFile::open(&data_path, min_data_len)?;
-        let index = MappedFile::open(&index_path, index_len_for(data.len() as u64))?;
+        // A crash between creating a segment's two files leaves no index;
+        // recovery rebuilds it from the data.
+        let index = MappedFile::open_or_create(&index_path, index_len_for(data.len() as u64))?;
         Ok(Self::new(base, data_path, index_path, data, index))
     }
 
@@ -190,35 +192,16 @@ impl Segment {
         RecordView::parse(bytes)
     }
 
-    /// Writes a record at `pos` and its index entry `i`; not yet visible.
-    /// Only the topic's writer calls this, at positions beyond `written`.
-    pub(crate) fn write(
-        &self,
-        i: u64,
-        pos: usize,
-        parts: &RecordParts<'_>,
-    ) -> Result<usize, RecordError> {
-        let len = parts.padded_len();
-        // SAFETY: the single writer owns every byte past `written`, and `pos`
-        // is the writer's position there.
-        let dst = unsafe { self.data.slice_mut(pos, len) }.ok_or(RecordError::Incomplete {
-            needed: pos + len,
-            have: self.data.len(),
-        })?;
-        let used = parts.write(dst)?;
-        self.set_entry(i, pos as u32)
-            .map_err(|_| RecordError::TooLarge("index full"))?;
-        Ok(used)
+    /// Writes encoded records at `pos`; not yet visible. Only the topic's
+    /// writer calls this, at positions beyond `written`.
+    pub(crate) fn write_records(&self, pos: usize, bytes: &[u8]) -> io::Result<()> {
+        self.data.write_at(pos, bytes)
     }
 
-    /// Writes index entry `i` (writer beyond `count`, or recovery).
-    pub(crate) fn set_entry(&self, i: u64, pos: u32) -> Result<(), ()> {
-        let at = usize::try_from(i).map_err(|_| ())? * INDEX_ENTRY;
-        // SAFETY: entry `i` is at or beyond the published count, which only
-        // the single writer (or recovery, alone) touches.
-        let dst = unsafe { self.index.slice_mut(at, INDEX_ENTRY) }.ok_or(())?;
-        dst.copy_from_slice(&pos.to_le_bytes());
-        Ok(())
+    /// Writes index entries starting at entry `first` (little-endian u32
+    /// positions, concatenated); the writer beyond `count`, or recovery.
+    pub(crate) fn write_entries(&self, first: u64, entries: &[u8]) -> io::Result<()> {
+        self.index.write_at(first as usize * INDEX_ENTRY, entries)
     }
 
     /// Makes `count` records / `written` bytes visible (release).
@@ -244,11 +227,12 @@ impl Segment {
         if from_count >= count {
             return Ok(());
         }
-        self.data
-            .flush_range(from as usize, (written - from) as usize)?;
-        let at = from_count as usize * INDEX_ENTRY;
-        self.index
-            .flush_range(at, (count - from_count) as usize * INDEX_ENTRY)?;
+        // fdatasync covers exactly what was written since the last one: the
+        // files are only ever appended to.
+        if written > from {
+            self.data.sync_data()?;
+        }
+        self.index.sync_data()?;
         self.synced_bytes.store(written, Ordering::Relaxed);
         self.synced_count.store(count, Ordering::Relaxed);
         Ok(())
@@ -266,11 +250,6 @@ impl Segment {
     pub(crate) fn zero_tail(&self, pos: usize, count: u64) -> io::Result<()> {
         self.data.zero_tail(pos)?;
         self.index.zero_tail(count as usize * INDEX_ENTRY)
-    }
-
-    /// Faults in the next `len` bytes of the data file ahead of the writer.
-    pub(crate) fn prefault(&self, pos: usize, len: usize) {
-        self.data.populate_write(pos, len);
     }
 
     pub(crate) fn data_file_len(&self) -> io::Result<u64> {
