@@ -7,8 +7,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use fanlog::{Durability, Message};
@@ -81,38 +79,19 @@ fn acked_messages_survive_kill_9() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let exe = std::env::current_exe().unwrap();
     let mut acked: BTreeMap<u64, String> = BTreeMap::new();
     let mut rng = rand::rng();
     let cfg = common::config(Durability::Always, 64 << 10);
     for round in 0..20u64 {
-        let mut child = Command::new(&exe)
-            .args([
-                "crash_child_publisher",
-                "--exact",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_ENV, dir.path())
-            .env("FANLOG_CRASH_ROUND", round.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            let mut lines = Vec::new();
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                lines.push(line);
-            }
-            lines
-        });
         // Kill at a random moment: before the first ack, mid-stream, mid-roll.
-        std::thread::sleep(Duration::from_millis(rng.random_range(30..250)));
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-        let lines = reader.join().unwrap();
+        let lines = common::run_child_then_kill(
+            "crash_child_publisher",
+            &[
+                (CHILD_ENV, dir.path().display().to_string()),
+                ("FANLOG_CRASH_ROUND", round.to_string()),
+            ],
+            Duration::from_millis(rng.random_range(30..250)),
+        );
         let mut round_acks = 0;
         for line in lines {
             let mut parts = line.splitn(3, '\t');

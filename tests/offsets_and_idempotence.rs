@@ -4,8 +4,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::io::Write;
 use std::time::Duration;
 
 use fanlog::{Durability, Message};
@@ -48,32 +47,13 @@ fn offsets_and_idempotency_keys_survive_kill_9() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let exe = std::env::current_exe().unwrap();
     let cfg = common::config(Durability::Never, 1 << 20);
     for round in 0..5 {
-        let mut child = Command::new(&exe)
-            .args([
-                "offsets_child",
-                "--exact",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_ENV, dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-                .collect::<Vec<_>>()
-        });
-        std::thread::sleep(Duration::from_millis(100 + 40 * round));
-        child.kill().unwrap();
-        child.wait().unwrap();
-        let lines = reader.join().unwrap();
+        let lines = common::run_child_then_kill(
+            "offsets_child",
+            &[(CHILD_ENV, dir.path().display().to_string())],
+            Duration::from_millis(100 + 40 * round),
+        );
 
         let mut committed: HashMap<String, u64> = HashMap::new();
         let mut published: Vec<(String, u64)> = Vec::new();

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use fanlog::{BrokerConfig, Durability, Event, Message, StartFrom, TopicConfig};
+use fanlog::{Durability, Event, Message, StartFrom};
 use futures_util::StreamExt;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -66,15 +66,7 @@ async fn hundred_subscribers_receive_everything_in_order() {
 #[tokio::test]
 async fn subscriber_below_retention_gets_a_gap_then_the_rest() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = BrokerConfig {
-        topic: TopicConfig {
-            durability: Durability::Never,
-            segment_bytes: 4096,
-            max_message_bytes: 1024,
-            retention_bytes: Some(3 * 4096),
-            ..TopicConfig::default()
-        },
-    };
+    let cfg = common::retention_config(Some(3 * 4096), None);
     let broker = common::open(dir.path(), &cfg);
     for i in 0..500u64 {
         broker
@@ -114,15 +106,7 @@ async fn subscriber_below_retention_gets_a_gap_then_the_rest() {
 #[tokio::test]
 async fn retention_by_age_removes_old_sealed_segments() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = BrokerConfig {
-        topic: TopicConfig {
-            durability: Durability::Never,
-            segment_bytes: 4096,
-            max_message_bytes: 1024,
-            retention_age: Some(Duration::from_millis(200)),
-            ..TopicConfig::default()
-        },
-    };
+    let cfg = common::retention_config(None, Some(Duration::from_millis(200)));
     let broker = common::open(dir.path(), &cfg);
     for i in 0..200u64 {
         broker

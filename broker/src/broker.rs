@@ -48,6 +48,16 @@ pub struct TopicInfo {
     pub bytes: u64,
 }
 
+/// Counters of a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TopicStats {
+    /// Syncs (fdatasync) that wrote something since the broker opened.
+    pub syncs: u64,
+    /// Records below this seq are durable.
+    pub durable_seq: u64,
+}
+
 /// Records read from a topic by [`Broker::read`].
 #[derive(Debug, Clone)]
 pub struct ReadBatch {
@@ -420,7 +430,23 @@ impl Broker {
             return Ok(());
         }
         self.inner.flusher.stop();
-        self.flush()
+        let result = self.flush();
+        for t in self.inner.topics.read().values() {
+            t.log.close();
+        }
+        result
+    }
+
+    /// Counters of one topic, for metrics.
+    ///
+    /// # Errors
+    /// [`BrokerError::TopicNotFound`], [`BrokerError::InvalidName`].
+    pub fn stats(&self, topic: &str) -> Result<TopicStats> {
+        let t = self.existing(topic)?;
+        Ok(TopicStats {
+            syncs: t.log.syncs(),
+            durable_seq: t.log.durable_seq(),
+        })
     }
 }
 
@@ -432,6 +458,7 @@ impl Drop for Inner {
                 if let Err(e) = t.log.sync().and_then(|()| t.offsets.sync()) {
                     tracing::error!(topic = %t.log.name(), error = %e, "flush on drop failed");
                 }
+                t.log.close();
             }
         }
     }

@@ -43,7 +43,7 @@ mod offsets;
 mod record;
 mod subscription;
 
-pub use broker::{Broker, ReadBatch, TopicInfo};
+pub use broker::{Broker, ReadBatch, TopicInfo, TopicStats};
 pub use config::{BrokerConfig, Durability, ParseDurabilityError, TopicConfig};
 pub use error::{BrokerError, Result};
 pub use fanlog_protocol::{GroupName, Header, Producer, RecordMeta, TopicName};

@@ -106,6 +106,7 @@ impl Stream for Subscription {
             match self.try_next() {
                 Ok(Some(ev)) => return Poll::Ready(Some(Ok(ev))),
                 Err(e) => return Poll::Ready(Some(Err(e))),
+                Ok(None) if self.topic.log.is_closed() => return Poll::Ready(None),
                 Ok(None) => {}
             }
             // Caught up. The watch's version moves after the head does, so a

@@ -71,3 +71,53 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .build()
         .expect("runtime")
 }
+
+/// Runs the test `child_test` of the current test binary as a child process
+/// with `envs`, `kill -9`s it after `after`, and returns the complete lines it
+/// printed to stdout. The child test must return at once unless its
+/// environment variable is set.
+pub fn run_child_then_kill(
+    child_test: &str,
+    envs: &[(&str, String)],
+    after: std::time::Duration,
+) -> Vec<String> {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let exe = std::env::current_exe().expect("test binary");
+    let mut child = Command::new(exe)
+        .args([child_test, "--exact", "--nocapture", "--test-threads=1"])
+        .envs(envs.iter().map(|(k, v)| (k, v)))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn child");
+    let stdout = child.stdout.take().expect("child stdout");
+    let reader = std::thread::spawn(move || {
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+    });
+    std::thread::sleep(after);
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap child");
+    reader.join().expect("reader")
+}
+
+/// A config whose small segments are removed beyond `retention_bytes` or
+/// `retention_age`.
+pub fn retention_config(
+    retention_bytes: Option<u64>,
+    retention_age: Option<std::time::Duration>,
+) -> BrokerConfig {
+    BrokerConfig {
+        topic: TopicConfig {
+            durability: Durability::Never,
+            segment_bytes: 4096,
+            max_message_bytes: 1024,
+            retention_bytes,
+            retention_age,
+            ..TopicConfig::default()
+        },
+    }
+}

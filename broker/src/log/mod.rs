@@ -129,6 +129,13 @@ pub(crate) struct TopicLog {
     sync_lock: Mutex<()>,
     poison: OnceLock<String>,
     report: RecoveryReport,
+    /// Syncs that wrote something; with the appended count this shows how
+    /// many publishes each sync served (group commit).
+    syncs: AtomicU64,
+    closed: std::sync::atomic::AtomicBool,
+    /// Makes the next syncs fail, to test poisoning.
+    #[cfg(test)]
+    fail_syncs: std::sync::atomic::AtomicBool,
 }
 
 impl TopicLog {
@@ -180,6 +187,10 @@ impl TopicLog {
             sync_lock: Mutex::new(()),
             poison: OnceLock::new(),
             report: rec.report,
+            syncs: AtomicU64::new(0),
+            closed: std::sync::atomic::AtomicBool::new(false),
+            #[cfg(test)]
+            fail_syncs: std::sync::atomic::AtomicBool::new(false),
             config,
         };
         // What recovery kept may sit only in the page cache (a process crash
@@ -437,8 +448,17 @@ impl TopicLog {
         // published its count before the head moved past it.
         let head = self.append_head.load(Ordering::Acquire);
         let list = self.segments.read().clone();
+        let mut synced = false;
         for seg in list.iter().filter(|s| s.dirty()) {
-            if let Err(e) = seg.sync() {
+            synced = true;
+            #[cfg(test)]
+            let injected = self
+                .fail_syncs
+                .load(Ordering::Relaxed)
+                .then(|| std::io::Error::other("injected sync failure"));
+            #[cfg(not(test))]
+            let injected: Option<std::io::Error> = None;
+            if let Err(e) = injected.map_or_else(|| seg.sync(), Err) {
                 let reason = format!("sync of {} failed: {e}", seg.data_path().display());
                 tracing::error!(topic = %self.name, %reason, "poisoning topic");
                 let _ = self.poison.set(reason);
@@ -449,6 +469,9 @@ impl TopicLog {
                 }));
             }
         }
+        if synced {
+            self.syncs.fetch_add(1, Ordering::Relaxed);
+        }
         self.durable_tx.send_if_modified(|d| {
             let moved = d.upto < head;
             d.upto = d.upto.max(head);
@@ -458,6 +481,27 @@ impl TopicLog {
             self.advance_readable(head);
         }
         Ok(())
+    }
+
+    /// Syncs performed that wrote something.
+    pub(crate) fn syncs(&self) -> u64 {
+        self.syncs.load(Ordering::Relaxed)
+    }
+
+    /// Records below this seq are durable.
+    pub(crate) fn durable_seq(&self) -> u64 {
+        self.durable_tx.borrow().upto
+    }
+
+    /// Marks the log closed and wakes every subscriber, so that subscribers
+    /// end once they have read everything.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.readable_tx.send_modify(|_| {});
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
     }
 
     /// Looks up `seq`, reusing `hint` (the segment of the previous read).
@@ -534,5 +578,63 @@ impl TopicLog {
             Durability::Interval(d) => Some(d),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(payload: &[u8]) -> Entry<'_> {
+        Entry {
+            producer: None,
+            idempotency_key: None,
+            meta: &[],
+            key: &[],
+            payload,
+        }
+    }
+
+    #[test]
+    fn a_failed_sync_poisons_the_log_and_keeps_what_was_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = TopicConfig {
+            durability: Durability::Always,
+            ..TopicConfig::default()
+        };
+        let log =
+            TopicLog::open(TopicName::new("p").unwrap(), dir.path(), config.clone(), 1).unwrap();
+        let mut seqs = Vec::new();
+        log.append(&[entry(b"acked")], 2, &mut seqs).unwrap();
+        log.sync().unwrap();
+        assert_eq!(log.next_seq(), 1, "durable, so readable");
+
+        log.fail_syncs.store(true, Ordering::Relaxed);
+        log.append(&[entry(b"never acked")], 3, &mut seqs).unwrap();
+        let err = log.sync().unwrap_err();
+        assert!(matches!(err, BrokerError::Poisoned { .. }), "{err}");
+        assert!(err.to_string().contains("injected sync failure"), "{err}");
+        assert!(log.durable_tx.borrow().failed);
+        // Not durable, so never readable under Always.
+        assert_eq!(log.next_seq(), 1);
+        // No more writes, and later syncs keep failing: nothing is acked again.
+        let err = log.append(&[entry(b"x")], 4, &mut seqs).unwrap_err();
+        assert!(matches!(err, BrokerError::Poisoned { .. }), "{err}");
+        log.fail_syncs.store(false, Ordering::Relaxed);
+        assert!(log.sync().is_err());
+        // Readers keep reading what was acknowledged.
+        let mut hint = None;
+        match log.read_at(0, &mut hint).unwrap() {
+            ReadAt::Record(r) => assert_eq!(r.payload(), b"acked"),
+            other => panic!("{other:?}"),
+        }
+        drop(log);
+        // A reopen starts clean and keeps the acknowledged record.
+        let log = TopicLog::open(TopicName::new("p").unwrap(), dir.path(), config, 5).unwrap();
+        let mut hint = None;
+        assert!(matches!(
+            log.read_at(0, &mut hint).unwrap(),
+            ReadAt::Record(_)
+        ));
     }
 }
