@@ -16,10 +16,10 @@ use crate::config::{BrokerConfig, Durability};
 use crate::error::{BrokerError, Result};
 use crate::flusher::{Flusher, Registry};
 use crate::log::{Entry, ReadAt, RecoveryReport, TopicLog};
-use crate::message::Message;
 use crate::offsets::OffsetStore;
 use crate::record::Record;
 use crate::subscription::{StartFrom, Subscription};
+use fanlog_protocol::Message;
 
 /// Microseconds since the Unix epoch, now.
 pub(crate) fn now_us() -> u64 {
@@ -46,6 +46,34 @@ pub struct TopicInfo {
     pub next_seq: u64,
     /// Bytes of records stored.
     pub bytes: u64,
+}
+
+/// Messages appended by [`Broker::append`], not yet known durable.
+#[derive(Debug)]
+#[must_use = "an append is acknowledged only once `durable` returns"]
+pub struct Appended {
+    broker: Broker,
+    seqs: Vec<u64>,
+    wait: Option<(Arc<Topic>, u64)>,
+}
+
+impl Appended {
+    /// Each message's seq, in order.
+    pub fn seqs(&self) -> &[u64] {
+        &self.seqs
+    }
+
+    /// Waits until the messages are as durable as the topic's mode promises
+    /// (at once unless [`Durability::Always`]) and returns their seqs.
+    ///
+    /// # Errors
+    /// [`BrokerError::Poisoned`] when the sync failed.
+    pub async fn durable(self) -> Result<Vec<u64>> {
+        if let Some((t, upto)) = &self.wait {
+            self.broker.wait_durable(t, *upto).await?;
+        }
+        Ok(self.seqs)
+    }
 }
 
 /// Counters of a topic.
@@ -241,6 +269,18 @@ impl Broker {
     /// # Errors
     /// As [`Broker::publish`], plus [`BrokerError::EmptyBatch`].
     pub async fn publish_batch(&self, topic: &str, messages: &[Message]) -> Result<Vec<u64>> {
+        self.append(topic, messages)?.durable().await
+    }
+
+    /// Appends messages like [`Broker::publish_batch`] but returns as soon as
+    /// they are in the log: the seqs are known at once, and
+    /// [`Appended::durable`] waits for what the durability mode promises.
+    /// Lets a connection keep appending while earlier batches sync, and still
+    /// acknowledge them in order.
+    ///
+    /// # Errors
+    /// As [`Broker::publish_batch`].
+    pub fn append(&self, topic: &str, messages: &[Message]) -> Result<Appended> {
         if messages.is_empty() {
             return Err(BrokerError::EmptyBatch);
         }
@@ -271,10 +311,12 @@ impl Broker {
             .collect();
         let mut seqs = Vec::with_capacity(messages.len());
         let upto = t.log.append(&entries, now_us(), &mut seqs)?;
-        if t.log.config().durability == Durability::Always {
-            self.wait_durable(&t, upto).await?;
-        }
-        Ok(seqs)
+        let wait = (t.log.config().durability == Durability::Always).then_some((t, upto));
+        Ok(Appended {
+            broker: self.clone(),
+            seqs,
+            wait,
+        })
     }
 
     async fn wait_durable(&self, t: &Arc<Topic>, upto: u64) -> Result<()> {

@@ -75,10 +75,21 @@ impl Record {
             .map(|s| s.as_str())
     }
 
-    /// The whole encoded record (header, metadata, key, payload), as stored:
-    /// what a delivery frame carries without re-encoding.
+    /// The whole encoded record (header, metadata, key, payload), as stored,
+    /// without padding.
     pub fn as_bytes(&self) -> &[u8] {
         self.view().as_bytes()
+    }
+
+    /// The record with its zero padding to 8 bytes: what a delivery frame
+    /// carries, straight from the log's mapping.
+    pub fn padded_bytes(&self) -> &[u8] {
+        match self.segment.bytes(self.pos, padded_len(self.len)) {
+            Some(b) => b,
+            // Invariant: the padded record lies below the published
+            // `written` of its segment, checked when this handle was made.
+            None => unreachable!("published record outside its segment"),
+        }
     }
 }
 

@@ -16,8 +16,11 @@
 //! # Ok::<_, fanlog_protocol::record::RecordError>(())
 //! ```
 
+pub mod frame;
+pub mod message;
 pub mod name;
 pub mod record;
 
+pub use message::Message;
 pub use name::{GroupName, NameError, TopicName};
 pub use record::{Header, Producer, RecordMeta};

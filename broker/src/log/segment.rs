@@ -165,6 +165,16 @@ impl Segment {
         Ok((pos, view))
     }
 
+    /// Published bytes `[pos, pos + len)`, or `None` past the mapping.
+    pub(crate) fn bytes(&self, pos: usize, len: usize) -> Option<&[u8]> {
+        if (pos + len) as u64 > self.written() {
+            return None;
+        }
+        // SAFETY: the range lies below the published `written`, which the
+        // writer never touches again.
+        unsafe { self.data.slice(pos, len) }
+    }
+
     /// Parses the record at `pos` without its checksum, reading no further
     /// than `limit` bytes into the segment.
     pub(crate) fn view_at(&self, pos: usize, limit: u64) -> Result<RecordView<'_>, RecordError> {

@@ -1,13 +1,14 @@
 //! A message to publish.
 
 use bytes::Bytes;
-use fanlog_protocol::{Header, Producer, RecordMeta};
+
+use crate::record::{Header, Producer, RecordMeta};
 
 /// A message to publish: payload plus optional key, metadata and producer
 /// identity.
 ///
 /// ```
-/// use fanlog_broker::Message;
+/// use fanlog_protocol::Message;
 /// let m = Message::new("hello")
 ///     .with_content_type("text/plain")
 ///     .with_idempotency_key("order-17");

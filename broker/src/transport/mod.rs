@@ -1,0 +1,7 @@
+//! Network transports: the binary protocol over TCP and over QUIC. Both run
+//! the same [`session`] over a byte stream; neither knows the log.
+
+mod session;
+pub mod tcp;
+
+pub use session::SessionLimits;

@@ -1,0 +1,504 @@
+//! One protocol session: a TCP connection, or one QUIC stream. The same
+//! frames, the same rules, over any byte stream.
+//!
+//! A session is one task. Requests are read and answered in order; publishes
+//! are appended at once and their acknowledgements wait in order for
+//! durability, so a client may pipeline. Deliveries are read from the log
+//! only while the subscription has credit and the session's outgoing buffer
+//! is small, so a slow reader costs a bounded amount of memory: the log is
+//! the buffer.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::BytesMut;
+use fanlog_protocol::frame::{self, ErrorCode, Frame, Records, Start, TopicEntry, WireMessage};
+use fanlog_protocol::{GroupName, Message, RecordMeta};
+use futures_util::stream::FuturesOrdered;
+use futures_util::{FutureExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::Broker;
+use crate::error::BrokerError;
+use crate::subscription::{Event, StartFrom, Subscription};
+
+/// Limits of one session.
+#[derive(Debug, Clone)]
+pub struct SessionLimits {
+    /// Largest frame accepted, in bytes.
+    pub max_frame: usize,
+    /// Open subscriptions per session.
+    pub max_subscriptions: usize,
+    /// Publishes waiting for durability before the session stops reading.
+    pub max_inflight_publishes: usize,
+    /// Bytes of outgoing frames buffered before the session stops producing more.
+    pub max_buffered: usize,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        Self {
+            max_frame: frame::DEFAULT_MAX_FRAME,
+            max_subscriptions: 10_000,
+            max_inflight_publishes: 1024,
+            max_buffered: 64 << 10,
+        }
+    }
+}
+
+/// Most bytes of records packed into one Deliver frame.
+const DELIVER_CHUNK: usize = 64 << 10;
+
+pub(crate) fn error_code(e: &BrokerError) -> ErrorCode {
+    match e {
+        BrokerError::InvalidName(_) => ErrorCode::InvalidName,
+        BrokerError::TopicNotFound(_) => ErrorCode::TopicNotFound,
+        BrokerError::MessageTooLarge { .. } => ErrorCode::MessageTooLarge,
+        BrokerError::EmptyBatch => ErrorCode::EmptyBatch,
+        BrokerError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
+        BrokerError::Poisoned { .. } | BrokerError::Io { .. } | BrokerError::Corrupt { .. } => {
+            ErrorCode::Unavailable
+        }
+        BrokerError::Closed => ErrorCode::ShuttingDown,
+        _ => ErrorCode::Internal,
+    }
+}
+
+struct Slot {
+    sub: Subscription,
+    credit: i64,
+}
+
+type Ack = Pin<Box<dyn Future<Output = (u32, Result<Vec<u64>, BrokerError>)> + Send>>;
+
+enum Step {
+    Read(std::io::Result<usize>),
+    Ack((u32, Result<Vec<u64>, BrokerError>)),
+    Deliver(u32, Option<Result<Event, BrokerError>>),
+    Send(Result<mpsc::OwnedPermit<Vec<u8>>, mpsc::error::SendError<()>>),
+    Shutdown,
+}
+
+/// Runs one session until the peer closes, a protocol error, or `shutdown`.
+pub(crate) async fn run<R, W>(
+    broker: Broker,
+    mut rd: R,
+    wr: W,
+    limits: SessionLimits,
+    shutdown: CancellationToken,
+) where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    // A writer task drains encoded frames, so that a blocked socket write
+    // never stops the session from reading credits or acks. Two buffers in
+    // flight at most: with `max_buffered` that bounds a session's memory.
+    let (tx, rx) = mpsc::channel::<Vec<u8>>(2);
+    let writer = tokio::spawn(write_loop(wr, rx));
+    let mut s = Session {
+        broker,
+        limits,
+        inbuf: BytesMut::with_capacity(8 << 10),
+        out: Vec::new(),
+        hello: false,
+        subs: HashMap::new(),
+        acks: FuturesOrdered::new(),
+        closing: false,
+    };
+    let tx = tx;
+    loop {
+        let can_read = !s.closing
+            && s.out.len() < s.limits.max_buffered
+            && s.acks.len() < s.limits.max_inflight_publishes;
+        let can_deliver = !s.closing
+            && s.out.len() < s.limits.max_buffered
+            && s.subs.values().any(|sl| sl.credit > 0);
+        let step = tokio::select! {
+            biased;
+            () = shutdown.cancelled(), if !s.closing => Step::Shutdown,
+            p = tx.clone().reserve_owned(), if !s.out.is_empty() => Step::Send(p),
+            a = s.acks.next(), if !s.acks.is_empty() => match a { Some(a) => Step::Ack(a), None => continue },
+            r = rd.read_buf(&mut s.inbuf), if can_read => Step::Read(r),
+            (id, ev) = poll_subs(&mut s.subs), if can_deliver => Step::Deliver(id, ev),
+        };
+        match step {
+            Step::Shutdown => {
+                s.close(ErrorCode::ShuttingDown, "broker is shutting down");
+            }
+            Step::Send(Ok(permit)) => {
+                permit.send(std::mem::take(&mut s.out));
+                if s.closing && s.acks.is_empty() {
+                    break;
+                }
+            }
+            Step::Send(Err(_)) => break, // writer gone: the peer hung up
+            Step::Ack((id, result)) => match result {
+                Ok(seqs) => s.send(id, &Frame::PublishAck { seqs }),
+                Err(e) => s.send_error(id, error_code(&e), &e.to_string()),
+            },
+            Step::Read(Ok(0)) | Step::Read(Err(_)) => break,
+            Step::Read(Ok(_)) => s.handle_input(),
+            Step::Deliver(id, ev) => s.deliver(id, ev),
+        }
+        if s.closing && s.out.is_empty() && s.acks.is_empty() {
+            break;
+        }
+    }
+    // Flush what is buffered, then let the writer finish and close.
+    if !s.out.is_empty() {
+        let _ = tx.send(std::mem::take(&mut s.out)).await;
+    }
+    drop(tx);
+    let _ = writer.await;
+}
+
+async fn write_loop<W: AsyncWrite + Unpin>(mut wr: W, mut rx: mpsc::Receiver<Vec<u8>>) {
+    while let Some(buf) = rx.recv().await {
+        if wr.write_all(&buf).await.is_err() {
+            return;
+        }
+    }
+    let _ = wr.shutdown().await;
+}
+
+/// Polls subscriptions that have credit; the first with an event wins.
+fn poll_subs(
+    subs: &mut HashMap<u32, Slot>,
+) -> impl Future<Output = (u32, Option<Result<Event, BrokerError>>)> + '_ {
+    futures_util::future::poll_fn(move |cx: &mut Context<'_>| {
+        for (id, slot) in subs.iter_mut() {
+            if slot.credit <= 0 {
+                continue;
+            }
+            if let Poll::Ready(ev) = slot.sub.poll_next_unpin(cx) {
+                return Poll::Ready((*id, ev));
+            }
+        }
+        Poll::Pending
+    })
+}
+
+struct Session {
+    broker: Broker,
+    limits: SessionLimits,
+    inbuf: BytesMut,
+    out: Vec<u8>,
+    hello: bool,
+    subs: HashMap<u32, Slot>,
+    acks: FuturesOrdered<Ack>,
+    closing: bool,
+}
+
+impl Session {
+    fn send(&mut self, id: u32, f: &Frame<'_>) {
+        if let Err(e) = f.encode(id, &mut self.out) {
+            self.send_error(id, ErrorCode::Internal, &e.to_string());
+        }
+    }
+
+    fn send_error(&mut self, id: u32, code: ErrorCode, message: &str) {
+        // An Error frame always encodes (the message is cut to fit).
+        let _ = Frame::Error { code, message }.encode(id, &mut self.out);
+    }
+
+    /// Sends Error and stops reading; the session ends once it is written.
+    fn close(&mut self, code: ErrorCode, reason: &str) {
+        if !self.closing {
+            self.send_error(0, code, reason);
+            self.closing = true;
+            self.subs.clear();
+        }
+    }
+
+    fn handle_input(&mut self) {
+        while !self.closing {
+            let size = match frame::frame_size(&self.inbuf, self.limits.max_frame) {
+                Ok(Some(size)) => size,
+                Ok(None) => return,
+                Err(e) => return self.close(e.code(), &e.to_string()),
+            };
+            if self.inbuf.len() < size {
+                self.inbuf.reserve(size - self.inbuf.len());
+                return;
+            }
+            // The frame becomes shared bytes: published payloads are slices
+            // of it, not copies.
+            let raw = self.inbuf.split_to(size).freeze();
+            match frame::decode(&raw, self.limits.max_frame) {
+                Ok(Some((id, f, _))) => self.handle(id, f, &raw),
+                Ok(None) => {
+                    return self.close(ErrorCode::BadFrame, "frame shorter than its length");
+                }
+                Err(e) => return self.close(e.code(), &e.to_string()),
+            }
+        }
+    }
+
+    fn handle(&mut self, id: u32, f: Frame<'_>, raw: &bytes::Bytes) {
+        if !self.hello {
+            match f {
+                Frame::Hello { version, .. } if version == frame::VERSION => {
+                    self.hello = true;
+                    self.send(
+                        id,
+                        &Frame::HelloOk {
+                            version: frame::VERSION,
+                            max_frame: self.limits.max_frame as u32,
+                            server: concat!("fanlog ", env!("CARGO_PKG_VERSION")),
+                        },
+                    );
+                }
+                Frame::Hello { version, .. } => self.close(
+                    ErrorCode::UnsupportedVersion,
+                    &format!(
+                        "protocol version {version} is not supported; this broker speaks {}",
+                        frame::VERSION
+                    ),
+                ),
+                _ => self.close(
+                    ErrorCode::HandshakeRequired,
+                    "the first frame must be Hello",
+                ),
+            }
+            return;
+        }
+        match f {
+            Frame::Publish { topic, messages } => self.publish(id, topic, &messages, raw),
+            Frame::Subscribe {
+                sub,
+                topic,
+                start,
+                credit,
+            } => self.subscribe(id, sub, topic, start, credit),
+            Frame::Credit { sub, bytes } => match self.subs.get_mut(&sub) {
+                Some(slot) => slot.credit = slot.credit.saturating_add(i64::from(bytes)),
+                None => self.send_error(
+                    id,
+                    ErrorCode::UnknownSubscription,
+                    &format!("no subscription {sub}"),
+                ),
+            },
+            Frame::Unsubscribe { sub } => {
+                if self.subs.remove(&sub).is_some() {
+                    self.send(id, &Frame::Ok);
+                } else {
+                    self.send_error(
+                        id,
+                        ErrorCode::UnknownSubscription,
+                        &format!("no subscription {sub}"),
+                    );
+                }
+            }
+            Frame::Commit { topic, group, seq } => match self.broker.commit(topic, group, seq) {
+                Ok(()) => self.send(id, &Frame::Ok),
+                Err(e) => self.send_error(id, error_code(&e), &e.to_string()),
+            },
+            Frame::Committed { topic, group } => match self.broker.committed(topic, group) {
+                Ok(seq) => self.send(id, &Frame::CommittedOffset { seq }),
+                Err(e) => self.send_error(id, error_code(&e), &e.to_string()),
+            },
+            Frame::Fetch {
+                topic,
+                from,
+                max_count,
+                max_bytes,
+            } => self.fetch(id, topic, from, max_count, max_bytes),
+            Frame::Topics => {
+                let topics = self.broker.topics();
+                let list: Vec<TopicEntry<'_>> = topics
+                    .iter()
+                    .map(|t| TopicEntry {
+                        name: t.name.as_str(),
+                        first_seq: t.first_seq,
+                        next_seq: t.next_seq,
+                        bytes: t.bytes,
+                    })
+                    .collect();
+                self.send(id, &Frame::TopicList { topics: list });
+            }
+            Frame::Ping { nonce } => self.send(id, &Frame::Pong { nonce }),
+            Frame::Close { .. } => self.closing = true,
+            Frame::Hello { .. } => {
+                self.send_error(id, ErrorCode::BadFrame, "Hello was already received")
+            }
+            other => self.close(
+                ErrorCode::UnknownFrame,
+                &format!("{:?} frames are not accepted from clients", other.kind()),
+            ),
+        }
+    }
+
+    fn publish(&mut self, id: u32, topic: &str, messages: &[WireMessage<'_>], raw: &bytes::Bytes) {
+        let mut batch = Vec::with_capacity(messages.len());
+        for (i, m) in messages.iter().enumerate() {
+            let meta = match RecordMeta::decode(m.meta) {
+                Ok(meta) => meta,
+                Err(e) => {
+                    return self.send_error(id, ErrorCode::BadFrame, &format!("message {i}: {e}"));
+                }
+            };
+            batch.push(Message {
+                payload: raw.slice_ref(m.payload),
+                key: raw.slice_ref(m.key),
+                meta,
+                producer: m.producer,
+            });
+        }
+        // Refusals queue behind earlier acks, so replies stay in request order.
+        let ack: Ack = match self.broker.append(topic, &batch) {
+            Ok(appended) => Box::pin(appended.durable().map(move |r| (id, r))),
+            Err(e) => Box::pin(async move { (id, Err(e)) }),
+        };
+        self.acks.push_back(ack);
+    }
+
+    fn subscribe(&mut self, id: u32, sub: u32, topic: &str, start: Start<'_>, credit: u32) {
+        if self.subs.contains_key(&sub) {
+            return self.send_error(
+                id,
+                ErrorCode::DuplicateSubscription,
+                &format!("subscription {sub} is already open"),
+            );
+        }
+        if self.subs.len() >= self.limits.max_subscriptions {
+            return self.send_error(
+                id,
+                ErrorCode::Forbidden,
+                &format!(
+                    "at most {} subscriptions per connection",
+                    self.limits.max_subscriptions
+                ),
+            );
+        }
+        let from = match start {
+            Start::Earliest => StartFrom::Earliest,
+            Start::Latest => StartFrom::Latest,
+            Start::Seq(s) => StartFrom::Seq(s),
+            Start::Group(g) => match GroupName::new(g) {
+                Ok(g) => StartFrom::Group(g),
+                Err(e) => return self.send_error(id, ErrorCode::InvalidName, &e.to_string()),
+            },
+        };
+        match self.broker.subscribe(topic, from) {
+            Ok(s) => {
+                self.send(
+                    id,
+                    &Frame::Subscribed {
+                        sub,
+                        start_seq: s.position(),
+                    },
+                );
+                self.subs.insert(
+                    sub,
+                    Slot {
+                        sub: s,
+                        credit: i64::from(credit),
+                    },
+                );
+            }
+            Err(e) => self.send_error(id, error_code(&e), &e.to_string()),
+        }
+    }
+
+    fn fetch(&mut self, id: u32, topic: &str, from: u64, max_count: u32, max_bytes: u32) {
+        let batch = match self
+            .broker
+            .read(topic, from, max_count.min(10_000) as usize)
+        {
+            Ok(b) => b,
+            Err(e) => return self.send_error(id, error_code(&e), &e.to_string()),
+        };
+        let budget = (max_bytes as usize).min(self.limits.max_frame - 64);
+        let mut bytes = Vec::new();
+        let mut count = 0u32;
+        let mut next = batch.gap.map_or(from, |(_, to)| to);
+        for r in &batch.records {
+            let b = r.padded_bytes();
+            if count > 0 && bytes.len() + b.len() > budget {
+                break;
+            }
+            bytes.extend_from_slice(b);
+            count += 1;
+            next = r.seq() + 1;
+        }
+        self.send(
+            id,
+            &Frame::Fetched {
+                next,
+                gap: batch.gap,
+                records: Records {
+                    count,
+                    bytes: &bytes,
+                },
+            },
+        );
+    }
+
+    /// Encodes the event `ev` of subscription `id`, then whatever else the
+    /// subscription has ready, within its credit, into Deliver/Gap frames.
+    fn deliver(&mut self, id: u32, ev: Option<Result<Event, BrokerError>>) {
+        let Some(slot) = self.subs.get_mut(&id) else {
+            return;
+        };
+        let mut next = ev;
+        let mut records: Vec<crate::Record> = Vec::new();
+        let mut size = 0usize;
+        loop {
+            match next {
+                None => {
+                    // The broker closed: end of this subscription.
+                    self.subs.remove(&id);
+                    break;
+                }
+                Some(Err(e)) => {
+                    let (code, msg) = (error_code(&e), e.to_string());
+                    flush_records(&mut self.out, id, &mut records, &mut size);
+                    self.subs.remove(&id);
+                    let _ = Frame::Error {
+                        code,
+                        message: &msg,
+                    }
+                    .encode(0, &mut self.out);
+                    return;
+                }
+                Some(Ok(Event::Gap { from, to })) => {
+                    flush_records(&mut self.out, id, &mut records, &mut size);
+                    let _ = Frame::Gap { sub: id, from, to }.encode(0, &mut self.out);
+                }
+                Some(Ok(Event::Record(r))) => {
+                    let n = r.padded_bytes().len();
+                    slot.credit -= n as i64;
+                    size += n;
+                    records.push(r);
+                }
+            }
+            if slot.credit <= 0 || size >= DELIVER_CHUNK {
+                break;
+            }
+            next = match slot.sub.try_next() {
+                Ok(Some(ev)) => Some(Ok(ev)),
+                Ok(None) => break,
+                Err(e) => Some(Err(e)),
+            };
+        }
+        flush_records(&mut self.out, id, &mut records, &mut size);
+    }
+}
+
+fn flush_records(out: &mut Vec<u8>, sub: u32, records: &mut Vec<crate::Record>, size: &mut usize) {
+    if records.is_empty() {
+        return;
+    }
+    // The head is written, then the records straight from the log mapping.
+    if frame::encode_deliver_head(out, sub, records.len() as u32, *size).is_ok() {
+        for r in records.iter() {
+            out.extend_from_slice(r.padded_bytes());
+        }
+    }
+    records.clear();
+    *size = 0;
+}

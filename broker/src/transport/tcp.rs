@@ -1,0 +1,92 @@
+//! The binary protocol over TCP.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use fanlog_protocol::frame::{ErrorCode, Frame};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::session::{self, SessionLimits};
+use crate::broker::Broker;
+
+/// Settings of the TCP listener.
+#[derive(Debug, Clone)]
+pub struct TcpConfig {
+    /// Connections served at once; more are refused with an Error frame.
+    pub max_connections: usize,
+    /// Per-connection limits.
+    pub limits: SessionLimits,
+}
+
+impl Default for TcpConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            limits: SessionLimits::default(),
+        }
+    }
+}
+
+/// Serves the binary protocol on an already-bound listener until `shutdown`
+/// completes; then tells every connection, and returns once all have ended.
+///
+/// # Errors
+/// Only an error of the listener itself that is not per-connection.
+pub async fn serve(
+    listener: TcpListener,
+    broker: Broker,
+    config: TcpConfig,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let token = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let slots = Arc::new(Semaphore::new(config.max_connections));
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Per-connection failures (e.g. EMFILE, a reset
+                        // before accept) must not stop the listener.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                match slots.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        let (broker, limits, token) = (broker.clone(), config.limits.clone(), token.clone());
+                        tracker.spawn(async move {
+                            let (rd, wr) = stream.into_split();
+                            session::run(broker, rd, wr, limits, token).await;
+                            drop(permit);
+                            tracing::debug!(%peer, "connection closed");
+                        });
+                    }
+                    Err(_) => {
+                        tracker.spawn(async move {
+                            let mut stream = stream;
+                            let mut buf = Vec::new();
+                            let message = "too many connections";
+                            let _ = Frame::Error { code: ErrorCode::TooManyConnections, message }.encode(0, &mut buf);
+                            let _ = stream.write_all(&buf).await;
+                            let _ = stream.shutdown().await;
+                        });
+                    }
+                }
+            }
+        }
+    }
+    token.cancel();
+    tracker.close();
+    tracker.wait().await;
+    Ok(())
+}
