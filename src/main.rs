@@ -1,10 +1,11 @@
 //! The `fanlog` command line.
 
-use std::path::PathBuf;
+mod commands;
+mod serve;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use fanlog::{Broker, BrokerConfig, Durability, TopicConfig};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -20,28 +21,30 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the broker.
-    Serve(ServeArgs),
-}
-
-#[derive(Debug, clap::Args)]
-struct ServeArgs {
-    /// Data directory.
-    #[arg(long, default_value = "./fanlog-data")]
-    data: PathBuf,
-    /// When a publish is acknowledged: always | interval:MS | never.
-    #[arg(long, default_value = "interval:100")]
-    fsync: Durability,
+    Serve(serve::ServeArgs),
+    /// Publish each MESSAGE (or each line of stdin) and print its seq.
+    Pub(commands::PubArgs),
+    /// Print `SEQ<TAB>PAYLOAD` for each message of a topic.
+    Sub(commands::SubArgs),
+    /// List topics: name, first seq, next seq, bytes.
+    Topics(commands::TopicsArgs),
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = if matches!(cli.command, Command::Serve(_)) {
+        "info"
+    } else {
+        "warn"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -51,45 +54,20 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve(args).await,
+            Command::Serve(args) => serve::run(args).await,
+            Command::Pub(args) => commands::publish(args).await,
+            Command::Sub(args) => commands::subscribe(args).await,
+            Command::Topics(args) => commands::topics(args).await,
         }
     });
+    // Do not wait for detached tasks (a client's driver) on the way out.
+    runtime.shutdown_background();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("fanlog: {e:#}");
+            let msg = format!("{e:#}").replace('\n', " ");
+            eprintln!("fanlog: {msg}");
             ExitCode::FAILURE
         }
     }
-}
-
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config = BrokerConfig {
-        topic: TopicConfig {
-            durability: args.fsync,
-            ..TopicConfig::default()
-        },
-    };
-    let broker = Broker::open(&args.data, config)?;
-    let topics = broker.topics();
-    tracing::info!(
-        data = %args.data.display(),
-        topics = topics.len(),
-        fsync = %args.fsync,
-        "broker open (embedded log only: network listeners are not built yet)"
-    );
-    shutdown_signal().await?;
-    tracing::info!("shutting down");
-    broker.close()?;
-    Ok(())
-}
-
-async fn shutdown_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r?,
-        _ = term.recv() => {}
-    }
-    Ok(())
 }

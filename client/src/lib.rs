@@ -1,5 +1,50 @@
-//! fanlog's async client handle.
+//! fanlog's async client: publish, subscribe and commit over the binary
+//! protocol on TCP or QUIC, or in-process over an embedded broker with the
+//! same API.
 //!
-//! Not built yet: the binary protocol, the TCP/QUIC transports and this
-//! client arrive together (the wire issue). Until then, embed the broker with
-//! `fanlog_broker::Broker`.
+//! [`Client`] is a cheap, cloneable handle to a driver task that `connect`
+//! spawns: users never poll an event loop. On a dropped connection the driver
+//! reconnects with backoff, resends unanswered publishes (each message
+//! carries a producer id and sequence, so the broker appends it once), and
+//! resumes every [`Subscription`] from the seq after the last one it
+//! delivered: no gap, no duplicate.
+//!
+//! Subscriptions are flow-controlled: the broker sends at most
+//! [`ConnectOptions::window`] bytes ahead of what the application consumed.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), fanlog_client::ClientError> {
+//! use fanlog_client::{Client, Event, StartFrom};
+//! use futures_util::StreamExt;
+//!
+//! // In-process here; `Client::connect("127.0.0.1:7400")` talks to a server
+//! // with the same calls.
+//! let dir = tempfile::tempdir().unwrap();
+//! let broker = fanlog_broker::Broker::open(dir.path(), Default::default())?;
+//! let client = Client::embedded(broker);
+//! let seq = client.publish("orders", "hello".into()).await?;
+//! let mut sub = client.subscribe("orders", StartFrom::Earliest).await?;
+//! match sub.next().await {
+//!     Some(Ok(Event::Record(d))) => assert_eq!((d.seq(), d.payload()), (seq, &b"hello"[..])),
+//!     other => panic!("{other:?}"),
+//! }
+//! # Ok(()) }
+//! ```
+
+mod client;
+mod connect;
+mod delivery;
+mod driver;
+mod error;
+mod link;
+mod producer;
+mod quic;
+
+pub use client::{Client, ConnectOptions, Fetched, StartFrom, Subscription, TopicInfo, Transport};
+pub use delivery::{Delivery, Event};
+pub use error::ClientError;
+pub use fanlog_protocol::frame::ErrorCode;
+pub use fanlog_protocol::{Header, Message, RecordMeta};
+pub use producer::{Producer, ProducerOptions, Receipt};
+pub use quic::{ALPN, QuicOptions};

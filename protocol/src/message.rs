@@ -70,3 +70,30 @@ impl Message {
         self
     }
 }
+
+macro_rules! message_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Message {
+            /// A message with this payload and nothing else.
+            fn from(payload: $t) -> Self {
+                Message::new(payload)
+            }
+        }
+    )*};
+}
+
+message_from!(&'static str, String, Vec<u8>, Bytes, &'static [u8]);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conversions_set_only_the_payload() {
+        let m: Message = "hi".into();
+        assert_eq!(m, Message::new(Bytes::from_static(b"hi")));
+        let m: Message = String::from("x").into();
+        assert_eq!(m.payload.as_ref(), b"x");
+        assert!(m.meta.is_empty() && m.key.is_empty() && m.producer.is_none());
+    }
+}

@@ -277,6 +277,39 @@ pub struct RecordView<'a> {
     bytes: &'a [u8],
 }
 
+/// Checks the fixed header at the start of `bytes`; returns the record's
+/// `len`.
+fn check_header(bytes: &[u8]) -> Result<usize, RecordError> {
+    if bytes.len() < HEADER_LEN {
+        return Err(RecordError::Incomplete {
+            needed: HEADER_LEN,
+            have: bytes.len(),
+        });
+    }
+    let len = le_u32(bytes, 4) as usize;
+    if len < HEADER_LEN {
+        return Err(RecordError::Malformed("length shorter than the header"));
+    }
+    let flags = le_u16(bytes, 24);
+    if flags & !KNOWN_FLAGS != 0 {
+        return Err(RecordError::Malformed("unknown flag bits"));
+    }
+    let prefix = HEADER_LEN
+        + if flags & FLAG_PRODUCER != 0 {
+            PRODUCER_LEN
+        } else {
+            0
+        };
+    let key_len = le_u16(bytes, 26) as usize;
+    let meta_len = le_u32(bytes, 28) as usize;
+    if prefix + key_len + meta_len > len {
+        return Err(RecordError::Malformed(
+            "key and metadata longer than the record",
+        ));
+    }
+    Ok(len)
+}
+
 fn le_u16(b: &[u8], at: usize) -> u16 {
     u16::from_le_bytes([b[at], b[at + 1]])
 }
@@ -316,33 +349,7 @@ impl<'a> RecordView<'a> {
     /// # Errors
     /// As [`Self::parse`], without [`RecordError::Checksum`].
     pub fn parse_trusted(bytes: &'a [u8]) -> Result<(Self, usize), RecordError> {
-        if bytes.len() < HEADER_LEN {
-            return Err(RecordError::Incomplete {
-                needed: HEADER_LEN,
-                have: bytes.len(),
-            });
-        }
-        let len = le_u32(bytes, 4) as usize;
-        if len < HEADER_LEN {
-            return Err(RecordError::Malformed("length shorter than the header"));
-        }
-        let flags = le_u16(bytes, 24);
-        if flags & !KNOWN_FLAGS != 0 {
-            return Err(RecordError::Malformed("unknown flag bits"));
-        }
-        let prefix = HEADER_LEN
-            + if flags & FLAG_PRODUCER != 0 {
-                PRODUCER_LEN
-            } else {
-                0
-            };
-        let key_len = le_u16(bytes, 26) as usize;
-        let meta_len = le_u32(bytes, 28) as usize;
-        if prefix + key_len + meta_len > len {
-            return Err(RecordError::Malformed(
-                "key and metadata longer than the record",
-            ));
-        }
+        let len = check_header(bytes)?;
         let padded = padded_len(len);
         if bytes.len() < padded {
             return Err(RecordError::Incomplete {
@@ -356,6 +363,19 @@ impl<'a> RecordView<'a> {
             },
             padded,
         ))
+    }
+
+    /// Like [`Self::parse_trusted`] for exactly one record without its
+    /// padding (as kept by a holder that trimmed it).
+    ///
+    /// # Errors
+    /// As [`Self::parse_trusted`], or when `bytes` is not exactly one record.
+    pub fn parse_trusted_unpadded(bytes: &'a [u8]) -> Result<Self, RecordError> {
+        let len = check_header(bytes)?;
+        if len != bytes.len() {
+            return Err(RecordError::Malformed("length differs from the slice"));
+        }
+        Ok(Self { bytes })
     }
 
     fn flags(&self) -> u16 {

@@ -121,3 +121,86 @@ pub fn retention_config(
         },
     }
 }
+
+/// A broker serving TCP and QUIC on 127.0.0.1 port 0, in this process.
+pub struct TestServer {
+    pub broker: Broker,
+    pub tcp: std::net::SocketAddr,
+    pub quic: std::net::SocketAddr,
+    pub cert: PathBuf,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    tasks: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestServer {
+    /// Starts serving `dir` on these addresses (port 0 for any).
+    pub async fn start_on(
+        dir: &Path,
+        cfg: &BrokerConfig,
+        tcp: std::net::SocketAddr,
+        quic_at: std::net::SocketAddr,
+    ) -> Self {
+        use fanlog::broker::transport::{quic, tcp as tcp_server};
+        let broker = open(dir, cfg);
+        let listener = tokio::net::TcpListener::bind(tcp).await.expect("bind tcp");
+        let tcp = listener.local_addr().unwrap();
+        let identity = quic::identity(dir, None, None).expect("identity");
+        let cert = identity.cert_path.clone();
+        let qcfg = quic::QuicConfig::default();
+        let endpoint = quic::endpoint(quic_at, identity, &qcfg).expect("bind quic");
+        let quic_addr = endpoint.local_addr().unwrap();
+        let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+        let shared = futures_util::FutureExt::shared(rx);
+        let t1 = tokio::spawn(tcp_server::serve(
+            listener,
+            broker.clone(),
+            tcp_server::TcpConfig::default(),
+            {
+                let s = shared.clone();
+                async move {
+                    let _ = s.await;
+                }
+            },
+        ));
+        let t2 = tokio::spawn(quic::serve(endpoint, broker.clone(), qcfg, async move {
+            let _ = shared.await;
+        }));
+        Self {
+            broker,
+            tcp,
+            quic: quic_addr,
+            cert,
+            stop: Some(stop),
+            tasks: vec![t1, t2],
+        }
+    }
+
+    pub async fn start(dir: &Path, cfg: &BrokerConfig) -> Self {
+        let any: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
+        Self::start_on(dir, cfg, any, any).await
+    }
+
+    /// Graceful stop: listeners tell their sessions, wait, then the broker closes.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        for t in self.tasks.drain(..) {
+            t.await.expect("server task").expect("server");
+        }
+        self.broker.close().expect("close broker");
+    }
+
+    pub fn tcp_options(&self) -> fanlog::client::ConnectOptions {
+        fanlog::client::ConnectOptions::new(self.tcp.to_string())
+    }
+
+    pub fn quic_options(&self) -> fanlog::client::ConnectOptions {
+        let mut o = fanlog::client::ConnectOptions::new(self.quic.to_string());
+        o.transport = fanlog::client::Transport::Quic(fanlog::client::QuicOptions {
+            ca: Some(self.cert.clone()),
+            ..Default::default()
+        });
+        o
+    }
+}

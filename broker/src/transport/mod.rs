@@ -1,7 +1,8 @@
 //! Network transports: the binary protocol over TCP and over QUIC. Both run
 //! the same [`session`] over a byte stream; neither knows the log.
 
+pub mod quic;
 mod session;
 pub mod tcp;
 
-pub use session::SessionLimits;
+pub use session::{SessionLimits, error_code};

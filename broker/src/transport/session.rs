@@ -53,7 +53,8 @@ impl Default for SessionLimits {
 /// Most bytes of records packed into one Deliver frame.
 const DELIVER_CHUNK: usize = 64 << 10;
 
-pub(crate) fn error_code(e: &BrokerError) -> ErrorCode {
+/// The protocol error code for a broker error.
+pub fn error_code(e: &BrokerError) -> ErrorCode {
     match e {
         BrokerError::InvalidName(_) => ErrorCode::InvalidName,
         BrokerError::TopicNotFound(_) => ErrorCode::TopicNotFound,

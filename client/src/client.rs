@@ -1,0 +1,457 @@
+//! The client handle.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use fanlog_protocol::Message;
+use fanlog_protocol::frame::DEFAULT_MAX_FRAME;
+use futures_core::Stream;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::delivery::{Delivery, Event};
+use crate::driver::{Cmd, Driver};
+use crate::error::ClientError;
+use crate::producer::{Producer, ProducerOptions};
+pub use crate::quic::QuicOptions;
+
+/// Which transport to use.
+#[derive(Debug, Clone, Default)]
+pub enum Transport {
+    /// The binary protocol over one TCP connection.
+    #[default]
+    Tcp,
+    /// The binary protocol over QUIC: a control stream plus one stream per
+    /// subscription, so a slow subscription never holds up another.
+    Quic(QuicOptions),
+}
+
+/// How to connect.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// `host:port` of the broker.
+    pub addr: String,
+    /// TCP or QUIC.
+    pub transport: Transport,
+    /// Token sent in the handshake.
+    pub token: Option<String>,
+    /// Name sent in the handshake (shows in broker logs).
+    pub client_name: String,
+    /// Bytes of records each subscription may have in flight to this client;
+    /// more is sent as the application consumes.
+    pub window: u32,
+    /// Largest frame accepted.
+    pub max_frame: usize,
+    /// Limit for one connection attempt.
+    pub connect_timeout: Duration,
+    /// Longest wait between reconnect attempts.
+    pub max_backoff: Duration,
+}
+
+impl ConnectOptions {
+    /// Defaults for a TCP connection to `addr`.
+    pub fn new(addr: impl Into<String>) -> Self {
+        Self {
+            addr: addr.into(),
+            transport: Transport::Tcp,
+            token: None,
+            client_name: concat!("fanlog-client ", env!("CARGO_PKG_VERSION")).into(),
+            window: 4 << 20,
+            max_frame: DEFAULT_MAX_FRAME,
+            connect_timeout: Duration::from_secs(5),
+            max_backoff: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Where a subscription starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartFrom {
+    /// The first record still stored.
+    Earliest,
+    /// Only records appended after subscribing.
+    Latest,
+    /// The record with this seq.
+    Seq(u64),
+    /// The group's committed offset (the earliest record when none).
+    Group(String),
+}
+
+/// A topic's numbers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicInfo {
+    /// Name.
+    pub name: String,
+    /// First stored seq.
+    pub first_seq: u64,
+    /// The seq the next message will get.
+    pub next_seq: u64,
+    /// Bytes stored.
+    pub bytes: u64,
+}
+
+/// Records pulled by [`Client::fetch`].
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    /// Consecutive records.
+    pub records: Vec<Delivery>,
+    /// The seq to fetch next.
+    pub next: u64,
+    /// `(requested, first available)` when the start was removed by retention.
+    pub gap: Option<(u64, u64)>,
+}
+
+#[derive(Debug, Clone)]
+enum Backend {
+    Remote {
+        cmds: mpsc::UnboundedSender<Cmd>,
+        window: u32,
+    },
+    #[cfg(feature = "embedded")]
+    Embedded(fanlog_broker::Broker),
+}
+
+/// A handle to a broker, remote or in-process. Cheap to clone; clones share
+/// one connection, driven by a task that `connect` spawns.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), fanlog_client::ClientError> {
+/// use fanlog_client::{Client, StartFrom, Event};
+/// use futures_util::StreamExt;
+/// let client = Client::connect("127.0.0.1:7400").await?;
+/// let seq = client.publish("orders", "hello".into()).await?;
+/// let mut sub = client.subscribe("orders", StartFrom::Seq(seq)).await?;
+/// if let Some(Ok(Event::Record(d))) = sub.next().await {
+///     assert_eq!(d.payload(), b"hello");
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Client {
+    backend: Arc<Backend>,
+}
+
+fn closed<T>(_: T) -> ClientError {
+    ClientError::Closed
+}
+
+impl Client {
+    /// Connects over TCP with default options.
+    ///
+    /// # Errors
+    /// [`ClientError::Connect`] when the broker cannot be reached or refuses
+    /// the handshake.
+    pub async fn connect(addr: &str) -> Result<Self, ClientError> {
+        Self::connect_with(ConnectOptions::new(addr)).await
+    }
+
+    /// Connects with explicit options (transport, token, window...). Needs a
+    /// tokio runtime: the driver task is spawned on it.
+    ///
+    /// # Errors
+    /// As [`Client::connect`], plus [`ClientError::Tls`] for QUIC setup.
+    pub async fn connect_with(options: ConnectOptions) -> Result<Self, ClientError> {
+        let window = options.window;
+        let (cmds, rx) = mpsc::unbounded_channel();
+        let driver = Driver::connect(options, rx).await?;
+        tokio::spawn(driver.run());
+        Ok(Self {
+            backend: Arc::new(Backend::Remote { cmds, window }),
+        })
+    }
+
+    /// The same API over a broker in this process: code can switch between
+    /// embedded and remote without change.
+    #[cfg(feature = "embedded")]
+    pub fn embedded(broker: fanlog_broker::Broker) -> Self {
+        Self {
+            backend: Arc::new(Backend::Embedded(broker)),
+        }
+    }
+
+    fn remote(&self, cmd: Cmd) -> Result<(), ClientError> {
+        match &*self.backend {
+            Backend::Remote { cmds, .. } => cmds.send(cmd).map_err(closed),
+            #[cfg(feature = "embedded")]
+            Backend::Embedded(_) => Err(ClientError::Protocol("not a remote client".into())),
+        }
+    }
+
+    /// Publishes one message; returns its seq.
+    ///
+    /// # Errors
+    /// [`ClientError::Server`] when the broker refuses it (bad topic name,
+    /// too large...), [`ClientError::Closed`].
+    pub async fn publish(&self, topic: &str, message: Message) -> Result<u64, ClientError> {
+        let seqs = self.publish_batch(topic, vec![message]).await?;
+        seqs.first()
+            .copied()
+            .ok_or_else(|| ClientError::Protocol("empty acknowledgement".into()))
+    }
+
+    /// Publishes messages as one batch (one frame, one append); returns every
+    /// seq. The request is queued before this returns its future, so batches
+    /// published one after another from one task are appended in that order
+    /// even when their futures are awaited later (pipelining).
+    ///
+    /// A batch that was sent but not answered when the connection broke is
+    /// sent again after reconnecting; the broker appends it once.
+    ///
+    /// # Errors
+    /// As [`Client::publish`].
+    pub fn publish_batch(
+        &self,
+        topic: &str,
+        messages: Vec<Message>,
+    ) -> impl std::future::Future<Output = Result<Vec<u64>, ClientError>> + Send + 'static {
+        let queued: Result<oneshot::Receiver<_>, ClientError> = match &*self.backend {
+            Backend::Remote { cmds, .. } => {
+                let (reply, rx) = oneshot::channel();
+                cmds.send(Cmd::Publish {
+                    topic: topic.to_owned(),
+                    messages,
+                    reply,
+                })
+                .map(|()| rx)
+                .map_err(closed)
+            }
+            #[cfg(feature = "embedded")]
+            Backend::Embedded(b) => {
+                let (reply, rx) = oneshot::channel();
+                match b.append(topic, &messages) {
+                    Ok(appended) => {
+                        tokio::spawn(async move {
+                            let _ = reply.send(appended.durable().await.map_err(ClientError::from));
+                        });
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e.into()));
+                    }
+                }
+                Ok(rx)
+            }
+        };
+        async move { queued?.await.map_err(closed)? }
+    }
+
+    /// A producer for `topic` that batches messages automatically (by size
+    /// and linger time) and pipelines batches with a bounded window.
+    pub fn producer(&self, topic: &str, options: ProducerOptions) -> Producer {
+        Producer::start(self.clone(), topic.to_owned(), options)
+    }
+
+    /// Subscribes to `topic` from a start position.
+    ///
+    /// # Errors
+    /// [`ClientError::Server`] for a bad topic or group name.
+    pub async fn subscribe(
+        &self,
+        topic: &str,
+        from: StartFrom,
+    ) -> Result<Subscription, ClientError> {
+        match &*self.backend {
+            Backend::Remote { cmds, window } => {
+                let (events, rx) = mpsc::unbounded_channel();
+                let (reply, answered) = oneshot::channel();
+                cmds.send(Cmd::Subscribe {
+                    topic: topic.to_owned(),
+                    from,
+                    window: *window,
+                    events,
+                    reply,
+                })
+                .map_err(closed)?;
+                let sub = answered.await.map_err(closed)??;
+                Ok(Subscription {
+                    inner: SubInner::Remote {
+                        sub,
+                        rx,
+                        cmds: cmds.clone(),
+                        window: *window,
+                        consumed: 0,
+                    },
+                })
+            }
+            #[cfg(feature = "embedded")]
+            Backend::Embedded(b) => {
+                use fanlog_broker::StartFrom as S;
+                let from = match from {
+                    StartFrom::Earliest => S::Earliest,
+                    StartFrom::Latest => S::Latest,
+                    StartFrom::Seq(s) => S::Seq(s),
+                    StartFrom::Group(g) => {
+                        S::Group(g.parse().map_err(|e: fanlog_protocol::NameError| {
+                            ClientError::Server {
+                                code: fanlog_protocol::frame::ErrorCode::InvalidName,
+                                message: e.to_string(),
+                            }
+                        })?)
+                    }
+                };
+                Ok(Subscription {
+                    inner: SubInner::Embedded(Box::new(b.subscribe(topic, from)?)),
+                })
+            }
+        }
+    }
+
+    /// Commits `group`'s offset on `topic`: the next seq the group will read.
+    ///
+    /// # Errors
+    /// [`ClientError::Server`] (unknown topic, offset past the end...).
+    pub async fn commit(&self, topic: &str, group: &str, seq: u64) -> Result<(), ClientError> {
+        #[cfg(feature = "embedded")]
+        if let Backend::Embedded(b) = &*self.backend {
+            return Ok(b.commit(topic, group, seq)?);
+        }
+        let (reply, rx) = oneshot::channel();
+        self.remote(Cmd::Commit {
+            topic: topic.into(),
+            group: group.into(),
+            seq,
+            reply,
+        })?;
+        rx.await.map_err(closed)?
+    }
+
+    /// The committed offset of `group` on `topic`.
+    ///
+    /// # Errors
+    /// [`ClientError::Server`] (unknown topic, bad name).
+    pub async fn committed(&self, topic: &str, group: &str) -> Result<Option<u64>, ClientError> {
+        #[cfg(feature = "embedded")]
+        if let Backend::Embedded(b) = &*self.backend {
+            return Ok(b.committed(topic, group)?);
+        }
+        let (reply, rx) = oneshot::channel();
+        self.remote(Cmd::Committed {
+            topic: topic.into(),
+            group: group.into(),
+            reply,
+        })?;
+        rx.await.map_err(closed)?
+    }
+
+    /// Every topic with its numbers.
+    ///
+    /// # Errors
+    /// [`ClientError::Closed`].
+    pub async fn topics(&self) -> Result<Vec<TopicInfo>, ClientError> {
+        #[cfg(feature = "embedded")]
+        if let Backend::Embedded(b) = &*self.backend {
+            return Ok(b
+                .topics()
+                .into_iter()
+                .map(|t| TopicInfo {
+                    name: t.name.to_string(),
+                    first_seq: t.first_seq,
+                    next_seq: t.next_seq,
+                    bytes: t.bytes,
+                })
+                .collect());
+        }
+        let (reply, rx) = oneshot::channel();
+        self.remote(Cmd::Topics { reply })?;
+        rx.await.map_err(closed)?
+    }
+
+    /// Pulls up to `max` records from seq `from`.
+    ///
+    /// # Errors
+    /// [`ClientError::Server`] (unknown topic, bad name).
+    pub async fn fetch(&self, topic: &str, from: u64, max: u32) -> Result<Fetched, ClientError> {
+        #[cfg(feature = "embedded")]
+        if let Backend::Embedded(b) = &*self.backend {
+            let batch = b.read(topic, from, max as usize)?;
+            return Ok(Fetched {
+                records: batch.records.iter().map(embedded_delivery).collect(),
+                next: batch.next,
+                gap: batch.gap,
+            });
+        }
+        let (reply, rx) = oneshot::channel();
+        self.remote(Cmd::Fetch {
+            topic: topic.into(),
+            from,
+            max,
+            reply,
+        })?;
+        rx.await.map_err(closed)?
+    }
+}
+
+#[cfg(feature = "embedded")]
+fn embedded_delivery(r: &fanlog_broker::Record) -> Delivery {
+    Delivery::from_verified(bytes::Bytes::copy_from_slice(r.as_bytes()))
+}
+
+#[derive(Debug)]
+enum SubInner {
+    Remote {
+        sub: u32,
+        rx: mpsc::UnboundedReceiver<Result<Event, ClientError>>,
+        cmds: mpsc::UnboundedSender<Cmd>,
+        window: u32,
+        consumed: u32,
+    },
+    #[cfg(feature = "embedded")]
+    Embedded(Box<fanlog_broker::Subscription>),
+}
+
+/// A stream of a topic's records in seq order, with no gap and no duplicate,
+/// across reconnects. Dropping it ends the subscription at the broker.
+#[derive(Debug)]
+pub struct Subscription {
+    inner: SubInner,
+}
+
+impl Stream for Subscription {
+    type Item = Result<Event, ClientError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match &mut self.inner {
+            SubInner::Remote {
+                sub,
+                rx,
+                cmds,
+                window,
+                consumed,
+            } => {
+                let item = std::task::ready!(rx.poll_recv(cx));
+                if let Some(Ok(Event::Record(d))) = &item {
+                    // Credit flows back as the application consumes, in
+                    // chunks of half the window.
+                    *consumed = consumed.saturating_add(d.wire_len() as u32);
+                    if *consumed >= *window / 2 {
+                        let _ = cmds.send(Cmd::Credit {
+                            sub: *sub,
+                            bytes: *consumed,
+                        });
+                        *consumed = 0;
+                    }
+                }
+                Poll::Ready(item)
+            }
+            #[cfg(feature = "embedded")]
+            SubInner::Embedded(s) => {
+                let item = std::task::ready!(Pin::new(&mut **s).poll_next(cx));
+                Poll::Ready(item.map(|r| match r {
+                    Ok(fanlog_broker::Event::Record(rec)) => {
+                        Ok(Event::Record(embedded_delivery(&rec)))
+                    }
+                    Ok(fanlog_broker::Event::Gap { from, to }) => Ok(Event::Gap { from, to }),
+                    Err(e) => Err(e.into()),
+                }))
+            }
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if let SubInner::Remote { sub, cmds, .. } = &self.inner {
+            let _ = cmds.send(Cmd::Unsubscribe { sub: *sub });
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! Opening connections and their links, per transport.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+use crate::client::{ConnectOptions, Transport};
+use crate::error::ClientError;
+use crate::link::{self, Incoming, Link, LinkId};
+
+/// An open connection to the broker.
+#[derive(Debug, Clone)]
+pub(crate) enum Connection {
+    /// The stream, until the control link takes it.
+    Tcp(Arc<Mutex<Option<TcpStream>>>),
+    /// A QUIC connection: each link is a bidirectional stream.
+    Quic(quinn::Connection),
+}
+
+pub(crate) async fn open(opts: &ConnectOptions) -> Result<Connection, ClientError> {
+    let fail = |reason: String| ClientError::Connect {
+        addr: opts.addr.clone(),
+        reason,
+    };
+    match &opts.transport {
+        Transport::Tcp => {
+            let stream = tokio::time::timeout(opts.connect_timeout, TcpStream::connect(&opts.addr))
+                .await
+                .map_err(|_| fail("timed out".into()))?
+                .map_err(|e| fail(e.to_string()))?;
+            let _ = stream.set_nodelay(true);
+            Ok(Connection::Tcp(Arc::new(Mutex::new(Some(stream)))))
+        }
+        Transport::Quic(q) => crate::quic::connect(&opts.addr, q, opts.connect_timeout)
+            .await
+            .map(Connection::Quic),
+    }
+}
+
+impl Connection {
+    /// True when each subscription gets a stream of its own.
+    pub(crate) fn streams_per_subscription(&self) -> bool {
+        matches!(self, Connection::Quic(_))
+    }
+
+    pub(crate) async fn open_link(
+        &self,
+        generation: u64,
+        id: LinkId,
+        max_frame: usize,
+        incoming: mpsc::UnboundedSender<Incoming>,
+    ) -> Result<Link, ClientError> {
+        match self {
+            Connection::Tcp(slot) => {
+                let stream = slot
+                    .lock()
+                    .map_err(|_| ClientError::Protocol("connection state poisoned".into()))?
+                    .take()
+                    .ok_or_else(|| ClientError::Protocol("a TCP connection has one link".into()))?;
+                let (rd, wr) = stream.into_split();
+                Ok(link::spawn(rd, wr, generation, id, max_frame, incoming))
+            }
+            Connection::Quic(conn) => {
+                let (send, recv) = conn.open_bi().await.map_err(|e| ClientError::Connect {
+                    addr: conn.remote_address().to_string(),
+                    reason: e.to_string(),
+                })?;
+                Ok(link::spawn(recv, send, generation, id, max_frame, incoming))
+            }
+        }
+    }
+
+    pub(crate) fn close(&self) {
+        if let Connection::Quic(c) = self {
+            c.close(0u32.into(), b"reconnecting");
+        }
+    }
+}

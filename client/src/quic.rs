@@ -1,0 +1,153 @@
+//! QUIC client setup (quinn + rustls).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::crypto::rustls::QuicClientConfig;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+
+use crate::error::ClientError;
+
+/// ALPN protocol id of fanlog's binary protocol over QUIC.
+pub const ALPN: &[u8] = b"fanlog/1";
+
+/// TLS settings of a QUIC connection.
+#[derive(Debug, Clone, Default)]
+pub struct QuicOptions {
+    /// PEM file with the certificate(s) to trust: the broker's self-signed
+    /// certificate (`DATA/tls/cert.pem`) or the CA that issued its certificate.
+    pub ca: Option<PathBuf>,
+    /// Name the certificate must be valid for (default `localhost`).
+    pub server_name: Option<String>,
+    /// Accepts any certificate. For development only: anyone who can reach
+    /// the network path can impersonate the broker.
+    pub dangerous_skip_verification: bool,
+}
+
+fn tls_err(e: impl std::fmt::Display) -> ClientError {
+    ClientError::Tls(e.to_string())
+}
+
+fn client_config(q: &QuicOptions) -> Result<quinn::ClientConfig, ClientError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(tls_err)?;
+    let mut crypto = if q.dangerous_skip_verification {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(SkipVerification(provider)))
+            .with_no_client_auth()
+    } else {
+        let mut roots = rustls::RootCertStore::empty();
+        let path = q.ca.as_ref().ok_or_else(|| {
+            ClientError::Tls("no CA certificate given (use the broker's cert.pem)".into())
+        })?;
+        for cert in CertificateDer::pem_file_iter(path)
+            .map_err(|e| tls_err(format!("{}: {e}", path.display())))?
+        {
+            roots.add(cert.map_err(tls_err)?).map_err(tls_err)?;
+        }
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    crypto.alpn_protocols = vec![ALPN.to_vec()];
+    let mut config = quinn::ClientConfig::new(Arc::new(
+        QuicClientConfig::try_from(crypto).map_err(tls_err)?,
+    ));
+    config.transport_config(Arc::new(transport_config()));
+    Ok(config)
+}
+
+/// Windows sized for throughput on fast links; a larger initial MTU where
+/// the path allows (loopback does).
+fn transport_config() -> quinn::TransportConfig {
+    let mut t = quinn::TransportConfig::default();
+    t.stream_receive_window((8u32 << 20).into());
+    t.receive_window((32u32 << 20).into());
+    t.send_window(32 << 20);
+    t.initial_mtu(1452);
+    t.keep_alive_interval(Some(Duration::from_secs(5)));
+    t
+}
+
+pub(crate) async fn connect(
+    addr: &str,
+    q: &QuicOptions,
+    timeout: Duration,
+) -> Result<quinn::Connection, ClientError> {
+    let fail = |reason: String| ClientError::Connect {
+        addr: addr.to_owned(),
+        reason,
+    };
+    let remote: SocketAddr = tokio::net::lookup_host(addr)
+        .await
+        .map_err(|e| fail(e.to_string()))?
+        .next()
+        .ok_or_else(|| fail("no address".into()))?;
+    let local: SocketAddr = if remote.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        ([0u16; 8], 0).into()
+    };
+    let mut endpoint = quinn::Endpoint::client(local).map_err(|e| fail(e.to_string()))?;
+    endpoint.set_default_client_config(client_config(q)?);
+    let name = q.server_name.as_deref().unwrap_or("localhost");
+    let connecting = endpoint
+        .connect(remote, name)
+        .map_err(|e| fail(e.to_string()))?;
+    tokio::time::timeout(timeout, connecting)
+        .await
+        .map_err(|_| fail("timed out".into()))?
+        .map_err(|e| fail(e.to_string()))
+}
+
+#[derive(Debug)]
+struct SkipVerification(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for SkipVerification {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}

@@ -1,0 +1,137 @@
+//! `fanlog serve`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use fanlog::broker::transport::{quic, tcp};
+use fanlog::{Broker, BrokerConfig, Durability, TopicConfig};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::watch;
+
+/// An address, or `off`.
+#[derive(Debug, Clone, Copy)]
+pub enum Listen {
+    Off,
+    At(SocketAddr),
+}
+
+impl std::str::FromStr for Listen {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "off" {
+            return Ok(Listen::Off);
+        }
+        s.parse()
+            .map(Listen::At)
+            .map_err(|e| format!("{s:?} is not `off` or an IP:PORT address: {e}"))
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Data directory.
+    #[arg(long, default_value = "./fanlog-data")]
+    data: PathBuf,
+    /// TCP listener for the binary protocol.
+    #[arg(long, default_value = "127.0.0.1:7400")]
+    tcp: SocketAddr,
+    /// QUIC listener for the binary protocol, or `off`.
+    #[arg(long, default_value = "127.0.0.1:7401")]
+    quic: Listen,
+    /// HTTP listener, or `off`. (The HTTP edges are not built yet; the flag is
+    /// accepted so scripts keep working.)
+    #[arg(long, default_value = "127.0.0.1:7480")]
+    http: Listen,
+    /// When a publish is acknowledged: always | interval:MS | never.
+    #[arg(long, default_value = "interval:100")]
+    fsync: Durability,
+    /// Certificate (PEM) for QUIC; without it a self-signed one is generated
+    /// into DATA/tls/cert.pem.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let config = BrokerConfig {
+        topic: TopicConfig {
+            durability: args.fsync,
+            ..TopicConfig::default()
+        },
+    };
+    let broker = Broker::open(&args.data, config)
+        .with_context(|| format!("cannot open {}", args.data.display()))?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+
+    let listener = tokio::net::TcpListener::bind(args.tcp)
+        .await
+        .with_context(|| format!("cannot listen on tcp {}", args.tcp))?;
+    let tcp_addr = listener.local_addr()?;
+    let mut servers = tokio::task::JoinSet::new();
+    servers.spawn(tcp::serve(
+        listener,
+        broker.clone(),
+        tcp::TcpConfig::default(),
+        stopped(stop_rx.clone()),
+    ));
+
+    let quic_addr = match args.quic {
+        Listen::Off => None,
+        Listen::At(addr) => {
+            let identity = quic::identity(
+                &args.data,
+                args.tls_cert.as_deref(),
+                args.tls_key.as_deref(),
+            )
+            .context("cannot load the TLS certificate")?;
+            tracing::info!(cert = %identity.cert_path.display(), "QUIC certificate (pass it to clients with --ca)");
+            let config = quic::QuicConfig::default();
+            let endpoint = quic::endpoint(addr, identity, &config)
+                .with_context(|| format!("cannot listen on quic {addr}"))?;
+            let bound = endpoint.local_addr()?;
+            servers.spawn(quic::serve(
+                endpoint,
+                broker.clone(),
+                config,
+                stopped(stop_rx.clone()),
+            ));
+            Some(bound)
+        }
+    };
+    if let Listen::At(addr) = args.http {
+        tracing::warn!(%addr, "the HTTP edge is not built yet; not listening for HTTP");
+    }
+
+    let mut out = tokio::io::stdout();
+    let mut lines = format!("listening tcp {tcp_addr}\n");
+    if let Some(a) = quic_addr {
+        lines.push_str(&format!("listening quic {a}\n"));
+    }
+    out.write_all(lines.as_bytes()).await?;
+    out.flush().await?;
+
+    shutdown_signal().await?;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    while let Some(r) = servers.join_next().await {
+        r.context("a listener task failed")??;
+    }
+    broker.close()?;
+    Ok(())
+}
+
+async fn shutdown_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
