@@ -140,3 +140,17 @@ fn a_data_directory_is_held_by_one_broker() {
     drop(a);
     common::open(dir.path(), &cfg);
 }
+
+#[tokio::test]
+async fn a_refused_publish_creates_no_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::config(Durability::Never, 1 << 20);
+    let broker = common::open(dir.path(), &cfg);
+    let big = Message::new(vec![0u8; cfg.topic.max_message_bytes + 1]);
+    assert!(broker.publish("fresh", big).await.is_err());
+    assert!(matches!(
+        broker.topic_info("fresh"),
+        Err(BrokerError::TopicNotFound(_))
+    ));
+    assert!(!dir.path().join("topics").join("fresh").exists());
+}

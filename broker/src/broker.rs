@@ -284,8 +284,8 @@ impl Broker {
         if messages.is_empty() {
             return Err(BrokerError::EmptyBatch);
         }
-        let t = self.topic_or_create(topic)?;
-        let max = t.log.config().max_message_bytes;
+        // Validate before creating anything: a refused publish leaves no trace.
+        let max = self.inner.config.topic.max_message_bytes;
         let mut metas = Vec::with_capacity(messages.len());
         for (index, m) in messages.iter().enumerate() {
             let meta = m
@@ -298,6 +298,7 @@ impl Broker {
             }
             metas.push(meta);
         }
+        let t = self.topic_or_create(topic)?;
         let entries: Vec<Entry<'_>> = messages
             .iter()
             .zip(&metas)

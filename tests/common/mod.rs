@@ -204,3 +204,100 @@ impl TestServer {
         o
     }
 }
+
+/// A `fanlog serve` child process.
+pub struct ServeProcess {
+    pub child: std::process::Child,
+    pub tcp: String,
+    pub quic: Option<String>,
+}
+
+impl ServeProcess {
+    /// Starts the real binary on port 0 and waits for its `listening` lines.
+    pub fn start(data: &Path, args: &[&str]) -> Self {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fanlog"))
+            .arg("serve")
+            .arg("--data")
+            .arg(data)
+            .args(["--tcp", "127.0.0.1:0", "--http", "off"])
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn fanlog serve");
+        let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let (mut tcp, mut quic) = (None, None);
+        let quic_off = args.windows(2).any(|w| w == ["--quic", "off"]);
+        while tcp.is_none() || (quic.is_none() && !quic_off) {
+            let line = lines
+                .next()
+                .expect("serve exited before listening")
+                .expect("read stdout");
+            let mut parts = line.split(' ');
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some("listening"), Some("tcp"), Some(a)) => tcp = Some(a.to_owned()),
+                (Some("listening"), Some("quic"), Some(a)) => quic = Some(a.to_owned()),
+                _ => panic!("unexpected line from serve: {line:?}"),
+            }
+        }
+        Self {
+            child,
+            tcp: tcp.unwrap(),
+            quic,
+        }
+    }
+
+    /// SIGTERM, and the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        rustix::process::kill_process(
+            rustix::process::Pid::from_raw(self.child.id() as i32).expect("pid"),
+            rustix::process::Signal::TERM,
+        )
+        .expect("SIGTERM");
+        self.child.wait().expect("wait")
+    }
+
+    /// SIGKILL.
+    pub fn kill9(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("wait");
+    }
+}
+
+/// Runs the `fanlog` binary with `args` and returns its stdout, asserting success.
+pub fn fanlog(args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fanlog"))
+        .args(args)
+        .output()
+        .expect("run fanlog");
+    assert!(
+        out.status.success(),
+        "fanlog {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 stdout")
+}
+
+/// Raises this process's open-file limit to its hard limit; returns it.
+pub fn raise_fd_limit() -> u64 {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut lim = getrlimit(Resource::Nofile);
+    lim.current = lim.maximum;
+    setrlimit(Resource::Nofile, lim).expect("setrlimit");
+    lim.current.unwrap_or(u64::MAX)
+}
+
+/// Resident memory of a process from /proc (kB): (anonymous, total).
+pub fn rss_kb(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("RssAnon:"), field("VmRSS:"))
+}
