@@ -14,6 +14,14 @@ use crate::error::ClientError;
 /// ALPN protocol id of fanlog's binary protocol over QUIC.
 pub const ALPN: &[u8] = b"fanlog/1";
 
+/// Largest UDP payload quinn will send (65,535 minus IP and UDP headers).
+const MAX_UDP_PAYLOAD: u16 = 65_527;
+
+/// First datagram size toward a loopback peer. Larger first packets were
+/// dropped on this machine's receive path (between 9,000 and 16,384 bytes);
+/// MTU discovery takes it further where it can.
+const LOOPBACK_INITIAL_MTU: u16 = 9_000;
+
 /// TLS settings of a QUIC connection.
 #[derive(Debug, Clone, Default)]
 pub struct QuicOptions {
@@ -31,7 +39,7 @@ fn tls_err(e: impl std::fmt::Display) -> ClientError {
     ClientError::Tls(e.to_string())
 }
 
-fn client_config(q: &QuicOptions) -> Result<quinn::ClientConfig, ClientError> {
+fn client_config(q: &QuicOptions, loopback: bool) -> Result<quinn::ClientConfig, ClientError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -57,18 +65,25 @@ fn client_config(q: &QuicOptions) -> Result<quinn::ClientConfig, ClientError> {
     let mut config = quinn::ClientConfig::new(Arc::new(
         QuicClientConfig::try_from(crypto).map_err(tls_err)?,
     ));
-    config.transport_config(Arc::new(transport_config()));
+    config.transport_config(Arc::new(transport_config(loopback)));
     Ok(config)
 }
 
-/// Windows sized for throughput on fast links; a larger initial MTU where
-/// the path allows (loopback does).
-fn transport_config() -> quinn::TransportConfig {
+/// Windows sized for throughput on fast links. Datagram size is what bounds
+/// QUIC on a CPU budget: MTU discovery may probe up to the largest UDP
+/// payload (failed probes are harmless on any path), and toward a loopback
+/// peer the first packets are already large.
+fn transport_config(loopback: bool) -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
     t.stream_receive_window((8u32 << 20).into());
     t.receive_window((32u32 << 20).into());
     t.send_window(32 << 20);
-    t.initial_mtu(1452);
+    let mut mtu = quinn::MtuDiscoveryConfig::default();
+    mtu.upper_bound(MAX_UDP_PAYLOAD);
+    t.mtu_discovery_config(Some(mtu));
+    if loopback {
+        t.initial_mtu(LOOPBACK_INITIAL_MTU);
+    }
     t.keep_alive_interval(Some(Duration::from_secs(5)));
     t
 }
@@ -93,7 +108,7 @@ pub(crate) async fn connect(
         ([0u16; 8], 0).into()
     };
     let mut endpoint = quinn::Endpoint::client(local).map_err(|e| fail(e.to_string()))?;
-    endpoint.set_default_client_config(client_config(q)?);
+    endpoint.set_default_client_config(client_config(q, remote.ip().is_loopback())?);
     let name = q.server_name.as_deref().unwrap_or("localhost");
     let connecting = endpoint
         .connect(remote, name)

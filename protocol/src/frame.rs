@@ -612,11 +612,13 @@ fn decode_body<'a>(kind: Kind, c: &mut Cursor<'a>) -> Result<Frame<'a>, FrameErr
             let seq = c.u64()?;
             let group = c.str8()?;
             let credit = c.u32()?;
-            let start = match mode {
-                0 => Start::Earliest,
-                1 => Start::Latest,
-                2 => Start::Seq(seq),
-                3 => Start::Group(group),
+            // One encoding per frame: fields unused by the mode must be zero.
+            let start = match (mode, seq, group) {
+                (0, 0, "") => Start::Earliest,
+                (1, 0, "") => Start::Latest,
+                (2, seq, "") => Start::Seq(seq),
+                (3, 0, group) => Start::Group(group),
+                (0..=3, _, _) => return Err(c.bad("a field unused by the start mode is set")),
                 _ => return Err(c.bad("unknown start mode")),
             };
             Frame::Subscribe {
@@ -665,9 +667,10 @@ fn decode_body<'a>(kind: Kind, c: &mut Cursor<'a>) -> Result<Frame<'a>, FrameErr
             let next = c.u64()?;
             let has_gap = c.u8()?;
             let (from, to) = (c.u64()?, c.u64()?);
-            let gap = match has_gap {
-                0 => None,
-                1 => Some((from, to)),
+            let gap = match (has_gap, from, to) {
+                (0, 0, 0) => None,
+                (1, from, to) => Some((from, to)),
+                (0, _, _) => return Err(c.bad("gap bounds set without the gap flag")),
                 _ => return Err(c.bad("gap flag is not 0 or 1")),
             };
             let count = c.count(crate::record::HEADER_LEN)? as u32;
@@ -699,9 +702,10 @@ fn decode_body<'a>(kind: Kind, c: &mut Cursor<'a>) -> Result<Frame<'a>, FrameErr
         Kind::CommittedOffset => {
             let present = c.u8()?;
             let seq = c.u64()?;
-            match present {
-                0 => Frame::CommittedOffset { seq: None },
-                1 => Frame::CommittedOffset { seq: Some(seq) },
+            match (present, seq) {
+                (0, 0) => Frame::CommittedOffset { seq: None },
+                (1, seq) => Frame::CommittedOffset { seq: Some(seq) },
+                (0, _) => return Err(c.bad("seq set without the present flag")),
                 _ => return Err(c.bad("present flag is not 0 or 1")),
             }
         }
@@ -1281,6 +1285,48 @@ mod tests {
         assert!(out[0].is_ok());
         assert!(out[1].is_err());
         assert_eq!(out.len(), 2);
+    }
+
+    /// Found by the frame_decode fuzz target: a Fetched frame with gap bounds
+    /// but no gap flag decoded, so one frame had two encodings.
+    #[test]
+    fn fields_unused_by_a_flag_must_be_zero() {
+        let mut buf = Vec::new();
+        Frame::Fetched {
+            next: 1,
+            gap: None,
+            records: Records {
+                count: 0,
+                bytes: &[],
+            },
+        }
+        .encode(1, &mut buf)
+        .unwrap();
+        buf[HEADER_LEN + 9] = 1; // gap_from, flag still 0
+        assert!(matches!(
+            decode(&buf, DEFAULT_MAX_FRAME),
+            Err(FrameError::Malformed {
+                kind: Kind::Fetched,
+                ..
+            })
+        ));
+        let mut buf = Vec::new();
+        Frame::CommittedOffset { seq: None }
+            .encode(1, &mut buf)
+            .unwrap();
+        buf[HEADER_LEN + 1] = 1;
+        assert!(decode(&buf, DEFAULT_MAX_FRAME).is_err());
+        let mut buf = Vec::new();
+        Frame::Subscribe {
+            sub: 1,
+            topic: "t",
+            start: Start::Latest,
+            credit: 1,
+        }
+        .encode(1, &mut buf)
+        .unwrap();
+        buf[HEADER_LEN + 4 + 2 + 1] = 9; // seq with mode Latest
+        assert!(decode(&buf, DEFAULT_MAX_FRAME).is_err());
     }
 
     #[test]
