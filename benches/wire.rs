@@ -105,10 +105,10 @@ fn end_to_end(c: &mut Criterion) {
     let mut cfg = common::config(Durability::Interval(Duration::from_millis(100)), 64 << 20);
     cfg.topic.retention_bytes = Some(512 << 20);
     let server = rt.block_on(common::TestServer::start(dir.path(), &cfg));
-    let transports: [(&str, ConnectOptions); 2] = [
-        ("tcp", server.tcp_options()),
-        ("quic", server.quic_options()),
-    ];
+    let mut quic_opts = server.quic_options();
+    quic_opts.window = 32 << 20;
+    let transports: [(&str, ConnectOptions); 2] =
+        [("tcp", server.tcp_options()), ("quic", quic_opts)];
     let payload = bytes::Bytes::from(vec![0x17u8; 1024]);
 
     let mut g = c.benchmark_group("e2e_publish_1KiB_batch64");

@@ -170,3 +170,75 @@ async fn quic_refuses_an_untrusted_certificate() {
     assert!(e.to_string().contains("cannot connect"), "{e}");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn producer_batches_pipelines_and_keeps_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let server =
+        common::TestServer::start(dir.path(), &common::config(Durability::Always, 1 << 20)).await;
+    let client = Client::connect_with(server.tcp_options()).await.unwrap();
+    let producer = client.producer(
+        "p",
+        fanlog::client::ProducerOptions {
+            max_batch_messages: 100,
+            ..Default::default()
+        },
+    );
+    let mut receipts = Vec::new();
+    for i in 0..2_000 {
+        receipts.push(producer.send(Message::new(format!("{i}"))).await.unwrap());
+    }
+    for (i, r) in receipts.into_iter().enumerate() {
+        assert_eq!(r.await.unwrap(), i as u64, "acknowledged in send order");
+    }
+    // Batching shared syncs: far fewer syncs than messages under Always.
+    let stats = server.broker.stats("p").unwrap();
+    assert!(
+        stats.syncs < 500,
+        "batched: {} syncs for 2000 messages",
+        stats.syncs
+    );
+    let f = client.fetch("p", 1_234, 1).await.unwrap();
+    assert_eq!(f.records[0].payload(), b"1234");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_limit_are_refused_with_an_error() {
+    use fanlog::broker::transport::tcp;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = common::open(dir.path(), &common::config(Durability::Never, 1 << 20));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let config = tcp::TcpConfig {
+        max_connections: 2,
+        ..Default::default()
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(tcp::serve(listener, broker.clone(), config, async move {
+        let _ = stopped.await;
+    }));
+    let a = Client::connect(&addr).await.unwrap();
+    let b = Client::connect(&addr).await.unwrap();
+    let e = Client::connect(&addr).await.unwrap_err();
+    assert!(
+        e.to_string().contains("TooManyConnections") || e.to_string().contains("too many"),
+        "{e}"
+    );
+    // The two admitted clients keep working; when one leaves, a slot frees.
+    assert_eq!(a.publish("t", Message::new("x")).await.unwrap(), 0);
+    assert_eq!(b.publish("t", Message::new("y")).await.unwrap(), 1);
+    drop(a);
+    let mut admitted = None;
+    for _ in 0..50 {
+        if let Ok(c) = Client::connect(&addr).await {
+            admitted = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(admitted.is_some(), "a freed slot is reused");
+    stop.send(()).unwrap();
+    drop((b, admitted));
+    server.await.unwrap().unwrap();
+}
