@@ -157,6 +157,13 @@ fn end_to_end(c: &mut Criterion) {
             loader.publish_batch("sub", msgs).await.unwrap();
         }
     });
+    // Baselines: the same bytes through bare transports, no broker.
+    g.bench_function("raw_tcp_pump", |b| {
+        b.iter_custom(|iters| rt.block_on(raw_tcp_pump(iters, N * 1024)))
+    });
+    g.bench_function("raw_quic_pump", |b| {
+        b.iter_custom(|iters| rt.block_on(raw_quic_pump(iters, N * 1024, dir.path())))
+    });
     for (name, opts) in &transports {
         let client = rt.block_on(Client::connect_with(opts.clone())).unwrap();
         g.bench_function(*name, |b| {
@@ -181,6 +188,72 @@ fn end_to_end(c: &mut Criterion) {
     }
     g.finish();
     rt.block_on(server.stop());
+}
+
+/// Moves `bytes` over a loopback TCP connection in 64 KiB writes, `iters` times.
+async fn raw_tcp_pump(iters: u64, bytes: usize) -> Duration {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let sender = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let chunk = vec![0x5Au8; 64 << 10];
+        for _ in 0..iters as usize * bytes / chunk.len() {
+            s.write_all(&chunk).await.unwrap();
+        }
+    });
+    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut buf = vec![0u8; 256 << 10];
+    let t = Instant::now();
+    let mut got = 0;
+    while got < iters as usize * bytes {
+        got += c.read(&mut buf).await.unwrap();
+    }
+    let elapsed = t.elapsed();
+    sender.await.unwrap();
+    elapsed
+}
+
+/// The same over one quinn stream, with fanlog's QUIC settings and certificate.
+async fn raw_quic_pump(iters: u64, bytes: usize, dir: &std::path::Path) -> Duration {
+    use fanlog::broker::transport::quic;
+    let identity = quic::identity(dir, None, None).unwrap();
+    let cert = identity.cert_path.clone();
+    let endpoint = quic::endpoint(
+        ([127, 0, 0, 1], 0).into(),
+        identity,
+        &quic::QuicConfig::default(),
+    )
+    .unwrap();
+    let addr = endpoint.local_addr().unwrap();
+    let sender = tokio::spawn(async move {
+        let conn = endpoint.accept().await.unwrap().await.unwrap();
+        let (mut send, _recv) = conn.accept_bi().await.unwrap();
+        let chunk = bytes::Bytes::from(vec![0x5Au8; 64 << 10]);
+        for _ in 0..iters as usize * bytes / chunk.len() {
+            send.write_chunk(chunk.clone()).await.unwrap();
+        }
+        send.finish().unwrap();
+        let _ = send.stopped().await;
+        endpoint.close(0u32.into(), b"");
+    });
+    let mut opts = ConnectOptions::new(addr.to_string());
+    opts.transport = fanlog::client::Transport::Quic(fanlog::client::QuicOptions {
+        ca: Some(cert),
+        ..Default::default()
+    });
+    let conn = fanlog::client::raw_quic_connection(&opts).await.unwrap();
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    send.write_all(b"go").await.unwrap();
+    let t = Instant::now();
+    let mut got = 0;
+    while let Some(chunk) = recv.read_chunk(1 << 20, true).await.unwrap() {
+        got += chunk.bytes.len();
+    }
+    assert_eq!(got, iters as usize * bytes);
+    let elapsed = t.elapsed();
+    sender.await.unwrap();
+    elapsed
 }
 
 criterion_group!(benches, codec, end_to_end);

@@ -48,3 +48,18 @@ pub use fanlog_protocol::frame::ErrorCode;
 pub use fanlog_protocol::{Header, Message, RecordMeta};
 pub use producer::{Producer, ProducerOptions, Receipt};
 pub use quic::{ALPN, QuicOptions};
+
+/// A bare QUIC connection with the client's TLS and transport settings, for
+/// benchmarks that measure the transport without the protocol.
+///
+/// # Errors
+/// As [`Client::connect_with`].
+#[doc(hidden)]
+pub async fn raw_quic_connection(
+    options: &ConnectOptions,
+) -> Result<quinn::Connection, ClientError> {
+    match &options.transport {
+        Transport::Quic(q) => quic::connect(&options.addr, q, options.connect_timeout).await,
+        Transport::Tcp => Err(ClientError::Protocol("not a QUIC transport".into())),
+    }
+}
