@@ -3,6 +3,7 @@
 
 pub mod quic;
 mod session;
+mod sessions;
 pub mod tcp;
 
 pub use session::{SessionLimits, error_code};

@@ -11,11 +11,9 @@ use std::time::Duration;
 use quinn::crypto::rustls::QuicServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use super::session::{self, SessionLimits};
+use super::sessions::Sessions;
 use crate::broker::Broker;
 
 /// ALPN protocol id of the binary protocol over QUIC.
@@ -171,21 +169,19 @@ pub async fn serve(
     config: QuicConfig,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let token = CancellationToken::new();
-    let tracker = TaskTracker::new();
-    let slots = Arc::new(Semaphore::new(config.max_connections));
+    let sessions = Sessions::new(config.max_connections);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
             incoming = endpoint.accept() => {
                 let Some(incoming) = incoming else { break };
-                let Ok(permit) = slots.clone().try_acquire_owned() else {
+                let Some(permit) = sessions.admit() else {
                     incoming.refuse();
                     continue;
                 };
-                let (broker, limits, token, streams) = (broker.clone(), config.limits.clone(), token.clone(), tracker.clone());
-                tracker.spawn(async move {
+                let (broker, limits, streams) = (broker.clone(), config.limits.clone(), sessions.clone());
+                sessions.spawn(async move {
                     let conn = match incoming.await {
                         Ok(c) => c,
                         Err(e) => {
@@ -193,23 +189,21 @@ pub async fn serve(
                             return;
                         }
                     };
+                    let token = streams.token();
                     loop {
                         let accepted = tokio::select! {
                             () = token.cancelled() => break,
                             s = conn.accept_bi() => s,
                         };
                         let Ok((send, recv)) = accepted else { break };
-                        let (broker, limits, token) = (broker.clone(), limits.clone(), token.clone());
-                        streams.spawn(session::run(broker, recv, send, limits, token));
+                        streams.spawn(session::run(broker.clone(), recv, send, limits.clone(), token.clone()));
                     }
                     drop(permit);
                 });
             }
         }
     }
-    token.cancel();
-    tracker.close();
-    tracker.wait().await;
+    sessions.shutdown().await;
     endpoint.close(0u32.into(), b"shutting down");
     endpoint.wait_idle().await;
     Ok(())

@@ -1,16 +1,12 @@
 //! The binary protocol over TCP.
 
-use std::future::Future;
-use std::sync::Arc;
-
 use fanlog_protocol::frame::{ErrorCode, Frame};
+use std::future::Future;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use super::session::{self, SessionLimits};
+use super::sessions::Sessions;
 use crate::broker::Broker;
 
 /// Settings of the TCP listener.
@@ -42,9 +38,7 @@ pub async fn serve(
     config: TcpConfig,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let token = CancellationToken::new();
-    let tracker = TaskTracker::new();
-    let slots = Arc::new(Semaphore::new(config.max_connections));
+    let sessions = Sessions::new(config.max_connections);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -61,32 +55,28 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                match slots.clone().try_acquire_owned() {
-                    Ok(permit) => {
-                        let (broker, limits, token) = (broker.clone(), config.limits.clone(), token.clone());
-                        tracker.spawn(async move {
+                match sessions.admit() {
+                    Some(permit) => {
+                        let (broker, limits, token) = (broker.clone(), config.limits.clone(), sessions.token());
+                        sessions.spawn(async move {
                             let (rd, wr) = stream.into_split();
                             session::run(broker, rd, wr, limits, token).await;
                             drop(permit);
                             tracing::debug!(%peer, "connection closed");
                         });
                     }
-                    Err(_) => {
-                        tracker.spawn(async move {
-                            let mut stream = stream;
-                            let mut buf = Vec::new();
-                            let message = "too many connections";
-                            let _ = Frame::Error { code: ErrorCode::TooManyConnections, message }.encode(0, &mut buf);
-                            let _ = stream.write_all(&buf).await;
-                            let _ = stream.shutdown().await;
-                        });
-                    }
+                    None => sessions.spawn(async move {
+                        let mut stream = stream;
+                        let mut buf = Vec::new();
+                        let message = "too many connections";
+                        let _ = Frame::Error { code: ErrorCode::TooManyConnections, message }.encode(0, &mut buf);
+                        let _ = stream.write_all(&buf).await;
+                        let _ = stream.shutdown().await;
+                    }),
                 }
             }
         }
     }
-    token.cancel();
-    tracker.close();
-    tracker.wait().await;
+    sessions.shutdown().await;
     Ok(())
 }
