@@ -1,5 +1,6 @@
 //! The `fanlog` command line.
 
+mod bench;
 mod commands;
 mod serve;
 
@@ -28,6 +29,8 @@ enum Command {
     Sub(commands::SubArgs),
     /// List topics: name, first seq, next seq, bytes.
     Topics(commands::TopicsArgs),
+    /// The load tool: publish | consume | e2e | fanout.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
             Command::Pub(args) => commands::publish(args).await,
             Command::Sub(args) => commands::subscribe(args).await,
             Command::Topics(args) => commands::topics(args).await,
+            Command::Bench(args) => bench::run(args).await,
         }
     });
     // Do not wait for detached tasks (a client's driver) on the way out.

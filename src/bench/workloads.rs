@@ -1,0 +1,383 @@
+//! The workloads of `fanlog bench`.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bytes::{Bytes, BytesMut};
+use fanlog::client::{Client, ConnectOptions, Event, StartFrom, Subscription};
+use fanlog::protocol::Message;
+use futures_util::StreamExt;
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio::sync::watch;
+
+use super::report::BenchResult;
+use super::{BenchArgs, Workload};
+
+type Hist = Histogram<u64>;
+
+fn histogram() -> Hist {
+    // 1 µs .. 60 s at 3 significant digits.
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
+}
+
+/// What one publisher sends.
+#[derive(Debug, Clone)]
+struct Plan {
+    topic: String,
+    count: Option<u64>,
+    deadline: Option<Instant>,
+    batch: usize,
+    size: usize,
+    /// Messages per second for this publisher (open loop), if paced.
+    rate: Option<f64>,
+    inflight: usize,
+    /// Put the scheduled send time in each payload (for e2e latency).
+    stamp: bool,
+}
+
+/// Nanoseconds since `base`, as carried in stamped payloads.
+fn ns_since(base: Instant, t: Instant) -> u64 {
+    t.saturating_duration_since(base).as_nanos() as u64
+}
+
+fn stamped(size: usize, ns: u64) -> Bytes {
+    let mut b = BytesMut::zeroed(size);
+    b[..8].copy_from_slice(&ns.to_le_bytes());
+    b.freeze()
+}
+
+/// Publishes per `plan`; returns (messages acknowledged, ack latency
+/// histogram measured from each batch's scheduled send time).
+async fn publisher(
+    client: Client,
+    plan: Plan,
+    base: Instant,
+    done: Arc<AtomicU64>,
+) -> anyhow::Result<(u64, Hist)> {
+    let mut hist = histogram();
+    let shared = Bytes::from(vec![0xA5u8; plan.size]);
+    let mut window: VecDeque<(Instant, u64, _)> = VecDeque::new();
+    let start = Instant::now();
+    let (mut sent, mut acked) = (0u64, 0u64);
+    loop {
+        let left = plan.count.map_or(u64::MAX, |c| c - sent);
+        if left == 0 || plan.deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+        let n = (plan.batch as u64).min(left);
+        // Open loop: a batch is due when its last message is; if we are
+        // late it goes at once, and its latency still counts from then.
+        let scheduled = match plan.rate {
+            Some(r) => start + Duration::from_secs_f64((sent + n) as f64 / r),
+            None => Instant::now(),
+        };
+        if plan.rate.is_some() {
+            tokio::time::sleep_until(scheduled.into()).await;
+        }
+        let msgs: Vec<Message> = (0..n)
+            .map(|_| {
+                Message::new(if plan.stamp {
+                    stamped(plan.size, ns_since(base, scheduled))
+                } else {
+                    shared.clone()
+                })
+            })
+            .collect();
+        window.push_back((scheduled, n, client.publish_batch(&plan.topic, msgs)));
+        sent += n;
+        while window.len() >= plan.inflight {
+            acked += settle(&mut window, &mut hist, &done).await?;
+        }
+    }
+    while !window.is_empty() {
+        acked += settle(&mut window, &mut hist, &done).await?;
+    }
+    Ok((acked, hist))
+}
+
+async fn settle<F>(
+    window: &mut VecDeque<(Instant, u64, F)>,
+    hist: &mut Hist,
+    done: &AtomicU64,
+) -> anyhow::Result<u64>
+where
+    F: std::future::Future<Output = Result<Vec<u64>, fanlog::client::ClientError>>,
+{
+    let Some((scheduled, n, ack)) = window.pop_front() else {
+        return Ok(0);
+    };
+    ack.await.context("publish failed")?;
+    let us = scheduled.elapsed().as_micros().max(1) as u64;
+    hist.saturating_record_n(us, n);
+    done.fetch_add(n, Ordering::Relaxed);
+    Ok(n)
+}
+
+/// Reads records until `target` (set once publishers finish) is reached;
+/// records end-to-end latency from stamped payloads when `stamped`.
+async fn subscriber(
+    mut sub: Subscription,
+    mut target: watch::Receiver<Option<u64>>,
+    base: Instant,
+    stamped: bool,
+    done: Arc<AtomicU64>,
+) -> anyhow::Result<(u64, Hist)> {
+    let mut hist = histogram();
+    let mut got = 0u64;
+    loop {
+        if target.borrow().is_some_and(|t| got >= t) {
+            return Ok((got, hist));
+        }
+        tokio::select! {
+            ev = sub.next() => match ev {
+                Some(Ok(Event::Record(d))) => {
+                    if stamped {
+                        let p = d.payload();
+                        let sent = u64::from_le_bytes(p[..8].try_into().context("short payload")?);
+                        let us = (ns_since(base, Instant::now()).saturating_sub(sent) / 1000).max(1);
+                        hist.saturating_record(us);
+                    }
+                    got += 1;
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+                Some(Ok(Event::Gap { from, to })) => bail!("messages {from}..{to} were removed by retention during the run"),
+                Some(Err(e)) => return Err(e).context("subscription failed"),
+                None => bail!("subscription ended"),
+            },
+            changed = target.changed() => {
+                if changed.is_err() {
+                    bail!("the run was abandoned");
+                }
+            }
+        }
+    }
+}
+
+/// Samples completed units every 200 ms for the timeline and progress bar.
+fn sampler(
+    done: Arc<AtomicU64>,
+    total: Option<u64>,
+    label: &'static str,
+) -> (
+    tokio::task::JoinHandle<Vec<(f64, f64)>>,
+    watch::Sender<bool>,
+) {
+    let (stop, mut stopped) = watch::channel(false);
+    let bar = match total {
+        Some(t) => ProgressBar::new(t),
+        None => ProgressBar::new_spinner(),
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} {msg:>9} [{elapsed_precise}] {wide_bar} {pos}/{len} {per_sec}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message(label);
+    let task = tokio::spawn(async move {
+        let start = Instant::now();
+        let mut timeline = Vec::new();
+        let (mut last_t, mut last_n) = (0.0f64, 0u64);
+        loop {
+            let stop_now = tokio::time::timeout(Duration::from_millis(200), stopped.changed())
+                .await
+                .is_ok();
+            let t = start.elapsed().as_secs_f64();
+            let n = done.load(Ordering::Relaxed);
+            bar.set_position(n);
+            if t > last_t {
+                timeline.push((t, (n - last_n) as f64 / (t - last_t)));
+            }
+            (last_t, last_n) = (t, n);
+            if stop_now {
+                bar.finish_and_clear();
+                return timeline;
+            }
+        }
+    });
+    (task, stop)
+}
+
+async fn connect(options: &ConnectOptions) -> anyhow::Result<Client> {
+    Client::connect_with(options.clone())
+        .await
+        .with_context(|| format!("cannot connect to {}", options.addr))
+}
+
+fn plans(args: &BenchArgs, topic: &str, stamp: bool, started: Instant) -> Vec<Plan> {
+    let count = match (args.count, args.duration) {
+        (Some(c), _) => Some(c),
+        (None, Some(_)) => None,
+        (None, None) => Some(100_000),
+    };
+    let p = args.producers as u64;
+    (0..p)
+        .map(|i| Plan {
+            topic: topic.to_owned(),
+            count: count.map(|c| c / p + u64::from(i < c % p)),
+            deadline: args.duration.map(|d| started + d),
+            batch: args.batch,
+            size: args.size,
+            rate: args.rate.map(|r| r as f64 / p as f64),
+            inflight: args.inflight,
+            stamp,
+        })
+        .collect()
+}
+
+pub(super) async fn run(args: &BenchArgs, options: &ConnectOptions) -> anyhow::Result<BenchResult> {
+    let topic = args
+        .topic
+        .clone()
+        .unwrap_or_else(|| format!("bench-{}-{}", std::process::id(), rand::random::<u32>()));
+    let base = Instant::now();
+    let done = Arc::new(AtomicU64::new(0));
+    match args.workload {
+        Workload::Publish => {
+            let clients =
+                futures_util::future::try_join_all((0..args.producers).map(|_| connect(options)))
+                    .await?;
+            let started = Instant::now();
+            let plans = plans(args, &topic, false, started);
+            let total = plans.iter().map(|p| p.count).sum::<Option<u64>>();
+            let (timeline, stop) = sampler(done.clone(), total, "publish");
+            let tasks: Vec<_> = clients
+                .into_iter()
+                .zip(plans)
+                .map(|(c, p)| tokio::spawn(publisher(c, p, base, done.clone())))
+                .collect();
+            let (msgs, hist) = join_counts(tasks).await?;
+            let secs = started.elapsed().as_secs_f64();
+            let _ = stop.send(true);
+            Ok(BenchResult::new(
+                args,
+                msgs,
+                msgs,
+                secs,
+                Some(&hist),
+                timeline.await?,
+            ))
+        }
+        Workload::Consume => {
+            let count = args.count.unwrap_or(100_000);
+            let loader = connect(options).await?;
+            let have = loader
+                .topics()
+                .await?
+                .into_iter()
+                .find(|t| t.name == topic)
+                .map_or(0, |t| t.next_seq);
+            if have < count {
+                let mut plan = plans(args, &topic, false, Instant::now()).remove(0);
+                plan.count = Some(count - have);
+                plan.deadline = None;
+                plan.rate = None;
+                let (t, stop) = sampler(done.clone(), Some(count - have), "loading");
+                publisher(loader, plan, base, done.clone()).await?;
+                let _ = stop.send(true);
+                let _ = t.await;
+                done.store(0, Ordering::Relaxed);
+            }
+            let clients =
+                futures_util::future::try_join_all((0..args.consumers).map(|_| connect(options)))
+                    .await?;
+            let (target_tx, target) = watch::channel(Some(count));
+            let started = Instant::now();
+            let (timeline, stop) =
+                sampler(done.clone(), Some(count * args.consumers as u64), "consume");
+            let mut tasks = Vec::new();
+            for c in clients {
+                let sub = c.subscribe(&topic, StartFrom::Seq(0)).await?;
+                tasks.push(tokio::spawn(subscriber(
+                    sub,
+                    target.clone(),
+                    base,
+                    false,
+                    done.clone(),
+                )));
+            }
+            let (msgs, _) = join_counts(tasks).await?;
+            let secs = started.elapsed().as_secs_f64();
+            let _ = stop.send(true);
+            drop(target_tx);
+            Ok(BenchResult::new(
+                args,
+                msgs,
+                msgs,
+                secs,
+                None,
+                timeline.await?,
+            ))
+        }
+        Workload::E2e | Workload::Fanout => {
+            let subs_clients =
+                futures_util::future::try_join_all((0..args.consumers).map(|_| connect(options)))
+                    .await?;
+            let (target_tx, target) = watch::channel(None);
+            let mut subs = Vec::new();
+            for c in &subs_clients {
+                // Subscribed before anything is published: every message is live.
+                subs.push(c.subscribe(&topic, StartFrom::Latest).await?);
+            }
+            let producers =
+                futures_util::future::try_join_all((0..args.producers).map(|_| connect(options)))
+                    .await?;
+            let started = Instant::now();
+            let plans = plans(args, &topic, true, started);
+            let total = plans
+                .iter()
+                .map(|p| p.count)
+                .sum::<Option<u64>>()
+                .map(|t| t * args.consumers as u64);
+            let (timeline, stop) = sampler(done.clone(), total, "deliver");
+            let readers: Vec<_> = subs
+                .into_iter()
+                .map(|s| tokio::spawn(subscriber(s, target.clone(), base, true, done.clone())))
+                .collect();
+            let pub_done = Arc::new(AtomicU64::new(0));
+            let writers: Vec<_> = producers
+                .into_iter()
+                .zip(plans)
+                .map(|(c, p)| tokio::spawn(publisher(c, p, base, pub_done.clone())))
+                .collect();
+            let (published, _) = join_counts(writers).await?;
+            let _ = target_tx.send(Some(published));
+            let (deliveries, hist) = join_counts(readers).await?;
+            let secs = started.elapsed().as_secs_f64();
+            let _ = stop.send(true);
+            drop(subs_clients);
+            // e2e reports messages per second through the broker; fanout
+            // reports deliveries per second to all subscribers.
+            let msgs = if args.workload == Workload::Fanout {
+                deliveries
+            } else {
+                published
+            };
+            Ok(BenchResult::new(
+                args,
+                msgs,
+                deliveries,
+                secs,
+                Some(&hist),
+                timeline.await?,
+            ))
+        }
+    }
+}
+
+async fn join_counts(
+    tasks: Vec<tokio::task::JoinHandle<anyhow::Result<(u64, Hist)>>>,
+) -> anyhow::Result<(u64, Hist)> {
+    let mut total = 0;
+    let mut hist = histogram();
+    for t in tasks {
+        let (n, h) = t.await.context("a bench task panicked")??;
+        total += n;
+        hist.add(&h).context("merging histograms")?;
+    }
+    Ok((total, hist))
+}
