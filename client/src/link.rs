@@ -53,17 +53,29 @@ where
 async fn write_loop<W: AsyncWrite + Unpin>(mut wr: W, mut rx: mpsc::UnboundedReceiver<Vec<u8>>) {
     let mut batch = Vec::new();
     while let Some(first) = rx.recv().await {
-        // Coalesce what is queued into one write.
-        batch.clear();
-        batch.extend_from_slice(&first);
-        while batch.len() < (256 << 10) {
-            match rx.try_recv() {
-                Ok(more) => batch.extend_from_slice(&more),
-                Err(_) => break,
+        // A lone frame (a large publish batch) goes out as it is; several
+        // small ones queued together are coalesced into one write.
+        let out = match rx.try_recv() {
+            Err(_) => first,
+            Ok(second) => {
+                batch.clear();
+                batch.extend_from_slice(&first);
+                batch.extend_from_slice(&second);
+                while batch.len() < (256 << 10) {
+                    match rx.try_recv() {
+                        Ok(more) => batch.extend_from_slice(&more),
+                        Err(_) => break,
+                    }
+                }
+                std::mem::take(&mut batch)
             }
-        }
-        if wr.write_all(&batch).await.is_err() {
+        };
+        if wr.write_all(&out).await.is_err() {
             return;
+        }
+        if batch.capacity() == 0 {
+            // Keep the coalescing buffer's allocation for next time.
+            batch = out;
         }
     }
     let _ = wr.shutdown().await;
