@@ -416,6 +416,11 @@ fn main() {
     let f_16k = fanlog_bench(&[
         "publish", "--size", "16384", "--count", "20000", "--batch", "16",
     ]);
+    // fsync timings suffer from earlier runs' writeback: start each from a
+    // clean page cache. Eight producers, each pipelining single-message
+    // publishes (as a real producer does), against one producer that waits
+    // for each sync.
+    let _ = Command::new("sync").status();
     let f_gc = fanlog_bench(&[
         "publish",
         "--fsync",
@@ -425,10 +430,11 @@ fn main() {
         "--batch",
         "1",
         "--count",
-        "8000",
+        "40000",
         "--inflight",
-        "1",
+        "64",
     ]);
+    let _ = Command::new("sync").status();
     let f_one = fanlog_bench(&[
         "publish",
         "--fsync",
