@@ -334,7 +334,7 @@ impl Broker {
             Ok(())
         } else {
             // The sync failed: the topic is poisoned and says why.
-            Err(t.log.sync().err().unwrap_or(BrokerError::Closed))
+            Err(t.log.poisoned().unwrap_or(BrokerError::Closed))
         }
     }
 

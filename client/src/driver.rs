@@ -292,6 +292,10 @@ impl Driver {
     }
 
     async fn send_subscribe(&mut self, sub: u32) -> Result<(), ClientError> {
+        if !self.subs.contains_key(&sub) {
+            return Ok(());
+        }
+        let id = self.id();
         let Some(state) = self.subs.get(&sub) else {
             return Ok(());
         };
@@ -302,8 +306,6 @@ impl Driver {
             (None, StartFrom::Seq(s)) => Start::Seq(*s),
             (None, StartFrom::Group(g)) => Start::Group(g),
         };
-        let id = self.next_id.wrapping_add(1).max(1);
-        self.next_id = id;
         let mut buf = Vec::new();
         Frame::Subscribe {
             sub,

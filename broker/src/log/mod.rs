@@ -236,7 +236,8 @@ impl TopicLog {
         self.durable_tx.subscribe()
     }
 
-    fn poisoned(&self) -> Option<BrokerError> {
+    /// Why the log refuses writes, once a sync failed.
+    pub(crate) fn poisoned(&self) -> Option<BrokerError> {
         self.poison.get().map(|reason| BrokerError::Poisoned {
             topic: self.name.to_string(),
             reason: reason.clone(),

@@ -110,7 +110,6 @@ pub(crate) async fn run<R, W>(
         acks: FuturesOrdered::new(),
         closing: false,
     };
-    let tx = tx;
     loop {
         let can_read = !s.closing
             && s.out.len() < s.limits.max_buffered
