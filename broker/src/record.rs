@@ -93,6 +93,51 @@ impl Record {
     }
 }
 
+/// Records lying back to back in one segment, as one slice of the mapping:
+/// what a delivery hands to a vectored socket write without copying.
+#[derive(Clone)]
+pub(crate) struct RecordRun {
+    segment: Arc<Segment>,
+    start: usize,
+    end: usize,
+}
+
+impl RecordRun {
+    /// A run of the one record `r`, with its padding.
+    pub(crate) fn new(r: &Record) -> Self {
+        Self {
+            segment: Arc::clone(&r.segment),
+            start: r.pos,
+            end: r.pos + padded_len(r.len),
+        }
+    }
+
+    /// Appends `r` when it directly follows the run in the same segment.
+    pub(crate) fn extend(&mut self, r: &Record) -> bool {
+        if Arc::ptr_eq(&self.segment, &r.segment) && r.pos == self.end {
+            self.end += padded_len(r.len);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Bytes in the run.
+    pub(crate) fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// The padded records, straight from the mapping.
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        match self.segment.bytes(self.start, self.end - self.start) {
+            Some(b) => b,
+            // Invariant: every record of the run was published, so the run
+            // lies below the segment's `written`.
+            None => unreachable!("published run outside its segment"),
+        }
+    }
+}
+
 impl fmt::Debug for Record {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let v = self.view();

@@ -1,6 +1,7 @@
 //! Network transports: the binary protocol over TCP and over QUIC. Both run
 //! the same [`session`] over a byte stream; neither knows the log.
 
+mod outbox;
 pub mod quic;
 mod session;
 mod sessions;

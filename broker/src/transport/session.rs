@@ -22,8 +22,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::outbox::{self, Chunk, Outbox};
 use crate::broker::Broker;
 use crate::error::BrokerError;
+use crate::record::RecordRun;
 use crate::subscription::{Event, StartFrom, Subscription};
 
 /// Limits of one session.
@@ -80,7 +82,7 @@ enum Step {
     Read(std::io::Result<usize>),
     Ack((u32, Result<Vec<u64>, BrokerError>)),
     Deliver(u32, Option<Result<Event, BrokerError>>),
-    Send(Result<mpsc::OwnedPermit<Vec<u8>>, mpsc::error::SendError<()>>),
+    Send(Result<mpsc::OwnedPermit<Vec<Chunk>>, mpsc::error::SendError<()>>),
     Shutdown,
 }
 
@@ -98,13 +100,13 @@ pub(crate) async fn run<R, W>(
     // A writer task drains encoded frames, so that a blocked socket write
     // never stops the session from reading credits or acks. Two buffers in
     // flight at most: with `max_buffered` that bounds a session's memory.
-    let (tx, rx) = mpsc::channel::<Vec<u8>>(2);
+    let (tx, rx) = mpsc::channel::<Vec<Chunk>>(2);
     let writer = tokio::spawn(write_loop(wr, rx));
     let mut s = Session {
         broker,
         limits,
         inbuf: BytesMut::with_capacity(8 << 10),
-        out: Vec::new(),
+        out: Outbox::default(),
         hello: false,
         subs: HashMap::new(),
         acks: FuturesOrdered::new(),
@@ -130,7 +132,7 @@ pub(crate) async fn run<R, W>(
                 s.close(ErrorCode::ShuttingDown, "broker is shutting down");
             }
             Step::Send(Ok(permit)) => {
-                permit.send(std::mem::take(&mut s.out));
+                permit.send(s.out.take());
                 if s.closing && s.acks.is_empty() {
                     break;
                 }
@@ -150,15 +152,15 @@ pub(crate) async fn run<R, W>(
     }
     // Flush what is buffered, then let the writer finish and close.
     if !s.out.is_empty() {
-        let _ = tx.send(std::mem::take(&mut s.out)).await;
+        let _ = tx.send(s.out.take()).await;
     }
     drop(tx);
     let _ = writer.await;
 }
 
-async fn write_loop<W: AsyncWrite + Unpin>(mut wr: W, mut rx: mpsc::Receiver<Vec<u8>>) {
-    while let Some(buf) = rx.recv().await {
-        if wr.write_all(&buf).await.is_err() {
+async fn write_loop<W: AsyncWrite + Unpin>(mut wr: W, mut rx: mpsc::Receiver<Vec<Chunk>>) {
+    while let Some(chunks) = rx.recv().await {
+        if outbox::write_chunks(&mut wr, &chunks).await.is_err() {
             return;
         }
     }
@@ -186,7 +188,7 @@ struct Session {
     broker: Broker,
     limits: SessionLimits,
     inbuf: BytesMut,
-    out: Vec<u8>,
+    out: Outbox,
     hello: bool,
     subs: HashMap<u32, Slot>,
     acks: FuturesOrdered<Ack>,
@@ -195,14 +197,14 @@ struct Session {
 
 impl Session {
     fn send(&mut self, id: u32, f: &Frame<'_>) {
-        if let Err(e) = f.encode(id, &mut self.out) {
+        if let Err(e) = f.encode(id, self.out.buf()) {
             self.send_error(id, ErrorCode::Internal, &e.to_string());
         }
     }
 
     fn send_error(&mut self, id: u32, code: ErrorCode, message: &str) {
         // An Error frame always encodes (the message is cut to fit).
-        let _ = Frame::Error { code, message }.encode(id, &mut self.out);
+        let _ = Frame::Error { code, message }.encode(id, self.out.buf());
     }
 
     /// Sends Error and stops reading; the session ends once it is written.
@@ -445,8 +447,7 @@ impl Session {
             return;
         };
         let mut next = ev;
-        let mut records: Vec<crate::Record> = Vec::new();
-        let mut size = 0usize;
+        let mut pending = Pending::default();
         loop {
             match next {
                 None => {
@@ -456,27 +457,24 @@ impl Session {
                 }
                 Some(Err(e)) => {
                     let (code, msg) = (error_code(&e), e.to_string());
-                    flush_records(&mut self.out, id, &mut records, &mut size);
+                    pending.flush(&mut self.out, id);
                     self.subs.remove(&id);
                     let _ = Frame::Error {
                         code,
                         message: &msg,
                     }
-                    .encode(0, &mut self.out);
+                    .encode(0, self.out.buf());
                     return;
                 }
                 Some(Ok(Event::Gap { from, to })) => {
-                    flush_records(&mut self.out, id, &mut records, &mut size);
-                    let _ = Frame::Gap { sub: id, from, to }.encode(0, &mut self.out);
+                    pending.flush(&mut self.out, id);
+                    let _ = Frame::Gap { sub: id, from, to }.encode(0, self.out.buf());
                 }
                 Some(Ok(Event::Record(r))) => {
-                    let n = r.padded_bytes().len();
-                    slot.credit -= n as i64;
-                    size += n;
-                    records.push(r);
+                    slot.credit -= pending.push(&r) as i64;
                 }
             }
-            if slot.credit <= 0 || size >= DELIVER_CHUNK {
+            if slot.credit <= 0 || pending.size >= DELIVER_CHUNK {
                 break;
             }
             next = match slot.sub.try_next() {
@@ -485,20 +483,41 @@ impl Session {
                 Err(e) => Some(Err(e)),
             };
         }
-        flush_records(&mut self.out, id, &mut records, &mut size);
+        pending.flush(&mut self.out, id);
     }
 }
 
-fn flush_records(out: &mut Vec<u8>, sub: u32, records: &mut Vec<crate::Record>, size: &mut usize) {
-    if records.is_empty() {
-        return;
-    }
-    // The head is written, then the records straight from the log mapping.
-    if frame::encode_deliver_head(out, sub, records.len() as u32, *size).is_ok() {
-        for r in records.iter() {
-            out.extend_from_slice(r.padded_bytes());
+/// Records read for one Deliver frame, as runs of the mapping.
+#[derive(Default)]
+struct Pending {
+    runs: Vec<RecordRun>,
+    count: u32,
+    size: usize,
+}
+
+impl Pending {
+    /// Adds a record; returns its size on the wire.
+    fn push(&mut self, r: &crate::Record) -> usize {
+        let n = r.padded_bytes().len();
+        if !self.runs.last_mut().is_some_and(|run| run.extend(r)) {
+            self.runs.push(RecordRun::new(r));
         }
+        self.count += 1;
+        self.size += n;
+        n
     }
-    records.clear();
-    *size = 0;
+
+    /// Queues a Deliver frame of what is pending: its head is encoded, its
+    /// records stay in the log mapping until the socket takes them.
+    fn flush(&mut self, out: &mut Outbox, sub: u32) {
+        if self.count == 0 {
+            return;
+        }
+        if frame::encode_deliver_head(out.buf(), sub, self.count, self.size).is_ok() {
+            for run in self.runs.drain(..) {
+                out.push_run(run);
+            }
+        }
+        *self = Self::default();
+    }
 }

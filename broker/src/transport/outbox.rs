@@ -1,0 +1,218 @@
+//! A session's outgoing bytes: small frames encoded into owned buffers, and
+//! delivered records left where they are, in the log's mapping.
+//!
+//! The writer hands both to the socket in one vectored write, so a record is
+//! copied once, by the kernel, from the page cache into the socket: never
+//! into a user-space buffer first. For a topic with many subscribers that is
+//! the copy that would otherwise be made once per subscriber.
+
+use std::io::{self, IoSlice};
+
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+use crate::record::RecordRun;
+
+/// A piece of outgoing bytes.
+pub(crate) enum Chunk {
+    /// Encoded frames (acks, delivery heads, errors...).
+    Owned(Vec<u8>),
+    /// Delivered records, in place in the log.
+    Mapped(RecordRun),
+}
+
+impl Chunk {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Chunk::Owned(v) => v,
+            Chunk::Mapped(r) => r.as_slice(),
+        }
+    }
+}
+
+/// What a session has to send, in order.
+#[derive(Default)]
+pub(crate) struct Outbox {
+    chunks: Vec<Chunk>,
+    /// Bytes in `chunks`.
+    sealed: usize,
+    /// The buffer frames are encoded into; sealed into `chunks` when a mapped
+    /// run follows it or the outbox is taken.
+    tail: Vec<u8>,
+}
+
+impl Outbox {
+    /// The buffer to encode the next frame into.
+    pub(crate) fn buf(&mut self) -> &mut Vec<u8> {
+        &mut self.tail
+    }
+
+    /// Queues a run of records after what is already queued.
+    pub(crate) fn push_run(&mut self, run: RecordRun) {
+        self.seal();
+        self.sealed += run.len();
+        self.chunks.push(Chunk::Mapped(run));
+    }
+
+    /// Bytes queued.
+    pub(crate) fn len(&self) -> usize {
+        self.sealed + self.tail.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Takes everything queued, in order.
+    pub(crate) fn take(&mut self) -> Vec<Chunk> {
+        self.seal();
+        self.sealed = 0;
+        std::mem::take(&mut self.chunks)
+    }
+
+    fn seal(&mut self) {
+        if !self.tail.is_empty() {
+            let tail = std::mem::take(&mut self.tail);
+            self.sealed += tail.len();
+            self.chunks.push(Chunk::Owned(tail));
+        }
+    }
+}
+
+/// Most slices handed to one vectored write (Linux takes up to 1024).
+const MAX_SLICES: usize = 64;
+
+/// Writes `chunks` in order: vectored where the writer supports it, else
+/// one chunk at a time.
+pub(crate) async fn write_chunks<W>(wr: &mut W, chunks: &[Chunk]) -> io::Result<()>
+where
+    W: AsyncWrite + Unpin,
+{
+    if !wr.is_write_vectored() {
+        for c in chunks {
+            wr.write_all(c.as_slice()).await?;
+        }
+        return Ok(());
+    }
+    let (mut at, mut offset) = (0, 0);
+    while at < chunks.len() {
+        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+        let mut n = 0;
+        for c in &chunks[at..] {
+            if n == MAX_SLICES {
+                break;
+            }
+            let s = c.as_slice();
+            slices[n] = IoSlice::new(if n == 0 { &s[offset..] } else { s });
+            n += 1;
+        }
+        let mut written = wr.write_vectored(&slices[..n]).await?;
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        // Advance past what was written, possibly mid-chunk.
+        while written > 0 {
+            let left = chunks[at].as_slice().len() - offset;
+            if written >= left {
+                written -= left;
+                at += 1;
+                offset = 0;
+            } else {
+                offset += written;
+                written = 0;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use super::*;
+
+    /// A writer that takes at most `step` bytes per call, vectored or not.
+    struct Trickle {
+        out: Vec<u8>,
+        step: usize,
+        vectored: bool,
+    }
+
+    impl AsyncWrite for Trickle {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            let n = buf.len().min(self.step);
+            self.out.extend_from_slice(&buf[..n]);
+            Poll::Ready(Ok(n))
+        }
+
+        fn poll_write_vectored(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            let mut n = 0;
+            for b in bufs {
+                let k = b.len().min(self.step - n);
+                self.out.extend_from_slice(&b[..k]);
+                n += k;
+                if n == self.step {
+                    break;
+                }
+            }
+            Poll::Ready(Ok(n))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            self.vectored
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[test]
+    fn partial_writes_keep_every_byte_in_order() {
+        let chunks: Vec<Chunk> = (0..200u32)
+            .map(|i| Chunk::Owned((0..(i % 13 + 1)).map(|b| (i + b) as u8).collect()))
+            .collect();
+        let expected: Vec<u8> = chunks.iter().flat_map(|c| c.as_slice().to_vec()).collect();
+        for vectored in [true, false] {
+            for step in [1, 3, 7, 64, 10_000] {
+                let mut w = Trickle {
+                    out: Vec::new(),
+                    step,
+                    vectored,
+                };
+                tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap()
+                    .block_on(write_chunks(&mut w, &chunks))
+                    .unwrap();
+                assert_eq!(w.out, expected, "step {step}, vectored {vectored}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_outbox_keeps_frames_and_counts_bytes() {
+        let mut o = Outbox::default();
+        assert!(o.is_empty());
+        o.buf().extend_from_slice(b"abc");
+        o.buf().extend_from_slice(b"de");
+        assert_eq!(o.len(), 5);
+        let chunks = o.take();
+        assert!(o.is_empty());
+        assert_eq!(chunks.len(), 1);
+        assert_eq!(chunks[0].as_slice(), b"abcde");
+    }
+}
