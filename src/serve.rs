@@ -4,10 +4,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use fanlog::broker::edge;
 use fanlog::broker::transport::{quic, tcp};
 use fanlog::{Broker, BrokerConfig, Durability, TopicConfig};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 /// An address, or `off`.
 #[derive(Debug, Clone, Copy)]
@@ -39,10 +41,13 @@ pub struct ServeArgs {
     /// QUIC listener for the binary protocol, or `off`.
     #[arg(long, default_value = "127.0.0.1:7401")]
     quic: Listen,
-    /// HTTP listener, or `off`. (The HTTP edges are not built yet; the flag is
-    /// accepted so scripts keep working.)
+    /// HTTP listener (REST, SSE, WebSocket, long polling, console), or `off`.
     #[arg(long, default_value = "127.0.0.1:7480")]
     http: Listen,
+    /// An origin (e.g. `https://app.example.com`) whose pages may call the
+    /// HTTP API (CORS). Repeatable; none by default.
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    cors_origins: Vec<String>,
     /// When a publish is acknowledged: always | interval:MS | never.
     #[arg(long, default_value = "interval:100")]
     fsync: Durability,
@@ -104,14 +109,31 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             Some(bound)
         }
     };
-    if let Listen::At(addr) = args.http {
-        tracing::warn!(%addr, "the HTTP edge is not built yet; not listening for HTTP");
-    }
+    let http_addr = match args.http {
+        Listen::Off => None,
+        Listen::At(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on http {addr}"))?;
+            let bound = listener.local_addr()?;
+            let config = edge::HttpConfig {
+                cors_origins: args.cors_origins.clone(),
+                ..edge::HttpConfig::default()
+            };
+            config.validate().map_err(anyhow::Error::msg)?;
+            let state = edge::EdgeState::new(broker.clone(), config, CancellationToken::new());
+            servers.spawn(edge::serve(listener, state, stopped(stop_rx.clone())));
+            Some(bound)
+        }
+    };
 
     let mut out = tokio::io::stdout();
     let mut lines = format!("listening tcp {tcp_addr}\n");
     if let Some(a) = quic_addr {
         lines.push_str(&format!("listening quic {a}\n"));
+    }
+    if let Some(a) = http_addr {
+        lines.push_str(&format!("listening http {a}\n"));
     }
     out.write_all(lines.as_bytes()).await?;
     out.flush().await?;

@@ -35,6 +35,7 @@
 
 mod broker;
 mod config;
+pub mod edge;
 mod error;
 mod flusher;
 mod log;

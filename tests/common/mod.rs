@@ -210,6 +210,7 @@ pub struct ServeProcess {
     pub child: std::process::Child,
     pub tcp: String,
     pub quic: Option<String>,
+    pub http: Option<String>,
 }
 
 impl ServeProcess {
@@ -220,16 +221,22 @@ impl ServeProcess {
             .arg("serve")
             .arg("--data")
             .arg(data)
-            .args(["--tcp", "127.0.0.1:0", "--http", "off"])
+            .args(["--tcp", "127.0.0.1:0"])
+            .args(if args.contains(&"--http") {
+                &[][..]
+            } else {
+                &["--http", "off"][..]
+            })
             .args(args)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("spawn fanlog serve");
         let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let (mut tcp, mut quic) = (None, None);
+        let (mut tcp, mut quic, mut http) = (None, None, None);
         let quic_off = args.windows(2).any(|w| w == ["--quic", "off"]);
-        while tcp.is_none() || (quic.is_none() && !quic_off) {
+        let http_on = args.windows(2).any(|w| w[0] == "--http" && w[1] != "off");
+        while tcp.is_none() || (quic.is_none() && !quic_off) || (http.is_none() && http_on) {
             let line = lines
                 .next()
                 .expect("serve exited before listening")
@@ -238,6 +245,7 @@ impl ServeProcess {
             match (parts.next(), parts.next(), parts.next()) {
                 (Some("listening"), Some("tcp"), Some(a)) => tcp = Some(a.to_owned()),
                 (Some("listening"), Some("quic"), Some(a)) => quic = Some(a.to_owned()),
+                (Some("listening"), Some("http"), Some(a)) => http = Some(a.to_owned()),
                 _ => panic!("unexpected line from serve: {line:?}"),
             }
         }
@@ -245,6 +253,7 @@ impl ServeProcess {
             child,
             tcp: tcp.unwrap(),
             quic,
+            http,
         }
     }
 
@@ -300,4 +309,55 @@ pub fn rss_kb(pid: u32) -> (u64, u64) {
             .unwrap_or(0)
     };
     (field("RssAnon:"), field("VmRSS:"))
+}
+
+/// The HTTP edge over `broker` on 127.0.0.1 port 0, in this process.
+pub struct HttpServer {
+    pub addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl HttpServer {
+    pub async fn start(broker: &Broker, config: fanlog::broker::edge::HttpConfig) -> Self {
+        Self::start_on(broker, config, ([127, 0, 0, 1], 0).into()).await
+    }
+
+    pub async fn start_on(
+        broker: &Broker,
+        config: fanlog::broker::edge::HttpConfig,
+        at: std::net::SocketAddr,
+    ) -> Self {
+        use fanlog::broker::edge;
+        let listener = tokio::net::TcpListener::bind(at).await.expect("bind http");
+        let addr = listener.local_addr().unwrap();
+        let state = edge::EdgeState::new(
+            broker.clone(),
+            config,
+            tokio_util::sync::CancellationToken::new(),
+        );
+        let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(edge::serve(listener, state, async move {
+            let _ = rx.await;
+        }));
+        Self {
+            addr,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Graceful stop: open streams end, then the server task finishes.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.expect("http task").expect("http server");
+        }
+    }
 }

@@ -1,0 +1,129 @@
+//! JSON bodies shared by the HTTP routes: a message, a page of messages,
+//! and the response helper.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use serde::Serialize;
+
+use crate::record::Record;
+
+/// A JSON response with `status`.
+pub(crate) fn body(status: StatusCode, value: &impl Serialize) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(bytes) => (
+            status,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            bytes,
+        )
+            .into_response(),
+        // Our own values always serialize; say so rather than panic.
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{{\"error\":\"cannot encode the answer: {e}\"}}"),
+        )
+            .into_response(),
+    }
+}
+
+/// A payload as JSON: the text itself when it is UTF-8, else base64 (and
+/// then `encoding: "base64"` goes beside it).
+pub(crate) fn data(payload: &[u8]) -> (serde_json::Value, Option<&'static str>) {
+    match std::str::from_utf8(payload) {
+        Ok(s) => (serde_json::Value::String(s.to_owned()), None),
+        Err(_) => (
+            serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(payload)),
+            Some("base64"),
+        ),
+    }
+}
+
+/// RFC 3339 time of an append timestamp.
+pub(crate) fn time(timestamp_us: u64) -> String {
+    humantime::format_rfc3339_micros(UNIX_EPOCH + Duration::from_micros(timestamp_us)).to_string()
+}
+
+/// The CloudEvents `type` of a record published in binary mode, when it is
+/// safe to put in an SSE `event:` field (printable, no line breaks).
+pub(crate) fn event_type(r: &Record) -> Option<String> {
+    let meta = r.meta()?;
+    let h = meta.headers.iter().find(|h| h.name.as_str() == "ce-type")?;
+    let ty = std::str::from_utf8(h.value.as_slice()).ok()?;
+    let safe = !ty.is_empty() && ty.len() <= 256 && ty.chars().all(|c| !c.is_control());
+    safe.then(|| ty.to_owned())
+}
+
+/// One message as the HTTP API shows it.
+#[derive(Debug, Serialize)]
+pub(crate) struct MessageJson {
+    pub(crate) seq: u64,
+    pub(crate) time: String,
+    pub(crate) content_type: Option<String>,
+    pub(crate) data: serde_json::Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) encoding: Option<&'static str>,
+}
+
+impl MessageJson {
+    pub(crate) fn new(r: &Record) -> Self {
+        let (data, encoding) = data(r.payload());
+        Self {
+            seq: r.seq(),
+            time: time(r.timestamp_us()),
+            content_type: r.content_type().map(str::to_owned),
+            data,
+            encoding,
+        }
+    }
+}
+
+/// Records that retention removed before they were read.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(crate) struct GapJson {
+    pub(crate) from: u64,
+    pub(crate) to: u64,
+}
+
+/// A page of messages: a paged read or a long-poll answer.
+#[derive(Debug, Serialize)]
+pub(crate) struct Page {
+    pub(crate) messages: Vec<MessageJson>,
+    /// The seq to ask for next.
+    pub(crate) next: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) gap: Option<GapJson>,
+}
+
+impl Page {
+    /// An empty page that continues at `next`.
+    pub(crate) fn empty(next: u64) -> Self {
+        Self {
+            messages: Vec::new(),
+            next,
+            gap: None,
+        }
+    }
+
+    /// Adds `r` unless the page is full (`max` messages, or `max_bytes` of
+    /// payload once it holds one); returns whether it was added.
+    pub(crate) fn push(
+        &mut self,
+        r: &Record,
+        max: usize,
+        max_bytes: usize,
+        bytes: &mut usize,
+    ) -> bool {
+        if self.messages.len() >= max || (!self.messages.is_empty() && *bytes >= max_bytes) {
+            return false;
+        }
+        *bytes += r.payload().len();
+        self.next = r.seq() + 1;
+        self.messages.push(MessageJson::new(r));
+        true
+    }
+}

@@ -1,0 +1,249 @@
+//! The HTTP edge: publish and read over REST, and the browser bridges
+//! (Server-Sent Events, WebSocket, long polling) plus a live console page.
+//!
+//! Every handler is a thin adapter over the same [`Broker`] the binary
+//! transports use; a browser stream is a [`crate::Subscription`], read
+//! straight from the log, so an idle connection holds no message queue and
+//! a slow one only lags. Routes and bodies follow the outside contract
+//! (`CONTRACT.md`); [`router`] builds them so tests can drive the service
+//! directly, [`serve`] runs them on a listener.
+
+mod console;
+mod json;
+mod poll;
+mod sse;
+mod topics;
+mod ws;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::broker::Broker;
+use crate::error::BrokerError;
+
+pub use ws::close_code;
+
+/// Settings of the HTTP edge.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Largest request body (a published message), in bytes; larger ones get
+    /// 413. Also the largest WebSocket message accepted.
+    pub max_body: usize,
+    /// Origins allowed to call the API from a browser page of another origin
+    /// (CORS). Empty: none; same-origin pages (the console) always work.
+    pub cors_origins: Vec<String>,
+    /// A comment line is sent on an idle SSE stream at least this often.
+    pub sse_heartbeat: Duration,
+    /// The `retry:` reconnection hint sent to EventSource; each stream gets it
+    /// with up to +50% jitter so that a restarted broker is not hit by every
+    /// browser in the same millisecond.
+    pub sse_retry: Duration,
+    /// Interval of WebSocket pings; a peer that answers none of two in a row
+    /// is dropped.
+    pub ws_ping: Duration,
+    /// A browser connection whose socket takes no bytes for this long while
+    /// it has messages to receive is closed as a slow consumer, with the seq
+    /// to resume from.
+    pub slow_consumer_timeout: Duration,
+    /// Bytes of messages put in one response page: a paged read, a long-poll
+    /// answer, or one WebSocket write.
+    pub page_bytes: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            max_body: 1 << 20,
+            cors_origins: Vec::new(),
+            sse_heartbeat: Duration::from_secs(15),
+            sse_retry: Duration::from_secs(1),
+            ws_ping: Duration::from_secs(20),
+            slow_consumer_timeout: Duration::from_secs(30),
+            page_bytes: 256 << 10,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// Checks the settings (the CORS origins must be header values).
+    ///
+    /// # Errors
+    /// A message naming the bad setting.
+    pub fn validate(&self) -> Result<(), String> {
+        cors(&self.cors_origins).map(|_| ())
+    }
+}
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub struct EdgeState {
+    broker: Broker,
+    config: Arc<HttpConfig>,
+    shutdown: CancellationToken,
+}
+
+impl EdgeState {
+    /// The edge over `broker`. Cancelling `shutdown` ends every open stream
+    /// (SSE, WebSocket, long poll), so that a graceful shutdown completes.
+    pub fn new(broker: Broker, config: HttpConfig, shutdown: CancellationToken) -> Self {
+        Self {
+            broker,
+            config: Arc::new(config),
+            shutdown,
+        }
+    }
+}
+
+/// The HTTP routes of the contract, over `state`.
+///
+/// # Errors
+/// An origin in `cors_origins` that is not a valid header value.
+pub fn router(state: EdgeState) -> Result<Router, String> {
+    let cors = cors(&state.config.cors_origins)?;
+    let max_body = state.config.max_body;
+    Ok(Router::new()
+        .route("/", get(console::page))
+        .route("/healthz", get(healthz))
+        .route("/topics", get(topics::list))
+        .route("/topics/{topic}", get(topics::info))
+        .route(
+            "/topics/{topic}/messages",
+            get(topics::read).post(topics::publish),
+        )
+        .route("/topics/{topic}/events", get(sse::events))
+        .route("/topics/{topic}/ws", get(ws::upgrade))
+        .route("/topics/{topic}/poll", get(poll::poll))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(cors)
+        .with_state(state))
+}
+
+/// Serves `router(state)` on `listener` until `shutdown` resolves; then
+/// cancels the open streams and waits for every connection to finish.
+///
+/// # Errors
+/// A bad CORS origin, or an accept loop failure.
+pub async fn serve(
+    listener: TcpListener,
+    state: EdgeState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let token = state.shutdown.clone();
+    let app = router(state).map_err(std::io::Error::other)?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            token.cancel();
+        })
+        .await
+}
+
+fn cors(origins: &[String]) -> Result<CorsLayer, String> {
+    let list = origins
+        .iter()
+        .map(|o| HeaderValue::from_str(o).map_err(|_| format!("{o:?} is not a valid CORS origin")))
+        .collect::<Result<Vec<_>, _>>()?;
+    // An explicit list, never a reflected origin; no credentials.
+    Ok(CorsLayer::new()
+        .allow_origin(AllowOrigin::list(list))
+        .allow_methods([Method::GET, Method::POST, Method::DELETE])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            header::HeaderName::from_static("last-event-id"),
+            header::HeaderName::from_static("idempotency-key"),
+        ])
+        .max_age(Duration::from_secs(600)))
+}
+
+async fn healthz() -> Response {
+    json::body(StatusCode::OK, &serde_json::json!({ "status": "ok" }))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed on this route",
+    )
+}
+
+/// An error answer: `{"error": "..."}` with a fitting status.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+impl From<BrokerError> for ApiError {
+    fn from(e: BrokerError) -> Self {
+        let status = match &e {
+            BrokerError::InvalidName(_)
+            | BrokerError::EmptyBatch
+            | BrokerError::OffsetOutOfRange { .. } => StatusCode::BAD_REQUEST,
+            BrokerError::TopicNotFound(_) => StatusCode::NOT_FOUND,
+            BrokerError::MessageTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            BrokerError::Poisoned { .. } | BrokerError::Closed => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Self::new(status, e.to_string())
+    }
+}
+
+impl From<axum::extract::rejection::QueryRejection> for ApiError {
+    fn from(e: axum::extract::rejection::QueryRejection) -> Self {
+        Self::bad_request(format!("bad query string: {}", e.body_text()))
+    }
+}
+
+impl From<axum::extract::rejection::PathRejection> for ApiError {
+    fn from(e: axum::extract::rejection::PathRejection) -> Self {
+        Self::new(e.status(), e.body_text())
+    }
+}
+
+impl From<axum::extract::rejection::BytesRejection> for ApiError {
+    fn from(e: axum::extract::rejection::BytesRejection) -> Self {
+        let status = e.status();
+        let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "request body is over the size limit".to_owned()
+        } else {
+            e.body_text()
+        };
+        Self::new(status, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        json::body(self.status, &serde_json::json!({ "error": self.message }))
+    }
+}

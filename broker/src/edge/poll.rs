@@ -1,0 +1,85 @@
+//! `GET /topics/{topic}/poll?after=SEQ&timeout=SECS`: long polling, for
+//! clients that can do nothing but plain requests.
+//!
+//! The answer comes the moment a message past `after` exists (with what else
+//! is ready, up to a page), or after the timeout with an empty page. Either
+//! way it says `next`, where the following poll continues, so a poll loop
+//! sees every message once.
+
+use std::time::Duration;
+
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use futures_util::StreamExt;
+use serde::Deserialize;
+
+use super::json::{self, GapJson, Page};
+use super::topics::MAX_LIMIT;
+use super::{ApiError, EdgeState};
+use crate::subscription::{Event, StartFrom};
+
+/// The longest a poll waits.
+pub(crate) const MAX_TIMEOUT: Duration = Duration::from_secs(60);
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Deserialize)]
+pub(crate) struct PollQuery {
+    after: Option<u64>,
+    timeout: Option<f64>,
+    limit: Option<usize>,
+}
+
+/// `GET /topics/{topic}/poll`
+pub(crate) async fn poll(
+    State(s): State<EdgeState>,
+    topic: Result<Path<String>, PathRejection>,
+    query: Result<Query<PollQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Path(topic) = topic?;
+    let Query(q) = query?;
+    let timeout = match q.timeout {
+        None => DEFAULT_TIMEOUT,
+        Some(t) if t.is_finite() && t >= 0.0 => Duration::from_secs_f64(t).min(MAX_TIMEOUT),
+        Some(t) => {
+            return Err(ApiError::bad_request(format!(
+                "timeout {t} is not a number of seconds"
+            )));
+        }
+    };
+    let limit = q.limit.unwrap_or(100).clamp(1, MAX_LIMIT);
+    let from = match q.after {
+        Some(after) => StartFrom::Seq(
+            after
+                .checked_add(1)
+                .ok_or_else(|| ApiError::bad_request("after is the last possible seq"))?,
+        ),
+        None => StartFrom::Latest,
+    };
+    let mut sub = s.broker.subscribe(&topic, from)?;
+    let mut page = Page::empty(sub.position());
+    let first = tokio::select! {
+        ev = sub.next() => ev,
+        () = tokio::time::sleep(timeout) => return Ok(json::body(StatusCode::OK, &page)),
+        () = s.shutdown.cancelled() => return Ok(json::body(StatusCode::OK, &page)),
+    };
+    // Then whatever else is ready now, up to a page.
+    let mut bytes = 0;
+    let mut next = first.transpose()?;
+    while let Some(ev) = next {
+        match ev {
+            Event::Gap { from, to } => {
+                page.gap = Some(GapJson { from, to });
+                page.next = to;
+            }
+            Event::Record(r) => {
+                if !page.push(&r, limit, s.config.page_bytes, &mut bytes) {
+                    break;
+                }
+            }
+        }
+        next = sub.try_next()?;
+    }
+    Ok(json::body(StatusCode::OK, &page))
+}

@@ -1,0 +1,140 @@
+//! `GET /topics/{topic}/events`: Server-Sent Events for `EventSource`.
+//!
+//! Every message is an event whose `id:` is its seq, so a browser that
+//! loses the connection comes back with `Last-Event-ID` and resumes right
+//! after the last event it saw. The stream is a subscription read from the
+//! log as the socket takes bytes (hyper polls the body only when it can
+//! write), so a backlog is replayed one event at a time under TCP flow
+//! control, and a stalled browser costs hyper's bounded write buffer, no
+//! more.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use futures_util::{StreamExt, stream};
+use serde::Deserialize;
+
+use super::json::{self, GapJson};
+use super::{ApiError, EdgeState};
+use crate::subscription::{Event, StartFrom, Subscription};
+
+#[derive(Deserialize)]
+pub(crate) struct EventsQuery {
+    from: Option<u64>,
+    last_event_id: Option<String>,
+}
+
+/// Where a stream starts: after the `Last-Event-ID` header's seq, else after
+/// the `last_event_id` parameter's, else at `from`, else at the live tail.
+fn start(headers: &HeaderMap, q: &EventsQuery) -> Result<StartFrom, ApiError> {
+    let after = |id: &str| -> Result<StartFrom, ApiError> {
+        id.trim()
+            .parse::<u64>()
+            .ok()
+            .and_then(|seq| seq.checked_add(1))
+            .map(StartFrom::Seq)
+            .ok_or_else(|| ApiError::bad_request(format!("last event id {id:?} is not a seq")))
+    };
+    if let Some(v) = headers.get("last-event-id") {
+        let id = v
+            .to_str()
+            .map_err(|_| ApiError::bad_request("Last-Event-ID is not visible ASCII"))?;
+        return after(id);
+    }
+    if let Some(id) = &q.last_event_id {
+        return after(id);
+    }
+    Ok(q.from.map_or(StartFrom::Latest, StartFrom::Seq))
+}
+
+/// `GET /topics/{topic}/events`
+pub(crate) async fn events(
+    State(s): State<EdgeState>,
+    topic: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    query: Result<Query<EventsQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Path(topic) = topic?;
+    let Query(q) = query?;
+    let sub = s.broker.subscribe(&topic, start(&headers, &q)?)?;
+
+    // The retry hint goes first: it also gets the headers and the first
+    // bytes out at once, so proxies and browsers see a live stream.
+    let base = s.config.sse_retry.as_millis() as u64;
+    let retry = Duration::from_millis(base + rand::random_range(0..=base / 2));
+    let first = stream::once(async move { Ok(SseEvent::default().retry(retry)) });
+    let events = stream::unfold(Some(sub), |sub| async move {
+        let mut sub: Subscription = sub?;
+        let (event, more) = match sub.next().await {
+            Some(Ok(ev)) => (to_sse(&ev), true),
+            Some(Err(e)) => (error_event(&e.to_string()), false),
+            None => return None,
+        };
+        Some((Ok::<_, Infallible>(event), more.then_some(sub)))
+    });
+    let body = first
+        .chain(events)
+        .take_until(s.shutdown.clone().cancelled_owned());
+    let mut response = Sse::new(body)
+        .keep_alive(
+            KeepAlive::new()
+                .interval(s.config.sse_heartbeat)
+                .text("heartbeat"),
+        )
+        .into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-transform"),
+    );
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(response)
+}
+
+fn to_sse(ev: &Event) -> SseEvent {
+    match ev {
+        Event::Record(r) => {
+            let mut e = SseEvent::default().id(r.seq().to_string());
+            if let Some(ty) = json::event_type(r) {
+                e = e.event(ty);
+            }
+            match std::str::from_utf8(r.payload()) {
+                // Line breaks (\n, \r, \r\n) in the payload become separate
+                // `data:` lines, which EventSource joins back with \n: a
+                // payload can never start a field of its own. A \r\n is one
+                // break, as EventSource itself would read it.
+                Ok(text) if text.contains('\r') => {
+                    e.data(text.replace("\r\n", "\n").replace('\r', "\n"))
+                }
+                Ok(text) => e.data(text),
+                Err(_) => e
+                    .comment("encoding=base64")
+                    .data(base64::engine::general_purpose::STANDARD.encode(r.payload())),
+            }
+        }
+        // The gap carries the id before the first available record, so that a
+        // reconnect after it resumes there instead of asking for it again.
+        Event::Gap { from, to } => SseEvent::default()
+            .id(to.saturating_sub(1).to_string())
+            .event("gap")
+            .data(
+                serde_json::to_string(&GapJson {
+                    from: *from,
+                    to: *to,
+                })
+                .unwrap_or_default(),
+            ),
+    }
+}
+
+fn error_event(message: &str) -> SseEvent {
+    SseEvent::default()
+        .event("error")
+        .data(serde_json::json!({ "error": message }).to_string())
+}

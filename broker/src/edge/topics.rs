@@ -1,0 +1,121 @@
+//! REST routes over topics: publish, list, info, paged read.
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use fanlog_protocol::{Message, RecordMeta};
+use serde::{Deserialize, Serialize};
+
+use super::json::{self, GapJson, Page};
+use super::{ApiError, EdgeState};
+use crate::broker::TopicInfo;
+
+/// Most messages in one page, whatever `limit` asks.
+pub(crate) const MAX_LIMIT: usize = 1000;
+const DEFAULT_LIMIT: usize = 100;
+
+#[derive(Serialize)]
+struct TopicJson {
+    name: String,
+    first_seq: u64,
+    next_seq: u64,
+    bytes: u64,
+}
+
+impl From<TopicInfo> for TopicJson {
+    fn from(t: TopicInfo) -> Self {
+        Self {
+            name: t.name.to_string(),
+            first_seq: t.first_seq,
+            next_seq: t.next_seq,
+            bytes: t.bytes,
+        }
+    }
+}
+
+/// `GET /topics`
+pub(crate) async fn list(State(s): State<EdgeState>) -> Response {
+    let topics: Vec<TopicJson> = s.broker.topics().into_iter().map(Into::into).collect();
+    json::body(StatusCode::OK, &topics)
+}
+
+/// `GET /topics/{topic}`
+pub(crate) async fn info(
+    State(s): State<EdgeState>,
+    topic: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path(topic) = topic?;
+    let info = s.broker.topic_info(&topic)?;
+    Ok(json::body(StatusCode::OK, &TopicJson::from(info)))
+}
+
+/// `POST /topics/{topic}/messages`: the body is the payload; the request's
+/// `Content-Type` is kept; `Idempotency-Key` makes a retry append nothing.
+/// Answers once the message is as durable as the topic's mode promises.
+pub(crate) async fn publish(
+    State(s): State<EdgeState>,
+    topic: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let Path(topic) = topic?;
+    let body = body?;
+    let text = |name: header::HeaderName| -> Result<Option<String>, ApiError> {
+        headers
+            .get(&name)
+            .map(|v| {
+                v.to_str().map(str::to_owned).map_err(|_| {
+                    ApiError::bad_request(format!("header {name} is not visible ASCII"))
+                })
+            })
+            .transpose()
+    };
+    let meta = RecordMeta {
+        content_type: text(header::CONTENT_TYPE)?,
+        headers: Vec::new(),
+        idempotency_key: text(header::HeaderName::from_static("idempotency-key"))?
+            .map(String::into_bytes),
+    };
+    let message = Message {
+        payload: body,
+        meta,
+        ..Message::default()
+    };
+    let seq = s.broker.publish(&topic, message).await?;
+    Ok(json::body(
+        StatusCode::CREATED,
+        &serde_json::json!({ "topic": topic, "seq": seq }),
+    ))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ReadQuery {
+    from: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// `GET /topics/{topic}/messages?from=N&limit=K`: a page of stored
+/// messages from `from` (default: the earliest), with the seq to ask next.
+pub(crate) async fn read(
+    State(s): State<EdgeState>,
+    topic: Result<Path<String>, PathRejection>,
+    query: Result<Query<ReadQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Path(topic) = topic?;
+    let Query(q) = query?;
+    let info = s.broker.topic_info(&topic)?;
+    let from = q.from.unwrap_or(info.first_seq);
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    let batch = s.broker.read(&topic, from, limit)?;
+    let mut page = Page::empty(batch.gap.map_or(from, |(_, to)| to));
+    page.gap = batch.gap.map(|(from, to)| GapJson { from, to });
+    let mut bytes = 0;
+    for r in &batch.records {
+        if !page.push(r, limit, s.config.page_bytes, &mut bytes) {
+            break;
+        }
+    }
+    Ok(json::body(StatusCode::OK, &page))
+}

@@ -1,0 +1,321 @@
+//! `GET /topics/{topic}/ws`: a WebSocket per browser, both ways.
+//!
+//! Server → client: one JSON text frame per message,
+//! `{"seq", "time", "content_type", "data"[, "encoding": "base64"]}`.
+//! Client → server: `{"op": "publish", "data": ...[, "content_type", "encoding",
+//! "id"]}`, answered in order with `{"op": "ack", "seq": N[, "id"]}` once the
+//! message is durable, or `{"op": "error", "error": "..."[, "id"]}`.
+//!
+//! Messages are read from the log a page at a time and written with one
+//! flush, so a connection holds at most one page; a browser that takes no
+//! bytes for [`super::HttpConfig::slow_consumer_timeout`] is closed with
+//! [`close_code::SLOW_CONSUMER`]. Every close the broker starts carries, as
+//! its reason, `{"reason": "...", "resume_from": SEQ}`: reconnect with
+//! `?from=SEQ` to continue with no gap and no duplicate.
+
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use base64::Engine;
+use bytes::Bytes;
+use fanlog_protocol::{Message, RecordMeta};
+use futures_util::stream::FuturesOrdered;
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use super::json::{GapJson, MessageJson};
+use super::{ApiError, EdgeState};
+use crate::error::BrokerError;
+use crate::subscription::{Event, StartFrom, Subscription};
+
+/// Close codes the broker uses (the 4000-4999 range is the application's).
+/// The close reason is JSON with the seq to resume from.
+pub mod close_code {
+    /// A frame that is not a JSON text message of a known `op`.
+    pub const BAD_REQUEST: u16 = 4400;
+    /// No valid credentials.
+    pub const UNAUTHORIZED: u16 = 4401;
+    /// Credentials that do not allow this topic.
+    pub const FORBIDDEN: u16 = 4403;
+    /// The browser did not take its messages in time.
+    pub const SLOW_CONSUMER: u16 = 4408;
+    /// The broker is shutting down (the standard "going away").
+    pub const GOING_AWAY: u16 = 1001;
+    /// The broker failed to read the topic (the standard "internal error").
+    pub const INTERNAL: u16 = 1011;
+}
+
+#[derive(Deserialize)]
+pub(crate) struct WsQuery {
+    from: Option<u64>,
+}
+
+/// `GET /topics/{topic}/ws`: the subscription is opened before the upgrade,
+/// so a bad topic is an HTTP error and the start position is fixed by the
+/// time the socket opens.
+pub(crate) async fn upgrade(
+    State(s): State<EdgeState>,
+    topic: Result<Path<String>, PathRejection>,
+    query: Result<Query<WsQuery>, QueryRejection>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let Path(topic) = topic?;
+    let Query(q) = query?;
+    let ws = ws.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+    let sub = s
+        .broker
+        .subscribe(&topic, q.from.map_or(StartFrom::Latest, StartFrom::Seq))?;
+    Ok(ws
+        .max_message_size(s.config.max_body + 4096)
+        .on_upgrade(move |socket| Session::new(s, topic, sub).run(socket)))
+}
+
+type Ack =
+    Pin<Box<dyn Future<Output = (Option<serde_json::Value>, Result<u64, BrokerError>)> + Send>>;
+
+#[derive(Deserialize)]
+struct Op {
+    op: String,
+    data: Option<serde_json::Value>,
+    content_type: Option<String>,
+    encoding: Option<String>,
+    id: Option<serde_json::Value>,
+}
+
+/// Why the loop ended: the peer left, or the broker closes with a code.
+enum End {
+    PeerGone,
+    Close(u16, String),
+}
+
+struct Session {
+    state: EdgeState,
+    topic: String,
+    sub: Subscription,
+    /// The seq after the last message the socket took: where a reconnect
+    /// resumes.
+    resume: u64,
+    acks: FuturesOrdered<Ack>,
+}
+
+impl Session {
+    fn new(state: EdgeState, topic: String, sub: Subscription) -> Self {
+        Self {
+            state,
+            topic,
+            resume: sub.position(),
+            sub,
+            acks: FuturesOrdered::new(),
+        }
+    }
+
+    async fn run(mut self, mut socket: WebSocket) {
+        let shutdown = self.state.shutdown.clone();
+        let mut ping = tokio::time::interval(self.state.config.ws_ping);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ping.tick().await;
+        let mut unanswered = 0u32;
+        let end = loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => {
+                    break End::Close(close_code::GOING_AWAY, "broker is shutting down".into());
+                }
+                Some((id, result)) = self.acks.next(), if !self.acks.is_empty() => {
+                    let reply = match result {
+                        Ok(seq) => serde_json::json!({ "op": "ack", "seq": seq }),
+                        Err(e) => serde_json::json!({ "op": "error", "error": e.to_string() }),
+                    };
+                    if let Err(end) = send(&mut socket, self.state.config.slow_consumer_timeout, vec![with_id(reply, id)]).await {
+                        break end;
+                    }
+                }
+                msg = socket.recv() => match msg {
+                    None | Some(Err(_)) | Some(Ok(WsMessage::Close(_))) => break End::PeerGone,
+                    Some(Ok(WsMessage::Text(text))) => {
+                        if let Err(why) = self.op(text.as_str()) {
+                            break End::Close(close_code::BAD_REQUEST, why);
+                        }
+                    }
+                    Some(Ok(WsMessage::Binary(_))) => {
+                        break End::Close(
+                            close_code::BAD_REQUEST,
+                            "binary frames are not accepted; send JSON text".into(),
+                        );
+                    }
+                    Some(Ok(WsMessage::Pong(_))) => unanswered = 0,
+                    // Pings are answered by the WebSocket layer itself.
+                    Some(Ok(WsMessage::Ping(_))) => {}
+                },
+                ev = self.sub.next() => match ev {
+                    Some(Ok(ev)) => {
+                        let page = self.page(ev);
+                        if let Err(end) = send(&mut socket, self.state.config.slow_consumer_timeout, page).await {
+                            break end;
+                        }
+                        self.resume = self.sub.position();
+                    }
+                    Some(Err(e)) => break End::Close(close_code::INTERNAL, e.to_string()),
+                    None => break End::Close(close_code::GOING_AWAY, "broker closed".into()),
+                },
+                _ = ping.tick() => {
+                    if unanswered >= 2 {
+                        break End::PeerGone;
+                    }
+                    unanswered += 1;
+                    if let Err(end) = send(&mut socket, self.state.config.slow_consumer_timeout, vec![WsMessage::Ping(Bytes::new())]).await {
+                        break end;
+                    }
+                }
+            }
+        };
+        if let End::Close(code, why) = end {
+            let reason = close_reason(&why, self.resume);
+            let frame = WsMessage::Close(Some(CloseFrame {
+                code,
+                reason: reason.into(),
+            }));
+            // The close waits behind what is still buffered; a consumer that
+            // is slow, not gone, gets it. Twice the timeout, then drop.
+            let grace = self.state.config.slow_consumer_timeout * 2;
+            let _ = tokio::time::timeout(grace, socket.send(frame)).await;
+        }
+    }
+
+    /// The event `first` and what else is ready, up to a page, as frames.
+    fn page(&mut self, first: Event) -> Vec<WsMessage> {
+        let mut frames = Vec::new();
+        let mut bytes = 0;
+        let mut next = Some(first);
+        while let Some(ev) = next {
+            let value = match ev {
+                Event::Record(r) => {
+                    bytes += r.payload().len();
+                    serde_json::to_string(&MessageJson::new(&r))
+                }
+                Event::Gap { from, to } => {
+                    serde_json::to_string(&serde_json::json!({ "gap": GapJson { from, to } }))
+                }
+            };
+            if let Ok(text) = value {
+                frames.push(WsMessage::Text(text.into()));
+            }
+            if bytes >= self.state.config.page_bytes {
+                break;
+            }
+            // A read error surfaces on the next poll of the stream.
+            next = self.sub.try_next().ok().flatten();
+        }
+        frames
+    }
+
+    /// Handles one client frame; an error closes the socket.
+    fn op(&mut self, text: &str) -> Result<(), String> {
+        let op: Op = serde_json::from_str(text).map_err(|e| format!("bad JSON: {e}"))?;
+        if op.op != "publish" {
+            return Err(format!("unknown op {:?}", op.op));
+        }
+        let (payload, content_type) = match (op.data, op.encoding.as_deref()) {
+            (Some(serde_json::Value::String(s)), None) => (Bytes::from(s), op.content_type),
+            (Some(serde_json::Value::String(s)), Some("base64")) => (
+                base64::engine::general_purpose::STANDARD
+                    .decode(s)
+                    .map(Bytes::from)
+                    .map_err(|e| format!("data is not base64: {e}"))?,
+                op.content_type,
+            ),
+            (Some(_), Some(other)) => return Err(format!("unknown encoding {other:?}")),
+            (Some(v), None) => (
+                Bytes::from(v.to_string()),
+                op.content_type.or_else(|| Some("application/json".into())),
+            ),
+            (None, _) => return Err("publish needs data".into()),
+        };
+        let message = Message {
+            payload,
+            meta: RecordMeta {
+                content_type,
+                ..RecordMeta::default()
+            },
+            ..Message::default()
+        };
+        let id = op.id;
+        // A refused publish is answered, in order, and the socket stays open.
+        let ack: Ack = match self.state.broker.append(&self.topic, &[message]) {
+            Ok(appended) => Box::pin(async move {
+                let r = appended
+                    .durable()
+                    .await
+                    .and_then(|seqs| seqs.first().copied().ok_or(BrokerError::EmptyBatch));
+                (id, r)
+            }),
+            Err(e) => Box::pin(async move { (id, Err(e)) }),
+        };
+        self.acks.push_back(ack);
+        Ok(())
+    }
+}
+
+/// Writes `frames` with one flush, or ends the session: a socket that takes
+/// nothing for `timeout` is closed as a slow consumer.
+async fn send(
+    socket: &mut WebSocket,
+    timeout: Duration,
+    frames: Vec<WsMessage>,
+) -> Result<(), End> {
+    let write = async {
+        for f in frames {
+            socket.feed(f).await?;
+        }
+        socket.flush().await
+    };
+    match tokio::time::timeout(timeout, write).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(End::PeerGone),
+        Err(_) => Err(End::Close(
+            close_code::SLOW_CONSUMER,
+            "slow consumer".into(),
+        )),
+    }
+}
+
+fn with_id(mut reply: serde_json::Value, id: Option<serde_json::Value>) -> WsMessage {
+    if let (Some(id), Some(obj)) = (id, reply.as_object_mut()) {
+        obj.insert("id".into(), id);
+    }
+    WsMessage::Text(reply.to_string().into())
+}
+
+/// The close reason: JSON with the resume seq, within the 123 bytes a close
+/// frame allows (the human part is cut to fit).
+fn close_reason(why: &str, resume_from: u64) -> String {
+    let mut why: String = why.chars().take(80).collect();
+    loop {
+        let reason = serde_json::json!({ "reason": why, "resume_from": resume_from }).to_string();
+        if reason.len() <= 123 || why.is_empty() {
+            return reason;
+        }
+        why.pop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_reasons_fit_a_close_frame_and_carry_the_seq() {
+        let long = "x\"".repeat(200);
+        for why in ["slow consumer", long.as_str(), ""] {
+            let r = close_reason(why, u64::MAX);
+            assert!(r.len() <= 123, "{r}");
+            let v: serde_json::Value = serde_json::from_str(&r).unwrap();
+            assert_eq!(v["resume_from"], u64::MAX);
+        }
+    }
+}
