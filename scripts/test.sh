@@ -5,10 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-# System packages the tests drive. None yet beyond the Rust toolchain; the
-# browser-edge tests will add chromium here.
-for pkg in "${FANLOG_TEST_APT:-}"; do
-  [ -n "$pkg" ] && ! dpkg -s "$pkg" >/dev/null 2>&1 && need_apt+=("$pkg")
+# System packages the tests drive: Chromium for the browser-edge tests
+# (tests/browser.rs drives real EventSource/WebSocket pages in it).
+for cmd_pkg in chromium:chromium; do
+  cmd=${cmd_pkg%%:*} pkg=${cmd_pkg##*:}
+  command -v "$cmd" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing test dependencies: ${need_apt[*]}" >&2

@@ -7,8 +7,8 @@
 //! log itself is the only buffer between a publisher and any number of
 //! subscribers. Consumer groups commit offsets that survive crashes.
 //!
-//! This crate is not a network server by itself: transports (TCP, QUIC, HTTP
-//! edges, hooks) are peers over the same [`Broker`] handle.
+//! Transports (TCP, QUIC, the HTTP edge) are peers over the same [`Broker`]
+//! handle; each takes a bound listener and a shutdown future.
 //!
 //! # Layout
 //! - `log/`: segments, the mmap module (all `unsafe`), recovery, the writer
@@ -16,6 +16,8 @@
 //! - `flusher`: background syncs (group commit) and retention
 //! - `subscription`: the subscriber stream
 //! - `broker`: the embedded API
+//! - `transport/`: the binary protocol over TCP and QUIC
+//! - `edge/`: the HTTP edge (REST, SSE, WebSocket, long poll, console)
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
