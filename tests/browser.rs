@@ -338,13 +338,21 @@ async fn the_console_renders_the_topic_list() {
 
     // The DOM after the page has run (--timeout ends loading; an open
     // EventSource would keep --virtual-time-budget from ever finishing).
-    let out = Command::new("chromium")
-        .args(chromium_flags(profile.path()))
-        .args(["--timeout=4000", "--dump-dom", &url])
-        .stderr(Stdio::null())
-        .output()
-        .expect("chromium");
-    let dom = String::from_utf8_lossy(&out.stdout);
+    // A loaded machine may need longer before the first refresh lands: try
+    // with a growing allowance.
+    let mut dom = String::new();
+    for ms in [3000, 8000, 20000] {
+        let out = Command::new("chromium")
+            .args(chromium_flags(profile.path()))
+            .args([&format!("--timeout={ms}"), "--dump-dom", &url])
+            .stderr(Stdio::null())
+            .output()
+            .expect("chromium");
+        dom = String::from_utf8_lossy(&out.stdout).into_owned();
+        if dom.contains("connected · 2 topics") {
+            break;
+        }
+    }
     assert!(
         dom.contains(r#"data-topic="console-demo""#),
         "topic rows: {dom}"
