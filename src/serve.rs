@@ -120,8 +120,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 cors_origins: args.cors_origins.clone(),
                 ..edge::HttpConfig::default()
             };
-            config.validate().map_err(anyhow::Error::msg)?;
-            let state = edge::EdgeState::new(broker.clone(), config, CancellationToken::new());
+            let state = edge::EdgeState::new(broker.clone(), config, CancellationToken::new())
+                .map_err(anyhow::Error::msg)?;
             servers.spawn(edge::serve(listener, state, stopped(stop_rx.clone())));
             Some(bound)
         }

@@ -322,8 +322,9 @@ async fn an_idle_sse_stream_gets_a_heartbeat_every_15_seconds() {
         b.clone(),
         HttpConfig::default(),
         tokio_util::sync::CancellationToken::new(),
-    );
-    let app = fanlog::broker::edge::router(state).unwrap();
+    )
+    .unwrap();
+    let app = fanlog::broker::edge::router(state);
     let req = axum::http::Request::get("/topics/quiet/events")
         .body(axum::body::Body::empty())
         .unwrap();

@@ -28,7 +28,7 @@ impl Record {
     pub(crate) fn view(&self) -> RecordView<'_> {
         match self
             .segment
-            .view_at(self.pos, (self.pos + padded_len(self.len)) as u64)
+            .view_at(self.pos, (self.pos + self.padded_len()) as u64)
         {
             Ok(v) => v,
             // Invariant 4 of the log: bytes below the head are immutable, and
@@ -81,10 +81,15 @@ impl Record {
         self.view().as_bytes()
     }
 
+    /// Bytes of [`Self::padded_bytes`], without touching the mapping.
+    pub(crate) fn padded_len(&self) -> usize {
+        padded_len(self.len)
+    }
+
     /// The record with its zero padding to 8 bytes: what a delivery frame
     /// carries, straight from the log's mapping.
     pub fn padded_bytes(&self) -> &[u8] {
-        match self.segment.bytes(self.pos, padded_len(self.len)) {
+        match self.segment.bytes(self.pos, self.padded_len()) {
             Some(b) => b,
             // Invariant: the padded record lies below the published
             // `written` of its segment, checked when this handle was made.
@@ -108,14 +113,14 @@ impl RecordRun {
         Self {
             segment: Arc::clone(&r.segment),
             start: r.pos,
-            end: r.pos + padded_len(r.len),
+            end: r.pos + r.padded_len(),
         }
     }
 
     /// Appends `r` when it directly follows the run in the same segment.
     pub(crate) fn extend(&mut self, r: &Record) -> bool {
         if Arc::ptr_eq(&self.segment, &r.segment) && r.pos == self.end {
-            self.end += padded_len(r.len);
+            self.end += r.padded_len();
             true
         } else {
             false

@@ -320,22 +320,17 @@ pub struct HttpServer {
 
 impl HttpServer {
     pub async fn start(broker: &Broker, config: fanlog::broker::edge::HttpConfig) -> Self {
-        Self::start_on(broker, config, ([127, 0, 0, 1], 0).into()).await
-    }
-
-    pub async fn start_on(
-        broker: &Broker,
-        config: fanlog::broker::edge::HttpConfig,
-        at: std::net::SocketAddr,
-    ) -> Self {
         use fanlog::broker::edge;
-        let listener = tokio::net::TcpListener::bind(at).await.expect("bind http");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind http");
         let addr = listener.local_addr().unwrap();
         let state = edge::EdgeState::new(
             broker.clone(),
             config,
             tokio_util::sync::CancellationToken::new(),
-        );
+        )
+        .expect("valid HTTP config");
         let (stop, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(edge::serve(listener, state, async move {
             let _ = rx.await;

@@ -1,6 +1,7 @@
 //! JSON bodies shared by the HTTP routes: a message, a page of messages,
 //! and the response helper.
 
+use std::borrow::Cow;
 use std::time::{Duration, UNIX_EPOCH};
 
 use axum::http::{HeaderValue, StatusCode, header};
@@ -31,17 +32,26 @@ pub(crate) fn body(status: StatusCode, value: &impl Serialize) -> Response {
     }
 }
 
-/// A payload as JSON: the text itself when it is UTF-8, else base64 (and
-/// then `encoding: "base64"` goes beside it).
-pub(crate) fn data(payload: &[u8]) -> (serde_json::Value, Option<&'static str>) {
+/// A payload as text: itself when it is UTF-8, else base64, with the
+/// encoding to tell (`Some("base64")`).
+pub(crate) fn data(payload: &[u8]) -> (Cow<'_, str>, Option<&'static str>) {
     match std::str::from_utf8(payload) {
-        Ok(s) => (serde_json::Value::String(s.to_owned()), None),
+        Ok(s) => (Cow::Borrowed(s), None),
         Err(_) => (
-            serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(payload)),
+            Cow::Owned(base64::engine::general_purpose::STANDARD.encode(payload)),
             Some("base64"),
         ),
     }
 }
+
+/// Messages per page when the request does not say; at most [`MAX_LIMIT`].
+pub(crate) fn page_limit(asked: Option<usize>) -> usize {
+    asked.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT)
+}
+
+/// Most messages in one page, whatever `limit` asks.
+const MAX_LIMIT: usize = 1000;
+const DEFAULT_LIMIT: usize = 100;
 
 /// RFC 3339 time of an append timestamp.
 pub(crate) fn time(timestamp_us: u64) -> String {
@@ -64,7 +74,7 @@ pub(crate) struct MessageJson {
     pub(crate) seq: u64,
     pub(crate) time: String,
     pub(crate) content_type: Option<String>,
-    pub(crate) data: serde_json::Value,
+    pub(crate) data: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) encoding: Option<&'static str>,
 }
@@ -76,7 +86,7 @@ impl MessageJson {
             seq: r.seq(),
             time: time(r.timestamp_us()),
             content_type: r.content_type().map(str::to_owned),
-            data,
+            data: data.into_owned(),
             encoding,
         }
     }

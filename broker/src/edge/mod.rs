@@ -74,44 +74,41 @@ impl Default for HttpConfig {
     }
 }
 
-impl HttpConfig {
-    /// Checks the settings (the CORS origins must be header values).
-    ///
-    /// # Errors
-    /// A message naming the bad setting.
-    pub fn validate(&self) -> Result<(), String> {
-        cors(&self.cors_origins).map(|_| ())
-    }
-}
-
 /// What every handler shares.
 #[derive(Debug, Clone)]
 pub struct EdgeState {
     broker: Broker,
     config: Arc<HttpConfig>,
+    /// Built from `config.cors_origins` once, when the state is made.
+    cors: CorsLayer,
     shutdown: CancellationToken,
 }
 
 impl EdgeState {
     /// The edge over `broker`. Cancelling `shutdown` ends every open stream
     /// (SSE, WebSocket, long poll), so that a graceful shutdown completes.
-    pub fn new(broker: Broker, config: HttpConfig, shutdown: CancellationToken) -> Self {
-        Self {
+    ///
+    /// # Errors
+    /// An origin in `cors_origins` that is not a valid header value.
+    pub fn new(
+        broker: Broker,
+        config: HttpConfig,
+        shutdown: CancellationToken,
+    ) -> Result<Self, String> {
+        Ok(Self {
             broker,
+            cors: cors(&config.cors_origins)?,
             config: Arc::new(config),
             shutdown,
-        }
+        })
     }
 }
 
 /// The HTTP routes of the contract, over `state`.
-///
-/// # Errors
-/// An origin in `cors_origins` that is not a valid header value.
-pub fn router(state: EdgeState) -> Result<Router, String> {
-    let cors = cors(&state.config.cors_origins)?;
+pub fn router(state: EdgeState) -> Router {
+    let cors = state.cors.clone();
     let max_body = state.config.max_body;
-    Ok(Router::new()
+    Router::new()
         .route("/", get(console::page))
         .route("/healthz", get(healthz))
         .route("/topics", get(topics::list))
@@ -127,22 +124,21 @@ pub fn router(state: EdgeState) -> Result<Router, String> {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(cors)
-        .with_state(state))
+        .with_state(state)
 }
 
 /// Serves `router(state)` on `listener` until `shutdown` resolves; then
 /// cancels the open streams and waits for every connection to finish.
 ///
 /// # Errors
-/// A bad CORS origin, or an accept loop failure.
+/// An accept loop failure.
 pub async fn serve(
     listener: TcpListener,
     state: EdgeState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let token = state.shutdown.clone();
-    let app = router(state).map_err(std::io::Error::other)?;
-    axum::serve(listener, app)
+    axum::serve(listener, router(state))
         .with_graceful_shutdown(async move {
             shutdown.await;
             token.cancel();

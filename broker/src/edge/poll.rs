@@ -16,7 +16,6 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 
 use super::json::{self, GapJson, Page};
-use super::topics::MAX_LIMIT;
 use super::{ApiError, EdgeState};
 use crate::subscription::{Event, StartFrom};
 
@@ -48,7 +47,7 @@ pub(crate) async fn poll(
             )));
         }
     };
-    let limit = q.limit.unwrap_or(100).clamp(1, MAX_LIMIT);
+    let limit = json::page_limit(q.limit);
     let from = match q.after {
         Some(after) => StartFrom::Seq(
             after

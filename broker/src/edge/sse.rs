@@ -16,7 +16,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
 use futures_util::{StreamExt, stream};
 use serde::Deserialize;
 
@@ -104,18 +103,18 @@ fn to_sse(ev: &Event) -> SseEvent {
             if let Some(ty) = json::event_type(r) {
                 e = e.event(ty);
             }
-            match std::str::from_utf8(r.payload()) {
-                // Line breaks (\n, \r, \r\n) in the payload become separate
-                // `data:` lines, which EventSource joins back with \n: a
-                // payload can never start a field of its own. A \r\n is one
-                // break, as EventSource itself would read it.
-                Ok(text) if text.contains('\r') => {
-                    e.data(text.replace("\r\n", "\n").replace('\r', "\n"))
-                }
-                Ok(text) => e.data(text),
-                Err(_) => e
-                    .comment("encoding=base64")
-                    .data(base64::engine::general_purpose::STANDARD.encode(r.payload())),
+            let (text, encoding) = json::data(r.payload());
+            if let Some(encoding) = encoding {
+                e = e.comment(format!("encoding={encoding}"));
+            }
+            // Line breaks (\n, \r, \r\n) in the payload become separate
+            // `data:` lines, which EventSource joins back with \n: a payload
+            // can never start a field of its own. A \r\n is one break, as
+            // EventSource itself would read it.
+            if text.contains('\r') {
+                e.data(text.replace("\r\n", "\n").replace('\r', "\n"))
+            } else {
+                e.data(text)
             }
         }
         // The gap carries the id before the first available record, so that a

@@ -12,10 +12,6 @@ use super::json::{self, GapJson, Page};
 use super::{ApiError, EdgeState};
 use crate::broker::TopicInfo;
 
-/// Most messages in one page, whatever `limit` asks.
-pub(crate) const MAX_LIMIT: usize = 1000;
-const DEFAULT_LIMIT: usize = 100;
-
 #[derive(Serialize)]
 struct TopicJson {
     name: String,
@@ -107,7 +103,7 @@ pub(crate) async fn read(
     let Query(q) = query?;
     let info = s.broker.topic_info(&topic)?;
     let from = q.from.unwrap_or(info.first_seq);
-    let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    let limit = json::page_limit(q.limit);
     let batch = s.broker.read(&topic, from, limit)?;
     let mut page = Page::empty(batch.gap.map_or(from, |(_, to)| to));
     page.gap = batch.gap.map(|(from, to)| GapJson { from, to });

@@ -498,7 +498,7 @@ struct Pending {
 impl Pending {
     /// Adds a record; returns its size on the wire.
     fn push(&mut self, r: &crate::Record) -> usize {
-        let n = r.padded_bytes().len();
+        let n = r.padded_len();
         if !self.runs.last_mut().is_some_and(|run| run.extend(r)) {
             self.runs.push(RecordRun::new(r));
         }
