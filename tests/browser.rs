@@ -79,7 +79,7 @@ impl Browser {
         let profile = tempfile::tempdir().unwrap();
         let child = Command::new("chromium")
             .args(chromium_flags(profile.path()))
-            .arg("--remote-debugging-port=0")
+            .args(["--remote-debugging-port=0", "--window-size=1100,700"])
             .arg(url)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -326,61 +326,144 @@ async fn a_long_poll_loop_in_a_page_receives_everything() {
     assert!(broker.terminate().success());
 }
 
+/// One page of a [`Browser`], driven over the DevTools protocol.
+struct DevTools {
+    ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    next_id: u64,
+}
+
+impl DevTools {
+    /// Attaches to the browser's page showing `url`.
+    async fn attach(browser: &Browser, url: &str) -> Self {
+        // Chromium writes the port it picked into the profile.
+        let port_file = browser._profile.path().join("DevToolsActivePort");
+        let t = Instant::now();
+        let port = loop {
+            if let Some(port) = std::fs::read_to_string(&port_file)
+                .ok()
+                .and_then(|s| s.lines().next().and_then(|l| l.parse::<u16>().ok()))
+            {
+                break port;
+            }
+            assert!(t.elapsed() < Duration::from_secs(30), "no DevTools port");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let pages: Value = reqwest::get(format!("http://127.0.0.1:{port}/json/list"))
+            .await
+            .expect("DevTools list")
+            .json()
+            .await
+            .expect("DevTools JSON");
+        let target = pages
+            .as_array()
+            .and_then(|a| a.iter().find(|p| p["url"].as_str() == Some(url)))
+            .unwrap_or_else(|| panic!("no page at {url}: {pages}"));
+        let ws_url = target["webSocketDebuggerUrl"].as_str().unwrap();
+        let (ws, _) = tokio_tungstenite::connect_async(ws_url)
+            .await
+            .expect("DevTools socket");
+        Self { ws, next_id: 0 }
+    }
+
+    /// Calls a DevTools method and returns its result.
+    async fn call(&mut self, method: &str, params: Value) -> Value {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message as WsMessage;
+        self.next_id += 1;
+        let id = self.next_id;
+        let req = serde_json::json!({ "id": id, "method": method, "params": params });
+        self.ws
+            .send(WsMessage::text(req.to_string()))
+            .await
+            .unwrap();
+        loop {
+            let m = tokio::time::timeout(Duration::from_secs(30), self.ws.next())
+                .await
+                .expect("a DevTools answer in time")
+                .expect("open")
+                .expect("frame");
+            if let WsMessage::Text(t) = m {
+                let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                if v["id"] == id {
+                    return v["result"].clone();
+                }
+            }
+        }
+    }
+
+    /// The page's HTML as it is now.
+    async fn html(&mut self) -> String {
+        let r = self
+            .call(
+                "Runtime.evaluate",
+                serde_json::json!({
+                    "expression": "document.documentElement.outerHTML",
+                    "returnByValue": true,
+                }),
+            )
+            .await;
+        r["result"]["value"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// A PNG of the page.
+    async fn screenshot(&mut self) -> Vec<u8> {
+        use base64::Engine;
+        let r = self
+            .call(
+                "Page.captureScreenshot",
+                serde_json::json!({ "format": "png" }),
+            )
+            .await;
+        base64::engine::general_purpose::STANDARD
+            .decode(r["data"].as_str().expect("screenshot data"))
+            .expect("base64 PNG")
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_console_renders_the_topic_list() {
+async fn the_console_renders_topics_and_a_live_tail() {
     let dir = tempfile::tempdir().unwrap();
     let broker = serve(dir.path(), "127.0.0.1:0", "http://unused.example");
     let http = broker.http.clone().unwrap();
     publish_all(&http, "console-demo", 0..5).await;
     publish_all(&http, "second-topic", 0..2).await;
     let url = format!("http://{http}/?topic=console-demo");
-    let profile = tempfile::tempdir().unwrap();
+    let browser = Browser::open(&url);
+    let mut page = DevTools::attach(&browser, &url).await;
 
-    // The DOM after the page has run (--timeout ends loading; an open
-    // EventSource would keep --virtual-time-budget from ever finishing).
-    // A loaded machine may need longer before the first refresh lands: try
-    // with a growing allowance.
-    let mut dom = String::new();
-    for ms in [3000, 8000, 20000] {
-        let out = Command::new("chromium")
-            .args(chromium_flags(profile.path()))
-            .args([&format!("--timeout={ms}"), "--dump-dom", &url])
-            .stderr(Stdio::null())
-            .output()
-            .expect("chromium");
-        dom = String::from_utf8_lossy(&out.stdout).into_owned();
-        if dom.contains("connected · 2 topics") {
-            break;
+    // The topic list, and the tail of the chosen topic: its backlog, then a
+    // message published while the page is open.
+    let has_all = |html: &str, upto: u32| {
+        html.contains(r#"data-topic="console-demo""#)
+            && html.contains(r#"data-topic="second-topic""#)
+            && (0..upto).all(|i| html.contains(&format!(">#{i}</span>m{i}</li>")))
+    };
+    let wait = async |page: &mut DevTools, upto: u32| {
+        let t = Instant::now();
+        loop {
+            let html = page.html().await;
+            if has_all(&html, upto) {
+                return html;
+            }
+            assert!(t.elapsed() < Duration::from_secs(60), "console: {html}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-    }
-    assert!(
-        dom.contains(r#"data-topic="console-demo""#),
-        "topic rows: {dom}"
-    );
-    assert!(dom.contains(r#"data-topic="second-topic""#), "{dom}");
-    assert!(dom.contains("connected · 2 topics"), "{dom}");
+    };
+    wait(&mut page, 5).await;
+    publish_all(&http, "console-demo", 5..6).await;
+    let html = wait(&mut page, 6).await;
+    assert!(html.contains("connected · 2 topics"), "{html}");
 
-    // And a screenshot, kept for people to look at.
-    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("console.png");
-    let _ = std::fs::remove_file(&shot);
-    let status = Command::new("chromium")
-        .args(chromium_flags(profile.path()))
-        .args([
-            "--timeout=4000",
-            "--window-size=1100,700",
-            &format!("--screenshot={}", shot.display()),
-            &url,
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("chromium");
-    assert!(status.success());
-    let png = std::fs::read(&shot).expect("a screenshot");
+    // A screenshot, checked and kept for people to look at.
+    let png = page.screenshot().await;
     assert!(
         png.starts_with(b"\x89PNG") && png.len() > 10_000,
         "{} bytes",
         png.len()
     );
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("console.png");
+    std::fs::write(&shot, &png).unwrap();
     assert!(broker.terminate().success());
 }
