@@ -72,8 +72,16 @@ pub(crate) async fn upgrade(
         .subscribe(&topic, q.from.map_or(StartFrom::Latest, StartFrom::Seq))?;
     Ok(ws
         .max_message_size(s.config.max_body + 4096)
+        // tungstenite zero-fills its whole read buffer before the first
+        // read: at the default 128 KiB that is what every idle socket would
+        // keep resident. Frames from browsers are small; a large one grows
+        // the buffer to its size as it arrives.
+        .read_buffer_size(WS_READ_BUFFER)
         .on_upgrade(move |socket| Session::new(s, topic, sub).run(socket)))
 }
+
+/// Bytes read from a WebSocket per system call.
+const WS_READ_BUFFER: usize = 4096;
 
 type Ack =
     Pin<Box<dyn Future<Output = (Option<serde_json::Value>, Result<u64, BrokerError>)> + Send>>;
