@@ -29,12 +29,15 @@ enum Command {
     Sub(commands::SubArgs),
     /// List topics: name, first seq, next seq, bytes.
     Topics(commands::TopicsArgs),
-    /// The load tool: publish | consume | e2e | fanout.
+    /// The load tool: publish | consume | e2e | fanout | idle.
     Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Serve(_) | Command::Bench(_)) {
+        raise_fd_limit();
+    }
     let default_level = if matches!(cli.command, Command::Serve(_)) {
         "info"
     } else {
@@ -72,6 +75,19 @@ fn main() -> ExitCode {
             let msg = format!("{e:#}").replace('\n', " ");
             eprintln!("fanlog: {msg}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Raises this process's open-file limit to its hard limit, for a broker or a load
+/// run with thousands of connections.
+fn raise_fd_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut lim = getrlimit(Resource::Nofile);
+    if lim.current != lim.maximum {
+        lim.current = lim.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, lim) {
+            tracing::warn!("cannot raise the open-file limit: {e}");
         }
     }
 }

@@ -1,26 +1,12 @@
 //! `fanlog bench`, the load tool, through the real binary: every workload
-//! over TCP and QUIC gives a JSON line with consistent counts, and `--html`
-//! writes a report with charts.
+//! over TCP, QUIC, WebSocket and Server-Sent Events gives a JSON line with
+//! consistent counts, and `--html` writes a report with charts.
 
 mod common;
 
-fn bench_json(args: &[&str]) -> serde_json::Value {
-    let mut all = vec!["bench"];
-    all.extend_from_slice(args);
-    all.push("--json");
-    let out = common::fanlog(&all);
-    let last = out.lines().last().expect("output");
-    serde_json::from_str(last).unwrap_or_else(|e| panic!("last line is JSON ({e}): {last}"))
-}
-
-fn num(v: &serde_json::Value, k: &str) -> f64 {
-    v[k].as_f64()
-        .unwrap_or_else(|| panic!("{k} missing in {v}"))
-}
-
 #[test]
 fn every_workload_reports_consistent_json() {
-    let p = bench_json(&[
+    let p = common::bench_json(&[
         "publish",
         "--count",
         "3000",
@@ -31,14 +17,24 @@ fn every_workload_reports_consistent_json() {
     ]);
     assert_eq!(p["workload"], "publish");
     assert_eq!(p["transport"], "tcp");
-    assert_eq!(num(&p, "msgs"), 3000.0);
-    assert!(num(&p, "msgs_per_s") > 0.0 && num(&p, "mb_per_s") > 0.0 && num(&p, "secs") > 0.0);
-    assert!(num(&p, "p50_us") <= num(&p, "p99_us") && num(&p, "p99_us") <= num(&p, "p999_us"));
+    assert_eq!(common::num(&p, "msgs"), 3000.0);
+    assert!(
+        common::num(&p, "msgs_per_s") > 0.0
+            && common::num(&p, "mb_per_s") > 0.0
+            && common::num(&p, "secs") > 0.0
+    );
+    assert!(
+        common::num(&p, "p50_us") <= common::num(&p, "p99_us")
+            && common::num(&p, "p99_us") <= common::num(&p, "p999_us")
+    );
 
-    let c = bench_json(&["consume", "--count", "2000", "--consumers", "3"]);
-    assert_eq!((num(&c, "msgs"), num(&c, "deliveries")), (6000.0, 6000.0));
+    let c = common::bench_json(&["consume", "--count", "2000", "--consumers", "3"]);
+    assert_eq!(
+        (common::num(&c, "msgs"), common::num(&c, "deliveries")),
+        (6000.0, 6000.0)
+    );
 
-    let e = bench_json(&[
+    let e = common::bench_json(&[
         "e2e",
         "--count",
         "1000",
@@ -49,14 +45,17 @@ fn every_workload_reports_consistent_json() {
         "--rate",
         "5000",
     ]);
-    assert_eq!((num(&e, "msgs"), num(&e, "deliveries")), (1000.0, 2000.0));
+    assert_eq!(
+        (common::num(&e, "msgs"), common::num(&e, "deliveries")),
+        (1000.0, 2000.0)
+    );
     assert!(
-        num(&e, "secs") >= 0.19,
+        common::num(&e, "secs") >= 0.19,
         "paced at 5000/s: 1000 messages take 0.2 s"
     );
     assert!(e["p999_us"].is_number());
 
-    let f = bench_json(&[
+    let f = common::bench_json(&[
         "fanout",
         "--count",
         "500",
@@ -66,7 +65,7 @@ fn every_workload_reports_consistent_json() {
         "quic",
     ]);
     assert_eq!(f["transport"], "quic");
-    assert_eq!(num(&f, "msgs"), 2000.0, "fanout counts deliveries");
+    assert_eq!(common::num(&f, "msgs"), 2000.0, "fanout counts deliveries");
 }
 
 #[test]
@@ -75,11 +74,11 @@ fn against_a_running_server_with_an_html_report() {
     let serve = common::ServeProcess::start(dir.path(), &[]);
     let html = dir.path().join("report.html");
     let html_s = html.to_str().unwrap();
-    let v = bench_json(&[
+    let v = common::bench_json(&[
         "publish", "--count", "2000", "--server", &serve.tcp, "--topic", "loadtest", "--html",
         html_s,
     ]);
-    assert_eq!(num(&v, "msgs"), 2000.0);
+    assert_eq!(common::num(&v, "msgs"), 2000.0);
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(
         page.contains("<svg")
@@ -93,7 +92,7 @@ fn against_a_running_server_with_an_html_report() {
         "{topics}"
     );
     let cert = dir.path().join("tls/cert.pem");
-    let q = bench_json(&[
+    let q = common::bench_json(&[
         "consume",
         "--count",
         "2000",
@@ -106,8 +105,113 @@ fn against_a_running_server_with_an_html_report() {
         "--topic",
         "loadtest",
     ]);
-    assert_eq!(num(&q, "msgs"), 2000.0);
+    assert_eq!(common::num(&q, "msgs"), 2000.0);
     assert!(serve.terminate().success());
+
+    // The browser edges of a running broker, and its memory by process id.
+    let dir = tempfile::tempdir().unwrap();
+    let serve = common::ServeProcess::start(dir.path(), &["--http", "127.0.0.1:0"]);
+    let http = serve.http.clone().unwrap();
+    let pid = serve.child.id().to_string();
+    let f = common::bench_json(&[
+        "fanout",
+        "--count",
+        "300",
+        "--consumers",
+        "3",
+        "--transport",
+        "sse",
+        "--server",
+        &serve.tcp,
+        "--http",
+        &http,
+    ]);
+    assert_eq!(common::num(&f, "deliveries"), 900.0);
+    let i = common::bench_json(&[
+        "idle",
+        "--consumers",
+        "50",
+        "--transport",
+        "ws",
+        "--server",
+        &serve.tcp,
+        "--http",
+        &http,
+        "--broker-pid",
+        &pid,
+    ]);
+    assert_eq!(common::num(&i, "deliveries"), 50.0);
+    assert!(common::num(&i["memory"], "rss_after_kb") > 0.0, "{i}");
+    assert!(serve.terminate().success());
+}
+
+#[test]
+fn browser_edges_as_subscriber_transports() {
+    for transport in ["ws", "sse"] {
+        let f = common::bench_json(&[
+            "fanout",
+            "--count",
+            "400",
+            "--consumers",
+            "5",
+            "--transport",
+            transport,
+        ]);
+        assert_eq!(f["transport"], transport);
+        assert_eq!(
+            (common::num(&f, "msgs"), common::num(&f, "deliveries")),
+            (2000.0, 2000.0),
+            "{f}"
+        );
+        let e = common::bench_json(&[
+            "e2e",
+            "--count",
+            "300",
+            "--consumers",
+            "2",
+            "--batch",
+            "1",
+            "--rate",
+            "3000",
+            "--transport",
+            transport,
+        ]);
+        assert_eq!(
+            (common::num(&e, "msgs"), common::num(&e, "deliveries")),
+            (300.0, 600.0),
+            "{e}"
+        );
+        assert!(common::num(&e, "p50_us") <= common::num(&e, "p99_us"));
+        let c = common::bench_json(&[
+            "consume",
+            "--count",
+            "500",
+            "--consumers",
+            "2",
+            "--transport",
+            transport,
+        ]);
+        assert_eq!(common::num(&c, "deliveries"), 1000.0, "{c}");
+        // Idle connections: the broker runs as a child, so its memory is
+        // its own; every subscriber gets every broadcast.
+        let i = common::bench_json(&[
+            "idle",
+            "--consumers",
+            "40",
+            "--count",
+            "2",
+            "--transport",
+            transport,
+        ]);
+        assert_eq!(
+            (common::num(&i, "msgs"), common::num(&i, "deliveries")),
+            (2.0, 80.0),
+            "{i}"
+        );
+        let m = &i["memory"];
+        assert_eq!(m["connections"], 40);
+        assert!(common::num(m, "rss_after_kb") >= common::num(m, "rss_before_kb"));
+    }
 }
 
 #[test]
@@ -120,4 +224,13 @@ fn bad_options_fail_with_one_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("--size"), "{err}");
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fanlog"))
+        .args(["bench", "publish", "--transport", "sse"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("publishers use TCP"), "{err}");
 }

@@ -6,6 +6,7 @@
 //! `--rate` (open loop) a stall shows up in the percentiles instead of
 //! silently slowing the sender (no coordinated omission).
 
+mod feeds;
 mod report;
 mod workloads;
 
@@ -27,13 +28,31 @@ pub enum Workload {
     E2e,
     /// One publisher, `--consumers` subscribers; deliveries per second.
     Fanout,
+    /// `--consumers` idle subscriptions, each on its own connection: the
+    /// broker's resident memory per connection, then `--count` (default 1)
+    /// broadcasts that every subscriber must receive. Without --server the
+    /// broker runs as a child process, so that its memory is its own.
+    Idle,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TransportArg {
+    /// The binary protocol over TCP.
     Tcp,
+    /// The binary protocol over QUIC.
     Quic,
+    /// Subscribers on the WebSocket edge; publishers on TCP.
+    Ws,
+    /// Subscribers on the Server-Sent Events edge; publishers on TCP.
+    Sse,
+}
+
+impl TransportArg {
+    /// Whether subscribers use the HTTP edge.
+    fn is_http(self) -> bool {
+        matches!(self, Self::Ws | Self::Sse)
+    }
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -68,10 +87,16 @@ pub struct BenchArgs {
     /// Batches in flight per publisher.
     #[arg(long, default_value_t = 16)]
     pub inflight: usize,
-    /// Broker address; without it a broker runs in this process on a
-    /// temporary directory.
+    /// Broker address (TCP or QUIC); without it a broker runs in this
+    /// process on a temporary directory.
     #[arg(long)]
     pub server: Option<String>,
+    /// HTTP edge of --server (for --transport ws|sse), e.g. `127.0.0.1:7480`.
+    #[arg(long)]
+    pub http: Option<String>,
+    /// Process id of --server, to read its memory in the idle workload.
+    #[arg(long)]
+    pub broker_pid: Option<u32>,
     /// Certificate to trust for QUIC (with --server).
     #[arg(long)]
     pub ca: Option<PathBuf>,
@@ -112,9 +137,27 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// Where to connect, and what to stop at the end.
-struct Target {
+pub(crate) struct Target {
+    /// Native connections: publishers, and subscribers over TCP or QUIC.
     options: ConnectOptions,
+    /// `http://HOST:PORT` of the HTTP edge, for ws and sse subscribers.
+    http: Option<String>,
+    /// The broker's process, to read its memory from.
+    broker_pid: Option<u32>,
     embedded: Option<Embedded>,
+    child: Option<ChildBroker>,
+}
+
+impl Target {
+    /// The broker's resident memory in KiB, when its process is known.
+    fn rss_kb(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.broker_pid?)).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+    }
 }
 
 struct Embedded {
@@ -124,72 +167,205 @@ struct Embedded {
     _dir: tempfile::TempDir,
 }
 
-async fn target(args: &BenchArgs) -> anyhow::Result<Target> {
+/// A `fanlog serve` child process on a temporary directory.
+struct ChildBroker {
+    child: tokio::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl ChildBroker {
+    async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(pid) = self.child.id() {
+            let pid = rustix::process::Pid::from_raw(pid as i32).context("child pid")?;
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .context("the broker did not stop within 30 s")??;
+        anyhow::ensure!(status.success(), "the broker exited with {status}");
+        Ok(())
+    }
+}
+
+/// Listening addresses of a broker.
+#[derive(Debug, Default)]
+struct Addrs {
+    tcp: Option<String>,
+    quic: Option<String>,
+    http: Option<String>,
+    ca: Option<PathBuf>,
+}
+
+/// Runs this binary's `serve` on a temporary directory with every listener
+/// it needs on port 0, and reads the addresses it prints.
+async fn spawn_broker(args: &BenchArgs) -> anyhow::Result<(ChildBroker, Addrs)> {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().context("temporary directory")?;
+    let exe = std::env::current_exe().context("cannot find this program")?;
+    let port0 = |on: bool| if on { "127.0.0.1:0" } else { "off" };
+    let mut child = tokio::process::Command::new(exe)
+        .arg("serve")
+        .arg("--data")
+        .arg(dir.path())
+        .args(["--tcp", "127.0.0.1:0"])
+        .args(["--quic", port0(args.transport == TransportArg::Quic)])
+        .args(["--http", port0(args.transport.is_http())])
+        .args(["--fsync", &args.fsync.to_string()])
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("cannot start the broker")?;
+    let stdout = child.stdout.take().context("broker stdout")?;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let mut addrs = Addrs::default();
+    let wanted = 1
+        + usize::from(args.transport == TransportArg::Quic)
+        + usize::from(args.transport.is_http());
+    let mut seen = 0;
+    while seen < wanted {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .context("the broker did not start within 30 s")??
+            .context("the broker exited before it listened")?;
+        let mut words = line.split_whitespace();
+        let (Some("listening"), Some(kind), Some(addr)) =
+            (words.next(), words.next(), words.next())
+        else {
+            continue;
+        };
+        let slot = match kind {
+            "tcp" => &mut addrs.tcp,
+            "quic" => &mut addrs.quic,
+            "http" => &mut addrs.http,
+            _ => continue,
+        };
+        *slot = Some(addr.to_owned());
+        seen += 1;
+    }
+    if args.transport == TransportArg::Quic {
+        addrs.ca = Some(dir.path().join("tls").join("cert.pem"));
+    }
+    Ok((ChildBroker { child, _dir: dir }, addrs))
+}
+
+/// A broker in this process on a temporary directory.
+async fn embed_broker(args: &BenchArgs) -> anyhow::Result<(Embedded, Addrs)> {
+    use fanlog::broker::edge;
     use fanlog::broker::transport::{quic, tcp};
-    let (addr, ca, embedded) = match &args.server {
-        Some(s) => (s.clone(), args.ca.clone(), None),
+    let dir = tempfile::tempdir().context("temporary directory")?;
+    let config = BrokerConfig {
+        topic: TopicConfig {
+            durability: args.fsync,
+            // Keep the disk bounded however long the run.
+            retention_bytes: Some(4 << 30),
+            max_message_bytes: (args.size + 1024).max(1 << 20),
+            ..TopicConfig::default()
+        },
+    };
+    let broker = Broker::open(dir.path(), config)?;
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let stopped = move |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let mut servers = tokio::task::JoinSet::new();
+    let mut addrs = Addrs::default();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    addrs.tcp = Some(l.local_addr()?.to_string());
+    servers.spawn(tcp::serve(
+        l,
+        broker.clone(),
+        tcp::TcpConfig::default(),
+        stopped(rx.clone()),
+    ));
+    if args.transport == TransportArg::Quic {
+        let identity = quic::identity(dir.path(), None, None)?;
+        addrs.ca = Some(identity.cert_path.clone());
+        let cfg = quic::QuicConfig::default();
+        let e = quic::endpoint(([127, 0, 0, 1], 0).into(), identity, &cfg)?;
+        addrs.quic = Some(e.local_addr()?.to_string());
+        servers.spawn(quic::serve(e, broker.clone(), cfg, stopped(rx.clone())));
+    }
+    if args.transport.is_http() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        addrs.http = Some(l.local_addr()?.to_string());
+        let state = edge::EdgeState::new(
+            broker.clone(),
+            edge::HttpConfig::default(),
+            tokio_util::sync::CancellationToken::new(),
+        )
+        .map_err(anyhow::Error::msg)?;
+        servers.spawn(edge::serve(l, state, stopped(rx)));
+    }
+    let embedded = Embedded {
+        broker,
+        stop,
+        servers,
+        _dir: dir,
+    };
+    Ok((embedded, addrs))
+}
+
+async fn target(args: &BenchArgs) -> anyhow::Result<Target> {
+    let (addrs, embedded, child, broker_pid) = match &args.server {
+        Some(s) => {
+            let mut addrs = Addrs {
+                http: args.http.clone(),
+                ca: args.ca.clone(),
+                ..Addrs::default()
+            };
+            if args.transport == TransportArg::Quic {
+                addrs.quic = Some(s.clone());
+            } else {
+                addrs.tcp = Some(s.clone());
+            }
+            (addrs, None, None, args.broker_pid)
+        }
+        None if args.workload == Workload::Idle => {
+            let (child, addrs) = spawn_broker(args).await?;
+            let pid = child.child.id();
+            (addrs, None, Some(child), pid)
+        }
         None => {
-            let dir = tempfile::tempdir().context("temporary directory")?;
-            let config = BrokerConfig {
-                topic: TopicConfig {
-                    durability: args.fsync,
-                    // Keep the disk bounded however long the run.
-                    retention_bytes: Some(4 << 30),
-                    max_message_bytes: (args.size + 1024).max(1 << 20),
-                    ..TopicConfig::default()
-                },
-            };
-            let broker = Broker::open(dir.path(), config)?;
-            let (stop, rx) = tokio::sync::watch::channel(false);
-            let stopped = move |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-                let _ = rx.wait_for(|s| *s).await;
-            };
-            let mut servers = tokio::task::JoinSet::new();
-            let (addr, ca) = match args.transport {
-                TransportArg::Tcp => {
-                    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-                    let a = l.local_addr()?;
-                    servers.spawn(tcp::serve(
-                        l,
-                        broker.clone(),
-                        tcp::TcpConfig::default(),
-                        stopped(rx),
-                    ));
-                    (a.to_string(), None)
-                }
-                TransportArg::Quic => {
-                    let identity = quic::identity(dir.path(), None, None)?;
-                    let cert = identity.cert_path.clone();
-                    let cfg = quic::QuicConfig::default();
-                    let e = quic::endpoint(([127, 0, 0, 1], 0).into(), identity, &cfg)?;
-                    let a = e.local_addr()?;
-                    servers.spawn(quic::serve(e, broker.clone(), cfg, stopped(rx)));
-                    (a.to_string(), Some(cert))
-                }
-            };
-            (
-                addr,
-                ca,
-                Some(Embedded {
-                    broker,
-                    stop,
-                    servers,
-                    _dir: dir,
-                }),
-            )
+            let (embedded, addrs) = embed_broker(args).await?;
+            (addrs, Some(embedded), None, None)
         }
     };
-    let mut options = ConnectOptions::new(addr);
-    options.token = args.token.clone();
-    options.client_name = "fanlog-bench".into();
-    if args.transport == TransportArg::Quic {
-        let ca = ca.context("--transport quic with --server needs --ca FILE")?;
-        options.transport = Transport::Quic(QuicOptions {
+    let http = if args.transport.is_http() {
+        let a = addrs
+            .http
+            .context("--transport ws|sse with --server needs --http ADDR")?;
+        Some(if a.contains("://") {
+            a
+        } else {
+            format!("http://{a}")
+        })
+    } else {
+        None
+    };
+    let mut options = if args.transport == TransportArg::Quic {
+        let mut o = ConnectOptions::new(addrs.quic.context("no QUIC address")?);
+        let ca = addrs
+            .ca
+            .context("--transport quic with --server needs --ca FILE")?;
+        o.transport = Transport::Quic(QuicOptions {
             ca: Some(ca),
             ..QuicOptions::default()
         });
-    }
-    Ok(Target { options, embedded })
+        o
+    } else {
+        ConnectOptions::new(addrs.tcp.context("no TCP address")?)
+    };
+    options.token = args.token.clone();
+    options.client_name = "fanlog-bench".into();
+    Ok(Target {
+        options,
+        http,
+        broker_pid,
+        embedded,
+        child,
+    })
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -201,13 +377,20 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         args.batch >= 1 && args.producers >= 1 && args.consumers >= 1 && args.inflight >= 1,
         "--batch, --producers, --consumers and --inflight must be at least 1"
     );
-    let target = target(&args).await?;
-    let result = workloads::run(&args, &target.options).await;
-    if let Some(e) = target.embedded {
+    anyhow::ensure!(
+        !(args.transport.is_http() && args.workload == Workload::Publish),
+        "--transport ws|sse is for subscribers (consume, e2e, fanout, idle); publishers use TCP"
+    );
+    let mut target = target(&args).await?;
+    let result = workloads::run(&args, &target).await;
+    if let Some(e) = target.embedded.take() {
         let _ = e.stop.send(true);
         let mut servers = e.servers;
         while servers.join_next().await.is_some() {}
         e.broker.close()?;
+    }
+    if let Some(child) = target.child.take() {
+        child.stop().await?;
     }
     let result = result?;
     if let Some(path) = &args.html {

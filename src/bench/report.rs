@@ -33,12 +33,40 @@ pub struct BenchResult {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate: Option<u64>,
     pub fsync: String,
+    /// The broker's memory per idle connection (the idle workload).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Memory>,
     /// `(seconds since start, units per second)` every 200 ms.
     #[serde(skip)]
     pub timeline: Vec<(f64, f64)>,
     /// `(percentile, microseconds)` for the latency chart.
     #[serde(skip)]
     pub percentiles: Vec<(f64, f64)>,
+}
+
+/// The broker's resident memory before and after opening idle connections.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Memory {
+    /// Subscriptions open, each on its own connection.
+    pub connections: usize,
+    /// With the first connection open.
+    pub rss_before_kb: u64,
+    /// With all of them open and idle.
+    pub rss_after_kb: u64,
+    /// RSS delta over the connections opened after the first.
+    pub bytes_per_connection: f64,
+}
+
+impl Memory {
+    pub fn new(connections: usize, rss_before_kb: u64, rss_after_kb: u64) -> Self {
+        let delta = rss_after_kb.saturating_sub(rss_before_kb) as f64 * 1024.0;
+        Self {
+            connections,
+            rss_before_kb,
+            rss_after_kb,
+            bytes_per_connection: delta / connections.saturating_sub(1).max(1) as f64,
+        }
+    }
 }
 
 impl BenchResult {
@@ -79,6 +107,7 @@ impl BenchResult {
             batch: args.batch,
             rate: args.rate,
             fsync: args.fsync.to_string(),
+            memory: None,
             timeline,
             percentiles,
         }
@@ -96,6 +125,19 @@ impl BenchResult {
             self.msgs_per_s,
             self.mb_per_s
         );
+        if self.workload == Workload::Idle {
+            s = format!(
+                "Idle over {:?}: {} connections; {} broadcasts of {} B, {} deliveries in {:.2} s",
+                self.transport, self.consumers, self.msgs, self.size, self.deliveries, self.secs
+            );
+            if let Some(m) = &self.memory {
+                let _ = write!(
+                    s,
+                    "; broker RSS {:.0} B per idle connection",
+                    m.bytes_per_connection
+                );
+            }
+        }
         if let (Some(p50), Some(p99), Some(p999), Some(max)) =
             (self.p50_us, self.p99_us, self.p999_us, self.max_us)
         {

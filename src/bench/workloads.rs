@@ -6,16 +6,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use bytes::{Bytes, BytesMut};
-use fanlog::client::{Client, ConnectOptions, Event, StartFrom, Subscription};
+use bytes::Bytes;
+use fanlog::client::{Client, ConnectOptions};
 use fanlog::protocol::Message;
-use futures_util::StreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::watch;
 
-use super::report::BenchResult;
-use super::{BenchArgs, Workload};
+use super::feeds::{self, Feed, Got, Start, stamped};
+use super::report::{BenchResult, Memory};
+use super::{BenchArgs, Target, TransportArg, Workload};
 
 type Hist = Histogram<u64>;
 
@@ -42,12 +43,6 @@ struct Plan {
 /// Nanoseconds since `base`, as carried in stamped payloads.
 fn ns_since(base: Instant, t: Instant) -> u64 {
     t.saturating_duration_since(base).as_nanos() as u64
-}
-
-fn stamped(size: usize, ns: u64) -> Bytes {
-    let mut b = BytesMut::zeroed(size);
-    b[..8].copy_from_slice(&ns.to_le_bytes());
-    b.freeze()
 }
 
 /// Publishes per `plan`; returns (messages acknowledged, ack latency
@@ -117,13 +112,12 @@ where
     Ok(n)
 }
 
-/// Reads records until `target` (set once publishers finish) is reached;
+/// Reads messages until `target` (set once publishers finish) is reached;
 /// records end-to-end latency from stamped payloads when `stamped`.
 async fn subscriber(
-    mut sub: Subscription,
+    mut feed: Feed,
     mut target: watch::Receiver<Option<u64>>,
     base: Instant,
-    stamped: bool,
     done: Arc<AtomicU64>,
 ) -> anyhow::Result<(u64, Hist)> {
     let mut hist = histogram();
@@ -133,19 +127,17 @@ async fn subscriber(
             return Ok((got, hist));
         }
         tokio::select! {
-            ev = sub.next() => match ev {
-                Some(Ok(Event::Record(d))) => {
-                    if stamped {
-                        let p = d.payload();
-                        let sent = u64::from_le_bytes(p[..8].try_into().context("short payload")?);
+            item = feed.next() => match item {
+                Some(Ok(Got::Msg(stamp))) => {
+                    if let Some(sent) = stamp {
                         let us = (ns_since(base, Instant::now()).saturating_sub(sent) / 1000).max(1);
                         hist.saturating_record(us);
                     }
                     got += 1;
                     done.fetch_add(1, Ordering::Relaxed);
                 }
-                Some(Ok(Event::Gap { from, to })) => bail!("messages {from}..{to} were removed by retention during the run"),
-                Some(Err(e)) => return Err(e).context("subscription failed"),
+                Some(Ok(Got::Gap { from, to })) => bail!("messages {from}..{to} were removed by retention during the run"),
+                Some(Err(e)) => return Err(e),
                 None => bail!("subscription ended"),
             },
             changed = target.changed() => {
@@ -155,6 +147,52 @@ async fn subscriber(
             }
         }
     }
+}
+
+/// Opens `n` subscriptions to `topic`, each on its own connection, a few
+/// at a time (so the listen backlog never overflows), with a progress bar.
+async fn open_feeds(
+    target: &Target,
+    transport: TransportArg,
+    topic: &str,
+    start: Start,
+    stamped: bool,
+    n: usize,
+) -> anyhow::Result<Vec<Feed>> {
+    let http = reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .build()
+        .context("HTTP client")?;
+    if let Some(base) = &target.http {
+        feeds::check_http(&http, base).await?;
+    }
+    let opened = Arc::new(AtomicU64::new(0));
+    let (bar, stop) = sampler(opened.clone(), Some(n as u64), "connect");
+    let open_one = |_| {
+        let (http, opened) = (http.clone(), opened.clone());
+        async move {
+            let feed = match (transport, target.http.as_deref()) {
+                (TransportArg::Sse, Some(base)) => {
+                    feeds::sse(&http, base, topic, start, stamped).await
+                }
+                (TransportArg::Ws, Some(base)) => feeds::ws(base, topic, start, stamped).await,
+                _ => {
+                    let client = connect(&target.options).await?;
+                    feeds::native(client, topic, start, stamped).await
+                }
+            };
+            opened.fetch_add(1, Ordering::Relaxed);
+            feed
+        }
+    };
+    let feeds = futures_util::stream::iter(0..n)
+        .map(open_one)
+        .buffer_unordered(64)
+        .try_collect()
+        .await;
+    let _ = stop.send(true);
+    let _ = bar.await;
+    feeds
 }
 
 /// Samples completed units every 200 ms for the timeline and progress bar.
@@ -229,7 +267,8 @@ fn plans(args: &BenchArgs, topic: &str, stamp: bool, started: Instant) -> Vec<Pl
         .collect()
 }
 
-pub(super) async fn run(args: &BenchArgs, options: &ConnectOptions) -> anyhow::Result<BenchResult> {
+pub(super) async fn run(args: &BenchArgs, target: &Target) -> anyhow::Result<BenchResult> {
+    let options = &target.options;
     let topic = args
         .topic
         .clone()
@@ -282,24 +321,23 @@ pub(super) async fn run(args: &BenchArgs, options: &ConnectOptions) -> anyhow::R
                 let _ = t.await;
                 done.store(0, Ordering::Relaxed);
             }
-            let clients =
-                futures_util::future::try_join_all((0..args.consumers).map(|_| connect(options)))
-                    .await?;
-            let (target_tx, target) = watch::channel(Some(count));
+            let (target_tx, goal) = watch::channel(Some(count));
+            let feeds = open_feeds(
+                target,
+                args.transport,
+                &topic,
+                Start::At(0),
+                false,
+                args.consumers,
+            )
+            .await?;
             let started = Instant::now();
             let (timeline, stop) =
                 sampler(done.clone(), Some(count * args.consumers as u64), "consume");
-            let mut tasks = Vec::new();
-            for c in clients {
-                let sub = c.subscribe(&topic, StartFrom::Seq(0)).await?;
-                tasks.push(tokio::spawn(subscriber(
-                    sub,
-                    target.clone(),
-                    base,
-                    false,
-                    done.clone(),
-                )));
-            }
+            let tasks: Vec<_> = feeds
+                .into_iter()
+                .map(|f| tokio::spawn(subscriber(f, goal.clone(), base, done.clone())))
+                .collect();
             let (msgs, _) = join_counts(tasks).await?;
             let secs = started.elapsed().as_secs_f64();
             let _ = stop.send(true);
@@ -313,16 +351,19 @@ pub(super) async fn run(args: &BenchArgs, options: &ConnectOptions) -> anyhow::R
                 timeline.await?,
             ))
         }
+        Workload::Idle => idle(args, target, &topic, base, done).await,
         Workload::E2e | Workload::Fanout => {
-            let subs_clients =
-                futures_util::future::try_join_all((0..args.consumers).map(|_| connect(options)))
-                    .await?;
-            let (target_tx, target) = watch::channel(None);
-            let mut subs = Vec::new();
-            for c in &subs_clients {
-                // Subscribed before anything is published: every message is live.
-                subs.push(c.subscribe(&topic, StartFrom::Latest).await?);
-            }
+            // Subscribed before anything is published: every message is live.
+            let feeds = open_feeds(
+                target,
+                args.transport,
+                &topic,
+                Start::Live,
+                true,
+                args.consumers,
+            )
+            .await?;
+            let (target_tx, goal) = watch::channel(None);
             let producers =
                 futures_util::future::try_join_all((0..args.producers).map(|_| connect(options)))
                     .await?;
@@ -334,9 +375,9 @@ pub(super) async fn run(args: &BenchArgs, options: &ConnectOptions) -> anyhow::R
                 .sum::<Option<u64>>()
                 .map(|t| t * args.consumers as u64);
             let (timeline, stop) = sampler(done.clone(), total, "deliver");
-            let readers: Vec<_> = subs
+            let readers: Vec<_> = feeds
                 .into_iter()
-                .map(|s| tokio::spawn(subscriber(s, target.clone(), base, true, done.clone())))
+                .map(|f| tokio::spawn(subscriber(f, goal.clone(), base, done.clone())))
                 .collect();
             let pub_done = Arc::new(AtomicU64::new(0));
             let writers: Vec<_> = producers
@@ -349,7 +390,6 @@ pub(super) async fn run(args: &BenchArgs, options: &ConnectOptions) -> anyhow::R
             let (deliveries, hist) = join_counts(readers).await?;
             let secs = started.elapsed().as_secs_f64();
             let _ = stop.send(true);
-            drop(subs_clients);
             // e2e reports messages per second through the broker; fanout
             // reports deliveries per second to all subscribers.
             let msgs = if args.workload == Workload::Fanout {
@@ -367,6 +407,83 @@ pub(super) async fn run(args: &BenchArgs, options: &ConnectOptions) -> anyhow::R
             ))
         }
     }
+}
+
+/// `--consumers` idle subscriptions: the broker's memory per connection,
+/// then `--count` broadcasts, each received by every subscriber before the
+/// next is sent.
+async fn idle(
+    args: &BenchArgs,
+    target: &Target,
+    topic: &str,
+    base: Instant,
+    done: Arc<AtomicU64>,
+) -> anyhow::Result<BenchResult> {
+    let n = args.consumers;
+    let broadcasts = args.count.unwrap_or(1);
+    let publisher = connect(&target.options).await?;
+    // One subscription first, so that the baseline already has the topic,
+    // the code paths and the per-thread caches that the first one brings.
+    let mut feeds = open_feeds(target, args.transport, topic, Start::Live, true, 1).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = target.rss_kb();
+    feeds.extend(open_feeds(target, args.transport, topic, Start::Live, true, n - 1).await?);
+    // Let every connection go idle before reading the broker's memory.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = target.rss_kb();
+    let memory = match (before, after) {
+        (Some(b), Some(a)) => Some(Memory::new(n, b, a)),
+        _ => None,
+    };
+    if let Some(m) = &memory {
+        eprintln!(
+            "{n} idle connections: broker RSS {} -> {} KiB, {:.0} B per connection",
+            m.rss_before_kb, m.rss_after_kb, m.bytes_per_connection
+        );
+    }
+    let (goal_tx, goal) = watch::channel(None);
+    let readers: Vec<_> = feeds
+        .into_iter()
+        .map(|f| tokio::spawn(subscriber(f, goal.clone(), base, done.clone())))
+        .collect();
+    let started = Instant::now();
+    let (timeline, stop) = sampler(done.clone(), Some(broadcasts * n as u64), "deliver");
+    for k in 1..=broadcasts {
+        let sent = Instant::now();
+        let msg = Message::new(stamped(args.size, ns_since(base, sent)));
+        publisher
+            .publish(topic, msg)
+            .await
+            .context("publish failed")?;
+        let want = k * n as u64;
+        loop {
+            let got = done.load(Ordering::Relaxed);
+            if got >= want {
+                break;
+            }
+            if sent.elapsed() > Duration::from_secs(60) {
+                bail!(
+                    "broadcast {k}: {} of {n} subscribers received it within 60 s",
+                    got - (want - n as u64)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let _ = goal_tx.send(Some(broadcasts));
+    let (deliveries, hist) = join_counts(readers).await?;
+    let _ = stop.send(true);
+    let mut result = BenchResult::new(
+        args,
+        broadcasts,
+        deliveries,
+        secs,
+        Some(&hist),
+        timeline.await?,
+    );
+    result.memory = memory;
+    Ok(result)
 }
 
 async fn join_counts(
