@@ -448,6 +448,33 @@ fn main() {
         "--inflight",
         "1",
     ]);
+    // The browser edges, subscribers on WebSocket / SSE beside TCP.
+    let edge = |transport: &str| {
+        let fan = fanlog_bench(&[
+            "fanout",
+            "--count",
+            "20000",
+            "--consumers",
+            "100",
+            "--transport",
+            transport,
+        ]);
+        let lat = fanlog_bench(&[
+            "e2e",
+            "--count",
+            "20000",
+            "--rate",
+            "5000",
+            "--batch",
+            "1",
+            "--transport",
+            transport,
+        ]);
+        (fan, lat)
+    };
+    let (t_fan, t_lat) = edge("tcp");
+    let (w_fan, w_lat) = edge("ws");
+    let (s_fan, s_lat) = edge("sse");
     let f_qpub = fanlog_bench(&["publish", "--transport", "quic", "--count", &N.to_string()]);
     let f_qcon = fanlog_bench(&["consume", "--transport", "quic", "--count", &N.to_string()]);
 
@@ -584,15 +611,51 @@ fn main() {
             target: Some(0.7),
             lower_is_better: false,
         },
+        Row {
+            what: "WebSocket vs TCP fanout to 100 (deliveries/s)",
+            fanlog: num(&w_fan, "msgs_per_s"),
+            peer: "fanlog over TCP",
+            peer_value: num(&t_fan, "msgs_per_s"),
+            unit: "/s",
+            target: None,
+            lower_is_better: false,
+        },
+        Row {
+            what: "SSE vs TCP fanout to 100 (deliveries/s)",
+            fanlog: num(&s_fan, "msgs_per_s"),
+            peer: "fanlog over TCP",
+            peer_value: num(&t_fan, "msgs_per_s"),
+            unit: "/s",
+            target: None,
+            lower_is_better: false,
+        },
+        Row {
+            what: "WebSocket vs TCP e2e p99 at 5,000/s (us)",
+            fanlog: num(&w_lat, "p99_us"),
+            peer: "fanlog over TCP",
+            peer_value: num(&t_lat, "p99_us"),
+            unit: "us",
+            target: None,
+            lower_is_better: true,
+        },
+        Row {
+            what: "SSE vs TCP e2e p99 at 5,000/s (us)",
+            fanlog: num(&s_lat, "p99_us"),
+            peer: "fanlog over TCP",
+            peer_value: num(&t_lat, "p99_us"),
+            unit: "us",
+            target: None,
+            lower_is_better: true,
+        },
     ];
     println!(
-        "{:<42} {:>14} {:<20} {:>14} {:>8} {:>7}  ",
+        "{:<46} {:>14} {:<20} {:>14} {:>8} {:>7}  ",
         "workload", "fanlog", "vs", "peer", "ratio", "target"
     );
     for r in &rows {
         let (target, verdict) = r.verdict();
         println!(
-            "{:<42} {:>14.0} {:<20} {:>14.0} {:>7.2}x {:>7}  {}",
+            "{:<46} {:>14.0} {:<20} {:>14.0} {:>7.2}x {:>7}  {}",
             r.what,
             r.fanlog,
             r.peer,
