@@ -4,8 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use fanlog::broker::edge;
 use fanlog::broker::transport::{quic, tcp};
+use fanlog::broker::{edge, hooks};
 use fanlog::{Broker, BrokerConfig, Durability, TopicConfig};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
@@ -48,6 +48,11 @@ pub struct ServeArgs {
     /// HTTP API (CORS). Repeatable; none by default.
     #[arg(long = "cors-origin", value_name = "ORIGIN")]
     cors_origins: Vec<String>,
+    /// A network (`127.0.0.1`, `10.0.0.0/8`, `::1`) that webhook targets may
+    /// be in although the SSRF guard refuses it (loopback, private, ...).
+    /// Repeatable; none by default.
+    #[arg(long = "allow-hook-target", value_name = "NET")]
+    allow_hook_targets: Vec<String>,
     /// When a publish is acknowledged: always | interval:MS | never.
     #[arg(long, default_value = "interval:100")]
     fsync: Durability,
@@ -69,6 +74,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let broker = Broker::open(&args.data, config)
         .with_context(|| format!("cannot open {}", args.data.display()))?;
+    let hooks = hooks::Hooks::open(
+        broker.clone(),
+        hooks::HooksConfig {
+            allow_targets: args.allow_hook_targets.clone(),
+            ..hooks::HooksConfig::default()
+        },
+    )
+    .context("cannot start the webhooks")?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = move |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
@@ -121,7 +134,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 ..edge::HttpConfig::default()
             };
             let state = edge::EdgeState::new(broker.clone(), config, CancellationToken::new())
-                .map_err(anyhow::Error::msg)?;
+                .map_err(anyhow::Error::msg)?
+                .with_hooks(hooks.clone());
             servers.spawn(edge::serve(listener, state, stopped(stop_rx.clone())));
             Some(bound)
         }
@@ -144,6 +158,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     while let Some(r) = servers.join_next().await {
         r.context("a listener task failed")??;
     }
+    hooks.shutdown().await;
     broker.close()?;
     Ok(())
 }

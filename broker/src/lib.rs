@@ -18,6 +18,7 @@
 //! - `broker`: the embedded API
 //! - `transport/`: the binary protocol over TCP and QUIC
 //! - `edge/`: the HTTP edge (REST, SSE, WebSocket, long poll, console)
+//! - `hooks/`: push delivery (webhooks over REST Hooks), the SSRF guard
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -40,6 +41,7 @@ mod config;
 pub mod edge;
 mod error;
 mod flusher;
+pub mod hooks;
 mod log;
 mod offsets;
 mod record;

@@ -336,17 +336,22 @@ pub struct HttpServer {
 
 impl HttpServer {
     pub async fn start(broker: &Broker, config: fanlog::broker::edge::HttpConfig) -> Self {
-        use fanlog::broker::edge;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind http");
-        let addr = listener.local_addr().unwrap();
-        let state = edge::EdgeState::new(
+        let state = fanlog::broker::edge::EdgeState::new(
             broker.clone(),
             config,
             tokio_util::sync::CancellationToken::new(),
         )
         .expect("valid HTTP config");
+        Self::serve(state).await
+    }
+
+    /// The edge over `state` (e.g. with hooks).
+    pub async fn serve(state: fanlog::broker::edge::EdgeState) -> Self {
+        use fanlog::broker::edge;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind http");
+        let addr = listener.local_addr().unwrap();
         let (stop, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(edge::serve(listener, state, async move {
             let _ = rx.await;

@@ -9,6 +9,7 @@
 //! directly, [`serve`] runs them on a listener.
 
 mod console;
+mod hooks;
 mod json;
 mod poll;
 mod sse;
@@ -83,6 +84,8 @@ pub struct EdgeState {
     /// Built from `config.cors_origins` once, when the state is made.
     cors: CorsLayer,
     shutdown: CancellationToken,
+    /// Push delivery, when the broker runs it.
+    hooks: Option<crate::hooks::Hooks>,
 }
 
 impl EdgeState {
@@ -101,7 +104,15 @@ impl EdgeState {
             cors: cors(&config.cors_origins)?,
             config: Arc::new(config),
             shutdown,
+            hooks: None,
         })
+    }
+
+    /// Serves `/hooks` over `hooks`.
+    #[must_use]
+    pub fn with_hooks(mut self, hooks: crate::hooks::Hooks) -> Self {
+        self.hooks = Some(hooks);
+        self
     }
 }
 
@@ -121,6 +132,8 @@ pub fn router(state: EdgeState) -> Router {
         .route("/topics/{topic}/events", get(sse::events))
         .route("/topics/{topic}/ws", get(ws::upgrade))
         .route("/topics/{topic}/poll", get(poll::poll))
+        .route("/hooks", get(hooks::list).post(hooks::create))
+        .route("/hooks/{id}", get(hooks::get).delete(hooks::delete))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))

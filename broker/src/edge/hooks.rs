@@ -1,0 +1,97 @@
+//! REST Hooks: `POST /hooks`, `GET /hooks`, `GET /hooks/{id}`,
+//! `DELETE /hooks/{id}`, over [`crate::hooks::Hooks`].
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::json;
+use super::{ApiError, EdgeState};
+use crate::hooks::{HookError, Hooks, NewHook};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateJson {
+    topic: String,
+    url: String,
+    secret: Option<String>,
+    from: Option<u64>,
+}
+
+impl From<HookError> for ApiError {
+    fn from(e: HookError) -> Self {
+        match e {
+            HookError::Invalid(m) => Self::bad_request(m),
+            HookError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, e.to_string()),
+            HookError::Broker(b) => b.into(),
+            HookError::Io(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(e: JsonRejection) -> Self {
+        let status = match e.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        Self::new(status, e.body_text())
+    }
+}
+
+fn hooks(s: &EdgeState) -> Result<&Hooks, ApiError> {
+    s.hooks.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "hooks are not enabled on this broker",
+        )
+    })
+}
+
+/// `POST /hooks`: `201 {"id", "secret", ...}`.
+pub(crate) async fn create(
+    State(s): State<EdgeState>,
+    body: Result<Json<CreateJson>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(b) = body?;
+    let (view, secret) = hooks(&s)?
+        .create(NewHook {
+            topic: b.topic,
+            url: b.url,
+            secret: b.secret,
+            from: b.from,
+        })
+        .await?;
+    let mut v = serde_json::to_value(&view).unwrap_or_default();
+    v["secret"] = secret.into();
+    Ok(json::body(StatusCode::CREATED, &v))
+}
+
+/// `GET /hooks`
+pub(crate) async fn list(State(s): State<EdgeState>) -> Result<Response, ApiError> {
+    Ok(json::body(StatusCode::OK, &hooks(&s)?.list()))
+}
+
+/// `GET /hooks/{id}`
+pub(crate) async fn get(
+    State(s): State<EdgeState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path(id) = id?;
+    let view = hooks(&s)?.get(&id).ok_or(HookError::NotFound(id))?;
+    Ok(json::body(StatusCode::OK, &view))
+}
+
+/// `DELETE /hooks/{id}`: 204.
+pub(crate) async fn delete(
+    State(s): State<EdgeState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path(id) = id?;
+    hooks(&s)?.delete(&id)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

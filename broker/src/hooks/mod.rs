@@ -1,0 +1,378 @@
+//! Push delivery to servers: webhooks (Standard Webhooks), managed over
+//! REST (REST Hooks).
+//!
+//! A hook is a durable cursor over one topic's log: a consumer offset under
+//! the group `_hooks.{id}`. Its worker delivers one message at a time, in
+//! seq order, and commits the offset past a message only when the receiver
+//! answered 2xx. Nothing is queued outside the log, so a restart resumes at
+//! the committed offset: a message whose outcome was unknown is sent again
+//! with the same `webhook-id` (`TOPIC:SEQ`), and receivers dedupe by it
+//! (at least once).
+//!
+//! Failures are retried on a schedule with jitter (`Retry-After` wins on
+//! 429 and 503); 410 Gone deletes the hook; a hook that fails for
+//! `disable_after` without a success is disabled and keeps its cursor.
+//! Every outgoing connection goes through the SSRF [`guard`].
+
+pub mod guard;
+pub mod sign;
+mod store;
+mod worker;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use parking_lot::Mutex;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::broker::Broker;
+use crate::error::BrokerError;
+use crate::subscription::StartFrom;
+use guard::Guard;
+use sign::Secret;
+use store::{HookSpec, Store};
+
+/// Settings of push delivery.
+#[derive(Debug, Clone)]
+pub struct HooksConfig {
+    /// A delivery attempt that has no complete answer by then failed.
+    pub timeout: Duration,
+    /// Waits after the 1st, 2nd, ... consecutive failure of a message; the
+    /// last one repeats. Each is jittered by up to ±[`Self::jitter`].
+    pub retry_schedule: Vec<Duration>,
+    /// Relative jitter of each retry wait, 0.0 to 1.0.
+    pub jitter: f64,
+    /// A hook with no success for this long is disabled.
+    pub disable_after: Duration,
+    /// Networks deliveries may reach although the guard refuses them
+    /// (loopback, private, ...): `127.0.0.1`, `10.0.0.0/8`.
+    pub allow_targets: Vec<String>,
+    /// Most deliveries per second to one hook, if limited.
+    pub rate_limit: Option<f64>,
+}
+
+impl Default for HooksConfig {
+    fn default() -> Self {
+        let m = |n: u64| Duration::from_secs(60 * n);
+        Self {
+            timeout: Duration::from_secs(15),
+            retry_schedule: vec![
+                Duration::from_secs(5),
+                m(5),
+                m(30),
+                m(120),
+                m(300),
+                m(600),
+                m(600),
+            ],
+            jitter: 0.2,
+            disable_after: Duration::from_secs(5 * 24 * 3600),
+            allow_targets: Vec::new(),
+            rate_limit: None,
+        }
+    }
+}
+
+/// Why a hook operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HookError {
+    /// A bad request: topic, URL, refused target, secret, start.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no hook {0}")]
+    NotFound(String),
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    #[error("cannot store the hooks: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A new hook.
+#[derive(Debug, Clone, Default)]
+pub struct NewHook {
+    pub topic: String,
+    pub url: String,
+    /// `whsec_...`; generated when absent.
+    pub secret: Option<String>,
+    /// First seq to deliver; the live tail when absent.
+    pub from: Option<u64>,
+}
+
+/// A hook as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct HookView {
+    pub id: String,
+    pub topic: String,
+    pub url: String,
+    /// `active` or `disabled`.
+    pub state: &'static str,
+    pub created: String,
+    /// The next seq to deliver.
+    pub cursor: u64,
+    /// Messages published past the cursor.
+    pub lag: u64,
+    /// Messages delivered since the broker started.
+    pub delivered: u64,
+    /// Failed attempts at the message at the cursor.
+    pub attempts: u32,
+    pub last_status: Option<u16>,
+    pub last_error: Option<String>,
+    pub last_attempt: Option<String>,
+    pub next_attempt: Option<String>,
+}
+
+/// What a worker reports; read by [`Hooks::get`].
+#[derive(Debug, Default)]
+struct Status {
+    delivered: u64,
+    attempts: u32,
+    last_status: Option<u16>,
+    last_error: Option<String>,
+    last_attempt: Option<SystemTime>,
+    next_attempt: Option<SystemTime>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    spec: HookSpec,
+    status: Arc<Mutex<Status>>,
+    stop: CancellationToken,
+}
+
+#[derive(Debug)]
+struct Inner {
+    broker: Broker,
+    config: HooksConfig,
+    guard: Guard,
+    client: reqwest::Client,
+    store: Store,
+    hooks: Mutex<BTreeMap<String, Entry>>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+/// The webhooks of a broker. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Hooks {
+    inner: Arc<Inner>,
+}
+
+/// The consumer group that holds a hook's cursor.
+fn group(id: &str) -> String {
+    format!("_hooks.{id}")
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Hooks {
+    /// Loads the hooks stored in the broker's directory and starts a
+    /// delivery worker for each enabled one. Call within a tokio runtime.
+    ///
+    /// # Errors
+    /// A bad allow-list entry, an unreadable registry, or an HTTP client
+    /// that cannot be built.
+    pub fn open(broker: Broker, config: HooksConfig) -> Result<Self, HookError> {
+        let guard = Guard::new(&config.allow_targets).map_err(HookError::Invalid)?;
+        let client = reqwest::Client::builder()
+            .dns_resolver(Arc::new(guard.clone()))
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout)
+            .user_agent(concat!("fanlog/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| HookError::Invalid(format!("HTTP client: {e}")))?;
+        let store = Store::new(broker.dir());
+        let specs = store.load()?;
+        let hooks = Self {
+            inner: Arc::new(Inner {
+                broker,
+                config,
+                guard,
+                client,
+                store,
+                hooks: Mutex::new(BTreeMap::new()),
+                shutdown: CancellationToken::new(),
+                tracker: TaskTracker::new(),
+            }),
+        };
+        for spec in specs {
+            hooks.start(spec)?;
+        }
+        Ok(hooks)
+    }
+
+    /// Registers `spec` and starts its worker when it is enabled.
+    fn start(&self, spec: HookSpec) -> Result<(), HookError> {
+        let secret = Secret::parse(&spec.secret).map_err(HookError::Invalid)?;
+        let status = Arc::new(Mutex::new(Status::default()));
+        let stop = self.inner.shutdown.child_token();
+        if spec.enabled {
+            let job = worker::Job {
+                hooks: self.clone(),
+                spec: spec.clone(),
+                secret,
+                status: status.clone(),
+                stop: stop.clone(),
+            };
+            self.inner.tracker.spawn(worker::run(job));
+        }
+        self.inner
+            .hooks
+            .lock()
+            .insert(spec.id.clone(), Entry { spec, status, stop });
+        Ok(())
+    }
+
+    fn save(&self) -> Result<(), HookError> {
+        let specs: Vec<HookSpec> = self
+            .inner
+            .hooks
+            .lock()
+            .values()
+            .map(|e| e.spec.clone())
+            .collect();
+        self.inner.store.save(&specs)?;
+        Ok(())
+    }
+
+    /// Creates a hook; returns it and its secret.
+    ///
+    /// # Errors
+    /// [`HookError::Invalid`] for a bad topic, URL, refused target, secret
+    /// or start; broker and storage errors.
+    pub async fn create(&self, new: NewHook) -> Result<(HookView, String), HookError> {
+        crate::TopicName::new(new.topic.as_str()).map_err(|e| HookError::Invalid(e.to_string()))?;
+        let url = reqwest::Url::parse(&new.url)
+            .map_err(|e| HookError::Invalid(format!("url {:?}: {e}", new.url)))?;
+        self.inner
+            .guard
+            .check_url(&url)
+            .await
+            .map_err(HookError::Invalid)?;
+        let secret = match &new.secret {
+            Some(s) => Secret::parse(s).map_err(HookError::Invalid)?,
+            None => Secret::generate(),
+        };
+        let id = format!("hook_{:016x}", rand::random::<u64>());
+        let next = self
+            .inner
+            .broker
+            .subscribe(&new.topic, StartFrom::Latest)?
+            .position();
+        let start = new.from.unwrap_or(next);
+        if start > next {
+            return Err(HookError::Invalid(format!(
+                "from {start} is past the end of {} (next seq {next})",
+                new.topic
+            )));
+        }
+        self.inner.broker.commit(&new.topic, &group(&id), start)?;
+        let spec = HookSpec {
+            id: id.clone(),
+            topic: new.topic,
+            url: url.to_string(),
+            secret: secret.as_str().to_owned(),
+            created_ms: now_ms(),
+            enabled: true,
+        };
+        self.start(spec)?;
+        if let Err(e) = self.save() {
+            self.forget(&id);
+            return Err(e);
+        }
+        let view = self.get(&id).ok_or(HookError::NotFound(id))?;
+        Ok((view, secret.as_str().to_owned()))
+    }
+
+    /// Stops and unregisters a hook, without saving.
+    fn forget(&self, id: &str) -> bool {
+        match self.inner.hooks.lock().remove(id) {
+            Some(e) => {
+                e.stop.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Deletes a hook.
+    ///
+    /// # Errors
+    /// [`HookError::NotFound`], or the registry cannot be saved.
+    pub fn delete(&self, id: &str) -> Result<(), HookError> {
+        if !self.forget(id) {
+            return Err(HookError::NotFound(id.to_owned()));
+        }
+        self.save()
+    }
+
+    /// Marks a hook disabled (its worker has stopped); it keeps its cursor.
+    fn disable(&self, id: &str) {
+        if let Some(e) = self.inner.hooks.lock().get_mut(id) {
+            e.spec.enabled = false;
+        }
+        if let Err(e) = self.save() {
+            tracing::error!(hook = id, "cannot save the hooks: {e}");
+        }
+    }
+
+    /// One hook, with its cursor and delivery state.
+    #[must_use]
+    pub fn get(&self, id: &str) -> Option<HookView> {
+        let hooks = self.inner.hooks.lock();
+        hooks.get(id).map(|e| self.view(e))
+    }
+
+    /// Every hook.
+    #[must_use]
+    pub fn list(&self) -> Vec<HookView> {
+        let hooks = self.inner.hooks.lock();
+        hooks.values().map(|e| self.view(e)).collect()
+    }
+
+    fn view(&self, e: &Entry) -> HookView {
+        let broker = &self.inner.broker;
+        let next = broker.topic_info(&e.spec.topic).map_or(0, |t| t.next_seq);
+        let cursor = broker
+            .committed(&e.spec.topic, &group(&e.spec.id))
+            .ok()
+            .flatten()
+            .unwrap_or(next);
+        let s = e.status.lock();
+        HookView {
+            id: e.spec.id.clone(),
+            topic: e.spec.topic.clone(),
+            url: e.spec.url.clone(),
+            state: if e.spec.enabled { "active" } else { "disabled" },
+            created: rfc3339(SystemTime::UNIX_EPOCH + Duration::from_millis(e.spec.created_ms)),
+            cursor,
+            lag: next.saturating_sub(cursor),
+            delivered: s.delivered,
+            attempts: s.attempts,
+            last_status: s.last_status,
+            last_error: s.last_error.clone(),
+            last_attempt: s.last_attempt.map(rfc3339),
+            next_attempt: s.next_attempt.map(rfc3339),
+        }
+    }
+
+    /// Stops every worker and waits for them (an attempt in flight is
+    /// abandoned; its message is sent again after a restart).
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+        self.inner.tracker.close();
+        self.inner.tracker.wait().await;
+    }
+}

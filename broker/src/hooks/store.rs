@@ -1,0 +1,104 @@
+//! The hook registry on disk: `DATA/hooks.json`, rewritten whole (write a
+//! temporary file, sync it, rename it over the old one, sync the directory)
+//! on every change, so a crash leaves the old registry or the new one.
+//! Hook cursors are not in it: they are consumer offsets of the topic.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// One hook as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HookSpec {
+    pub id: String,
+    pub topic: String,
+    pub url: String,
+    /// `whsec_...`.
+    pub secret: String,
+    /// Milliseconds since the Unix epoch.
+    pub created_ms: u64,
+    /// False once disabled after failing for too long.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct File {
+    hooks: Vec<HookSpec>,
+}
+
+#[derive(Debug)]
+pub struct Store {
+    path: PathBuf,
+}
+
+impl Store {
+    pub fn new(dir: &Path) -> Self {
+        Self {
+            path: dir.join("hooks.json"),
+        }
+    }
+
+    /// Every stored hook; none when the file does not exist yet.
+    pub fn load(&self) -> std::io::Result<Vec<HookSpec>> {
+        match std::fs::read(&self.path) {
+            Ok(bytes) => serde_json::from_slice::<File>(&bytes)
+                .map(|f| f.hooks)
+                .map_err(|e| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("{}: {e}", self.path.display()),
+                    )
+                }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Replaces the registry with `hooks`, durably.
+    pub fn save(&self, hooks: &[HookSpec]) -> std::io::Result<()> {
+        let tmp = self.path.with_extension("json.tmp");
+        let body = serde_json::to_vec_pretty(&File {
+            hooks: hooks.to_vec(),
+        })
+        .map_err(std::io::Error::other)?;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&body)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, &self.path)?;
+        if let Some(dir) = self.path.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_starts_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::new(dir.path());
+        assert!(s.load().unwrap().is_empty());
+        let h = HookSpec {
+            id: "hook_1".into(),
+            topic: "t".into(),
+            url: "http://127.0.0.1:9/".into(),
+            secret: "whsec_x".into(),
+            created_ms: 7,
+            enabled: true,
+        };
+        s.save(std::slice::from_ref(&h)).unwrap();
+        assert_eq!(Store::new(dir.path()).load().unwrap(), vec![h]);
+        std::fs::write(dir.path().join("hooks.json"), b"{not json").unwrap();
+        assert!(s.load().is_err());
+    }
+}

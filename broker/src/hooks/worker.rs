@@ -1,0 +1,270 @@
+//! One hook's delivery loop: read the next record at the cursor, POST it
+//! until it is accepted, commit, repeat.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::http::{HeaderMap, StatusCode, header};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use parking_lot::Mutex;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::sign::Secret;
+use super::store::HookSpec;
+use super::{Hooks, Status, group};
+use crate::record::Record;
+use crate::subscription::{Event, StartFrom};
+
+pub(super) struct Job {
+    pub(super) hooks: Hooks,
+    pub(super) spec: HookSpec,
+    pub(super) secret: Secret,
+    pub(super) status: Arc<Mutex<Status>>,
+    pub(super) stop: CancellationToken,
+}
+
+/// How the attempts at one message ended.
+enum Outcome {
+    Delivered,
+    /// 410: the receiver asked for the hook to go.
+    Gone,
+    /// No success for `disable_after`.
+    Disabled,
+    Stopped,
+}
+
+pub(super) async fn run(job: Job) {
+    let id = job.spec.id.clone();
+    let group = group(&id);
+    let broker = job.hooks.inner.broker.clone();
+    let Ok(group_name) = crate::GroupName::new(group.as_str()) else {
+        tracing::error!(hook = %id, "bad hook id");
+        return;
+    };
+    let mut last_sent: Option<Instant> = None;
+    'subscribe: loop {
+        let mut sub = match broker.subscribe(&job.spec.topic, StartFrom::Group(group_name.clone()))
+        {
+            Ok(s) => s,
+            Err(e) => {
+                job.status.lock().last_error = Some(e.to_string());
+                if pause(&job.stop, Duration::from_secs(1)).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        loop {
+            let ev = tokio::select! {
+                () = job.stop.cancelled() => return,
+                ev = sub.next() => ev,
+            };
+            let next = match ev {
+                Some(Ok(Event::Record(r))) => {
+                    if let (Some(rate), Some(t)) = (job.hooks.inner.config.rate_limit, last_sent) {
+                        let gap = Duration::from_secs_f64(1.0 / rate.max(1e-6));
+                        tokio::select! {
+                            () = job.stop.cancelled() => return,
+                            () = tokio::time::sleep_until(t + gap) => {}
+                        }
+                    }
+                    last_sent = Some(Instant::now());
+                    match deliver(&job, &r).await {
+                        Outcome::Delivered => r.seq() + 1,
+                        Outcome::Gone => {
+                            tracing::info!(hook = %id, "the receiver answered 410 Gone: hook deleted");
+                            if let Err(e) = job.hooks.delete(&id) {
+                                tracing::error!(hook = %id, "cannot delete: {e}");
+                            }
+                            return;
+                        }
+                        Outcome::Disabled => {
+                            tracing::warn!(hook = %id, "no successful delivery for too long: hook disabled");
+                            job.hooks.disable(&id);
+                            return;
+                        }
+                        Outcome::Stopped => return,
+                    }
+                }
+                Some(Ok(Event::Gap { from, to })) => {
+                    job.status.lock().last_error = Some(format!(
+                        "messages {from}..{to} were removed by retention before delivery"
+                    ));
+                    to
+                }
+                Some(Err(e)) => {
+                    job.status.lock().last_error = Some(e.to_string());
+                    if pause(&job.stop, Duration::from_secs(1)).await {
+                        return;
+                    }
+                    continue 'subscribe;
+                }
+                None => return,
+            };
+            if let Err(e) = broker.commit(&job.spec.topic, &group, next) {
+                // The subscription goes on; the commit is retried with the
+                // next message, and a restart re-sends from the last one.
+                tracing::error!(hook = %id, "cannot commit the hook's cursor: {e}");
+                job.status.lock().last_error = Some(format!("cannot commit the cursor: {e}"));
+            }
+        }
+    }
+}
+
+/// Sleeps unless stopped first; true when stopped.
+async fn pause(stop: &CancellationToken, d: Duration) -> bool {
+    tokio::select! {
+        () = stop.cancelled() => true,
+        () = tokio::time::sleep(d) => false,
+    }
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let v = headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(at.duration_since(SystemTime::now()).unwrap_or_default())
+}
+
+/// An error with its causes, on one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
+}
+
+/// Reads and drops up to 64 KiB of a response body, so that the connection
+/// can be reused; a longer body closes it.
+async fn drain(resp: reqwest::Response) {
+    let mut body = resp.bytes_stream();
+    let mut seen = 0usize;
+    while let Some(Ok(chunk)) = body.next().await {
+        seen += chunk.len();
+        if seen > 64 << 10 {
+            return;
+        }
+    }
+}
+
+async fn deliver(job: &Job, r: &Record) -> Outcome {
+    let inner = &job.hooks.inner;
+    let config = &inner.config;
+    let msg_id = format!("{}:{}", job.spec.topic, r.seq());
+    let body = Bytes::copy_from_slice(r.payload());
+    let content_type = r
+        .content_type()
+        .unwrap_or("application/octet-stream")
+        .to_owned();
+    let mut failing_since: Option<Instant> = None;
+    let mut failures: usize = 0;
+    loop {
+        let ts = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let request = inner
+            .client
+            .post(job.spec.url.as_str())
+            .header("webhook-id", &msg_id)
+            .header("webhook-timestamp", ts.to_string())
+            .header("webhook-signature", job.secret.sign(&msg_id, ts, &body))
+            .header(header::CONTENT_TYPE, content_type.as_str())
+            .body(body.clone());
+        job.status.lock().last_attempt = Some(SystemTime::now());
+        let sent = tokio::select! {
+            () = job.stop.cancelled() => return Outcome::Stopped,
+            sent = request.send() => sent,
+        };
+        let (status, wait_hint, error) = match sent {
+            Ok(resp) => {
+                let code = resp.status();
+                let hint = match code {
+                    StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
+                        retry_after(resp.headers())
+                    }
+                    _ => None,
+                };
+                drain(resp).await;
+                if code.is_success() {
+                    let mut s = job.status.lock();
+                    s.delivered += 1;
+                    s.attempts = 0;
+                    s.last_status = Some(code.as_u16());
+                    s.last_error = None;
+                    s.next_attempt = None;
+                    return Outcome::Delivered;
+                }
+                if code == StatusCode::GONE {
+                    return Outcome::Gone;
+                }
+                (
+                    Some(code.as_u16()),
+                    hint,
+                    format!("the receiver answered {code}"),
+                )
+            }
+            Err(e) => (None, None, chain(&e)),
+        };
+        failures += 1;
+        let since = *failing_since.get_or_insert_with(Instant::now);
+        if since.elapsed() >= config.disable_after {
+            let mut s = job.status.lock();
+            s.last_error = Some(format!("{error}; disabled"));
+            s.next_attempt = None;
+            return Outcome::Disabled;
+        }
+        let wait = wait_hint.unwrap_or_else(|| {
+            let schedule = &config.retry_schedule;
+            let base = schedule
+                .get((failures - 1).min(schedule.len().saturating_sub(1)))
+                .copied()
+                .unwrap_or(Duration::from_secs(5));
+            let j = config.jitter.clamp(0.0, 1.0);
+            base.mul_f64(1.0 + rand::random_range(-j..=j))
+        });
+        {
+            let mut s = job.status.lock();
+            s.attempts = u32::try_from(failures).unwrap_or(u32::MAX);
+            s.last_status = status;
+            s.last_error = Some(error);
+            s.next_attempt = Some(SystemTime::now() + wait);
+        }
+        if pause(&job.stop, wait).await {
+            return Outcome::Stopped;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_seconds_or_a_date() {
+        let mut h = HeaderMap::new();
+        assert_eq!(retry_after(&h), None);
+        h.insert(header::RETRY_AFTER, "7".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        let later = SystemTime::now() + Duration::from_secs(120);
+        h.insert(
+            header::RETRY_AFTER,
+            httpdate::fmt_http_date(later).parse().unwrap(),
+        );
+        let d = retry_after(&h).unwrap();
+        assert!(
+            d > Duration::from_secs(110) && d <= Duration::from_secs(120),
+            "{d:?}"
+        );
+        h.insert(header::RETRY_AFTER, "soon".parse().unwrap());
+        assert_eq!(retry_after(&h), None);
+    }
+}
