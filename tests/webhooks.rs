@@ -344,8 +344,16 @@ async fn a_restart_in_the_middle_loses_and_reorders_nothing() {
         "{} duplicates",
         got.len() - dedup.len()
     );
-    let (_, view) = rig.get(&format!("/hooks/{id}")).await;
-    assert_eq!(view["cursor"], 200);
+    // The last commit follows the last answer.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, view) = rig.get(&format!("/hooks/{id}")).await;
+        if view["cursor"] == 200 && view["lag"] == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{view}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     rig.stop().await;
 }
 
@@ -472,5 +480,24 @@ async fn bad_requests_and_the_ssrf_guard() {
     assert_eq!(resp.status().as_u16(), 404);
     assert_eq!(rig.get("/hooks/hook_nope").await.0, StatusCode::NOT_FOUND);
     assert_eq!(rig.get("/hooks").await.1, json!([]));
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_no_longer_allowed_is_not_delivered_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = Receiver::start(Arc::new(|_, _| Reply::Status(200))).await;
+    let rig = Rig::start(dir.path(), local()).await;
+    let (_, hook) = rig.create(json!({"topic": "a", "url": rx.url})).await;
+    let id = hook["id"].as_str().unwrap().to_owned();
+    rig.stop().await;
+    // The next run does not allow 127.0.0.1 any more.
+    let rig = Rig::start(dir.path(), HooksConfig::default()).await;
+    rig.publish("a", 3).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, v) = rig.get(&format!("/hooks/{id}")).await;
+    assert_eq!(v["state"], "disabled", "{v}");
+    assert!(v["last_error"].as_str().unwrap().contains("refused"), "{v}");
+    assert!(rx.hits().is_empty());
     rig.stop().await;
 }

@@ -218,20 +218,26 @@ impl Hooks {
         let secret = Secret::parse(&spec.secret).map_err(HookError::Invalid)?;
         let status = Arc::new(Mutex::new(Status::default()));
         let stop = self.inner.shutdown.child_token();
+        // Registered before its worker runs, so that the worker can find
+        // it (to disable or delete it) from its first step.
+        self.inner.hooks.lock().insert(
+            spec.id.clone(),
+            Entry {
+                spec: spec.clone(),
+                status: status.clone(),
+                stop: stop.clone(),
+            },
+        );
         if spec.enabled {
             let job = worker::Job {
                 hooks: self.clone(),
-                spec: spec.clone(),
+                spec,
                 secret,
-                status: status.clone(),
-                stop: stop.clone(),
+                status,
+                stop,
             };
             self.inner.tracker.spawn(worker::run(job));
         }
-        self.inner
-            .hooks
-            .lock()
-            .insert(spec.id.clone(), Entry { spec, status, stop });
         Ok(())
     }
 
@@ -312,10 +318,23 @@ impl Hooks {
     /// # Errors
     /// [`HookError::NotFound`], or the registry cannot be saved.
     pub fn delete(&self, id: &str) -> Result<(), HookError> {
-        if !self.forget(id) {
+        // Stored first, then gone from the API: once a client sees 404 the
+        // deletion survives a crash. (The registry is small and rarely
+        // changes; it is written under the lock to keep the two in step.)
+        let mut hooks = self.inner.hooks.lock();
+        if !hooks.contains_key(id) {
             return Err(HookError::NotFound(id.to_owned()));
         }
-        self.save()
+        let rest: Vec<HookSpec> = hooks
+            .values()
+            .filter(|e| e.spec.id != id)
+            .map(|e| e.spec.clone())
+            .collect();
+        self.inner.store.save(&rest)?;
+        if let Some(e) = hooks.remove(id) {
+            e.stop.cancel();
+        }
+        Ok(())
     }
 
     /// Marks a hook disabled (its worker has stopped); it keeps its cursor.

@@ -43,6 +43,18 @@ pub(super) async fn run(job: Job) {
         tracing::error!(hook = %id, "bad hook id");
         return;
     };
+    // Names are checked by the client's resolver on every connection; an
+    // address in the URL never reaches it, so it is checked here, against
+    // this run's allow-list.
+    if let Some(ip) = literal_ip(&job.spec.url)
+        && !job.hooks.inner.guard.permits(ip)
+    {
+        job.status.lock().last_error = Some(format!(
+            "{ip} is refused by the SSRF guard (not in --allow-hook-target): hook disabled"
+        ));
+        job.hooks.disable(&id);
+        return;
+    }
     let mut last_sent: Option<Instant> = None;
     'subscribe: loop {
         let mut sub = match broker.subscribe(&job.spec.topic, StartFrom::Group(group_name.clone()))
@@ -110,6 +122,15 @@ pub(super) async fn run(job: Job) {
                 job.status.lock().last_error = Some(format!("cannot commit the cursor: {e}"));
             }
         }
+    }
+}
+
+/// The IP address a URL names directly, if it does.
+fn literal_ip(url: &str) -> Option<std::net::IpAddr> {
+    match reqwest::Url::parse(url).ok()?.host()? {
+        url::Host::Ipv4(ip) => Some(ip.into()),
+        url::Host::Ipv6(ip) => Some(ip.into()),
+        url::Host::Domain(_) => None,
     }
 }
 
