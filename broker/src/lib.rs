@@ -37,6 +37,7 @@
 //! ```
 
 mod broker;
+pub mod cloudevents;
 mod config;
 pub mod edge;
 mod error;

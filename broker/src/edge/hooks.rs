@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::json;
 use super::{ApiError, EdgeState};
-use crate::hooks::{HookError, Hooks, NewHook};
+use crate::hooks::{Delivery, HookError, Hooks, NewHook};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -19,6 +19,10 @@ pub(crate) struct CreateJson {
     url: String,
     secret: Option<String>,
     from: Option<u64>,
+    #[serde(default)]
+    delivery: Delivery,
+    #[serde(default)]
+    types: Vec<String>,
 }
 
 impl From<HookError> for ApiError {
@@ -64,6 +68,8 @@ pub(crate) async fn create(
             url: b.url,
             secret: b.secret,
             from: b.from,
+            delivery: b.delivery,
+            types: b.types,
         })
         .await?;
     let mut v = serde_json::to_value(&view).unwrap_or_default();

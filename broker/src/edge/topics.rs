@@ -5,12 +5,13 @@ use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
-use fanlog_protocol::{Message, RecordMeta};
+use fanlog_protocol::{Header, Message, RecordMeta};
 use serde::{Deserialize, Serialize};
 
 use super::json::{self, GapJson, Page};
 use super::{ApiError, EdgeState};
 use crate::broker::TopicInfo;
+use crate::cloudevents;
 
 #[derive(Serialize)]
 struct TopicJson {
@@ -68,15 +69,17 @@ pub(crate) async fn publish(
             })
             .transpose()
     };
-    let meta = RecordMeta {
-        content_type: text(header::CONTENT_TYPE)?,
-        headers: Vec::new(),
-        idempotency_key: text(header::HeaderName::from_static("idempotency-key"))?
-            .map(String::into_bytes),
-    };
+    let content_type = text(header::CONTENT_TYPE)?;
+    let idempotency_key =
+        text(header::HeaderName::from_static("idempotency-key"))?.map(String::into_bytes);
+    let (payload, content_type, headers) = cloud_event(&headers, content_type, body)?;
     let message = Message {
-        payload: body,
-        meta,
+        payload,
+        meta: RecordMeta {
+            content_type,
+            headers,
+            idempotency_key,
+        },
         ..Message::default()
     };
     let seq = s.broker.publish(&topic, message).await?;
@@ -84,6 +87,47 @@ pub(crate) async fn publish(
         StatusCode::CREATED,
         &serde_json::json!({ "topic": topic, "seq": seq }),
     ))
+}
+
+/// A CloudEvent in structured mode (`application/cloudevents+json`) or
+/// binary mode (`ce-*` headers) is validated and stored in binary form; any
+/// other body is stored as it is.
+fn cloud_event(
+    headers: &HeaderMap,
+    content_type: Option<String>,
+    body: Bytes,
+) -> Result<(Bytes, Option<String>, Vec<Header>), ApiError> {
+    let media = content_type
+        .as_deref()
+        .and_then(|c| c.split(';').next())
+        .map(|c| c.trim().to_ascii_lowercase());
+    match media.as_deref() {
+        Some(cloudevents::STRUCTURED) => {
+            let e = cloudevents::from_structured(&body).map_err(ApiError::bad_request)?;
+            return Ok((e.data, e.content_type, e.headers));
+        }
+        Some("application/cloudevents-batch+json") => {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "publish the events of a batch one by one",
+            ));
+        }
+        _ => {}
+    }
+    let mut ce = Vec::new();
+    for (name, value) in headers {
+        if let Some(attr) = name.as_str().strip_prefix(cloudevents::PREFIX) {
+            let value = value.to_str().map_err(|_| {
+                ApiError::bad_request(format!("header {name} is not visible ASCII"))
+            })?;
+            ce.push((format!("{}{attr}", cloudevents::PREFIX), value.to_owned()));
+        }
+    }
+    if ce.is_empty() {
+        return Ok((body, content_type, Vec::new()));
+    }
+    let stored = cloudevents::from_binary(&ce).map_err(ApiError::bad_request)?;
+    Ok((body, content_type, stored))
 }
 
 #[derive(Deserialize)]

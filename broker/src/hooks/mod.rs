@@ -33,6 +33,7 @@ use crate::error::BrokerError;
 use crate::subscription::StartFrom;
 use guard::Guard;
 use sign::Secret;
+pub use store::Delivery;
 use store::{HookSpec, Store};
 
 /// Settings of push delivery.
@@ -99,6 +100,11 @@ pub struct NewHook {
     pub secret: Option<String>,
     /// First seq to deliver; the live tail when absent.
     pub from: Option<u64>,
+    /// How CloudEvents are delivered.
+    pub delivery: Delivery,
+    /// Only CloudEvents of these types, when not empty (other messages are
+    /// passed over).
+    pub types: Vec<String>,
 }
 
 /// A hook as the API shows it.
@@ -109,6 +115,9 @@ pub struct HookView {
     pub url: String,
     /// `active` or `disabled`.
     pub state: &'static str,
+    pub delivery: Delivery,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub types: Vec<String>,
     pub created: String,
     /// The next seq to deliver.
     pub cursor: u64,
@@ -292,6 +301,8 @@ impl Hooks {
             secret: secret.as_str().to_owned(),
             created_ms: now_ms(),
             enabled: true,
+            delivery: new.delivery,
+            types: new.types,
         };
         self.start(spec)?;
         if let Err(e) = self.save() {
@@ -375,6 +386,8 @@ impl Hooks {
             topic: e.spec.topic.clone(),
             url: e.spec.url.clone(),
             state: if e.spec.enabled { "active" } else { "disabled" },
+            delivery: e.spec.delivery,
+            types: e.spec.types.clone(),
             created: rfc3339(SystemTime::UNIX_EPOCH + Duration::from_millis(e.spec.created_ms)),
             cursor,
             lag: next.saturating_sub(cursor),

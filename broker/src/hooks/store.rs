@@ -21,6 +21,23 @@ pub struct HookSpec {
     /// False once disabled after failing for too long.
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// How CloudEvents are delivered.
+    #[serde(default)]
+    pub delivery: Delivery,
+    /// Only CloudEvents of these types, when not empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub types: Vec<String>,
+}
+
+/// The HTTP form a hook receives CloudEvents in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Delivery {
+    /// Data as the body, attributes as `ce-*` headers.
+    #[default]
+    Binary,
+    /// One `application/cloudevents+json` object.
+    Structured,
 }
 
 fn yes() -> bool {
@@ -95,6 +112,8 @@ mod tests {
             secret: "whsec_x".into(),
             created_ms: 7,
             enabled: true,
+            delivery: Delivery::Structured,
+            types: vec!["a.b".into()],
         };
         s.save(std::slice::from_ref(&h)).unwrap();
         assert_eq!(Store::new(dir.path()).load().unwrap(), vec![h]);

@@ -12,8 +12,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::sign::Secret;
-use super::store::HookSpec;
+use super::store::{Delivery, HookSpec};
 use super::{Hooks, Status, group};
+use crate::cloudevents;
 use crate::record::Record;
 use crate::subscription::{Event, StartFrom};
 
@@ -177,24 +178,88 @@ async fn drain(resp: reqwest::Response) {
     }
 }
 
+/// What one delivery of a record sends.
+struct Shaped {
+    body: Bytes,
+    content_type: String,
+    /// `ce-*` headers in binary mode.
+    headers: Vec<(String, String)>,
+}
+
+/// The request body and headers for `r`, or `None` when the hook's type
+/// filter passes over it.
+fn shape(spec: &HookSpec, r: &Record) -> Option<Shaped> {
+    let stored: Vec<(String, Vec<u8>)> = r
+        .meta()
+        .map(|m| {
+            m.headers
+                .iter()
+                .map(|h| (h.name.as_str().to_owned(), h.value.as_slice().to_vec()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut attrs = cloudevents::attributes(&stored);
+    let ty = attrs
+        .iter()
+        .find(|(n, _)| n == "type")
+        .map(|(_, v)| v.clone());
+    if !spec.types.is_empty() && !ty.as_ref().is_some_and(|t| spec.types.contains(t)) {
+        return None;
+    }
+    let content_type = r.content_type();
+    if ty.is_none() {
+        return Some(Shaped {
+            body: Bytes::copy_from_slice(r.payload()),
+            content_type: content_type
+                .unwrap_or("application/octet-stream")
+                .to_owned(),
+            headers: Vec::new(),
+        });
+    }
+    attrs.retain(|(n, _)| n != "sequence");
+    attrs.push(("sequence".into(), cloudevents::sequence(r.seq())));
+    Some(match spec.delivery {
+        Delivery::Binary => Shaped {
+            body: Bytes::copy_from_slice(r.payload()),
+            content_type: content_type
+                .unwrap_or("application/octet-stream")
+                .to_owned(),
+            headers: attrs
+                .into_iter()
+                .map(|(n, v)| (format!("{}{n}", cloudevents::PREFIX), v))
+                .collect(),
+        },
+        Delivery::Structured => Shaped {
+            body: Bytes::from(cloudevents::structured(&attrs, content_type, r.payload())),
+            content_type: cloudevents::STRUCTURED.to_owned(),
+            headers: Vec::new(),
+        },
+    })
+}
+
 async fn deliver(job: &Job, r: &Record) -> Outcome {
     let inner = &job.hooks.inner;
     let config = &inner.config;
     let msg_id = format!("{}:{}", job.spec.topic, r.seq());
-    let body = Bytes::copy_from_slice(r.payload());
-    let content_type = r
-        .content_type()
-        .unwrap_or("application/octet-stream")
-        .to_owned();
+    let Some(Shaped {
+        body,
+        content_type,
+        headers,
+    }) = shape(&job.spec, r)
+    else {
+        return Outcome::Delivered;
+    };
     let mut failing_since: Option<Instant> = None;
     let mut failures: usize = 0;
     loop {
         let ts = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let request = inner
-            .client
-            .post(job.spec.url.as_str())
+        let mut request = inner.client.post(job.spec.url.as_str());
+        for (name, value) in &headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        let request = request
             .header("webhook-id", &msg_id)
             .header("webhook-timestamp", ts.to_string())
             .header("webhook-signature", job.secret.sign(&msg_id, ts, &body))
