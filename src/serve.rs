@@ -129,8 +129,24 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("cannot listen on http {addr}"))?;
             let bound = listener.local_addr()?;
+            let mut api_servers = vec![edge::ApiServer {
+                name: "tcp".into(),
+                host: tcp_addr.to_string(),
+                protocol: "fanlog".into(),
+                description: "fanlog's binary protocol over TCP (the client crate).".into(),
+            }];
+            if let Some(q) = quic_addr {
+                api_servers.push(edge::ApiServer {
+                    name: "quic".into(),
+                    host: q.to_string(),
+                    protocol: "fanlog-quic".into(),
+                    description: "fanlog's binary protocol over QUIC, one stream per session."
+                        .into(),
+                });
+            }
             let config = edge::HttpConfig {
                 cors_origins: args.cors_origins.clone(),
+                api_servers,
                 ..edge::HttpConfig::default()
             };
             let state = edge::EdgeState::new(broker.clone(), config, CancellationToken::new())

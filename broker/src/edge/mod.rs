@@ -8,6 +8,7 @@
 //! (`CONTRACT.md`); [`router`] builds them so tests can drive the service
 //! directly, [`serve`] runs them on a listener.
 
+mod asyncapi;
 mod console;
 mod hooks;
 mod json;
@@ -33,6 +34,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::broker::Broker;
 use crate::error::BrokerError;
 
+pub use asyncapi::ApiServer;
 pub use ws::close_code;
 
 /// Settings of the HTTP edge.
@@ -60,6 +62,9 @@ pub struct HttpConfig {
     /// Bytes of messages put in one response page: a paged read, a long-poll
     /// answer, or one WebSocket write.
     pub page_bytes: usize,
+    /// The binary-protocol listeners to list in `/asyncapi.json` (the HTTP
+    /// edge lists itself from the request's `Host`).
+    pub api_servers: Vec<ApiServer>,
 }
 
 impl Default for HttpConfig {
@@ -72,6 +77,7 @@ impl Default for HttpConfig {
             ws_ping: Duration::from_secs(20),
             slow_consumer_timeout: Duration::from_secs(30),
             page_bytes: 256 << 10,
+            api_servers: Vec::new(),
         }
     }
 }
@@ -123,6 +129,7 @@ pub fn router(state: EdgeState) -> Router {
     Router::new()
         .route("/", get(console::page))
         .route("/healthz", get(healthz))
+        .route("/asyncapi.json", get(asyncapi::document))
         .route("/topics", get(topics::list))
         .route("/topics/{topic}", get(topics::info))
         .route(

@@ -1,0 +1,153 @@
+//! `GET /asyncapi.json`: the broker described as an AsyncAPI 3.0 document.
+//! Servers are the listeners (the binary protocol over TCP and QUIC, and
+//! this HTTP edge as `http` for REST, SSE and long poll and as `ws`); each
+//! topic is a channel, with the broker's two operations on it: it receives
+//! publishes and sends to subscribers.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use serde_json::{Map, Value, json};
+
+use super::{EdgeState, json};
+
+/// A listener to list under `servers`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiServer {
+    /// Key in `servers`: `tcp`, `quic`.
+    pub name: String,
+    /// `HOST:PORT`.
+    pub host: String,
+    /// AsyncAPI protocol name.
+    pub protocol: String,
+    pub description: String,
+}
+
+/// JSON Pointer escaping of one reference token.
+fn pointer(token: &str) -> String {
+    token.replace('~', "~0").replace('/', "~1")
+}
+
+pub(crate) async fn document(State(s): State<EdgeState>, headers: HeaderMap) -> Response {
+    let mut servers = Map::new();
+    for srv in &s.config.api_servers {
+        servers.insert(
+            srv.name.clone(),
+            json!({
+                "host": srv.host,
+                "protocol": srv.protocol,
+                "description": srv.description,
+            }),
+        );
+    }
+    if let Some(host) = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_graphic()))
+    {
+        servers.insert(
+            "http".into(),
+            json!({
+                "host": host,
+                "protocol": "http",
+                "pathname": "/topics",
+                "description": "REST publish and paged reads, Server-Sent Events (`/{topic}/events`, resume with Last-Event-ID) and long polling (`/{topic}/poll`).",
+            }),
+        );
+        servers.insert(
+            "ws".into(),
+            json!({
+                "host": host,
+                "protocol": "ws",
+                "pathname": "/topics",
+                "description": "WebSocket per topic (`/{topic}/ws?from=SEQ`): JSON text frames, publish with acks.",
+            }),
+        );
+    }
+    let mut channels = Map::new();
+    let mut operations = Map::new();
+    for t in s.broker.topics() {
+        let name = t.name.to_string();
+        let reference = format!("#/channels/{}", pointer(&name));
+        channels.insert(
+            name.clone(),
+            json!({
+                "address": name,
+                "title": name,
+                "description": format!(
+                    "Topic {name}: an append-only log, seq {} to {} stored. The seq is the cursor on every interface.",
+                    t.first_seq, t.next_seq
+                ),
+                "messages": {
+                    "message": { "$ref": "#/components/messages/message" },
+                    "cloudEvent": { "$ref": "#/components/messages/cloudEvent" },
+                },
+            }),
+        );
+        let messages = json!([
+            { "$ref": format!("{reference}/messages/message") },
+            { "$ref": format!("{reference}/messages/cloudEvent") },
+        ]);
+        operations.insert(
+            format!("{name}.publish"),
+            json!({
+                "action": "receive",
+                "title": format!("Publish to {name}"),
+                "summary": "The broker appends each message and answers with its seq.",
+                "channel": { "$ref": reference },
+                "messages": messages,
+            }),
+        );
+        operations.insert(
+            format!("{name}.subscribe"),
+            json!({
+                "action": "send",
+                "title": format!("Subscribe to {name}"),
+                "summary": "The broker sends every message from a start seq, in order.",
+                "channel": { "$ref": reference },
+                "messages": messages,
+            }),
+        );
+    }
+    let doc = json!({
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "fanlog",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "A pub/sub broker with a durable, mmap-backed log per topic. Every message has a per-topic seq; consumers resume from a seq over TCP, QUIC, WebSocket, Server-Sent Events, long polling and webhooks.",
+        },
+        "defaultContentType": "application/octet-stream",
+        "servers": Value::Object(servers),
+        "channels": Value::Object(channels),
+        "operations": Value::Object(operations),
+        "components": {
+            "messages": {
+                "message": {
+                    "name": "message",
+                    "title": "A message",
+                    "summary": "Any bytes, kept with the Content-Type it was published with.",
+                    "payload": {},
+                },
+                "cloudEvent": {
+                    "name": "cloudEvent",
+                    "title": "A CloudEvent (binary mode)",
+                    "summary": "A CloudEvents 1.0 event: data as the payload, attributes as ce-* headers.",
+                    "headers": {
+                        "type": "object",
+                        "required": ["ce-specversion", "ce-id", "ce-source", "ce-type"],
+                        "properties": {
+                            "ce-specversion": { "type": "string", "const": "1.0" },
+                            "ce-id": { "type": "string", "minLength": 1 },
+                            "ce-source": { "type": "string", "minLength": 1 },
+                            "ce-type": { "type": "string", "minLength": 1 },
+                            "ce-time": { "type": "string", "format": "date-time" },
+                            "ce-sequence": { "type": "string", "description": "The seq, zero-padded to 20 digits." },
+                        },
+                    },
+                    "payload": {},
+                },
+            },
+        },
+    });
+    json::body(StatusCode::OK, &doc)
+}
