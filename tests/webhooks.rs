@@ -11,10 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, StatusCode};
-use fanlog::broker::edge::{EdgeState, HttpConfig};
+use fanlog::broker::hooks::HooksConfig;
 use fanlog::broker::hooks::sign::Secret;
-use fanlog::broker::hooks::{Hooks, HooksConfig};
-use fanlog::{Broker, Durability, Message};
 use serde_json::{Value, json};
 use std::sync::Mutex;
 
@@ -141,73 +139,6 @@ impl Receiver {
     }
 }
 
-/// A broker with hooks and its HTTP edge, in this process.
-struct Rig {
-    broker: Broker,
-    hooks: Hooks,
-    http: common::HttpServer,
-}
-
-impl Rig {
-    async fn start(dir: &std::path::Path, config: HooksConfig) -> Self {
-        let broker = common::open(
-            dir,
-            &common::config(Durability::Interval(Duration::from_millis(10)), 1 << 20),
-        );
-        let hooks = Hooks::open(broker.clone(), config).unwrap();
-        let state = EdgeState::new(
-            broker.clone(),
-            HttpConfig::default(),
-            tokio_util::sync::CancellationToken::new(),
-        )
-        .unwrap()
-        .with_hooks(hooks.clone());
-        let http = common::HttpServer::serve(state).await;
-        Self {
-            broker,
-            hooks,
-            http,
-        }
-    }
-
-    async fn stop(self) {
-        self.http.stop().await;
-        self.hooks.shutdown().await;
-        self.broker.close().unwrap();
-    }
-
-    async fn create(&self, body: Value) -> (StatusCode, Value) {
-        let resp = reqwest::Client::new()
-            .post(self.http.url("/hooks"))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = StatusCode::from_u16(resp.status().as_u16()).unwrap();
-        (status, resp.json().await.unwrap())
-    }
-
-    async fn get(&self, path: &str) -> (StatusCode, Value) {
-        let resp = reqwest::get(self.http.url(path)).await.unwrap();
-        let status = StatusCode::from_u16(resp.status().as_u16()).unwrap();
-        (status, resp.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn publish(&self, topic: &str, n: u64) {
-        for i in 0..n {
-            let m = Message::new(format!("{{\"n\":{i}}}")).with_content_type("application/json");
-            self.broker.publish(topic, m).await.unwrap();
-        }
-    }
-}
-
-fn local() -> HooksConfig {
-    HooksConfig {
-        allow_targets: vec!["127.0.0.1".into()],
-        ..HooksConfig::default()
-    }
-}
-
 fn ids(topic: &str, range: std::ops::Range<u64>) -> Vec<String> {
     range.map(|s| format!("{topic}:{s}")).collect()
 }
@@ -215,7 +146,7 @@ fn ids(topic: &str, range: std::ops::Range<u64>) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivers_in_order_with_standard_webhooks_signatures() {
     let dir = tempfile::tempdir().unwrap();
-    let rig = Rig::start(dir.path(), local()).await;
+    let rig = common::Rig::start(dir.path(), common::local_hooks()).await;
     let rx = Receiver::start(Arc::new(|_, _| Reply::Status(204))).await;
     rig.publish("orders", 5).await;
     // From seq 2: the earlier two are not delivered.
@@ -266,9 +197,9 @@ async fn a_flaky_receiver_gets_everything_in_order_on_the_schedule() {
         retry_schedule: schedule.to_vec(),
         jitter: 0.2,
         timeout: Duration::from_millis(500),
-        ..local()
+        ..common::local_hooks()
     };
-    let rig = Rig::start(dir.path(), config).await;
+    let rig = common::Rig::start(dir.path(), config).await;
     // t:3 fails three times (500, 502, refused-like 503 without a hint),
     // t:5 hangs past the timeout once, t:7 is rate limited with
     // Retry-After: 1, t:9 fails and then flaps.
@@ -322,7 +253,7 @@ async fn a_flaky_receiver_gets_everything_in_order_on_the_schedule() {
 async fn a_restart_in_the_middle_loses_and_reorders_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let rx = Receiver::start(Arc::new(|_, _| Reply::Slow(Duration::from_millis(5)))).await;
-    let rig = Rig::start(dir.path(), local()).await;
+    let rig = common::Rig::start(dir.path(), common::local_hooks()).await;
     let (_, hook) = rig.create(json!({"topic": "r", "url": rx.url})).await;
     let id = hook["id"].as_str().unwrap().to_owned();
     rig.publish("r", 200).await;
@@ -331,7 +262,7 @@ async fn a_restart_in_the_middle_loses_and_reorders_nothing() {
     let before = rx.accepted().len();
     assert!(before < 200, "the restart comes in the middle");
 
-    let rig = Rig::start(dir.path(), local()).await;
+    let rig = common::Rig::start(dir.path(), common::local_hooks()).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while rx.accepted().last().map(String::as_str) != Some("r:199") && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -363,7 +294,7 @@ async fn a_restart_in_the_middle_loses_and_reorders_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gone_deletes_the_hook() {
     let dir = tempfile::tempdir().unwrap();
-    let rig = Rig::start(dir.path(), local()).await;
+    let rig = common::Rig::start(dir.path(), common::local_hooks()).await;
     let rx = Receiver::start(Arc::new(|id, _| {
         if id == "g:2" {
             Reply::Status(410)
@@ -393,9 +324,9 @@ async fn a_hook_failing_for_too_long_is_disabled() {
     let config = HooksConfig {
         retry_schedule: vec![Duration::from_millis(50)],
         disable_after: Duration::from_millis(400),
-        ..local()
+        ..common::local_hooks()
     };
-    let rig = Rig::start(dir.path(), config).await;
+    let rig = common::Rig::start(dir.path(), config).await;
     let rx = Receiver::start(Arc::new(|_, _| Reply::Status(500))).await;
     let (_, hook) = rig.create(json!({"topic": "d", "url": rx.url})).await;
     let id = hook["id"].as_str().unwrap().to_owned();
@@ -417,7 +348,7 @@ async fn a_hook_failing_for_too_long_is_disabled() {
     assert!(rx.hits().iter().all(|h| h.id == "d:0"));
     rig.stop().await;
     // Still disabled, with its cursor, after a restart.
-    let rig = Rig::start(dir.path(), local()).await;
+    let rig = common::Rig::start(dir.path(), common::local_hooks()).await;
     let (_, v) = rig.get(&format!("/hooks/{id}")).await;
     assert_eq!(
         (v["state"].as_str(), v["cursor"].as_u64()),
@@ -430,7 +361,7 @@ async fn a_hook_failing_for_too_long_is_disabled() {
 async fn bad_requests_and_the_ssrf_guard() {
     let dir = tempfile::tempdir().unwrap();
     // No allow-list: the guard refuses every loopback and private target.
-    let rig = Rig::start(dir.path(), HooksConfig::default()).await;
+    let rig = common::Rig::start(dir.path(), HooksConfig::default()).await;
     for url in [
         "http://10.0.0.1/hook",
         "http://169.254.169.254/latest/meta-data",
@@ -490,12 +421,12 @@ async fn bad_requests_and_the_ssrf_guard() {
 async fn a_target_no_longer_allowed_is_not_delivered_to() {
     let dir = tempfile::tempdir().unwrap();
     let rx = Receiver::start(Arc::new(|_, _| Reply::Status(200))).await;
-    let rig = Rig::start(dir.path(), local()).await;
+    let rig = common::Rig::start(dir.path(), common::local_hooks()).await;
     let (_, hook) = rig.create(json!({"topic": "a", "url": rx.url})).await;
     let id = hook["id"].as_str().unwrap().to_owned();
     rig.stop().await;
     // The next run does not allow 127.0.0.1 any more.
-    let rig = Rig::start(dir.path(), HooksConfig::default()).await;
+    let rig = common::Rig::start(dir.path(), HooksConfig::default()).await;
     rig.publish("a", 3).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (_, v) = rig.get(&format!("/hooks/{id}")).await;
@@ -505,7 +436,12 @@ async fn a_target_no_longer_allowed_is_not_delivered_to() {
     rig.stop().await;
 }
 
-async fn post(rig: &Rig, topic: &str, headers: &[(&str, &str)], body: &str) -> (u16, Value) {
+async fn post(
+    rig: &common::Rig,
+    topic: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, Value) {
     let mut req = reqwest::Client::new().post(rig.http.url(&format!("/topics/{topic}/messages")));
     for (k, v) in headers {
         req = req.header(*k, *v);
@@ -528,7 +464,7 @@ fn header(h: &Hit, name: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cloudevents_round_trip_to_hooks_in_both_modes() {
     let dir = tempfile::tempdir().unwrap();
-    let rig = Rig::start(dir.path(), local()).await;
+    let rig = common::Rig::start(dir.path(), common::local_hooks()).await;
     let binary_rx = Receiver::start(Arc::new(|_, _| Reply::Status(200))).await;
     let structured_rx = Receiver::start(Arc::new(|_, _| Reply::Status(200))).await;
     let created_rx = Receiver::start(Arc::new(|_, _| Reply::Status(200))).await;
@@ -635,7 +571,7 @@ async fn cloudevents_round_trip_to_hooks_in_both_modes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_cloudevents_are_refused_and_nothing_is_appended() {
     let dir = tempfile::tempdir().unwrap();
-    let rig = Rig::start(dir.path(), local()).await;
+    let rig = common::Rig::start(dir.path(), common::local_hooks()).await;
     assert_eq!(post(&rig, "v", &[], "first").await.0, 201);
     let structured = [("content-type", "application/cloudevents+json")];
     for body in [

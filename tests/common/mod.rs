@@ -377,3 +377,77 @@ impl HttpServer {
         }
     }
 }
+
+/// A broker with hooks and its HTTP edge, in this process.
+pub struct Rig {
+    pub broker: Broker,
+    pub hooks: fanlog::broker::hooks::Hooks,
+    pub http: HttpServer,
+}
+
+impl Rig {
+    pub async fn start(dir: &std::path::Path, hooks: fanlog::broker::hooks::HooksConfig) -> Self {
+        let broker = open(
+            dir,
+            &config(
+                Durability::Interval(std::time::Duration::from_millis(10)),
+                1 << 20,
+            ),
+        );
+        let hooks = fanlog::broker::hooks::Hooks::open(broker.clone(), hooks).unwrap();
+        let state = fanlog::broker::edge::EdgeState::new(
+            broker.clone(),
+            fanlog::broker::edge::HttpConfig::default(),
+            tokio_util::sync::CancellationToken::new(),
+        )
+        .unwrap()
+        .with_hooks(hooks.clone());
+        let http = HttpServer::serve(state).await;
+        Self {
+            broker,
+            hooks,
+            http,
+        }
+    }
+
+    pub async fn stop(self) {
+        self.http.stop().await;
+        self.hooks.shutdown().await;
+        self.broker.close().unwrap();
+    }
+
+    pub async fn create(
+        &self,
+        body: serde_json::Value,
+    ) -> (axum::http::StatusCode, serde_json::Value) {
+        let resp = reqwest::Client::new()
+            .post(self.http.url("/hooks"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = axum::http::StatusCode::from_u16(resp.status().as_u16()).unwrap();
+        (status, resp.json().await.unwrap())
+    }
+
+    pub async fn get(&self, path: &str) -> (axum::http::StatusCode, serde_json::Value) {
+        let resp = reqwest::get(self.http.url(path)).await.unwrap();
+        let status = axum::http::StatusCode::from_u16(resp.status().as_u16()).unwrap();
+        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    pub async fn publish(&self, topic: &str, n: u64) {
+        for i in 0..n {
+            let m = fanlog::Message::new(format!("{{\"n\":{i}}}"))
+                .with_content_type("application/json");
+            self.broker.publish(topic, m).await.unwrap();
+        }
+    }
+}
+
+pub fn local_hooks() -> fanlog::broker::hooks::HooksConfig {
+    fanlog::broker::hooks::HooksConfig {
+        allow_targets: vec!["127.0.0.1".into()],
+        ..fanlog::broker::hooks::HooksConfig::default()
+    }
+}

@@ -1,16 +1,19 @@
-//! REST Hooks: `POST /hooks`, `GET /hooks`, `GET /hooks/{id}`,
-//! `DELETE /hooks/{id}`, over [`crate::hooks::Hooks`].
+//! REST Hooks (`POST /hooks`, `GET /hooks`, `GET /hooks/{id}`,
+//! `DELETE /hooks/{id}`) and the WebSub hub (`POST /websub`), over
+//! [`crate::hooks::Hooks`].
 
-use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection};
+use std::collections::HashMap;
+
+use axum::extract::rejection::{FormRejection, JsonRejection, PathRejection};
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Form, Json};
 use serde::Deserialize;
 
 use super::json;
 use super::{ApiError, EdgeState};
-use crate::hooks::{Delivery, HookError, Hooks, NewHook};
+use crate::hooks::{Delivery, HookError, Hooks, NewHook, WebSubRequest};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -100,4 +103,39 @@ pub(crate) async fn delete(
     let Path(id) = id?;
     hooks(&s)?.delete(&id)?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// This hub's URL as a request reached it.
+fn hub_url(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    format!("http://{host}/websub")
+}
+
+/// `POST /websub`: a WebSub hub request (form-encoded `hub.*`); `202`.
+pub(crate) async fn websub(
+    State(s): State<EdgeState>,
+    headers: HeaderMap,
+    form: Result<Form<HashMap<String, String>>, FormRejection>,
+) -> Result<Response, ApiError> {
+    let Form(params) = form.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+    hooks(&s)?
+        .websub(WebSubRequest {
+            params,
+            hub_url: hub_url(&headers),
+        })
+        .await?;
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+/// The WebSub discovery links of a topic: its hub and itself.
+pub(crate) fn discovery_links(headers: &HeaderMap, topic: &str) -> Option<HeaderValue> {
+    let hub = hub_url(headers);
+    let base = hub.strip_suffix("/websub")?;
+    HeaderValue::from_str(&format!(
+        "<{hub}>; rel=\"hub\", <{base}/topics/{topic}>; rel=\"self\""
+    ))
+    .ok()
 }

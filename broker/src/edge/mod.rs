@@ -141,6 +141,7 @@ pub fn router(state: EdgeState) -> Router {
         .route("/topics/{topic}/poll", get(poll::poll))
         .route("/hooks", get(hooks::list).post(hooks::create))
         .route("/hooks/{id}", get(hooks::get).delete(hooks::delete))
+        .route("/websub", axum::routing::post(hooks::websub))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))

@@ -39,13 +39,20 @@ pub(crate) async fn list(State(s): State<EdgeState>) -> Response {
 }
 
 /// `GET /topics/{topic}`
+/// The topic URL of WebSub: its `Link` headers name the hub and the topic
+/// (discovery).
 pub(crate) async fn info(
     State(s): State<EdgeState>,
     topic: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let Path(topic) = topic?;
     let info = s.broker.topic_info(&topic)?;
-    Ok(json::body(StatusCode::OK, &TopicJson::from(info)))
+    let mut response = json::body(StatusCode::OK, &TopicJson::from(info));
+    if let Some(links) = super::hooks::discovery_links(&headers, &topic) {
+        response.headers_mut().insert(header::LINK, links);
+    }
+    Ok(response)
 }
 
 /// `POST /topics/{topic}/messages`: the body is the payload; the request's

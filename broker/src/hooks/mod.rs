@@ -17,6 +17,7 @@
 pub mod guard;
 pub mod sign;
 mod store;
+mod websub;
 mod worker;
 
 use std::collections::BTreeMap;
@@ -34,7 +35,8 @@ use crate::subscription::StartFrom;
 use guard::Guard;
 use sign::Secret;
 pub use store::Delivery;
-use store::{HookSpec, Store};
+use store::{HookSpec, Store, WebSubSpec};
+pub use websub::WebSubRequest;
 
 /// Settings of push delivery.
 #[derive(Debug, Clone)]
@@ -53,6 +55,11 @@ pub struct HooksConfig {
     pub allow_targets: Vec<String>,
     /// Most deliveries per second to one hook, if limited.
     pub rate_limit: Option<f64>,
+    /// WebSub lease when the subscriber asks for none.
+    pub lease_default: Duration,
+    /// Shortest and longest WebSub lease granted.
+    pub lease_min: Duration,
+    pub lease_max: Duration,
 }
 
 impl Default for HooksConfig {
@@ -73,6 +80,9 @@ impl Default for HooksConfig {
             disable_after: Duration::from_secs(5 * 24 * 3600),
             allow_targets: Vec::new(),
             rate_limit: None,
+            lease_default: Duration::from_secs(10 * 24 * 3600),
+            lease_min: Duration::from_secs(60),
+            lease_max: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }
@@ -113,8 +123,13 @@ pub struct HookView {
     pub id: String,
     pub topic: String,
     pub url: String,
+    /// `webhook` or `websub`.
+    pub kind: &'static str,
     /// `active` or `disabled`.
     pub state: &'static str,
+    /// When a WebSub lease ends.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
     pub delivery: Delivery,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub types: Vec<String>,
@@ -224,7 +239,12 @@ impl Hooks {
 
     /// Registers `spec` and starts its worker when it is enabled.
     fn start(&self, spec: HookSpec) -> Result<(), HookError> {
-        let secret = Secret::parse(&spec.secret).map_err(HookError::Invalid)?;
+        let signer = match &spec.websub {
+            Some(w) => worker::Signer::WebSub(w.secret.clone().map(String::into_bytes)),
+            None => {
+                worker::Signer::Webhook(Secret::parse(&spec.secret).map_err(HookError::Invalid)?)
+            }
+        };
         let status = Arc::new(Mutex::new(Status::default()));
         let stop = self.inner.shutdown.child_token();
         // Registered before its worker runs, so that the worker can find
@@ -241,7 +261,7 @@ impl Hooks {
             let job = worker::Job {
                 hooks: self.clone(),
                 spec,
-                secret,
+                signer,
                 status,
                 stop,
             };
@@ -303,6 +323,7 @@ impl Hooks {
             enabled: true,
             delivery: new.delivery,
             types: new.types,
+            websub: None,
         };
         self.start(spec)?;
         if let Err(e) = self.save() {
@@ -385,7 +406,17 @@ impl Hooks {
             id: e.spec.id.clone(),
             topic: e.spec.topic.clone(),
             url: e.spec.url.clone(),
+            kind: if e.spec.websub.is_some() {
+                "websub"
+            } else {
+                "webhook"
+            },
             state: if e.spec.enabled { "active" } else { "disabled" },
+            expires: e
+                .spec
+                .websub
+                .as_ref()
+                .map(|w| rfc3339(SystemTime::UNIX_EPOCH + Duration::from_millis(w.expires_ms))),
             delivery: e.spec.delivery,
             types: e.spec.types.clone(),
             created: rfc3339(SystemTime::UNIX_EPOCH + Duration::from_millis(e.spec.created_ms)),

@@ -27,6 +27,23 @@ pub struct HookSpec {
     /// Only CloudEvents of these types, when not empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub types: Vec<String>,
+    /// Set for a WebSub subscription (then `url` is its callback and
+    /// `secret` is unused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub websub: Option<WebSubSpec>,
+}
+
+/// What a WebSub subscription adds to a hook.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebSubSpec {
+    /// `hub.topic` as the subscriber gave it (the `rel="self"` link).
+    pub topic_url: String,
+    /// This hub's URL as the subscriber reached it (the `rel="hub"` link).
+    pub hub_url: String,
+    /// `hub.secret`: the key of `X-Hub-Signature`.
+    pub secret: Option<String>,
+    /// When the lease ends, in milliseconds since the Unix epoch.
+    pub expires_ms: u64,
 }
 
 /// The HTTP form a hook receives CloudEvents in.
@@ -114,6 +131,12 @@ mod tests {
             enabled: true,
             delivery: Delivery::Structured,
             types: vec!["a.b".into()],
+            websub: Some(WebSubSpec {
+                topic_url: "http://h/topics/t".into(),
+                hub_url: "http://h/websub".into(),
+                secret: None,
+                expires_ms: 9,
+            }),
         };
         s.save(std::slice::from_ref(&h)).unwrap();
         assert_eq!(Store::new(dir.path()).load().unwrap(), vec![h]);

@@ -18,10 +18,18 @@ use crate::cloudevents;
 use crate::record::Record;
 use crate::subscription::{Event, StartFrom};
 
+/// How deliveries are authenticated.
+pub(super) enum Signer {
+    /// Standard Webhooks headers.
+    Webhook(Secret),
+    /// WebSub: `Link` headers, and `X-Hub-Signature` with `hub.secret`.
+    WebSub(Option<Vec<u8>>),
+}
+
 pub(super) struct Job {
     pub(super) hooks: Hooks,
     pub(super) spec: HookSpec,
-    pub(super) secret: Secret,
+    pub(super) signer: Signer,
     pub(super) status: Arc<Mutex<Status>>,
     pub(super) stop: CancellationToken,
 }
@@ -56,6 +64,19 @@ pub(super) async fn run(job: Job) {
         job.hooks.disable(&id);
         return;
     }
+    // A WebSub lease ends the subscription.
+    let lease_end = job
+        .spec
+        .websub
+        .as_ref()
+        .map(|w| Instant::now() + super::websub::lease_left(w));
+    let expired = async move {
+        match lease_end {
+            Some(t) => tokio::time::sleep_until(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(expired);
     let mut last_sent: Option<Instant> = None;
     'subscribe: loop {
         let mut sub = match broker.subscribe(&job.spec.topic, StartFrom::Group(group_name.clone()))
@@ -72,6 +93,13 @@ pub(super) async fn run(job: Job) {
         loop {
             let ev = tokio::select! {
                 () = job.stop.cancelled() => return,
+                () = &mut expired => {
+                    tracing::info!(hook = %id, "WebSub lease ended");
+                    if let Err(e) = job.hooks.delete(&id) {
+                        tracing::error!(hook = %id, "cannot delete: {e}");
+                    }
+                    return;
+                }
                 ev = sub.next() => ev,
             };
             let next = match ev {
@@ -256,13 +284,32 @@ async fn deliver(job: &Job, r: &Record) -> Outcome {
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let mut request = inner.client.post(job.spec.url.as_str());
+        match (&job.signer, &job.spec.websub) {
+            (Signer::WebSub(secret), Some(w)) => {
+                request = request.header(
+                    header::LINK,
+                    format!(
+                        "<{}>; rel=\"hub\", <{}>; rel=\"self\"",
+                        w.hub_url, w.topic_url
+                    ),
+                );
+                if let Some(key) = secret {
+                    request =
+                        request.header("x-hub-signature", super::websub::signature(key, &body));
+                }
+            }
+            (Signer::Webhook(secret), _) => {
+                request = request
+                    .header("webhook-id", &msg_id)
+                    .header("webhook-timestamp", ts.to_string())
+                    .header("webhook-signature", secret.sign(&msg_id, ts, &body));
+            }
+            (Signer::WebSub(_), None) => {}
+        }
         for (name, value) in &headers {
             request = request.header(name.as_str(), value.as_str());
         }
         let request = request
-            .header("webhook-id", &msg_id)
-            .header("webhook-timestamp", ts.to_string())
-            .header("webhook-signature", job.secret.sign(&msg_id, ts, &body))
             .header(header::CONTENT_TYPE, content_type.as_str())
             .body(body.clone());
         job.status.lock().last_attempt = Some(SystemTime::now());
