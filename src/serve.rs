@@ -53,6 +53,10 @@ pub struct ServeArgs {
     /// Repeatable; none by default.
     #[arg(long = "allow-hook-target", value_name = "NET")]
     allow_hook_targets: Vec<String>,
+    /// A CA certificate (PEM) to trust for https webhook targets, beside
+    /// the Mozilla roots. Repeatable.
+    #[arg(long = "hook-ca", value_name = "FILE")]
+    hook_cas: Vec<PathBuf>,
     /// When a publish is acknowledged: always | interval:MS | never.
     #[arg(long, default_value = "interval:100")]
     fsync: Durability,
@@ -74,10 +78,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let broker = Broker::open(&args.data, config)
         .with_context(|| format!("cannot open {}", args.data.display()))?;
+    let trust_pem = args
+        .hook_cas
+        .iter()
+        .map(|p| std::fs::read(p).with_context(|| format!("cannot read {}", p.display())))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let hooks = hooks::Hooks::open(
         broker.clone(),
         hooks::HooksConfig {
             allow_targets: args.allow_hook_targets.clone(),
+            trust_pem,
             ..hooks::HooksConfig::default()
         },
     )

@@ -55,6 +55,9 @@ pub struct HooksConfig {
     pub allow_targets: Vec<String>,
     /// Most deliveries per second to one hook, if limited.
     pub rate_limit: Option<f64>,
+    /// CA certificates (PEM) trusted for https targets, beside the
+    /// Mozilla root store.
+    pub trust_pem: Vec<Vec<u8>>,
     /// WebSub lease when the subscriber asks for none.
     pub lease_default: Duration,
     /// Shortest and longest WebSub lease granted.
@@ -80,6 +83,7 @@ impl Default for HooksConfig {
             disable_after: Duration::from_secs(5 * 24 * 3600),
             allow_targets: Vec::new(),
             rate_limit: None,
+            trust_pem: Vec::new(),
             lease_default: Duration::from_secs(10 * 24 * 3600),
             lease_min: Duration::from_secs(60),
             lease_max: Duration::from_secs(30 * 24 * 3600),
@@ -208,7 +212,17 @@ impl Hooks {
     /// that cannot be built.
     pub fn open(broker: Broker, config: HooksConfig) -> Result<Self, HookError> {
         let guard = Guard::new(&config.allow_targets).map_err(HookError::Invalid)?;
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        for pem in &config.trust_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| HookError::Invalid(format!("a trusted CA certificate: {e}")))?;
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let client = builder
+            .use_rustls_tls()
+            .https_only(false)
             .dns_resolver(Arc::new(guard.clone()))
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
