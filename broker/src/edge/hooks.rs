@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::json;
 use super::{ApiError, EdgeState};
-use crate::hooks::{Delivery, HookError, Hooks, NewHook, WebSubRequest};
+use crate::hooks::{Delivery, HookError, HookUpdate, Hooks, NewHook, WebSubRequest};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,6 +26,32 @@ pub(crate) struct CreateJson {
     delivery: Delivery,
     #[serde(default)]
     types: Vec<String>,
+    rate_limit: Option<f64>,
+    #[serde(default)]
+    handshake: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PatchJson {
+    /// `active` or `disabled`.
+    state: Option<String>,
+    /// Deliveries per second; `null` removes the limit.
+    #[serde(default, deserialize_with = "some")]
+    rate_limit: Option<Option<f64>>,
+}
+
+/// Tells a field given as `null` from a missing one.
+fn some<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<f64>>, D::Error> {
+    Option::<f64>::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RotateJson {
+    secret: Option<String>,
+    /// How long the old secret keeps signing (default one day).
+    grace_seconds: Option<u64>,
 }
 
 impl From<HookError> for ApiError {
@@ -73,6 +99,8 @@ pub(crate) async fn create(
             from: b.from,
             delivery: b.delivery,
             types: b.types,
+            rate_limit: b.rate_limit,
+            handshake: b.handshake,
         })
         .await?;
     let mut v = serde_json::to_value(&view).unwrap_or_default();
@@ -93,6 +121,53 @@ pub(crate) async fn get(
     let Path(id) = id?;
     let view = hooks(&s)?.get(&id).ok_or(HookError::NotFound(id))?;
     Ok(json::body(StatusCode::OK, &view))
+}
+
+/// `PATCH /hooks/{id}`: `{"state": "active"}` re-enables a disabled hook
+/// (delivery resumes at its cursor); `"rate_limit"` sets or removes its
+/// limit.
+pub(crate) async fn patch(
+    State(s): State<EdgeState>,
+    id: Result<Path<String>, PathRejection>,
+    body: Result<Json<PatchJson>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Path(id) = id?;
+    let Json(b) = body?;
+    let enabled = match b.state.as_deref() {
+        None => None,
+        Some("active") => Some(true),
+        Some("disabled") => Some(false),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "state {other:?} is not active or disabled"
+            )));
+        }
+    };
+    let view = hooks(&s)?.update(
+        &id,
+        HookUpdate {
+            enabled,
+            rate_limit: b.rate_limit,
+        },
+    )?;
+    Ok(json::body(StatusCode::OK, &view))
+}
+
+/// `POST /hooks/{id}/rotate`: a new secret (given or generated); the old
+/// one keeps signing beside it for the grace period. `{"secret": NEW}`.
+pub(crate) async fn rotate(
+    State(s): State<EdgeState>,
+    id: Result<Path<String>, PathRejection>,
+    body: Result<Json<RotateJson>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Path(id) = id?;
+    let Json(b) = body?;
+    let grace = std::time::Duration::from_secs(b.grace_seconds.unwrap_or(24 * 3600));
+    let secret = hooks(&s)?.rotate(&id, b.secret, grace)?;
+    Ok(json::body(
+        StatusCode::OK,
+        &serde_json::json!({ "id": id, "secret": secret }),
+    ))
 }
 
 /// `DELETE /hooks/{id}`: 204.

@@ -140,7 +140,11 @@ pub fn router(state: EdgeState) -> Router {
         .route("/topics/{topic}/ws", get(ws::upgrade))
         .route("/topics/{topic}/poll", get(poll::poll))
         .route("/hooks", get(hooks::list).post(hooks::create))
-        .route("/hooks/{id}", get(hooks::get).delete(hooks::delete))
+        .route(
+            "/hooks/{id}",
+            get(hooks::get).delete(hooks::delete).patch(hooks::patch),
+        )
+        .route("/hooks/{id}/rotate", axum::routing::post(hooks::rotate))
         .route("/websub", axum::routing::post(hooks::websub))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -183,7 +187,7 @@ fn cors(origins: &[String]) -> Result<CorsLayer, String> {
     // An explicit list, never a reflected origin; no credentials.
     Ok(CorsLayer::new()
         .allow_origin(AllowOrigin::list(list))
-        .allow_methods([Method::GET, Method::POST, Method::DELETE])
+        .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
         .allow_headers([
             header::CONTENT_TYPE,
             header::AUTHORIZATION,

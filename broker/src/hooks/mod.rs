@@ -35,7 +35,7 @@ use crate::subscription::StartFrom;
 use guard::Guard;
 use sign::Secret;
 pub use store::Delivery;
-use store::{HookSpec, Store, WebSubSpec};
+use store::{HookSpec, OldSecret, Store, WebSubSpec};
 pub use websub::WebSubRequest;
 
 /// Settings of push delivery.
@@ -119,6 +119,20 @@ pub struct NewHook {
     /// Only CloudEvents of these types, when not empty (other messages are
     /// passed over).
     pub types: Vec<String>,
+    /// Most deliveries per second, if limited.
+    pub rate_limit: Option<f64>,
+    /// Confirm the target first: POST `X-Hook-Secret: SECRET`, which it
+    /// must echo in its answer's `X-Hook-Secret`.
+    pub handshake: bool,
+}
+
+/// A change to a hook (`PATCH /hooks/{id}`).
+#[derive(Debug, Clone, Default)]
+pub struct HookUpdate {
+    /// Re-enable (`true`: delivery resumes at the cursor) or disable.
+    pub enabled: Option<bool>,
+    /// A new rate limit; `Some(None)` removes it.
+    pub rate_limit: Option<Option<f64>>,
 }
 
 /// A hook as the API shows it.
@@ -142,6 +156,11 @@ pub struct HookView {
     pub cursor: u64,
     /// Messages published past the cursor.
     pub lag: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<f64>,
+    /// Rotated secrets that still sign, until then.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub old_secrets_until: Vec<String>,
     /// Messages delivered since the broker started.
     pub delivered: u64,
     /// Failed attempts at the message at the cursor.
@@ -256,7 +275,17 @@ impl Hooks {
         let signer = match &spec.websub {
             Some(w) => worker::Signer::WebSub(w.secret.clone().map(String::into_bytes)),
             None => {
-                worker::Signer::Webhook(Secret::parse(&spec.secret).map_err(HookError::Invalid)?)
+                let mut keys = vec![(
+                    Secret::parse(&spec.secret).map_err(HookError::Invalid)?,
+                    None,
+                )];
+                for old in &spec.old_secrets {
+                    keys.push((
+                        Secret::parse(&old.secret).map_err(HookError::Invalid)?,
+                        Some(old.until_ms),
+                    ));
+                }
+                worker::Signer::Webhook(keys)
             }
         };
         let status = Arc::new(Mutex::new(Status::default()));
@@ -314,6 +343,14 @@ impl Hooks {
             Some(s) => Secret::parse(s).map_err(HookError::Invalid)?,
             None => Secret::generate(),
         };
+        if new.rate_limit.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+            return Err(HookError::Invalid(
+                "rate_limit must be a positive number".into(),
+            ));
+        }
+        if new.handshake {
+            self.handshake(&url, secret.as_str()).await?;
+        }
         let id = format!("hook_{:016x}", rand::random::<u64>());
         let next = self
             .inner
@@ -338,6 +375,8 @@ impl Hooks {
             delivery: new.delivery,
             types: new.types,
             websub: None,
+            old_secrets: Vec::new(),
+            rate_limit: new.rate_limit,
         };
         self.start(spec)?;
         if let Err(e) = self.save() {
@@ -346,6 +385,113 @@ impl Hooks {
         }
         let view = self.get(&id).ok_or(HookError::NotFound(id))?;
         Ok((view, secret.as_str().to_owned()))
+    }
+
+    /// The `X-Hook-Secret` handshake of REST Hooks.
+    async fn handshake(&self, url: &reqwest::Url, secret: &str) -> Result<(), HookError> {
+        let fail = |why: String| HookError::Invalid(format!("X-Hook-Secret handshake: {why}"));
+        let resp = self
+            .inner
+            .client
+            .post(url.clone())
+            .header("x-hook-secret", secret)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body("{}")
+            .send()
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        if !resp.status().is_success() {
+            return Err(fail(format!("the target answered {}", resp.status())));
+        }
+        let echoed = resp
+            .headers()
+            .get("x-hook-secret")
+            .and_then(|v| v.to_str().ok());
+        if echoed != Some(secret) {
+            return Err(fail("the target did not echo X-Hook-Secret".into()));
+        }
+        Ok(())
+    }
+
+    /// Applies `change` to a hook's stored spec and restarts its worker
+    /// (its cursor is kept; an attempt in flight is made again).
+    fn restart_with(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut HookSpec) -> Result<(), HookError>,
+    ) -> Result<HookView, HookError> {
+        let mut spec = self
+            .inner
+            .hooks
+            .lock()
+            .get(id)
+            .map(|e| e.spec.clone())
+            .ok_or_else(|| HookError::NotFound(id.to_owned()))?;
+        change(&mut spec)?;
+        self.forget(id);
+        self.start(spec)?;
+        self.save()?;
+        self.get(id)
+            .ok_or_else(|| HookError::NotFound(id.to_owned()))
+    }
+
+    /// Re-enables or disables a hook, or changes its rate limit.
+    ///
+    /// # Errors
+    /// [`HookError::NotFound`], [`HookError::Invalid`] for a bad rate.
+    pub fn update(&self, id: &str, update: HookUpdate) -> Result<HookView, HookError> {
+        if let Some(Some(r)) = update.rate_limit
+            && !(r > 0.0 && r.is_finite())
+        {
+            return Err(HookError::Invalid(
+                "rate_limit must be a positive number".into(),
+            ));
+        }
+        self.restart_with(id, |spec| {
+            if let Some(on) = update.enabled {
+                spec.enabled = on;
+            }
+            if let Some(rate) = update.rate_limit {
+                spec.rate_limit = rate;
+            }
+            Ok(())
+        })
+    }
+
+    /// Rotates a webhook's secret: `new` (or a generated one) signs from
+    /// now on, and the old one keeps signing beside it for `grace`.
+    /// Returns the new secret.
+    ///
+    /// # Errors
+    /// [`HookError::NotFound`], [`HookError::Invalid`] for a bad secret or
+    /// a WebSub subscription (whose secret is the subscriber's).
+    pub fn rotate(
+        &self,
+        id: &str,
+        new: Option<String>,
+        grace: Duration,
+    ) -> Result<String, HookError> {
+        let secret = match new {
+            Some(s) => Secret::parse(&s).map_err(HookError::Invalid)?,
+            None => Secret::generate(),
+        };
+        let text = secret.as_str().to_owned();
+        let now = now_ms();
+        self.restart_with(id, |spec| {
+            if spec.websub.is_some() {
+                return Err(HookError::Invalid(
+                    "a WebSub subscription's secret is set by subscribing again".into(),
+                ));
+            }
+            spec.old_secrets.retain(|o| o.until_ms > now);
+            let old = std::mem::replace(&mut spec.secret, text.clone());
+            spec.old_secrets.push(OldSecret {
+                secret: old,
+                until_ms: now.saturating_add(grace.as_millis() as u64),
+            });
+            Ok(())
+        })?;
+        Ok(text)
     }
 
     /// Stops and unregisters a hook, without saving.
@@ -433,6 +579,13 @@ impl Hooks {
                 .map(|w| rfc3339(SystemTime::UNIX_EPOCH + Duration::from_millis(w.expires_ms))),
             delivery: e.spec.delivery,
             types: e.spec.types.clone(),
+            rate_limit: e.spec.rate_limit,
+            old_secrets_until: e
+                .spec
+                .old_secrets
+                .iter()
+                .map(|o| rfc3339(SystemTime::UNIX_EPOCH + Duration::from_millis(o.until_ms)))
+                .collect(),
             created: rfc3339(SystemTime::UNIX_EPOCH + Duration::from_millis(e.spec.created_ms)),
             cursor,
             lag: next.saturating_sub(cursor),

@@ -9,13 +9,20 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 /// One hook as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HookSpec {
     pub id: String,
     pub topic: String,
     pub url: String,
     /// `whsec_...`.
     pub secret: String,
+    /// Secrets replaced by a rotation, still signing until their grace
+    /// period ends.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub old_secrets: Vec<OldSecret>,
+    /// Most deliveries per second to this hook, if limited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<f64>,
     /// Milliseconds since the Unix epoch.
     pub created_ms: u64,
     /// False once disabled after failing for too long.
@@ -31,6 +38,14 @@ pub struct HookSpec {
     /// `secret` is unused).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub websub: Option<WebSubSpec>,
+}
+
+/// A secret in its grace period after a rotation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OldSecret {
+    pub secret: String,
+    /// End of the grace period, in milliseconds since the Unix epoch.
+    pub until_ms: u64,
 }
 
 /// What a WebSub subscription adds to a hook.
@@ -127,6 +142,11 @@ mod tests {
             topic: "t".into(),
             url: "http://127.0.0.1:9/".into(),
             secret: "whsec_x".into(),
+            old_secrets: vec![OldSecret {
+                secret: "whsec_y".into(),
+                until_ms: 5,
+            }],
+            rate_limit: Some(2.5),
             created_ms: 7,
             enabled: true,
             delivery: Delivery::Structured,

@@ -253,6 +253,8 @@ impl Hooks {
             topic: topic.to_owned(),
             url: callback.to_owned(),
             secret: String::new(),
+            old_secrets: Vec::new(),
+            rate_limit: None,
             created_ms,
             enabled: true,
             delivery: super::Delivery::Binary,

@@ -20,8 +20,9 @@ use crate::subscription::{Event, StartFrom};
 
 /// How deliveries are authenticated.
 pub(super) enum Signer {
-    /// Standard Webhooks headers.
-    Webhook(Secret),
+    /// Standard Webhooks headers: the current secret, then rotated ones
+    /// with the end of their grace period (ms since the epoch).
+    Webhook(Vec<(Secret, Option<u64>)>),
     /// WebSub: `Link` headers, and `X-Hub-Signature` with `hub.secret`.
     WebSub(Option<Vec<u8>>),
 }
@@ -104,7 +105,8 @@ pub(super) async fn run(job: Job) {
             };
             let next = match ev {
                 Some(Ok(Event::Record(r))) => {
-                    if let (Some(rate), Some(t)) = (job.hooks.inner.config.rate_limit, last_sent) {
+                    let rate = job.spec.rate_limit.or(job.hooks.inner.config.rate_limit);
+                    if let (Some(rate), Some(t)) = (rate, last_sent) {
                         let gap = Duration::from_secs_f64(1.0 / rate.max(1e-6));
                         tokio::select! {
                             () = job.stop.cancelled() => return,
@@ -298,11 +300,17 @@ async fn deliver(job: &Job, r: &Record) -> Outcome {
                         request.header("x-hub-signature", super::websub::signature(key, &body));
                 }
             }
-            (Signer::Webhook(secret), _) => {
+            (Signer::Webhook(keys), _) => {
+                let now_ms = super::now_ms();
+                let signatures: Vec<String> = keys
+                    .iter()
+                    .filter(|(_, until)| until.is_none_or(|u| u > now_ms))
+                    .map(|(k, _)| k.sign(&msg_id, ts, &body))
+                    .collect();
                 request = request
                     .header("webhook-id", &msg_id)
                     .header("webhook-timestamp", ts.to_string())
-                    .header("webhook-signature", secret.sign(&msg_id, ts, &body));
+                    .header("webhook-signature", signatures.join(" "));
             }
             (Signer::WebSub(_), None) => {}
         }
