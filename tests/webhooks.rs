@@ -883,3 +883,67 @@ async fn handshake_and_rate_limit() {
     }
     rig.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_hooks_on_one_topic_each_get_every_message_in_order() {
+    // The full 1,000 x 1,000 run with its deliveries per second is
+    // `cargo bench --bench hooks`; here 1,000 hooks x 10 messages.
+    const HOOKS: usize = 1000;
+    const MSGS: u64 = 10;
+    common::raise_fd_limit();
+    let got: Arc<Mutex<Vec<Vec<u64>>>> = Arc::new(Mutex::new(vec![Vec::new(); HOOKS]));
+    let g = got.clone();
+    let app = axum::Router::new().route(
+        "/h/{i}",
+        axum::routing::post(
+            move |axum::extract::Path(i): axum::extract::Path<usize>, headers: HeaderMap| {
+                let g = g.clone();
+                async move {
+                    let id = headers["webhook-id"].to_str().unwrap();
+                    let seq = id.rsplit(':').next().unwrap().parse().unwrap();
+                    g.lock().unwrap()[i].push(seq);
+                    StatusCode::NO_CONTENT
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let dir = tempfile::tempdir().unwrap();
+    let rig = common::Rig::start(dir.path(), common::local_hooks()).await;
+    for i in 0..HOOKS {
+        rig.hooks
+            .create(fanlog::broker::hooks::NewHook {
+                topic: "many".into(),
+                url: format!("{base}/h/{i}"),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    rig.publish("many", MSGS).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let done = got
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|v| v.len() as u64 >= MSGS)
+            .count();
+        if done == HOOKS {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{done} of {HOOKS} hooks complete"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let want: Vec<u64> = (0..MSGS).collect();
+    for (i, v) in got.lock().unwrap().iter().enumerate() {
+        assert_eq!(v, &want, "hook {i}");
+    }
+    rig.stop().await;
+}
