@@ -947,3 +947,79 @@ async fn a_thousand_hooks_on_one_topic_each_get_every_message_in_order() {
     }
     rig.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_cloudevents_when_a_hook_asks_for_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let rig = common::Rig::start(dir.path(), common::local_hooks()).await;
+    // 250 messages already stored: CloudEvents and plain ones, alternating.
+    for i in 0..250 {
+        if i % 2 == 0 {
+            let body = format!(
+                r#"{{"specversion":"1.0","id":"e{i}","source":"/b","type":"t","data":{{"i":{i}}}}}"#
+            );
+            post(
+                &rig,
+                "b",
+                &[("content-type", "application/cloudevents+json")],
+                &body,
+            )
+            .await;
+        } else {
+            post(
+                &rig,
+                "b",
+                &[("content-type", "text/plain")],
+                &format!("p{i}"),
+            )
+            .await;
+        }
+    }
+    let rx = Receiver::start(Arc::new(|_, _| Reply::Status(200))).await;
+    let (s, v) = rig
+        .create(json!({"topic": "b", "url": rx.url, "delivery": "batch", "from": 0}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let events = loop {
+        let events: Vec<Value> = rx
+            .hits()
+            .iter()
+            .flat_map(|h| {
+                assert_eq!(
+                    header(h, "content-type"),
+                    "application/cloudevents-batch+json"
+                );
+                serde_json::from_slice::<Vec<Value>>(&h.body).unwrap()
+            })
+            .collect();
+        if events.len() >= 250 || Instant::now() > deadline {
+            break events;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(events.len(), 250);
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e["sequence"], format!("{i:020}"));
+        if i % 2 == 0 {
+            assert_eq!(
+                (&e["id"], &e["data"]["i"]),
+                (&json!(format!("e{i}")), &json!(i))
+            );
+        } else {
+            assert_eq!(
+                (&e["type"], &e["data"]),
+                (&json!("fanlog.message"), &json!(format!("p{i}")))
+            );
+        }
+    }
+    let hits = rx.hits();
+    assert!(
+        hits.len() >= 3,
+        "at most 100 events per request: {}",
+        hits.len()
+    );
+    assert!(hits.len() < 250, "batched: {} requests", hits.len());
+    assert_eq!(hits[0].id, "b:0-99");
+    rig.stop().await;
+}

@@ -15,6 +15,8 @@ use serde_json::{Map, Value};
 
 /// The media type of structured mode.
 pub const STRUCTURED: &str = "application/cloudevents+json";
+/// The media type of batched mode.
+pub const BATCH: &str = "application/cloudevents-batch+json";
 /// Header prefix of binary mode, and of attributes stored in a record.
 pub const PREFIX: &str = "ce-";
 

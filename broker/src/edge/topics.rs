@@ -113,7 +113,7 @@ fn cloud_event(
             let e = cloudevents::from_structured(&body).map_err(ApiError::bad_request)?;
             return Ok((e.data, e.content_type, e.headers));
         }
-        Some("application/cloudevents-batch+json") => {
+        Some(cloudevents::BATCH) => {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "publish the events of a batch one by one",

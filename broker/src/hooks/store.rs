@@ -70,6 +70,9 @@ pub enum Delivery {
     Binary,
     /// One `application/cloudevents+json` object.
     Structured,
+    /// Every event available, up to 100, in one
+    /// `application/cloudevents-batch+json` array.
+    Batch,
 }
 
 fn yes() -> bool {

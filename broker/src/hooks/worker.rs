@@ -114,8 +114,39 @@ pub(super) async fn run(job: Job) {
                         }
                     }
                     last_sent = Some(Instant::now());
-                    match deliver(&job, &r).await {
-                        Outcome::Delivered => r.seq() + 1,
+                    let mut records = vec![r];
+                    let mut gap_after = None;
+                    if job.spec.delivery == Delivery::Batch {
+                        gather(&mut sub, &mut records, &mut gap_after);
+                    }
+                    let last = records.last().map_or(0, Record::seq);
+                    let first = records.first().map_or(0, Record::seq);
+                    let msg_id = if first == last {
+                        format!("{}:{first}", job.spec.topic)
+                    } else {
+                        format!("{}:{first}-{last}", job.spec.topic)
+                    };
+                    let shaped = if job.spec.delivery == Delivery::Batch {
+                        shape_batch(&job.spec, &records)
+                    } else {
+                        shape(&job.spec, &records[0])
+                    };
+                    let outcome = match shaped {
+                        Some(shaped) => deliver(&job, &msg_id, shaped).await,
+                        None => Outcome::Delivered,
+                    };
+                    match outcome {
+                        Outcome::Delivered => match gap_after {
+                            // A gap found while gathering comes after the
+                            // batch: its end is the next position.
+                            Some((from, to)) => {
+                                job.status.lock().last_error = Some(format!(
+                                    "messages {from}..{to} were removed by retention before delivery"
+                                ));
+                                to
+                            }
+                            None => last + 1,
+                        },
                         Outcome::Gone => {
                             tracing::info!(hook = %id, "the receiver answered 410 Gone: hook deleted");
                             if let Err(e) = job.hooks.delete(&id) {
@@ -219,16 +250,7 @@ struct Shaped {
 /// The request body and headers for `r`, or `None` when the hook's type
 /// filter passes over it.
 fn shape(spec: &HookSpec, r: &Record) -> Option<Shaped> {
-    let stored: Vec<(String, Vec<u8>)> = r
-        .meta()
-        .map(|m| {
-            m.headers
-                .iter()
-                .map(|h| (h.name.as_str().to_owned(), h.value.as_slice().to_vec()))
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut attrs = cloudevents::attributes(&stored);
+    let mut attrs = cloudevents::attributes(&stored_headers(r));
     let ty = attrs
         .iter()
         .find(|(n, _)| n == "type")
@@ -259,7 +281,7 @@ fn shape(spec: &HookSpec, r: &Record) -> Option<Shaped> {
                 .map(|(n, v)| (format!("{}{n}", cloudevents::PREFIX), v))
                 .collect(),
         },
-        Delivery::Structured => Shaped {
+        Delivery::Structured | Delivery::Batch => Shaped {
             body: Bytes::from(cloudevents::structured(&attrs, content_type, r.payload())),
             content_type: cloudevents::STRUCTURED.to_owned(),
             headers: Vec::new(),
@@ -267,18 +289,90 @@ fn shape(spec: &HookSpec, r: &Record) -> Option<Shaped> {
     })
 }
 
-async fn deliver(job: &Job, r: &Record) -> Outcome {
+/// Most events in one batch delivery, and about the most bytes.
+const BATCH_EVENTS: usize = 100;
+const BATCH_BYTES: usize = 1 << 20;
+
+/// Adds the records that are available now to `records`, up to a batch;
+/// a gap met on the way ends the batch and is handed back.
+fn gather(
+    sub: &mut crate::Subscription,
+    records: &mut Vec<Record>,
+    gap_after: &mut Option<(u64, u64)>,
+) {
+    let mut bytes: usize = records.iter().map(|r| r.payload().len()).sum();
+    while records.len() < BATCH_EVENTS && bytes < BATCH_BYTES {
+        match sub.try_next() {
+            Ok(Some(Event::Record(r))) => {
+                bytes += r.payload().len();
+                records.push(r);
+            }
+            Ok(Some(Event::Gap { from, to })) => {
+                *gap_after = Some((from, to));
+                return;
+            }
+            // Caught up, or an error the next read reports again.
+            Ok(None) | Err(_) => return,
+        }
+    }
+}
+
+/// One `application/cloudevents-batch+json` body for `records` (those the
+/// type filter keeps); a message that is not a CloudEvent goes in as one
+/// of type `fanlog.message` with source `/topics/{topic}`.
+fn shape_batch(spec: &HookSpec, records: &[Record]) -> Option<Shaped> {
+    let mut events = Vec::with_capacity(records.len());
+    for r in records {
+        let mut attrs = cloudevents::attributes(&stored_headers(r));
+        let ty = attrs
+            .iter()
+            .find(|(n, _)| n == "type")
+            .map(|(_, v)| v.clone());
+        if !spec.types.is_empty() && !ty.as_ref().is_some_and(|t| spec.types.contains(t)) {
+            continue;
+        }
+        if ty.is_none() {
+            attrs = vec![
+                ("specversion".into(), "1.0".into()),
+                ("id".into(), format!("{}:{}", spec.topic, r.seq())),
+                ("source".into(), format!("/topics/{}", spec.topic)),
+                ("type".into(), "fanlog.message".into()),
+            ];
+        }
+        attrs.retain(|(n, _)| n != "sequence");
+        attrs.push(("sequence".into(), cloudevents::sequence(r.seq())));
+        let event = cloudevents::structured(&attrs, r.content_type(), r.payload());
+        events.push(serde_json::from_slice::<serde_json::Value>(&event).ok()?);
+    }
+    if events.is_empty() {
+        return None;
+    }
+    Some(Shaped {
+        body: Bytes::from(serde_json::to_vec(&events).ok()?),
+        content_type: cloudevents::BATCH.to_owned(),
+        headers: Vec::new(),
+    })
+}
+
+fn stored_headers(r: &Record) -> Vec<(String, Vec<u8>)> {
+    r.meta()
+        .map(|m| {
+            m.headers
+                .iter()
+                .map(|h| (h.name.as_str().to_owned(), h.value.as_slice().to_vec()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn deliver(job: &Job, msg_id: &str, shaped: Shaped) -> Outcome {
     let inner = &job.hooks.inner;
     let config = &inner.config;
-    let msg_id = format!("{}:{}", job.spec.topic, r.seq());
-    let Some(Shaped {
+    let Shaped {
         body,
         content_type,
         headers,
-    }) = shape(&job.spec, r)
-    else {
-        return Outcome::Delivered;
-    };
+    } = shaped;
     let mut failing_since: Option<Instant> = None;
     let mut failures: usize = 0;
     loop {
@@ -305,10 +399,10 @@ async fn deliver(job: &Job, r: &Record) -> Outcome {
                 let signatures: Vec<String> = keys
                     .iter()
                     .filter(|(_, until)| until.is_none_or(|u| u > now_ms))
-                    .map(|(k, _)| k.sign(&msg_id, ts, &body))
+                    .map(|(k, _)| k.sign(msg_id, ts, &body))
                     .collect();
                 request = request
-                    .header("webhook-id", &msg_id)
+                    .header("webhook-id", msg_id)
                     .header("webhook-timestamp", ts.to_string())
                     .header("webhook-signature", signatures.join(" "));
             }
