@@ -88,26 +88,31 @@ pub(crate) async fn document(State(s): State<EdgeState>, headers: HeaderMap) -> 
             { "$ref": format!("{reference}/messages/message") },
             { "$ref": format!("{reference}/messages/cloudEvent") },
         ]);
-        operations.insert(
-            format!("{name}.publish"),
-            json!({
-                "action": "receive",
-                "title": format!("Publish to {name}"),
-                "summary": "The broker appends each message and answers with its seq.",
-                "channel": { "$ref": reference },
-                "messages": messages,
-            }),
-        );
-        operations.insert(
-            format!("{name}.subscribe"),
-            json!({
-                "action": "send",
-                "title": format!("Subscribe to {name}"),
-                "summary": "The broker sends every message from a start seq, in order.",
-                "channel": { "$ref": reference },
-                "messages": messages,
-            }),
-        );
+        for (op, action, title, summary) in [
+            (
+                "publish",
+                "receive",
+                "Publish to",
+                "The broker appends each message and answers with its seq.",
+            ),
+            (
+                "subscribe",
+                "send",
+                "Subscribe to",
+                "The broker sends every message from a start seq, in order.",
+            ),
+        ] {
+            operations.insert(
+                format!("{name}.{op}"),
+                json!({
+                    "action": action,
+                    "title": format!("{title} {name}"),
+                    "summary": summary,
+                    "channel": { "$ref": reference },
+                    "messages": messages,
+                }),
+            );
+        }
     }
     let doc = json!({
         "asyncapi": "3.0.0",

@@ -247,17 +247,25 @@ struct Shaped {
     headers: Vec<(String, String)>,
 }
 
-/// The request body and headers for `r`, or `None` when the hook's type
-/// filter passes over it.
-fn shape(spec: &HookSpec, r: &Record) -> Option<Shaped> {
-    let mut attrs = cloudevents::attributes(&stored_headers(r));
+/// CloudEvents attributes, names without the `ce-` prefix.
+type Attributes = Vec<(String, String)>;
+
+/// The CloudEvents attributes of `r` and its type (none for a plain
+/// message), or `None` when the hook's type filter passes over it.
+fn attributes(spec: &HookSpec, r: &Record) -> Option<(Attributes, Option<String>)> {
+    let attrs = cloudevents::attributes(&stored_headers(r));
     let ty = attrs
         .iter()
         .find(|(n, _)| n == "type")
         .map(|(_, v)| v.clone());
-    if !spec.types.is_empty() && !ty.as_ref().is_some_and(|t| spec.types.contains(t)) {
-        return None;
-    }
+    let wanted = spec.types.is_empty() || ty.as_ref().is_some_and(|t| spec.types.contains(t));
+    wanted.then_some((attrs, ty))
+}
+
+/// The request body and headers for `r`, or `None` when the hook's type
+/// filter passes over it.
+fn shape(spec: &HookSpec, r: &Record) -> Option<Shaped> {
+    let (mut attrs, ty) = attributes(spec, r)?;
     let content_type = r.content_type();
     if ty.is_none() {
         return Some(Shaped {
@@ -323,14 +331,9 @@ fn gather(
 fn shape_batch(spec: &HookSpec, records: &[Record]) -> Option<Shaped> {
     let mut events = Vec::with_capacity(records.len());
     for r in records {
-        let mut attrs = cloudevents::attributes(&stored_headers(r));
-        let ty = attrs
-            .iter()
-            .find(|(n, _)| n == "type")
-            .map(|(_, v)| v.clone());
-        if !spec.types.is_empty() && !ty.as_ref().is_some_and(|t| spec.types.contains(t)) {
+        let Some((mut attrs, ty)) = attributes(spec, r) else {
             continue;
-        }
+        };
         if ty.is_none() {
             attrs = vec![
                 ("specversion".into(), "1.0".into()),
