@@ -30,8 +30,30 @@ impl std::str::FromStr for Listen {
     }
 }
 
+/// The config file (`--config`).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    auth: fanlog::broker::auth::AuthConfig,
+}
+
+fn load_config(path: &std::path::Path) -> anyhow::Result<FileConfig> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("{} is not a valid config", path.display()))
+}
+
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
+    /// Config file (TOML): `[[auth.tokens]]` with `token` or `token_sha256`,
+    /// `publish` and `subscribe` topic patterns, and `admin`.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Without tokens the broker is open, so it listens on loopback only;
+    /// this lets it listen on other addresses anyway.
+    #[arg(long)]
+    allow_open_network: bool,
     /// Data directory.
     #[arg(long, default_value = "./fanlog-data")]
     data: PathBuf,
@@ -70,6 +92,36 @@ pub struct ServeArgs {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let file = match &args.config {
+        Some(p) => load_config(p)?,
+        None => FileConfig::default(),
+    };
+    let auth = fanlog::broker::auth::Auth::new(&file.auth)
+        .map_err(anyhow::Error::msg)
+        .context("bad [auth] section")?;
+    if auth.is_open() {
+        let exposed: Vec<String> = [
+            Some(args.tcp),
+            listen_addr(args.quic),
+            listen_addr(args.http),
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|a| !a.ip().is_loopback())
+        .map(|a| a.to_string())
+        .collect();
+        if !exposed.is_empty() && !args.allow_open_network {
+            anyhow::bail!(
+                "no tokens are configured (--config with [[auth.tokens]]), so the broker is open to anyone \
+                 who reaches it; it listens on loopback only unless --allow-open-network is given \
+                 (asked for {})",
+                exposed.join(", ")
+            );
+        }
+        tracing::warn!(
+            "no tokens configured: every client may publish, read and administer (loopback only)"
+        );
+    }
     let config = BrokerConfig {
         topic: TopicConfig {
             durability: args.fsync,
@@ -105,7 +157,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     servers.spawn(tcp::serve(
         listener,
         broker.clone(),
-        tcp::TcpConfig::default(),
+        tcp::TcpConfig {
+            auth: auth.clone(),
+            ..tcp::TcpConfig::default()
+        },
         stopped(stop_rx.clone()),
     ));
 
@@ -119,7 +174,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             )
             .context("cannot load the TLS certificate")?;
             tracing::info!(cert = %identity.cert_path.display(), "QUIC certificate (pass it to clients with --ca)");
-            let config = quic::QuicConfig::default();
+            let config = quic::QuicConfig {
+                auth: auth.clone(),
+                ..quic::QuicConfig::default()
+            };
             let endpoint = quic::endpoint(addr, identity, &config)
                 .with_context(|| format!("cannot listen on quic {addr}"))?;
             let bound = endpoint.local_addr()?;
@@ -161,12 +219,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             };
             let state = edge::EdgeState::new(broker.clone(), config, CancellationToken::new())
                 .map_err(anyhow::Error::msg)?
-                .with_hooks(hooks.clone());
+                .with_hooks(hooks.clone())
+                .with_auth(auth.clone());
             servers.spawn(edge::serve(listener, state, stopped(stop_rx.clone())));
             Some(bound)
         }
     };
 
+    let signals = ShutdownSignals::install()?;
     let mut out = tokio::io::stdout();
     let mut lines = format!("listening tcp {tcp_addr}\n");
     if let Some(a) = quic_addr {
@@ -178,7 +238,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     out.write_all(lines.as_bytes()).await?;
     out.flush().await?;
 
-    shutdown_signal().await?;
+    signals.wait().await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     while let Some(r) = servers.join_next().await {
@@ -189,12 +249,33 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r?,
-        _ = term.recv() => {}
+fn listen_addr(l: Listen) -> Option<SocketAddr> {
+    match l {
+        Listen::Off => None,
+        Listen::At(a) => Some(a),
     }
-    Ok(())
+}
+
+/// SIGINT and SIGTERM, handled from the moment this is made: a supervisor
+/// may signal as soon as it reads the `listening` lines.
+struct ShutdownSignals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+        })
+    }
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+        }
+    }
 }

@@ -17,6 +17,7 @@
 //! - `subscription`: the subscriber stream
 //! - `broker`: the embedded API
 //! - `transport/`: the binary protocol over TCP and QUIC
+//! - `auth`: tokens, their rights per topic pattern, tickets and sessions
 //! - `edge/`: the HTTP edge (REST, SSE, WebSocket, long poll, console)
 //! - `hooks/`: push delivery (webhooks over REST Hooks), the SSRF guard
 //!
@@ -36,6 +37,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod auth;
 mod broker;
 pub mod cloudevents;
 mod config;

@@ -221,11 +221,21 @@ impl ServeProcess {
             .arg("serve")
             .arg("--data")
             .arg(data)
-            .args(["--tcp", "127.0.0.1:0"])
+            .args(if args.contains(&"--tcp") {
+                &[][..]
+            } else {
+                &["--tcp", "127.0.0.1:0"][..]
+            })
             .args(if args.contains(&"--http") {
                 &[][..]
             } else {
                 &["--http", "off"][..]
+            })
+            // Never the fixed default port: tests run in parallel.
+            .args(if args.contains(&"--quic") {
+                &[][..]
+            } else {
+                &["--quic", "127.0.0.1:0"][..]
             })
             .args(args)
             .stdout(std::process::Stdio::piped())

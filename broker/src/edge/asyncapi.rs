@@ -28,7 +28,11 @@ fn pointer(token: &str) -> String {
     token.replace('~', "~0").replace('/', "~1")
 }
 
-pub(crate) async fn document(State(s): State<EdgeState>, headers: HeaderMap) -> Response {
+pub(crate) async fn document(
+    State(s): State<EdgeState>,
+    headers: HeaderMap,
+    axum::Extension(caller): axum::Extension<super::auth::Caller>,
+) -> Response {
     let mut servers = Map::new();
     for srv in &s.config.api_servers {
         servers.insert(
@@ -67,6 +71,9 @@ pub(crate) async fn document(State(s): State<EdgeState>, headers: HeaderMap) -> 
     let mut channels = Map::new();
     let mut operations = Map::new();
     for t in s.broker.topics() {
+        if !caller.grant.can_see(t.name.as_str()) {
+            continue;
+        }
         let name = t.name.to_string();
         let reference = format!("#/channels/{}", pointer(&name));
         channels.insert(

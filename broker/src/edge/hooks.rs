@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Form, Json};
 use serde::Deserialize;
 
+use super::auth::Caller;
 use super::json;
 use super::{ApiError, EdgeState};
 use crate::hooks::{Delivery, HookError, HookUpdate, Hooks, NewHook, WebSubRequest};
@@ -76,6 +77,15 @@ impl From<JsonRejection> for ApiError {
     }
 }
 
+/// A hook the caller may manage.
+fn own(s: &EdgeState, caller: &Caller, id: &str) -> Result<crate::hooks::HookView, ApiError> {
+    let view = hooks(s)?
+        .get(id)
+        .ok_or_else(|| HookError::NotFound(id.to_owned()))?;
+    caller.hook(&view.topic)?;
+    Ok(view)
+}
+
 fn hooks(s: &EdgeState) -> Result<&Hooks, ApiError> {
     s.hooks.as_ref().ok_or_else(|| {
         ApiError::new(
@@ -88,9 +98,11 @@ fn hooks(s: &EdgeState) -> Result<&Hooks, ApiError> {
 /// `POST /hooks`: `201 {"id", "secret", ...}`.
 pub(crate) async fn create(
     State(s): State<EdgeState>,
+    axum::Extension(caller): axum::Extension<Caller>,
     body: Result<Json<CreateJson>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(b) = body?;
+    caller.hook(&b.topic)?;
     let (view, secret) = hooks(&s)?
         .create(NewHook {
             topic: b.topic,
@@ -109,17 +121,26 @@ pub(crate) async fn create(
 }
 
 /// `GET /hooks`
-pub(crate) async fn list(State(s): State<EdgeState>) -> Result<Response, ApiError> {
-    Ok(json::body(StatusCode::OK, &hooks(&s)?.list()))
+pub(crate) async fn list(
+    State(s): State<EdgeState>,
+    axum::Extension(caller): axum::Extension<Caller>,
+) -> Result<Response, ApiError> {
+    let mine: Vec<_> = hooks(&s)?
+        .list()
+        .into_iter()
+        .filter(|h| caller.hook(&h.topic).is_ok())
+        .collect();
+    Ok(json::body(StatusCode::OK, &mine))
 }
 
 /// `GET /hooks/{id}`
 pub(crate) async fn get(
     State(s): State<EdgeState>,
+    axum::Extension(caller): axum::Extension<Caller>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let Path(id) = id?;
-    let view = hooks(&s)?.get(&id).ok_or(HookError::NotFound(id))?;
+    let view = own(&s, &caller, &id)?;
     Ok(json::body(StatusCode::OK, &view))
 }
 
@@ -128,10 +149,12 @@ pub(crate) async fn get(
 /// limit.
 pub(crate) async fn patch(
     State(s): State<EdgeState>,
+    axum::Extension(caller): axum::Extension<Caller>,
     id: Result<Path<String>, PathRejection>,
     body: Result<Json<PatchJson>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Path(id) = id?;
+    own(&s, &caller, &id)?;
     let Json(b) = body?;
     let enabled = match b.state.as_deref() {
         None => None,
@@ -157,10 +180,12 @@ pub(crate) async fn patch(
 /// one keeps signing beside it for the grace period. `{"secret": NEW}`.
 pub(crate) async fn rotate(
     State(s): State<EdgeState>,
+    axum::Extension(caller): axum::Extension<Caller>,
     id: Result<Path<String>, PathRejection>,
     body: Result<Json<RotateJson>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Path(id) = id?;
+    own(&s, &caller, &id)?;
     let Json(b) = body?;
     let grace = std::time::Duration::from_secs(b.grace_seconds.unwrap_or(24 * 3600));
     let secret = hooks(&s)?.rotate(&id, b.secret, grace)?;
@@ -173,9 +198,11 @@ pub(crate) async fn rotate(
 /// `DELETE /hooks/{id}`: 204.
 pub(crate) async fn delete(
     State(s): State<EdgeState>,
+    axum::Extension(caller): axum::Extension<Caller>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let Path(id) = id?;
+    own(&s, &caller, &id)?;
     hooks(&s)?.delete(&id)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -192,10 +219,33 @@ fn hub_url(headers: &HeaderMap) -> String {
 /// `POST /websub`: a WebSub hub request (form-encoded `hub.*`); `202`.
 pub(crate) async fn websub(
     State(s): State<EdgeState>,
+    axum::Extension(caller): axum::Extension<Caller>,
     headers: HeaderMap,
     form: Result<Form<HashMap<String, String>>, FormRejection>,
 ) -> Result<Response, ApiError> {
     let Form(params) = form.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+    // Rights on the topic named; a URL that names none needs an admin.
+    let named = params
+        .get("hub.topic")
+        .or_else(|| params.get("hub.url"))
+        .and_then(|u| reqwest::Url::parse(u).ok())
+        .and_then(|u| {
+            let mut seg = u.path_segments()?;
+            match (seg.next(), seg.next(), seg.next()) {
+                (Some("topics"), Some(t), None) => Some(t.to_owned()),
+                _ => None,
+            }
+        });
+    match named {
+        Some(topic) => caller.hook(&topic)?,
+        None if caller.grant.is_admin() => {}
+        None => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "this token may not use the hub for that topic",
+            ));
+        }
+    }
     hooks(&s)?
         .websub(WebSubRequest {
             params,

@@ -9,6 +9,7 @@
 //! directly, [`serve`] runs them on a listener.
 
 mod asyncapi;
+mod auth;
 mod console;
 mod hooks;
 mod json;
@@ -92,6 +93,8 @@ pub struct EdgeState {
     shutdown: CancellationToken,
     /// Push delivery, when the broker runs it.
     hooks: Option<crate::hooks::Hooks>,
+    /// Tokens and their rights (open unless configured).
+    auth: crate::auth::Auth,
 }
 
 impl EdgeState {
@@ -111,7 +114,15 @@ impl EdgeState {
             config: Arc::new(config),
             shutdown,
             hooks: None,
+            auth: crate::auth::Auth::open(),
         })
+    }
+
+    /// Requires the tokens of `auth` on every route but `/` and `/healthz`.
+    #[must_use]
+    pub fn with_auth(mut self, auth: crate::auth::Auth) -> Self {
+        self.auth = auth;
+        self
     }
 
     /// Serves `/hooks` over `hooks`.
@@ -146,9 +157,18 @@ pub fn router(state: EdgeState) -> Router {
         )
         .route("/hooks/{id}/rotate", axum::routing::post(hooks::rotate))
         .route("/websub", axum::routing::post(hooks::websub))
+        .route("/tickets", axum::routing::post(auth::ticket))
+        .route(
+            "/session",
+            axum::routing::post(auth::open_session).delete(auth::close_session),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::layer,
+        ))
         .layer(cors)
         .with_state(state)
 }

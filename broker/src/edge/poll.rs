@@ -35,8 +35,10 @@ pub(crate) async fn poll(
     State(s): State<EdgeState>,
     topic: Result<Path<String>, PathRejection>,
     query: Result<Query<PollQuery>, QueryRejection>,
+    axum::Extension(caller): axum::Extension<super::auth::Caller>,
 ) -> Result<Response, ApiError> {
     let Path(topic) = topic?;
+    caller.subscribe(&topic)?;
     let Query(q) = query?;
     let timeout = match q.timeout {
         None => DEFAULT_TIMEOUT,

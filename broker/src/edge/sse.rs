@@ -58,8 +58,10 @@ pub(crate) async fn events(
     topic: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     query: Result<Query<EventsQuery>, QueryRejection>,
+    axum::Extension(caller): axum::Extension<super::auth::Caller>,
 ) -> Result<Response, ApiError> {
     let Path(topic) = topic?;
+    caller.subscribe(&topic)?;
     let Query(q) = query?;
     let sub = s.broker.subscribe(&topic, start(&headers, &q)?)?;
 

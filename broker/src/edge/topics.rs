@@ -33,8 +33,17 @@ impl From<TopicInfo> for TopicJson {
 }
 
 /// `GET /topics`
-pub(crate) async fn list(State(s): State<EdgeState>) -> Response {
-    let topics: Vec<TopicJson> = s.broker.topics().into_iter().map(Into::into).collect();
+pub(crate) async fn list(
+    State(s): State<EdgeState>,
+    axum::Extension(caller): axum::Extension<super::auth::Caller>,
+) -> Response {
+    let topics: Vec<TopicJson> = s
+        .broker
+        .topics()
+        .into_iter()
+        .filter(|t| caller.grant.can_see(t.name.as_str()))
+        .map(Into::into)
+        .collect();
     json::body(StatusCode::OK, &topics)
 }
 
@@ -45,8 +54,10 @@ pub(crate) async fn info(
     State(s): State<EdgeState>,
     topic: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
+    axum::Extension(caller): axum::Extension<super::auth::Caller>,
 ) -> Result<Response, ApiError> {
     let Path(topic) = topic?;
+    caller.see(&topic)?;
     let info = s.broker.topic_info(&topic)?;
     let mut response = json::body(StatusCode::OK, &TopicJson::from(info));
     if let Some(links) = super::hooks::discovery_links(&headers, &topic) {
@@ -62,9 +73,11 @@ pub(crate) async fn publish(
     State(s): State<EdgeState>,
     topic: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
+    axum::Extension(caller): axum::Extension<super::auth::Caller>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let Path(topic) = topic?;
+    caller.publish(&topic)?;
     let body = body?;
     let text = |name: header::HeaderName| -> Result<Option<String>, ApiError> {
         headers
@@ -149,8 +162,10 @@ pub(crate) async fn read(
     State(s): State<EdgeState>,
     topic: Result<Path<String>, PathRejection>,
     query: Result<Query<ReadQuery>, QueryRejection>,
+    axum::Extension(caller): axum::Extension<super::auth::Caller>,
 ) -> Result<Response, ApiError> {
     let Path(topic) = topic?;
+    caller.subscribe(&topic)?;
     let Query(q) = query?;
     let info = s.broker.topic_info(&topic)?;
     let from = q.from.unwrap_or(info.first_seq);

@@ -63,8 +63,11 @@ pub(crate) async fn upgrade(
     topic: Result<Path<String>, PathRejection>,
     query: Result<Query<WsQuery>, QueryRejection>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    axum::Extension(caller): axum::Extension<super::auth::Caller>,
 ) -> Result<Response, ApiError> {
     let Path(topic) = topic?;
+    caller.subscribe(&topic)?;
+    let may_publish = caller.grant.can_publish(&topic);
     let Query(q) = query?;
     let ws = ws.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
     let sub = s
@@ -77,7 +80,7 @@ pub(crate) async fn upgrade(
         // keep resident. Frames from browsers are small; a large one grows
         // the buffer to its size as it arrives.
         .read_buffer_size(WS_READ_BUFFER)
-        .on_upgrade(move |socket| Session::new(s, topic, sub).run(socket)))
+        .on_upgrade(move |socket| Session::new(s, topic, sub, may_publish).run(socket)))
 }
 
 /// Bytes read from a WebSocket per system call.
@@ -109,16 +112,19 @@ struct Session {
     /// resumes.
     resume: u64,
     acks: FuturesOrdered<Ack>,
+    /// Whether the caller's token may publish to the topic.
+    may_publish: bool,
 }
 
 impl Session {
-    fn new(state: EdgeState, topic: String, sub: Subscription) -> Self {
+    fn new(state: EdgeState, topic: String, sub: Subscription, may_publish: bool) -> Self {
         Self {
             state,
             topic,
             resume: sub.position(),
             sub,
             acks: FuturesOrdered::new(),
+            may_publish,
         }
     }
 
@@ -146,8 +152,8 @@ impl Session {
                 msg = socket.recv() => match msg {
                     None | Some(Err(_)) | Some(Ok(WsMessage::Close(_))) => break End::PeerGone,
                     Some(Ok(WsMessage::Text(text))) => {
-                        if let Err(why) = self.op(text.as_str()) {
-                            break End::Close(close_code::BAD_REQUEST, why);
+                        if let Err((code, why)) = self.op(text.as_str()) {
+                            break End::Close(code, why);
                         }
                     }
                     Some(Ok(WsMessage::Binary(_))) => {
@@ -223,11 +229,24 @@ impl Session {
     }
 
     /// Handles one client frame; an error closes the socket.
-    fn op(&mut self, text: &str) -> Result<(), String> {
-        let op: Op = serde_json::from_str(text).map_err(|e| format!("bad JSON: {e}"))?;
+    /// Runs one client op; a refusal closes the socket with its code.
+    fn op(&mut self, text: &str) -> Result<(), (u16, String)> {
+        let bad = |why: String| (close_code::BAD_REQUEST, why);
+        let op: Op = serde_json::from_str(text).map_err(|e| bad(format!("bad JSON: {e}")))?;
         if op.op != "publish" {
-            return Err(format!("unknown op {:?}", op.op));
+            return Err(bad(format!("unknown op {:?}", op.op)));
         }
+        if !self.may_publish {
+            return Err((
+                close_code::FORBIDDEN,
+                format!("this token may not publish to {}", self.topic),
+            ));
+        }
+        self.publish(op).map_err(bad)
+    }
+
+    /// A publish op: appended, its ack queued in order.
+    fn publish(&mut self, op: Op) -> Result<(), String> {
         let (payload, content_type) = match (op.data, op.encoding.as_deref()) {
             (Some(serde_json::Value::String(s)), None) => (Bytes::from(s), op.content_type),
             (Some(serde_json::Value::String(s)), Some("base64")) => (

@@ -14,6 +14,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::session::{self, SessionLimits};
 use super::sessions::Sessions;
+use crate::auth::Auth;
 use crate::broker::Broker;
 
 /// ALPN protocol id of the binary protocol over QUIC.
@@ -28,6 +29,8 @@ pub struct QuicConfig {
     pub max_streams: u32,
     /// Per-stream limits.
     pub limits: SessionLimits,
+    /// Tokens and their rights (open by default).
+    pub auth: Auth,
 }
 
 impl Default for QuicConfig {
@@ -36,6 +39,7 @@ impl Default for QuicConfig {
             max_connections: 10_000,
             max_streams: 1024,
             limits: SessionLimits::default(),
+            auth: Auth::open(),
         }
     }
 }
@@ -180,7 +184,7 @@ pub async fn serve(
                     incoming.refuse();
                     continue;
                 };
-                let (broker, limits, streams) = (broker.clone(), config.limits.clone(), sessions.clone());
+                let (broker, limits, auth, streams) = (broker.clone(), config.limits.clone(), config.auth.clone(), sessions.clone());
                 sessions.spawn(async move {
                     let conn = match incoming.await {
                         Ok(c) => c,
@@ -196,7 +200,7 @@ pub async fn serve(
                             s = conn.accept_bi() => s,
                         };
                         let Ok((send, recv)) = accepted else { break };
-                        streams.spawn(session::run(broker.clone(), recv, send, limits.clone(), token.clone()));
+                        streams.spawn(session::run(broker.clone(), recv, send, limits.clone(), auth.clone(), token.clone()));
                     }
                     drop(permit);
                 });

@@ -17,12 +17,15 @@ use bytes::BytesMut;
 use fanlog_protocol::frame::{self, ErrorCode, Frame, Records, Start, TopicEntry, WireMessage};
 use fanlog_protocol::{GroupName, Message, RecordMeta};
 use futures_util::stream::FuturesOrdered;
+use std::sync::Arc;
+
 use futures_util::{FutureExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::outbox::{self, Chunk, Outbox};
+use crate::auth::{Auth, Grant};
 use crate::broker::Broker;
 use crate::error::BrokerError;
 use crate::record::RecordRun;
@@ -92,6 +95,7 @@ pub(crate) async fn run<R, W>(
     mut rd: R,
     wr: W,
     limits: SessionLimits,
+    auth: Auth,
     shutdown: CancellationToken,
 ) where
     R: AsyncRead + Unpin + Send,
@@ -105,6 +109,8 @@ pub(crate) async fn run<R, W>(
     let mut s = Session {
         broker,
         limits,
+        auth,
+        grant: None,
         inbuf: BytesMut::with_capacity(8 << 10),
         out: Outbox::default(),
         hello: false,
@@ -187,6 +193,9 @@ fn poll_subs(
 struct Session {
     broker: Broker,
     limits: SessionLimits,
+    auth: Auth,
+    /// What the Hello's token allows.
+    grant: Option<Arc<Grant>>,
     inbuf: BytesMut,
     out: Outbox,
     hello: bool,
@@ -243,7 +252,19 @@ impl Session {
     fn handle(&mut self, id: u32, f: Frame<'_>, raw: &bytes::Bytes) {
         if !self.hello {
             match f {
-                Frame::Hello { version, .. } if version == frame::VERSION => {
+                Frame::Hello { version, token, .. } if version == frame::VERSION => {
+                    let token = (!token.is_empty()).then_some(token);
+                    let Some(grant) = self.auth.authenticate(token) else {
+                        return self.close(
+                            ErrorCode::Unauthorized,
+                            if token.is_some() {
+                                "the token is not known"
+                            } else {
+                                "this broker needs a token in the Hello"
+                            },
+                        );
+                    };
+                    self.grant = Some(grant);
                     self.hello = true;
                     self.send(
                         id,
@@ -267,6 +288,9 @@ impl Session {
                 ),
             }
             return;
+        }
+        if let Some(refusal) = self.refuse(&f) {
+            return self.send_error(id, ErrorCode::Forbidden, &refusal);
         }
         match f {
             Frame::Publish { topic, messages } => self.publish(id, topic, &messages, raw),
@@ -311,8 +335,10 @@ impl Session {
             } => self.fetch(id, topic, from, max_count, max_bytes),
             Frame::Topics => {
                 let topics = self.broker.topics();
+                let grant = self.grant.clone();
                 let list: Vec<TopicEntry<'_>> = topics
                     .iter()
+                    .filter(|t| grant.as_ref().is_some_and(|g| g.can_see(t.name.as_str())))
                     .map(|t| TopicEntry {
                         name: t.name.as_str(),
                         first_seq: t.first_seq,
@@ -332,6 +358,30 @@ impl Session {
                 &format!("{:?} frames are not accepted from clients", other.kind()),
             ),
         }
+    }
+
+    /// Why the session's token may not make this request, if it may not.
+    fn refuse(&self, f: &Frame<'_>) -> Option<String> {
+        let grant = self.grant.as_ref()?;
+        let (topic, publish) = match f {
+            Frame::Publish { topic, .. } => (*topic, true),
+            Frame::Subscribe { topic, .. }
+            | Frame::Commit { topic, .. }
+            | Frame::Committed { topic, .. }
+            | Frame::Fetch { topic, .. } => (*topic, false),
+            _ => return None,
+        };
+        let allowed = if publish {
+            grant.can_publish(topic)
+        } else {
+            grant.can_subscribe(topic)
+        };
+        (!allowed).then(|| {
+            format!(
+                "the token may not {} {topic}",
+                if publish { "publish to" } else { "read" }
+            )
+        })
     }
 
     fn publish(&mut self, id: u32, topic: &str, messages: &[WireMessage<'_>], raw: &bytes::Bytes) {

@@ -7,6 +7,7 @@ use tokio::net::TcpListener;
 
 use super::session::{self, SessionLimits};
 use super::sessions::Sessions;
+use crate::auth::Auth;
 use crate::broker::Broker;
 
 /// Settings of the TCP listener.
@@ -16,6 +17,8 @@ pub struct TcpConfig {
     pub max_connections: usize,
     /// Per-connection limits.
     pub limits: SessionLimits,
+    /// Tokens and their rights (open by default).
+    pub auth: Auth,
 }
 
 impl Default for TcpConfig {
@@ -23,6 +26,7 @@ impl Default for TcpConfig {
         Self {
             max_connections: 10_000,
             limits: SessionLimits::default(),
+            auth: Auth::open(),
         }
     }
 }
@@ -57,10 +61,10 @@ pub async fn serve(
                 let _ = stream.set_nodelay(true);
                 match sessions.admit() {
                     Some(permit) => {
-                        let (broker, limits, token) = (broker.clone(), config.limits.clone(), sessions.token());
+                        let (broker, limits, auth, token) = (broker.clone(), config.limits.clone(), config.auth.clone(), sessions.token());
                         sessions.spawn(async move {
                             let (rd, wr) = stream.into_split();
-                            session::run(broker, rd, wr, limits, token).await;
+                            session::run(broker, rd, wr, limits, auth, token).await;
                             drop(permit);
                             tracing::debug!(%peer, "connection closed");
                         });

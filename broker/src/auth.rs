@@ -1,0 +1,400 @@
+//! Who may do what: tokens from the config file's `[auth]` section, each
+//! with topic patterns it may publish to and subscribe to, and whether it
+//! may administer (hooks, WebSub, topics).
+//!
+//! Tokens are kept only as SHA-256 digests; a presented token is hashed and
+//! compared with every configured digest in constant time, so neither the
+//! comparison nor which entry matched shows in the timing. With no tokens
+//! configured the broker is open: every request has every right.
+//!
+//! Browsers cannot put a header on an `EventSource`, and a long-lived token
+//! must never travel in a URL, so a token can be exchanged for a
+//! single-use ticket that lives for seconds (for one connection's URL), or
+//! for an HttpOnly session cookie.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use serde::Deserialize;
+
+/// The `[auth]` section of the config file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    #[serde(default)]
+    pub tokens: Vec<TokenConfig>,
+}
+
+/// One `[[auth.tokens]]` entry.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// The token itself, or ...
+    pub token: Option<String>,
+    /// ... its SHA-256 in hex, to keep it out of the file.
+    pub token_sha256: Option<String>,
+    /// Topic patterns: an exact name, or a prefix ending in `*`.
+    #[serde(default)]
+    pub publish: Vec<String>,
+    #[serde(default)]
+    pub subscribe: Vec<String>,
+    /// Hooks, WebSub and topic administration.
+    #[serde(default)]
+    pub admin: bool,
+}
+
+/// A topic pattern: `orders` or `orders.*` (any name starting `orders.`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Pattern {
+    Exact(String),
+    Prefix(String),
+}
+
+impl Pattern {
+    fn parse(p: &str) -> Result<Self, String> {
+        match p.strip_suffix('*') {
+            Some(prefix) if !prefix.contains('*') => Ok(Self::Prefix(prefix.to_owned())),
+            None if !p.is_empty() && !p.contains('*') => Ok(Self::Exact(p.to_owned())),
+            _ => Err(format!(
+                "topic pattern {p:?}: a name, or a prefix ending in a single *"
+            )),
+        }
+    }
+
+    fn matches(&self, topic: &str) -> bool {
+        match self {
+            Self::Exact(t) => t == topic,
+            Self::Prefix(p) => topic.starts_with(p.as_str()),
+        }
+    }
+}
+
+/// What one token may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    publish: Vec<Pattern>,
+    subscribe: Vec<Pattern>,
+    admin: bool,
+}
+
+impl Grant {
+    /// Every right (an open broker).
+    #[must_use]
+    pub fn all() -> Self {
+        let any = vec![Pattern::Prefix(String::new())];
+        Self {
+            publish: any.clone(),
+            subscribe: any,
+            admin: true,
+        }
+    }
+
+    /// No right at all.
+    #[must_use]
+    pub fn none() -> Self {
+        Self {
+            publish: Vec::new(),
+            subscribe: Vec::new(),
+            admin: false,
+        }
+    }
+
+    #[must_use]
+    pub fn can_publish(&self, topic: &str) -> bool {
+        self.publish.iter().any(|p| p.matches(topic))
+    }
+
+    #[must_use]
+    pub fn can_subscribe(&self, topic: &str) -> bool {
+        self.subscribe.iter().any(|p| p.matches(topic))
+    }
+
+    #[must_use]
+    pub fn is_admin(&self) -> bool {
+        self.admin
+    }
+
+    /// Whether the token may see that `topic` exists.
+    #[must_use]
+    pub fn can_see(&self, topic: &str) -> bool {
+        self.admin || self.can_publish(topic) || self.can_subscribe(topic)
+    }
+}
+
+/// How long a ticket may wait to be used.
+pub const TICKET_TTL: Duration = Duration::from_secs(30);
+/// How long a session cookie is good for.
+pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+/// Most tickets and sessions outstanding at once (older ones are dropped).
+const MAX_OUTSTANDING: usize = 100_000;
+
+#[derive(Debug)]
+struct Inner {
+    tokens: Vec<([u8; 32], Arc<Grant>)>,
+    tickets: Mutex<HashMap<String, (Arc<Grant>, Instant)>>,
+    sessions: Mutex<HashMap<String, (Arc<Grant>, Instant)>>,
+}
+
+/// The broker's tokens, tickets and sessions. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Auth {
+    inner: Arc<Inner>,
+    all: Arc<Grant>,
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Self::open()
+    }
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let d = ring::digest::digest(&ring::digest::SHA256, bytes);
+    let mut out = [0; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+fn unhex(s: &str) -> Option<[u8; 32]> {
+    let s = s.trim();
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0; 32];
+    for (i, chunk) in s.as_bytes().chunks(2).enumerate() {
+        let hi = (chunk[0] as char).to_digit(16)?;
+        let lo = (chunk[1] as char).to_digit(16)?;
+        out[i] = (hi * 16 + lo) as u8;
+    }
+    Some(out)
+}
+
+/// Equal without an early exit.
+fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn random_id() -> String {
+    let bytes: [u8; 24] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Auth {
+    /// No tokens: every request may do everything.
+    #[must_use]
+    pub fn open() -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                tokens: Vec::new(),
+                tickets: Mutex::default(),
+                sessions: Mutex::default(),
+            }),
+            all: Arc::new(Grant::all()),
+        }
+    }
+
+    /// The tokens of `config`.
+    ///
+    /// # Errors
+    /// An entry with neither or both of `token` and `token_sha256`, a bad
+    /// digest, or a bad topic pattern.
+    pub fn new(config: &AuthConfig) -> Result<Self, String> {
+        let mut tokens = Vec::with_capacity(config.tokens.len());
+        for (i, t) in config.tokens.iter().enumerate() {
+            let n = i + 1;
+            let digest = match (&t.token, &t.token_sha256) {
+                (Some(tok), None) if !tok.is_empty() => sha256(tok.as_bytes()),
+                (None, Some(hex)) => unhex(hex)
+                    .ok_or_else(|| format!("auth token {n}: token_sha256 is not 64 hex digits"))?,
+                _ => {
+                    return Err(format!(
+                        "auth token {n}: give exactly one of token and token_sha256"
+                    ));
+                }
+            };
+            let patterns = |list: &[String]| {
+                list.iter()
+                    .map(|p| Pattern::parse(p).map_err(|e| format!("auth token {n}: {e}")))
+                    .collect::<Result<Vec<_>, _>>()
+            };
+            let grant = Grant {
+                publish: patterns(&t.publish)?,
+                subscribe: patterns(&t.subscribe)?,
+                admin: t.admin,
+            };
+            tokens.push((digest, Arc::new(grant)));
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                tokens,
+                tickets: Mutex::default(),
+                sessions: Mutex::default(),
+            }),
+            all: Arc::new(Grant::all()),
+        })
+    }
+
+    /// Whether no tokens are configured.
+    #[must_use]
+    pub fn is_open(&self) -> bool {
+        self.inner.tokens.is_empty()
+    }
+
+    /// The rights of a presented token (of any request, when open).
+    #[must_use]
+    pub fn authenticate(&self, token: Option<&str>) -> Option<Arc<Grant>> {
+        if self.is_open() {
+            return Some(self.all.clone());
+        }
+        let presented = sha256(token?.as_bytes());
+        let mut found = None;
+        for (digest, grant) in &self.inner.tokens {
+            if same(digest, &presented) && found.is_none() {
+                found = Some(grant.clone());
+            }
+        }
+        found
+    }
+
+    fn issue(
+        map: &Mutex<HashMap<String, (Arc<Grant>, Instant)>>,
+        grant: Arc<Grant>,
+        ttl: Duration,
+    ) -> String {
+        let id = random_id();
+        let now = Instant::now();
+        let mut m = map.lock();
+        if m.len() >= MAX_OUTSTANDING {
+            m.retain(|_, (_, until)| *until > now);
+        }
+        if m.len() < MAX_OUTSTANDING {
+            m.insert(id.clone(), (grant, now + ttl));
+        }
+        id
+    }
+
+    /// A single-use ticket for `grant`, good for [`TICKET_TTL`].
+    #[must_use]
+    pub fn issue_ticket(&self, grant: Arc<Grant>) -> String {
+        Self::issue(&self.inner.tickets, grant, TICKET_TTL)
+    }
+
+    /// The rights of a ticket, which is used up.
+    #[must_use]
+    pub fn redeem_ticket(&self, ticket: &str) -> Option<Arc<Grant>> {
+        let (grant, until) = self.inner.tickets.lock().remove(ticket)?;
+        (until > Instant::now()).then_some(grant)
+    }
+
+    /// A session (the value of an HttpOnly cookie) for `grant`.
+    #[must_use]
+    pub fn open_session(&self, grant: Arc<Grant>) -> String {
+        Self::issue(&self.inner.sessions, grant, SESSION_TTL)
+    }
+
+    /// The rights of a live session.
+    #[must_use]
+    pub fn session(&self, id: &str) -> Option<Arc<Grant>> {
+        let sessions = self.inner.sessions.lock();
+        let (grant, until) = sessions.get(id)?;
+        (*until > Instant::now()).then(|| grant.clone())
+    }
+
+    /// Ends a session.
+    pub fn close_session(&self, id: &str) {
+        self.inner.sessions.lock().remove(id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(toml_like: Vec<TokenConfig>) -> Auth {
+        Auth::new(&AuthConfig { tokens: toml_like }).unwrap()
+    }
+
+    #[test]
+    fn tokens_grant_by_topic_pattern() {
+        let hex: String = sha256(b"hashed")
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let auth = config(vec![
+            TokenConfig {
+                token: Some("a-writer".into()),
+                publish: vec!["a.*".into()],
+                subscribe: vec!["a.*".into(), "public".into()],
+                ..TokenConfig::default()
+            },
+            TokenConfig {
+                token_sha256: Some(hex),
+                admin: true,
+                ..TokenConfig::default()
+            },
+        ]);
+        assert!(!auth.is_open());
+        assert!(auth.authenticate(None).is_none());
+        assert!(auth.authenticate(Some("wrong")).is_none());
+        let g = auth.authenticate(Some("a-writer")).unwrap();
+        assert!(g.can_publish("a.x") && g.can_subscribe("a.y") && g.can_subscribe("public"));
+        assert!(!g.can_publish("b") && !g.can_subscribe("b") && !g.can_publish("public"));
+        assert!(!g.can_subscribe("a") && !g.can_subscribe("publicity"));
+        assert!(!g.is_admin());
+        let admin = auth.authenticate(Some("hashed")).unwrap();
+        assert!(admin.is_admin() && !admin.can_publish("a.x"));
+        assert!(admin.can_see("anything"));
+    }
+
+    #[test]
+    fn open_grants_everything() {
+        let auth = Auth::open();
+        assert!(auth.is_open());
+        let g = auth.authenticate(None).unwrap();
+        assert!(g.can_publish("x") && g.can_subscribe("y") && g.is_admin());
+    }
+
+    #[test]
+    fn tickets_are_single_use_and_sessions_last() {
+        let auth = config(vec![TokenConfig {
+            token: Some("t".into()),
+            subscribe: vec!["s".into()],
+            ..TokenConfig::default()
+        }]);
+        let g = auth.authenticate(Some("t")).unwrap();
+        let ticket = auth.issue_ticket(g.clone());
+        assert_eq!(auth.redeem_ticket(&ticket), Some(g.clone()));
+        assert_eq!(auth.redeem_ticket(&ticket), None);
+        assert_eq!(auth.redeem_ticket("made-up"), None);
+        let s = auth.open_session(g.clone());
+        assert_eq!(auth.session(&s), Some(g.clone()));
+        assert_eq!(auth.session(&s), Some(g));
+        auth.close_session(&s);
+        assert_eq!(auth.session(&s), None);
+    }
+
+    #[test]
+    fn bad_entries_are_refused() {
+        for t in [
+            TokenConfig::default(),
+            TokenConfig {
+                token: Some("x".into()),
+                token_sha256: Some("00".repeat(32)),
+                ..TokenConfig::default()
+            },
+            TokenConfig {
+                token_sha256: Some("zz".into()),
+                ..TokenConfig::default()
+            },
+            TokenConfig {
+                token: Some("x".into()),
+                publish: vec!["a*b*".into()],
+                ..TokenConfig::default()
+            },
+        ] {
+            assert!(Auth::new(&AuthConfig { tokens: vec![t] }).is_err());
+        }
+    }
+}

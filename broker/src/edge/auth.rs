@@ -1,0 +1,208 @@
+//! Who is calling: `Authorization: Bearer TOKEN`, the HttpOnly session
+//! cookie (`POST /session`), or, on a GET, a single-use `?ticket=` from
+//! `POST /tickets` (what an `EventSource` or `WebSocket` can carry). A
+//! long-lived token is never taken from a URL.
+//!
+//! Every request gets a [`Caller`]; a request with credentials that do not
+//! hold is refused with 401 before it reaches a handler, and so is one
+//! without any when the broker has tokens (except the console page and
+//! `/healthz`). Handlers check the caller's rights on the topic: 403.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::{ApiError, EdgeState, json};
+use crate::auth::{Grant, TICKET_TTL};
+
+/// Name of the session cookie.
+pub(crate) const COOKIE: &str = "fanlog_session";
+
+/// The rights of the request's caller.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller {
+    pub(crate) grant: Arc<Grant>,
+    /// Authenticated with a token (not a ticket or cookie), so it may be
+    /// exchanged for tickets and sessions.
+    pub(crate) by_token: bool,
+}
+
+impl Caller {
+    pub(crate) fn publish(&self, topic: &str) -> Result<(), ApiError> {
+        self.check(self.grant.can_publish(topic), "publish to", topic)
+    }
+
+    pub(crate) fn subscribe(&self, topic: &str) -> Result<(), ApiError> {
+        self.check(self.grant.can_subscribe(topic), "read", topic)
+    }
+
+    pub(crate) fn see(&self, topic: &str) -> Result<(), ApiError> {
+        self.check(self.grant.can_see(topic), "see", topic)
+    }
+
+    /// Hooks and WebSub: an admin, or a token that may read the topic.
+    pub(crate) fn hook(&self, topic: &str) -> Result<(), ApiError> {
+        let ok = self.grant.is_admin() || self.grant.can_subscribe(topic);
+        self.check(ok, "hook", topic)
+    }
+
+    fn check(&self, ok: bool, what: &str, topic: &str) -> Result<(), ApiError> {
+        if ok {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!("this token may not {what} {topic}"),
+            ))
+        }
+    }
+}
+
+fn unauthorized(why: &str) -> Response {
+    let mut r = ApiError::new(StatusCode::UNAUTHORIZED, why).into_response();
+    r.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    r
+}
+
+fn cookie<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+    req.headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn query<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+    req.uri()
+        .query()?
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// The middleware: finds the caller, or refuses the request.
+pub(crate) async fn layer(State(s): State<EdgeState>, mut req: Request, next: Next) -> Response {
+    let auth = &s.auth;
+    let bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or("").trim().to_owned());
+    let caller = if let Some(value) = bearer {
+        let Some(token) = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+        else {
+            return unauthorized("Authorization must be `Bearer TOKEN`");
+        };
+        match auth.authenticate(Some(token.trim())) {
+            Some(grant) => Caller {
+                grant,
+                by_token: true,
+            },
+            None => return unauthorized("the token is not known"),
+        }
+    } else if auth.is_open() {
+        Caller {
+            grant: auth
+                .authenticate(None)
+                .unwrap_or_else(|| Arc::new(Grant::none())),
+            by_token: true,
+        }
+    } else if let Some(id) = cookie(&req, COOKIE) {
+        match auth.session(id) {
+            Some(grant) => Caller {
+                grant,
+                by_token: false,
+            },
+            None => {
+                return unauthorized("the session has ended; open a new one with POST /session");
+            }
+        }
+    } else if let Some(ticket) = query(&req, "ticket").filter(|_| req.method() == "GET") {
+        match auth.redeem_ticket(ticket) {
+            Some(grant) => Caller {
+                grant,
+                by_token: false,
+            },
+            None => return unauthorized("the ticket is unknown, used or expired"),
+        }
+    } else if matches!(req.uri().path(), "/" | "/healthz") {
+        Caller {
+            grant: Arc::new(Grant::none()),
+            by_token: false,
+        }
+    } else {
+        return unauthorized(
+            "a token is needed: Authorization: Bearer TOKEN, the session cookie \
+             (POST /session), or ?ticket= from POST /tickets",
+        );
+    };
+    req.extensions_mut().insert(caller);
+    next.run(req).await
+}
+
+fn by_token(caller: &Caller) -> Result<(), ApiError> {
+    if caller.by_token {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "tickets and sessions are exchanged for an Authorization: Bearer token",
+        ))
+    }
+}
+
+/// `POST /tickets`: `{"ticket", "expires_in"}`, single use, for one
+/// stream's URL (`?ticket=`).
+pub(crate) async fn ticket(
+    State(s): State<EdgeState>,
+    axum::Extension(caller): axum::Extension<Caller>,
+) -> Result<Response, ApiError> {
+    by_token(&caller)?;
+    let ticket = s.auth.issue_ticket(caller.grant);
+    Ok(json::body(
+        StatusCode::CREATED,
+        &serde_json::json!({ "ticket": ticket, "expires_in": TICKET_TTL.as_secs() }),
+    ))
+}
+
+/// `POST /session`: sets the HttpOnly session cookie; 204.
+pub(crate) async fn open_session(
+    State(s): State<EdgeState>,
+    axum::Extension(caller): axum::Extension<Caller>,
+) -> Result<Response, ApiError> {
+    by_token(&caller)?;
+    let id = s.auth.open_session(caller.grant);
+    let cookie = format!(
+        "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+        crate::auth::SESSION_TTL.as_secs()
+    );
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&cookie)
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?,
+    );
+    Ok(r)
+}
+
+/// `DELETE /session`: ends the session and clears the cookie; 204.
+pub(crate) async fn close_session(State(s): State<EdgeState>, req: Request) -> Response {
+    if let Some(id) = cookie(&req, COOKIE) {
+        s.auth.close_session(id);
+    }
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("fanlog_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
+    );
+    r
+}
