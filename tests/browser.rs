@@ -140,10 +140,17 @@ fn serve(data: &std::path::Path, http: &str, origin: &str) -> common::ServeProce
 }
 
 async fn publish_all(http: &str, topic: &str, range: std::ops::Range<u32>) {
+    publish_as(http, topic, range, None).await;
+}
+
+async fn publish_as(http: &str, topic: &str, range: std::ops::Range<u32>, token: Option<&str>) {
     let c = reqwest::Client::new();
     for i in range {
-        let r = c
-            .post(format!("http://{http}/topics/{topic}/messages"))
+        let mut req = c.post(format!("http://{http}/topics/{topic}/messages"));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = req
             .header("content-type", "text/plain")
             .body(format!("m{i}"))
             .send()
@@ -465,5 +472,70 @@ async fn the_console_renders_topics_and_a_live_tail() {
     );
     let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("console.png");
     std::fs::write(&shot, &png).unwrap();
+    assert!(broker.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_signs_in_with_a_token_when_the_broker_needs_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("fanlog.toml");
+    std::fs::write(
+        &config,
+        "[[auth.tokens]]\ntoken = \"console-token\"\npublish = [\"*\"]\nsubscribe = [\"*\"]\n",
+    )
+    .unwrap();
+    let broker = common::ServeProcess::start(
+        &dir.path().join("data"),
+        &[
+            "--quic",
+            "off",
+            "--http",
+            "127.0.0.1:0",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    let http = broker.http.clone().unwrap();
+    publish_as(&http, "signed-in", 0..3, Some("console-token")).await;
+    let url = format!("http://{http}/?topic=signed-in");
+    let browser = Browser::open(&url);
+    let mut page = DevTools::attach(&browser, &url).await;
+    let wait = async |page: &mut DevTools, what: &str, ok: &dyn Fn(&str) -> bool| {
+        let t = Instant::now();
+        loop {
+            let html = page.html().await;
+            if ok(&html) {
+                return html;
+            }
+            assert!(t.elapsed() < Duration::from_secs(60), "{what}: {html}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    // Refused at first: the sign-in form shows, and no topic does.
+    let html = wait(&mut page, "the sign-in form", &|h| {
+        h.contains(r#"<form id="login">"#)
+    })
+    .await;
+    assert!(!html.contains("data-topic="), "{html}");
+    page.call(
+        "Runtime.evaluate",
+        serde_json::json!({
+            "expression": "document.getElementById('token').value = 'console-token'; \
+                           document.getElementById('login').requestSubmit();",
+        }),
+    )
+    .await;
+    // The session cookie carries the page's fetches and its EventSource.
+    wait(&mut page, "the topics and tail", &|h| {
+        h.contains(r#"<form id="login" hidden="">"#)
+            && h.contains(r#"data-topic="signed-in""#)
+            && (0..3).all(|i| h.contains(&format!(">#{i}</span>m{i}</li>")))
+    })
+    .await;
+    publish_as(&http, "signed-in", 3..4, Some("console-token")).await;
+    wait(&mut page, "the live tail", &|h| {
+        h.contains(">#3</span>m3</li>")
+    })
+    .await;
     assert!(broker.terminate().success());
 }
