@@ -16,9 +16,13 @@ pub struct ConnArgs {
     #[arg(long)]
     server: Option<String>,
     /// Use QUIC; --server is then the QUIC address.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "tls")]
     quic: bool,
-    /// Certificate (PEM) to trust for QUIC: the broker's DATA/tls/cert.pem or its CA.
+    /// Use TLS over TCP; --server is then the broker's --tls address.
+    #[arg(long)]
+    tls: bool,
+    /// Certificate (PEM) to trust for QUIC or TLS: the broker's
+    /// DATA/tls/cert.pem or its CA.
     #[arg(long)]
     ca: Option<PathBuf>,
     /// Token for the handshake.
@@ -36,15 +40,20 @@ impl ConnArgs {
         let mut opts = ConnectOptions::new(self.server.clone().unwrap_or_else(|| default.into()));
         opts.token = self.token.clone();
         opts.client_name = concat!("fanlog-cli ", env!("CARGO_PKG_VERSION")).into();
-        if self.quic {
+        if self.quic || self.tls {
             let ca = self
                 .ca
                 .clone()
-                .context("--quic needs --ca FILE (the broker's certificate)")?;
-            opts.transport = Transport::Quic(QuicOptions {
+                .context("--quic and --tls need --ca FILE (the broker's certificate)")?;
+            let tls = QuicOptions {
                 ca: Some(ca),
                 ..QuicOptions::default()
-            });
+            };
+            opts.transport = if self.quic {
+                Transport::Quic(tls)
+            } else {
+                Transport::Tls(tls)
+            };
         }
         let addr = opts.addr.clone();
         Client::connect_with(opts)

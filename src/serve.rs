@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use fanlog::broker::transport::{quic, tcp};
+use fanlog::broker::transport::{quic, tcp, tls};
 use fanlog::broker::{edge, hooks};
 use fanlog::{Broker, BrokerConfig, Durability, TopicConfig};
 use tokio::io::AsyncWriteExt;
@@ -63,6 +63,13 @@ pub struct ServeArgs {
     /// QUIC listener for the binary protocol, or `off`.
     #[arg(long, default_value = "127.0.0.1:7401")]
     quic: Listen,
+    /// The binary protocol over TLS (same certificate as QUIC), or `off`.
+    #[arg(long, default_value = "off")]
+    tls: Listen,
+    /// HTTPS listener (the same routes as --http, certificate as QUIC), or
+    /// `off`.
+    #[arg(long, default_value = "off")]
+    https: Listen,
     /// HTTP listener (REST, SSE, WebSocket, long polling, console), or `off`.
     #[arg(long, default_value = "127.0.0.1:7480")]
     http: Listen,
@@ -104,6 +111,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             Some(args.tcp),
             listen_addr(args.quic),
             listen_addr(args.http),
+            listen_addr(args.tls),
+            listen_addr(args.https),
         ]
         .into_iter()
         .flatten()
@@ -149,92 +158,127 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         let _ = rx.wait_for(|s| *s).await;
     };
 
+    let identity = || {
+        quic::identity(
+            &args.data,
+            args.tls_cert.as_deref(),
+            args.tls_key.as_deref(),
+        )
+        .context("cannot load the TLS certificate")
+    };
+    let mut listening: Vec<(&str, SocketAddr)> = Vec::new();
+    let mut servers = tokio::task::JoinSet::new();
+    let tcp_config = tcp::TcpConfig {
+        auth: auth.clone(),
+        ..tcp::TcpConfig::default()
+    };
     let listener = tokio::net::TcpListener::bind(args.tcp)
         .await
         .with_context(|| format!("cannot listen on tcp {}", args.tcp))?;
-    let tcp_addr = listener.local_addr()?;
-    let mut servers = tokio::task::JoinSet::new();
+    listening.push(("tcp", listener.local_addr()?));
     servers.spawn(tcp::serve(
         listener,
         broker.clone(),
-        tcp::TcpConfig {
-            auth: auth.clone(),
-            ..tcp::TcpConfig::default()
-        },
+        tcp_config.clone(),
         stopped(stop_rx.clone()),
     ));
-
-    let quic_addr = match args.quic {
-        Listen::Off => None,
-        Listen::At(addr) => {
-            let identity = quic::identity(
-                &args.data,
-                args.tls_cert.as_deref(),
-                args.tls_key.as_deref(),
-            )
-            .context("cannot load the TLS certificate")?;
-            tracing::info!(cert = %identity.cert_path.display(), "QUIC certificate (pass it to clients with --ca)");
-            let config = quic::QuicConfig {
-                auth: auth.clone(),
-                ..quic::QuicConfig::default()
-            };
-            let endpoint = quic::endpoint(addr, identity, &config)
-                .with_context(|| format!("cannot listen on quic {addr}"))?;
-            let bound = endpoint.local_addr()?;
-            servers.spawn(quic::serve(
-                endpoint,
-                broker.clone(),
-                config,
-                stopped(stop_rx.clone()),
-            ));
-            Some(bound)
-        }
-    };
-    let http_addr = match args.http {
-        Listen::Off => None,
-        Listen::At(addr) => {
+    if let Listen::At(addr) = args.tls {
+        let acceptor = tls::Acceptor::new(&identity()?, &[quic::ALPN])?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on tls {addr}"))?;
+        listening.push(("tls", listener.local_addr()?));
+        servers.spawn(tcp::serve(
+            listener,
+            broker.clone(),
+            tcp::TcpConfig {
+                tls: Some(acceptor),
+                ..tcp_config
+            },
+            stopped(stop_rx.clone()),
+        ));
+    }
+    if let Listen::At(addr) = args.quic {
+        let identity = identity()?;
+        tracing::info!(cert = %identity.cert_path.display(), "TLS certificate (pass it to clients with --ca)");
+        let config = quic::QuicConfig {
+            auth: auth.clone(),
+            ..quic::QuicConfig::default()
+        };
+        let endpoint = quic::endpoint(addr, identity, &config)
+            .with_context(|| format!("cannot listen on quic {addr}"))?;
+        listening.push(("quic", endpoint.local_addr()?));
+        servers.spawn(quic::serve(
+            endpoint,
+            broker.clone(),
+            config,
+            stopped(stop_rx.clone()),
+        ));
+    }
+    if matches!(args.http, Listen::At(_)) || matches!(args.https, Listen::At(_)) {
+        let api_servers = listening
+            .iter()
+            .map(|(kind, a)| {
+                let (protocol, description) = match *kind {
+                    "tcp" => (
+                        "fanlog",
+                        "fanlog's binary protocol over TCP (the client crate).",
+                    ),
+                    "tls" => ("fanlog-tls", "fanlog's binary protocol over TLS."),
+                    _ => (
+                        "fanlog-quic",
+                        "fanlog's binary protocol over QUIC, one stream per session.",
+                    ),
+                };
+                edge::ApiServer {
+                    name: (*kind).into(),
+                    host: a.to_string(),
+                    protocol: protocol.into(),
+                    description: description.into(),
+                }
+            })
+            .collect();
+        let config = edge::HttpConfig {
+            cors_origins: args.cors_origins.clone(),
+            api_servers,
+            ..edge::HttpConfig::default()
+        };
+        let state = edge::EdgeState::new(broker.clone(), config, CancellationToken::new())
+            .map_err(anyhow::Error::msg)?
+            .with_hooks(hooks.clone())
+            .with_auth(auth.clone());
+        if let Listen::At(addr) = args.http {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("cannot listen on http {addr}"))?;
-            let bound = listener.local_addr()?;
-            let mut api_servers = vec![edge::ApiServer {
-                name: "tcp".into(),
-                host: tcp_addr.to_string(),
-                protocol: "fanlog".into(),
-                description: "fanlog's binary protocol over TCP (the client crate).".into(),
-            }];
-            if let Some(q) = quic_addr {
-                api_servers.push(edge::ApiServer {
-                    name: "quic".into(),
-                    host: q.to_string(),
-                    protocol: "fanlog-quic".into(),
-                    description: "fanlog's binary protocol over QUIC, one stream per session."
-                        .into(),
-                });
-            }
-            let config = edge::HttpConfig {
-                cors_origins: args.cors_origins.clone(),
-                api_servers,
-                ..edge::HttpConfig::default()
-            };
-            let state = edge::EdgeState::new(broker.clone(), config, CancellationToken::new())
-                .map_err(anyhow::Error::msg)?
-                .with_hooks(hooks.clone())
-                .with_auth(auth.clone());
-            servers.spawn(edge::serve(listener, state, stopped(stop_rx.clone())));
-            Some(bound)
+            listening.push(("http", listener.local_addr()?));
+            servers.spawn(edge::serve(
+                listener,
+                state.clone(),
+                stopped(stop_rx.clone()),
+            ));
         }
-    };
+        if let Listen::At(addr) = args.https {
+            let acceptor = tls::Acceptor::new(&identity()?, &[b"http/1.1"])?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on https {addr}"))?;
+            listening.push(("https", listener.local_addr()?));
+            servers.spawn(edge::serve_tls(
+                listener,
+                acceptor,
+                state,
+                stopped(stop_rx.clone()),
+            ));
+        }
+    }
 
     let signals = ShutdownSignals::install()?;
     let mut out = tokio::io::stdout();
-    let mut lines = format!("listening tcp {tcp_addr}\n");
-    if let Some(a) = quic_addr {
-        lines.push_str(&format!("listening quic {a}\n"));
-    }
-    if let Some(a) = http_addr {
-        lines.push_str(&format!("listening http {a}\n"));
-    }
+    let lines: String = listening
+        .iter()
+        .map(|(kind, a)| format!("listening {kind} {a}\n"))
+        .collect();
     out.write_all(lines.as_bytes()).await?;
     out.flush().await?;
 

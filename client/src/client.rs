@@ -25,6 +25,9 @@ pub enum Transport {
     /// The binary protocol over QUIC: a control stream plus one stream per
     /// subscription, so a slow subscription never holds up another.
     Quic(QuicOptions),
+    /// The binary protocol over TLS on one TCP connection (the broker's
+    /// `--tls` listener).
+    Tls(QuicOptions),
 }
 
 /// How to connect.

@@ -16,7 +16,11 @@ pub(crate) enum Connection {
     Tcp(Arc<Mutex<Option<TcpStream>>>),
     /// A QUIC connection: each link is a bidirectional stream.
     Quic(quinn::Connection),
+    /// A TLS stream, until the control link takes it.
+    Tls(Arc<Mutex<Option<TlsStream>>>),
 }
+
+type TlsStream = tokio_rustls::client::TlsStream<TcpStream>;
 
 pub(crate) async fn open(opts: &ConnectOptions) -> Result<Connection, ClientError> {
     let fail = |reason: String| ClientError::Connect {
@@ -35,6 +39,24 @@ pub(crate) async fn open(opts: &ConnectOptions) -> Result<Connection, ClientErro
         Transport::Quic(q) => crate::quic::connect(&opts.addr, q, opts.connect_timeout)
             .await
             .map(Connection::Quic),
+        Transport::Tls(q) => {
+            let config = crate::quic::rustls_config(q, true)?;
+            let name = q.server_name.as_deref().unwrap_or("localhost").to_owned();
+            let name = rustls::pki_types::ServerName::try_from(name)
+                .map_err(|e| ClientError::Tls(format!("server name: {e}")))?;
+            let connecting = async {
+                let tcp = TcpStream::connect(&opts.addr).await?;
+                let _ = tcp.set_nodelay(true);
+                tokio_rustls::TlsConnector::from(Arc::new(config))
+                    .connect(name, tcp)
+                    .await
+            };
+            let stream = tokio::time::timeout(opts.connect_timeout, connecting)
+                .await
+                .map_err(|_| fail("timed out".into()))?
+                .map_err(|e| fail(e.to_string()))?;
+            Ok(Connection::Tls(Arc::new(Mutex::new(Some(stream)))))
+        }
     }
 }
 
@@ -59,6 +81,15 @@ impl Connection {
                     .take()
                     .ok_or_else(|| ClientError::Protocol("a TCP connection has one link".into()))?;
                 let (rd, wr) = stream.into_split();
+                Ok(link::spawn(rd, wr, generation, id, max_frame, incoming))
+            }
+            Connection::Tls(slot) => {
+                let stream = slot
+                    .lock()
+                    .map_err(|_| ClientError::Protocol("connection state poisoned".into()))?
+                    .take()
+                    .ok_or_else(|| ClientError::Protocol("a TLS connection has one link".into()))?;
+                let (rd, wr) = tokio::io::split(stream);
                 Ok(link::spawn(rd, wr, generation, id, max_frame, incoming))
             }
             Connection::Quic(conn) => {

@@ -47,7 +47,7 @@ pub use error::ClientError;
 pub use fanlog_protocol::frame::ErrorCode;
 pub use fanlog_protocol::{Header, Message, RecordMeta};
 pub use producer::{Producer, ProducerOptions, Receipt};
-pub use quic::{ALPN, QuicOptions};
+pub use quic::{ALPN, QuicOptions, TlsOptions};
 
 /// A bare QUIC connection with the client's TLS and transport settings, for
 /// benchmarks that measure the transport without the protocol.
@@ -60,6 +60,8 @@ pub async fn raw_quic_connection(
 ) -> Result<quinn::Connection, ClientError> {
     match &options.transport {
         Transport::Quic(q) => quic::connect(&options.addr, q, options.connect_timeout).await,
-        Transport::Tcp => Err(ClientError::Protocol("not a QUIC transport".into())),
+        Transport::Tcp | Transport::Tls(_) => {
+            Err(ClientError::Protocol("not a QUIC transport".into()))
+        }
     }
 }

@@ -22,7 +22,10 @@ const MAX_UDP_PAYLOAD: u16 = 65_527;
 /// MTU discovery takes it further where it can.
 const LOOPBACK_INITIAL_MTU: u16 = 9_000;
 
-/// TLS settings of a QUIC connection.
+/// TLS settings of a QUIC or TLS connection.
+pub type TlsOptions = QuicOptions;
+
+/// TLS settings of a QUIC (or TLS, see [`TlsOptions`]) connection.
 #[derive(Debug, Clone, Default)]
 pub struct QuicOptions {
     /// PEM file with the certificate(s) to trust: the broker's self-signed
@@ -39,10 +42,20 @@ fn tls_err(e: impl std::fmt::Display) -> ClientError {
     ClientError::Tls(e.to_string())
 }
 
-fn client_config(q: &QuicOptions, loopback: bool) -> Result<quinn::ClientConfig, ClientError> {
+/// The rustls client of `q`, offering ALPN [`ALPN`]: TLS 1.3 for QUIC,
+/// TLS 1.2 or 1.3 over TCP.
+pub(crate) fn rustls_config(
+    q: &QuicOptions,
+    tls12: bool,
+) -> Result<rustls::ClientConfig, ClientError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let versions: &[&rustls::SupportedProtocolVersion] = if tls12 {
+        rustls::DEFAULT_VERSIONS
+    } else {
+        &[&rustls::version::TLS13]
+    };
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13])
+        .with_protocol_versions(versions)
         .map_err(tls_err)?;
     let mut crypto = if q.dangerous_skip_verification {
         builder
@@ -62,6 +75,11 @@ fn client_config(q: &QuicOptions, loopback: bool) -> Result<quinn::ClientConfig,
         builder.with_root_certificates(roots).with_no_client_auth()
     };
     crypto.alpn_protocols = vec![ALPN.to_vec()];
+    Ok(crypto)
+}
+
+fn client_config(q: &QuicOptions, loopback: bool) -> Result<quinn::ClientConfig, ClientError> {
+    let crypto = rustls_config(q, false)?;
     let mut config = quinn::ClientConfig::new(Arc::new(
         QuicClientConfig::try_from(crypto).map_err(tls_err)?,
     ));

@@ -211,6 +211,19 @@ pub struct ServeProcess {
     pub tcp: String,
     pub quic: Option<String>,
     pub http: Option<String>,
+    /// Further listeners: (`tls` | `https`, address).
+    pub others: Vec<(String, String)>,
+}
+
+impl ServeProcess {
+    /// The address of a further listener (`tls`, `https`).
+    pub fn listener(&self, kind: &str) -> String {
+        self.others
+            .iter()
+            .find(|(k, _)| k == kind)
+            .map(|(_, a)| a.clone())
+            .unwrap_or_else(|| panic!("no {kind} listener"))
+    }
 }
 
 impl ServeProcess {
@@ -244,9 +257,18 @@ impl ServeProcess {
             .expect("spawn fanlog serve");
         let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
         let (mut tcp, mut quic, mut http) = (None, None, None);
+        let mut others = Vec::new();
+        let wanted_others = ["--tls", "--https"]
+            .iter()
+            .filter(|f| args.windows(2).any(|w| w[0] == **f && w[1] != "off"))
+            .count();
         let quic_off = args.windows(2).any(|w| w == ["--quic", "off"]);
         let http_on = args.windows(2).any(|w| w[0] == "--http" && w[1] != "off");
-        while tcp.is_none() || (quic.is_none() && !quic_off) || (http.is_none() && http_on) {
+        while tcp.is_none()
+            || (quic.is_none() && !quic_off)
+            || (http.is_none() && http_on)
+            || others.len() < wanted_others
+        {
             let line = lines
                 .next()
                 .expect("serve exited before listening")
@@ -256,6 +278,9 @@ impl ServeProcess {
                 (Some("listening"), Some("tcp"), Some(a)) => tcp = Some(a.to_owned()),
                 (Some("listening"), Some("quic"), Some(a)) => quic = Some(a.to_owned()),
                 (Some("listening"), Some("http"), Some(a)) => http = Some(a.to_owned()),
+                (Some("listening"), Some(kind), Some(a)) if kind == "tls" || kind == "https" => {
+                    others.push((kind.to_owned(), a.to_owned()));
+                }
                 _ => panic!("unexpected line from serve: {line:?}"),
             }
         }
@@ -264,6 +289,7 @@ impl ServeProcess {
             tcp: tcp.unwrap(),
             quic,
             http,
+            others,
         }
     }
 

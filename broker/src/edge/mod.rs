@@ -199,6 +199,91 @@ pub async fn serve(
         .await
 }
 
+/// Serves `router(state)` over TLS (HTTPS) on `listener`, like [`serve`].
+///
+/// # Errors
+/// An accept loop failure.
+pub async fn serve_tls(
+    listener: TcpListener,
+    tls: crate::transport::tls::Acceptor,
+    state: EdgeState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let token = state.shutdown.clone();
+    let listener = TlsListener {
+        tcp: listener,
+        tls: tls.0,
+        handshakes: tokio::task::JoinSet::new(),
+    };
+    axum::serve(listener, router(state).into_make_service())
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            token.cancel();
+        })
+        .await
+}
+
+/// Most TLS handshakes under way at once; more connections wait in the
+/// kernel's backlog.
+const MAX_HANDSHAKES: usize = 1024;
+
+/// TCP connections, each handed on once its TLS handshake is done; the
+/// handshakes run concurrently, so a slow client holds up no other.
+struct TlsListener {
+    tcp: TcpListener,
+    tls: tokio_rustls::TlsAcceptor,
+    handshakes: tokio::task::JoinSet<
+        Option<(
+            tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+            std::net::SocketAddr,
+        )>,
+    >,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            tokio::select! {
+                accepted = self.tcp.accept(), if self.handshakes.len() < MAX_HANDSHAKES => {
+                    let (stream, peer) = match accepted {
+                        Ok(a) => a,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                            continue;
+                        }
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let tls = self.tls.clone();
+                    self.handshakes.spawn(async move {
+                        let timeout = crate::transport::tls::HANDSHAKE_TIMEOUT;
+                        match tokio::time::timeout(timeout, tls.accept(stream)).await {
+                            Ok(Ok(s)) => Some((s, peer)),
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                None
+                            }
+                            Err(_) => None,
+                        }
+                    });
+                }
+                Some(done) = self.handshakes.join_next(), if !self.handshakes.is_empty() => {
+                    if let Ok(Some(conn)) = done {
+                        return conn;
+                    }
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}
+
 fn cors(origins: &[String]) -> Result<CorsLayer, String> {
     let list = origins
         .iter()

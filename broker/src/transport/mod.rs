@@ -6,5 +6,6 @@ pub mod quic;
 mod session;
 mod sessions;
 pub mod tcp;
+pub mod tls;
 
 pub use session::{SessionLimits, error_code};

@@ -7,6 +7,7 @@ use tokio::net::TcpListener;
 
 use super::session::{self, SessionLimits};
 use super::sessions::Sessions;
+use super::tls::{Acceptor, HANDSHAKE_TIMEOUT};
 use crate::auth::Auth;
 use crate::broker::Broker;
 
@@ -19,6 +20,8 @@ pub struct TcpConfig {
     pub limits: SessionLimits,
     /// Tokens and their rights (open by default).
     pub auth: Auth,
+    /// TLS on every connection, when set.
+    pub tls: Option<Acceptor>,
 }
 
 impl Default for TcpConfig {
@@ -27,6 +30,7 @@ impl Default for TcpConfig {
             max_connections: 10_000,
             limits: SessionLimits::default(),
             auth: Auth::open(),
+            tls: None,
         }
     }
 }
@@ -61,10 +65,24 @@ pub async fn serve(
                 let _ = stream.set_nodelay(true);
                 match sessions.admit() {
                     Some(permit) => {
-                        let (broker, limits, auth, token) = (broker.clone(), config.limits.clone(), config.auth.clone(), sessions.token());
+                        let (broker, limits, auth, tls, token) = (broker.clone(), config.limits.clone(), config.auth.clone(), config.tls.clone(), sessions.token());
                         sessions.spawn(async move {
-                            let (rd, wr) = stream.into_split();
-                            session::run(broker, rd, wr, limits, auth, token).await;
+                            match tls {
+                                None => {
+                                    let (rd, wr) = stream.into_split();
+                                    session::run(broker, rd, wr, limits, auth, token).await;
+                                }
+                                Some(Acceptor(tls)) => {
+                                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+                                        Ok(Ok(stream)) => {
+                                            let (rd, wr) = tokio::io::split(stream);
+                                            session::run(broker, rd, wr, limits, auth, token).await;
+                                        }
+                                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                                    }
+                                }
+                            }
                             drop(permit);
                             tracing::debug!(%peer, "connection closed");
                         });
