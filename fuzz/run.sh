@@ -11,7 +11,7 @@ export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4
  -Cllvm-args=-sanitizer-coverage-trace-compares -Cdebug-assertions -Coverflow-checks"
 # --target keeps the flags off build scripts.
 cargo build --release --target "$target" --target-dir target/cov
-for t in frame_decode record_parse; do
+for t in frame_decode record_parse segment_recovery cloudevents_parse; do
   mkdir -p "corpus/$t" artifacts
   echo "fuzzing $t for ${secs}s" >&2
   "target/cov/$target/release/$t" "corpus/$t" -max_total_time="$secs" -max_len=65536 \
