@@ -82,6 +82,18 @@ pub enum BrokerError {
 }
 
 impl BrokerError {
+    /// True for a write refused because the disk (or the process's file
+    /// size limit, or a quota) is full: the topic takes writes again once
+    /// space returns.
+    #[must_use]
+    pub fn is_out_of_space(&self) -> bool {
+        const ENOSPC: i32 = 28;
+        const EFBIG: i32 = 27;
+        const EDQUOT: i32 = 122;
+        matches!(self, BrokerError::Io { source, .. }
+            if matches!(source.raw_os_error(), Some(ENOSPC | EFBIG | EDQUOT)))
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
         let path = path.into();
         move |source| BrokerError::Io { path, source }

@@ -322,6 +322,8 @@ async fn method_not_allowed() -> ApiError {
 pub(crate) struct ApiError {
     status: StatusCode,
     message: String,
+    /// Seconds for a `Retry-After` header.
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -329,6 +331,7 @@ impl ApiError {
         Self {
             status,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -339,6 +342,13 @@ impl ApiError {
 
 impl From<BrokerError> for ApiError {
     fn from(e: BrokerError) -> Self {
+        if e.is_out_of_space() {
+            return Self {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                message: format!("the broker's disk is full; nothing was written ({e})"),
+                retry_after: Some(5),
+            };
+        }
         let status = match &e {
             BrokerError::InvalidName(_)
             | BrokerError::EmptyBatch
@@ -378,6 +388,10 @@ impl From<axum::extract::rejection::BytesRejection> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        json::body(self.status, &serde_json::json!({ "error": self.message }))
+        let mut r = json::body(self.status, &serde_json::json!({ "error": self.message }));
+        if let Some(secs) = self.retry_after {
+            r.headers_mut().insert(header::RETRY_AFTER, secs.into());
+        }
+        r
     }
 }

@@ -70,6 +70,7 @@ pub fn error_code(e: &BrokerError) -> ErrorCode {
             ErrorCode::Unavailable
         }
         BrokerError::Closed => ErrorCode::ShuttingDown,
+        e if e.is_out_of_space() => ErrorCode::Unavailable,
         _ => ErrorCode::Internal,
     }
 }
