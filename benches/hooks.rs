@@ -147,6 +147,7 @@ fn main() {
                     durability: Durability::Interval(Duration::from_millis(100)),
                     ..TopicConfig::default()
                 },
+                ..BrokerConfig::default()
             },
         )
         .unwrap();

@@ -32,6 +32,7 @@ fn config() -> BrokerConfig {
             retention_bytes: Some(4 * SEGMENT),
             ..TopicConfig::default()
         },
+        ..BrokerConfig::default()
     }
 }
 

@@ -36,6 +36,44 @@ impl std::str::FromStr for Listen {
 struct FileConfig {
     #[serde(default)]
     auth: fanlog::broker::auth::AuthConfig,
+    #[serde(default)]
+    limits: Limits,
+}
+
+/// The `[limits]` section: each refusal is a clear error (the binary
+/// protocol's code, or HTTP 403/413/429/503).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Limits {
+    /// Largest message (payload and metadata), bytes.
+    max_message_bytes: usize,
+    /// Largest HTTP request body, bytes.
+    max_request_body: usize,
+    /// Largest binary-protocol frame (so a publish batch), bytes.
+    max_frame_bytes: usize,
+    max_topics: usize,
+    max_hooks: usize,
+    /// Per listener (TCP, TLS, QUIC).
+    max_connections: usize,
+    max_connections_per_ip: usize,
+    max_subscriptions_per_connection: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        let tcp = tcp::TcpConfig::default();
+        let broker = BrokerConfig::default();
+        Self {
+            max_message_bytes: broker.topic.max_message_bytes,
+            max_request_body: edge::HttpConfig::default().max_body,
+            max_frame_bytes: tcp.limits.max_frame,
+            max_topics: broker.max_topics,
+            max_hooks: hooks::HooksConfig::default().max_hooks,
+            max_connections: tcp.max_connections,
+            max_connections_per_ip: tcp.max_connections_per_ip,
+            max_subscriptions_per_connection: tcp.limits.max_subscriptions,
+        }
+    }
 }
 
 fn load_config(path: &std::path::Path) -> anyhow::Result<FileConfig> {
@@ -131,11 +169,24 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             "no tokens configured: every client may publish, read and administer (loopback only)"
         );
     }
+    let limits = &file.limits;
     let config = BrokerConfig {
         topic: TopicConfig {
             durability: args.fsync,
+            max_message_bytes: limits.max_message_bytes,
             ..TopicConfig::default()
         },
+        max_topics: limits.max_topics,
+    };
+    config
+        .topic
+        .validate()
+        .map_err(anyhow::Error::msg)
+        .context("bad [limits]")?;
+    let session_limits = fanlog::broker::transport::SessionLimits {
+        max_frame: limits.max_frame_bytes,
+        max_subscriptions: limits.max_subscriptions_per_connection,
+        ..Default::default()
     };
     let broker = Broker::open(&args.data, config)
         .with_context(|| format!("cannot open {}", args.data.display()))?;
@@ -149,6 +200,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         hooks::HooksConfig {
             allow_targets: args.allow_hook_targets.clone(),
             trust_pem,
+            max_hooks: limits.max_hooks,
             ..hooks::HooksConfig::default()
         },
     )
@@ -170,7 +222,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut servers = tokio::task::JoinSet::new();
     let tcp_config = tcp::TcpConfig {
         auth: auth.clone(),
-        ..tcp::TcpConfig::default()
+        max_connections: limits.max_connections,
+        max_connections_per_ip: limits.max_connections_per_ip,
+        limits: session_limits.clone(),
+        tls: None,
     };
     let listener = tokio::net::TcpListener::bind(args.tcp)
         .await
@@ -203,6 +258,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(cert = %identity.cert_path.display(), "TLS certificate (pass it to clients with --ca)");
         let config = quic::QuicConfig {
             auth: auth.clone(),
+            max_connections: limits.max_connections,
+            max_connections_per_ip: limits.max_connections_per_ip,
+            limits: session_limits.clone(),
             ..quic::QuicConfig::default()
         };
         let endpoint = quic::endpoint(addr, identity, &config)
@@ -241,6 +299,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         let config = edge::HttpConfig {
             cors_origins: args.cors_origins.clone(),
             api_servers,
+            max_body: limits.max_request_body,
             ..edge::HttpConfig::default()
         };
         let state = edge::EdgeState::new(broker.clone(), config, CancellationToken::new())

@@ -43,6 +43,46 @@ pub struct TokenConfig {
     /// Hooks, WebSub and topic administration.
     #[serde(default)]
     pub admin: bool,
+    /// Most messages per second this token may publish (over all its
+    /// connections), with a burst of one second's worth.
+    pub publish_rate: Option<f64>,
+}
+
+/// A token bucket: `rate` per second, up to `burst`.
+#[derive(Debug)]
+pub struct Bucket {
+    rate: f64,
+    burst: f64,
+    state: Mutex<(f64, Instant)>,
+}
+
+impl Bucket {
+    fn new(rate: f64) -> Self {
+        let burst = rate.max(1.0);
+        Self {
+            rate,
+            burst,
+            state: Mutex::new((burst, Instant::now())),
+        }
+    }
+
+    /// Takes `n` tokens, or says how long until there are enough. A batch
+    /// larger than the burst goes through when the bucket is full and
+    /// leaves it in debt.
+    fn take(&self, n: f64) -> Result<(), Duration> {
+        let mut s = self.state.lock();
+        let now = Instant::now();
+        let (tokens, at) = *s;
+        let tokens = (tokens + now.duration_since(at).as_secs_f64() * self.rate).min(self.burst);
+        let need = n.min(self.burst);
+        if tokens >= need {
+            *s = (tokens - n, now);
+            Ok(())
+        } else {
+            *s = (tokens, now);
+            Err(Duration::from_secs_f64((need - tokens) / self.rate))
+        }
+    }
 }
 
 /// A topic pattern: `orders` or `orders.*` (any name starting `orders.`).
@@ -72,12 +112,29 @@ impl Pattern {
 }
 
 /// What one token may do.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Grant {
     publish: Vec<Pattern>,
     subscribe: Vec<Pattern>,
     admin: bool,
+    /// The token's publish rate, shared by all its connections.
+    limiter: Option<Arc<Bucket>>,
 }
+
+impl PartialEq for Grant {
+    fn eq(&self, other: &Self) -> bool {
+        self.publish == other.publish
+            && self.subscribe == other.subscribe
+            && self.admin == other.admin
+            && match (&self.limiter, &other.limiter) {
+                (None, None) => true,
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                _ => false,
+            }
+    }
+}
+
+impl Eq for Grant {}
 
 impl Grant {
     /// Every right (an open broker).
@@ -88,6 +145,7 @@ impl Grant {
             publish: any.clone(),
             subscribe: any,
             admin: true,
+            limiter: None,
         }
     }
 
@@ -98,6 +156,7 @@ impl Grant {
             publish: Vec::new(),
             subscribe: Vec::new(),
             admin: false,
+            limiter: None,
         }
     }
 
@@ -109,6 +168,19 @@ impl Grant {
     #[must_use]
     pub fn can_subscribe(&self, topic: &str) -> bool {
         self.subscribe.iter().any(|p| p.matches(topic))
+    }
+
+    /// Charges `messages` publishes to the token's rate.
+    ///
+    /// # Errors
+    /// [`crate::BrokerError::RateLimited`] with the wait before a retry.
+    pub fn charge_publish(&self, messages: usize) -> crate::Result<()> {
+        match &self.limiter {
+            Some(b) => b
+                .take(messages as f64)
+                .map_err(crate::BrokerError::RateLimited),
+            None => Ok(()),
+        }
     }
 
     #[must_use]
@@ -219,10 +291,16 @@ impl Auth {
                     .map(|p| Pattern::parse(p).map_err(|e| format!("auth token {n}: {e}")))
                     .collect::<Result<Vec<_>, _>>()
             };
+            let limiter = match t.publish_rate {
+                Some(r) if r > 0.0 && r.is_finite() => Some(Arc::new(Bucket::new(r))),
+                Some(_) => return Err(format!("auth token {n}: publish_rate must be positive")),
+                None => None,
+            };
             let grant = Grant {
                 publish: patterns(&t.publish)?,
                 subscribe: patterns(&t.subscribe)?,
                 admin: t.admin,
+                limiter,
             };
             tokens.push((digest, Arc::new(grant)));
         }

@@ -229,6 +229,13 @@ impl Broker {
         if let Some(t) = self.inner.topics.read().get(topic) {
             return Ok(t.clone());
         }
+        let count = self.inner.topics.read().len();
+        if count >= self.inner.config.max_topics {
+            return Err(BrokerError::LimitReached(format!(
+                "the broker holds its limit of {} topics",
+                self.inner.config.max_topics
+            )));
+        }
         let topics_dir = self.inner.dir.join("topics");
         let t = Arc::new(open_topic(
             &topics_dir,

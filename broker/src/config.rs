@@ -126,10 +126,21 @@ impl TopicConfig {
 }
 
 /// Settings of a broker.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerConfig {
     /// Settings every topic gets.
     pub topic: TopicConfig,
+    /// Most topics; creating one more is refused.
+    pub max_topics: usize,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            topic: TopicConfig::default(),
+            max_topics: 10_000,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -30,6 +30,12 @@ pub enum BrokerError {
     /// A batch with no messages.
     #[error("empty batch: nothing to publish")]
     EmptyBatch,
+    /// A configured limit (topics, hooks, connections) is reached.
+    #[error("{0}")]
+    LimitReached(String),
+    /// A token's publish rate is exceeded; retry after the duration.
+    #[error("publish rate exceeded: retry in {} ms", .0.as_millis())]
+    RateLimited(std::time::Duration),
     /// A file operation failed.
     #[error("i/o error on {}: {source}", path.display())]
     Io {

@@ -158,6 +158,10 @@ pub enum ErrorCode {
     ShuttingDown,
     /// Anything else.
     Internal,
+    /// The token's publish rate is exceeded; the message says when to retry.
+    RateLimited,
+    /// A configured limit (topics, connections per address, ...) is reached.
+    LimitReached,
     /// A code this version does not know.
     Other(u16),
 }
@@ -185,6 +189,8 @@ impl ErrorCode {
             UnknownFrame => 16,
             ShuttingDown => 17,
             Internal => 18,
+            RateLimited => 19,
+            LimitReached => 20,
             Other(c) => c,
         }
     }
@@ -211,6 +217,8 @@ impl ErrorCode {
             16 => UnknownFrame,
             17 => ShuttingDown,
             18 => Internal,
+            19 => RateLimited,
+            20 => LimitReached,
             c => Other(c),
         }
     }

@@ -263,6 +263,7 @@ async fn embed_broker(args: &BenchArgs) -> anyhow::Result<(Embedded, Addrs)> {
             max_message_bytes: (args.size + 1024).max(1 << 20),
             ..TopicConfig::default()
         },
+        ..BrokerConfig::default()
     };
     let broker = Broker::open(dir.path(), config)?;
     let (stop, rx) = tokio::sync::watch::channel(false);

@@ -14,6 +14,7 @@ pub fn config(durability: Durability, segment_bytes: u64) -> BrokerConfig {
             max_message_bytes: (segment_bytes as usize / 2).min(1 << 20),
             ..TopicConfig::default()
         },
+        ..BrokerConfig::default()
     }
 }
 
@@ -119,6 +120,7 @@ pub fn retention_config(
             retention_age,
             ..TopicConfig::default()
         },
+        ..BrokerConfig::default()
     }
 }
 

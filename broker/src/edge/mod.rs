@@ -342,6 +342,13 @@ impl ApiError {
 
 impl From<BrokerError> for ApiError {
     fn from(e: BrokerError) -> Self {
+        if let BrokerError::RateLimited(wait) = &e {
+            return Self {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                message: e.to_string(),
+                retry_after: Some(wait.as_secs().max(1)),
+            };
+        }
         if e.is_out_of_space() {
             return Self {
                 status: StatusCode::SERVICE_UNAVAILABLE,
@@ -354,6 +361,7 @@ impl From<BrokerError> for ApiError {
             | BrokerError::EmptyBatch
             | BrokerError::OffsetOutOfRange { .. } => StatusCode::BAD_REQUEST,
             BrokerError::TopicNotFound(_) => StatusCode::NOT_FOUND,
+            BrokerError::LimitReached(_) => StatusCode::FORBIDDEN,
             BrokerError::MessageTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             BrokerError::Poisoned { .. } | BrokerError::Closed => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,

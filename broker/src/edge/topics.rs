@@ -78,6 +78,7 @@ pub(crate) async fn publish(
 ) -> Result<Response, ApiError> {
     let Path(topic) = topic?;
     caller.publish(&topic)?;
+    caller.grant.charge_publish(1)?;
     let body = body?;
     let text = |name: header::HeaderName| -> Result<Option<String>, ApiError> {
         headers

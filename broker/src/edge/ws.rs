@@ -67,7 +67,6 @@ pub(crate) async fn upgrade(
 ) -> Result<Response, ApiError> {
     let Path(topic) = topic?;
     caller.subscribe(&topic)?;
-    let may_publish = caller.grant.can_publish(&topic);
     let Query(q) = query?;
     let ws = ws.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
     let sub = s
@@ -80,7 +79,7 @@ pub(crate) async fn upgrade(
         // keep resident. Frames from browsers are small; a large one grows
         // the buffer to its size as it arrives.
         .read_buffer_size(WS_READ_BUFFER)
-        .on_upgrade(move |socket| Session::new(s, topic, sub, may_publish).run(socket)))
+        .on_upgrade(move |socket| Session::new(s, topic, sub, caller.grant).run(socket)))
 }
 
 /// Bytes read from a WebSocket per system call.
@@ -114,10 +113,18 @@ struct Session {
     acks: FuturesOrdered<Ack>,
     /// Whether the caller's token may publish to the topic.
     may_publish: bool,
+    /// The caller's rights (its publish rate).
+    grant: std::sync::Arc<crate::auth::Grant>,
 }
 
 impl Session {
-    fn new(state: EdgeState, topic: String, sub: Subscription, may_publish: bool) -> Self {
+    fn new(
+        state: EdgeState,
+        topic: String,
+        sub: Subscription,
+        grant: std::sync::Arc<crate::auth::Grant>,
+    ) -> Self {
+        let may_publish = grant.can_publish(&topic);
         Self {
             state,
             topic,
@@ -125,6 +132,7 @@ impl Session {
             sub,
             acks: FuturesOrdered::new(),
             may_publish,
+            grant,
         }
     }
 
@@ -273,7 +281,11 @@ impl Session {
         };
         let id = op.id;
         // A refused publish is answered, in order, and the socket stays open.
-        let ack: Ack = match self.state.broker.append(&self.topic, &[message]) {
+        let appended = self
+            .grant
+            .charge_publish(1)
+            .and_then(|()| self.state.broker.append(&self.topic, &[message]));
+        let ack: Ack = match appended {
             Ok(appended) => Box::pin(async move {
                 let r = appended
                     .durable()

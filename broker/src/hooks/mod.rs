@@ -58,6 +58,8 @@ pub struct HooksConfig {
     /// CA certificates (PEM) trusted for https targets, beside the
     /// Mozilla root store.
     pub trust_pem: Vec<Vec<u8>>,
+    /// Most hooks and WebSub subscriptions; creating one more is refused.
+    pub max_hooks: usize,
     /// WebSub lease when the subscriber asks for none.
     pub lease_default: Duration,
     /// Shortest and longest WebSub lease granted.
@@ -84,6 +86,7 @@ impl Default for HooksConfig {
             allow_targets: Vec::new(),
             rate_limit: None,
             trust_pem: Vec::new(),
+            max_hooks: 10_000,
             lease_default: Duration::from_secs(10 * 24 * 3600),
             lease_min: Duration::from_secs(60),
             lease_max: Duration::from_secs(30 * 24 * 3600),
@@ -343,6 +346,7 @@ impl Hooks {
             Some(s) => Secret::parse(s).map_err(HookError::Invalid)?,
             None => Secret::generate(),
         };
+        self.check_room()?;
         if new.rate_limit.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
             return Err(HookError::Invalid(
                 "rate_limit must be a positive number".into(),
@@ -385,6 +389,17 @@ impl Hooks {
         }
         let view = self.get(&id).ok_or(HookError::NotFound(id))?;
         Ok((view, secret.as_str().to_owned()))
+    }
+
+    /// Refuses a new hook at the limit.
+    fn check_room(&self) -> Result<(), HookError> {
+        let max = self.inner.config.max_hooks;
+        if self.inner.hooks.lock().len() >= max {
+            return Err(HookError::Broker(BrokerError::LimitReached(format!(
+                "the broker holds its limit of {max} hooks"
+            ))));
+        }
+        Ok(())
     }
 
     /// The `X-Hook-Secret` handshake of REST Hooks.

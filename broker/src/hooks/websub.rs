@@ -238,6 +238,7 @@ impl Hooks {
                 (id.clone(), created)
             }
             None => {
+                self.check_room()?;
                 let id = format!("websub_{:016x}", rand::random::<u64>());
                 let next = self
                     .inner

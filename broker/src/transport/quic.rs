@@ -25,6 +25,8 @@ pub const ALPN: &[u8] = b"fanlog/1";
 pub struct QuicConfig {
     /// Connections served at once; more are refused.
     pub max_connections: usize,
+    /// Connections from one address at once.
+    pub max_connections_per_ip: usize,
     /// Streams a connection may open (its subscriptions + 1).
     pub max_streams: u32,
     /// Per-stream limits.
@@ -37,6 +39,7 @@ impl Default for QuicConfig {
     fn default() -> Self {
         Self {
             max_connections: 10_000,
+            max_connections_per_ip: 10_000,
             max_streams: 1024,
             limits: SessionLimits::default(),
             auth: Auth::open(),
@@ -173,14 +176,14 @@ pub async fn serve(
     config: QuicConfig,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let sessions = Sessions::new(config.max_connections);
+    let sessions = Sessions::new(config.max_connections, config.max_connections_per_ip);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
             incoming = endpoint.accept() => {
                 let Some(incoming) = incoming else { break };
-                let Some(permit) = sessions.admit() else {
+                let Ok(permit) = sessions.admit(incoming.remote_address().ip()) else {
                     incoming.refuse();
                     continue;
                 };

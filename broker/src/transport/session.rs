@@ -70,6 +70,8 @@ pub fn error_code(e: &BrokerError) -> ErrorCode {
             ErrorCode::Unavailable
         }
         BrokerError::Closed => ErrorCode::ShuttingDown,
+        BrokerError::LimitReached(_) => ErrorCode::LimitReached,
+        BrokerError::RateLimited(_) => ErrorCode::RateLimited,
         e if e.is_out_of_space() => ErrorCode::Unavailable,
         _ => ErrorCode::Internal,
     }
@@ -386,6 +388,13 @@ impl Session {
     }
 
     fn publish(&mut self, id: u32, topic: &str, messages: &[WireMessage<'_>], raw: &bytes::Bytes) {
+        if let Some(Err(e)) = self
+            .grant
+            .as_ref()
+            .map(|g| g.charge_publish(messages.len()))
+        {
+            return self.send_error(id, error_code(&e), &e.to_string());
+        }
         let mut batch = Vec::with_capacity(messages.len());
         for (i, m) in messages.iter().enumerate() {
             let meta = match RecordMeta::decode(m.meta) {

@@ -6,7 +6,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
 use super::session::{self, SessionLimits};
-use super::sessions::Sessions;
+use super::sessions::{Refusal, Sessions};
 use super::tls::{Acceptor, HANDSHAKE_TIMEOUT};
 use crate::auth::Auth;
 use crate::broker::Broker;
@@ -16,6 +16,8 @@ use crate::broker::Broker;
 pub struct TcpConfig {
     /// Connections served at once; more are refused with an Error frame.
     pub max_connections: usize,
+    /// Connections from one address at once (`LimitReached` beyond).
+    pub max_connections_per_ip: usize,
     /// Per-connection limits.
     pub limits: SessionLimits,
     /// Tokens and their rights (open by default).
@@ -28,6 +30,7 @@ impl Default for TcpConfig {
     fn default() -> Self {
         Self {
             max_connections: 10_000,
+            max_connections_per_ip: 10_000,
             limits: SessionLimits::default(),
             auth: Auth::open(),
             tls: None,
@@ -46,7 +49,7 @@ pub async fn serve(
     config: TcpConfig,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let sessions = Sessions::new(config.max_connections);
+    let sessions = Sessions::new(config.max_connections, config.max_connections_per_ip);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -63,8 +66,8 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                match sessions.admit() {
-                    Some(permit) => {
+                match sessions.admit(peer.ip()) {
+                    Ok(permit) => {
                         let (broker, limits, auth, tls, token) = (broker.clone(), config.limits.clone(), config.auth.clone(), config.tls.clone(), sessions.token());
                         sessions.spawn(async move {
                             match tls {
@@ -87,11 +90,15 @@ pub async fn serve(
                             tracing::debug!(%peer, "connection closed");
                         });
                     }
-                    None => sessions.spawn(async move {
+                    Err(refusal) => sessions.spawn(async move {
                         let mut stream = stream;
                         let mut buf = Vec::new();
-                        let message = "too many connections";
-                        let _ = Frame::Error { code: ErrorCode::TooManyConnections, message }.encode(0, &mut buf);
+                        let (code, message) = match refusal {
+                            Refusal::Total => (ErrorCode::TooManyConnections, "too many connections"),
+                            Refusal::PerAddress => (ErrorCode::LimitReached, "too many connections from this address"),
+                        };
+                        tracing::debug!(%peer, message, "connection refused");
+                        let _ = Frame::Error { code, message }.encode(0, &mut buf);
                         let _ = stream.write_all(&buf).await;
                         let _ = stream.shutdown().await;
                     }),
