@@ -166,7 +166,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             );
         }
         tracing::warn!(
-            "no tokens configured: every client may publish, read and administer (loopback only)"
+            "no tokens configured: every client may publish, read and administer"
         );
     }
     let limits = &file.limits;
