@@ -41,17 +41,12 @@ impl Tally {
     }
 }
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 fn memory_kb(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("RssAnon:"), field("VmRSS:"))
+    let [anon, rss] = common::status_kb(pid, ["RssAnon:", "VmRSS:"]);
+    (anon, rss)
 }
 
 struct Broker {

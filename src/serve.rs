@@ -165,9 +165,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 exposed.join(", ")
             );
         }
-        tracing::warn!(
-            "no tokens configured: every client may publish, read and administer"
-        );
+        tracing::warn!("no tokens configured: every client may publish, read and administer");
     }
     let limits = &file.limits;
     let config = BrokerConfig {

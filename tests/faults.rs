@@ -20,16 +20,8 @@ use tokio::io::AsyncWriteExt;
 
 /// Peak and current resident memory of a process, KiB.
 fn memory_kb(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmHWM:"), field("VmRSS:"))
+    let [peak, now] = common::status_kb(pid, ["VmHWM:", "VmRSS:"]);
+    (peak, now)
 }
 
 fn payload(round: u32, i: u64) -> Vec<u8> {

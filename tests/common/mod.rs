@@ -351,18 +351,23 @@ pub fn raise_fd_limit() -> u64 {
     lim.current.unwrap_or(u64::MAX)
 }
 
-/// Resident memory of a process from /proc (kB): (anonymous, total).
-pub fn rss_kb(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    let field = |name: &str| {
+/// Fields of a process's /proc status in kB, e.g. `["VmHWM:", "VmRSS:"]`.
+pub fn status_kb<const N: usize>(pid: u32, names: [&str; N]) -> [u64; N] {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    names.map(|name| {
         status
             .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
-    };
-    (field("RssAnon:"), field("VmRSS:"))
+    })
+}
+
+/// Resident memory of a process from /proc (kB): (anonymous, total).
+pub fn rss_kb(pid: u32) -> (u64, u64) {
+    let [anon, total] = status_kb(pid, ["RssAnon:", "VmRSS:"]);
+    (anon, total)
 }
 
 /// The HTTP edge over `broker` on 127.0.0.1 port 0, in this process.
