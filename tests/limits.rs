@@ -170,6 +170,46 @@ async fn limits_refuse_clearly_and_the_broker_keeps_serving() {
     let r = hook(2).await.unwrap();
     assert_eq!(r.status().as_u16(), 403);
     assert!(r.text().await.unwrap().contains("1 hooks"));
+    // Every refusal was counted, and /metrics shows them (admin only).
+    let r = http
+        .get(format!("{base}/metrics"))
+        .bearer_auth("slow")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    let text = http
+        .get(format!("{base}/metrics"))
+        .bearer_auth("fast")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let count = |line: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(line))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {line} in {text}"))
+    };
+    for reason in [
+        "LimitReached",
+        "RateLimited",
+        "MessageTooLarge",
+        "Forbidden",
+    ] {
+        let line = format!("fanlog_refusals_total{{interface=\"binary\",reason=\"{reason}\"}}");
+        assert!(count(&line) >= 1, "{line}");
+    }
+    assert!(
+        count("fanlog_refusals_total{interface=\"binary\",reason=\"PerAddressConnections\"}") >= 1
+    );
+    for status in ["403", "413", "429"] {
+        let line = format!("fanlog_refusals_total{{interface=\"http\",reason=\"{status}\"}}");
+        assert!(count(&line) >= 1, "{line}");
+    }
+    assert!(count("fanlog_topic_next_seq{topic=\"t1\"}") >= 8);
     drop((c, slow));
     assert!(serve.terminate().success());
 }

@@ -106,6 +106,7 @@ struct Inner {
     create: Mutex<()>,
     flusher: Flusher,
     closed: AtomicBool,
+    metrics: crate::metrics::Metrics,
     _lock: File,
 }
 
@@ -188,9 +189,16 @@ impl Broker {
                 create: Mutex::new(()),
                 flusher,
                 closed: AtomicBool::new(false),
+                metrics: crate::metrics::Metrics::default(),
                 _lock: lock,
             }),
         })
+    }
+
+    /// Counters for `GET /metrics`.
+    #[must_use]
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.inner.metrics
     }
 
     /// The data directory.

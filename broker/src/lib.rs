@@ -46,6 +46,7 @@ mod error;
 mod flusher;
 pub mod hooks;
 mod log;
+pub mod metrics;
 mod offsets;
 mod record;
 mod subscription;

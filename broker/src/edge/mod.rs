@@ -13,6 +13,7 @@ mod auth;
 mod console;
 mod hooks;
 mod json;
+mod metrics;
 mod poll;
 mod sse;
 mod topics;
@@ -141,6 +142,7 @@ pub fn router(state: EdgeState) -> Router {
         .route("/", get(console::page))
         .route("/healthz", get(healthz))
         .route("/asyncapi.json", get(asyncapi::document))
+        .route("/metrics", get(metrics::metrics))
         .route("/topics", get(topics::list))
         .route("/topics/{topic}", get(topics::info))
         .route(
@@ -168,6 +170,10 @@ pub fn router(state: EdgeState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::layer,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::count_refusals,
         ))
         .layer(cors)
         .with_state(state)

@@ -215,6 +215,7 @@ impl Session {
     }
 
     fn send_error(&mut self, id: u32, code: ErrorCode, message: &str) {
+        self.broker.metrics().refused("binary", format!("{code:?}"));
         // An Error frame always encodes (the message is cut to fit).
         let _ = Frame::Error { code, message }.encode(id, self.out.buf());
     }

@@ -90,7 +90,9 @@ pub async fn serve(
                             tracing::debug!(%peer, "connection closed");
                         });
                     }
-                    Err(refusal) => sessions.spawn(async move {
+                    Err(refusal) => {
+                        broker.metrics().refused("binary", format!("{refusal:?}Connections"));
+                        sessions.spawn(async move {
                         let mut stream = stream;
                         let mut buf = Vec::new();
                         let (code, message) = match refusal {
@@ -101,7 +103,8 @@ pub async fn serve(
                         let _ = Frame::Error { code, message }.encode(0, &mut buf);
                         let _ = stream.write_all(&buf).await;
                         let _ = stream.shutdown().await;
-                    }),
+                        });
+                    }
                 }
             }
         }
