@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing of every target on stable Rust (libFuzzer with
 # LLVM sanitizer-coverage), each for a bounded time.
-# Usage: fuzz/run.sh [SECONDS_PER_TARGET] (default 60)
+# Usage: fuzz/run.sh [SECONDS_PER_TARGET] (default 60); FUZZ_TARGETS="a b"
+# picks targets (default: all).
 set -euo pipefail
 cd "$(dirname "$0")"
 secs="${1:-60}"
@@ -11,7 +12,7 @@ export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4
  -Cllvm-args=-sanitizer-coverage-trace-compares -Cdebug-assertions -Coverflow-checks"
 # --target keeps the flags off build scripts.
 cargo build --release --target "$target" --target-dir target/cov
-for t in frame_decode record_parse segment_recovery cloudevents_parse; do
+for t in ${FUZZ_TARGETS:-frame_decode record_parse segment_recovery cloudevents_parse edge_inputs}; do
   mkdir -p "corpus/$t" artifacts
   echo "fuzzing $t for ${secs}s" >&2
   "target/cov/$target/release/$t" "corpus/$t" -max_total_time="$secs" -max_len=65536 \

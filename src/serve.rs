@@ -298,6 +298,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             cors_origins: args.cors_origins.clone(),
             api_servers,
             max_body: limits.max_request_body,
+            max_connections: limits.max_connections,
+            max_connections_per_ip: limits.max_connections_per_ip,
             ..edge::HttpConfig::default()
         };
         let state = edge::EdgeState::new(broker.clone(), config, CancellationToken::new())

@@ -170,6 +170,33 @@ async fn limits_refuse_clearly_and_the_broker_keeps_serving() {
     let r = hook(2).await.unwrap();
     assert_eq!(r.status().as_u16(), 403);
     assert!(r.text().await.unwrap().contains("1 hooks"));
+    // Connections per address on the HTTP edge too: among a few raw
+    // connections (beside the client's pooled one), one is closed at once.
+    let http_addr = serve.http.clone().unwrap();
+    let mut raw = Vec::new();
+    let mut closed_at_once = false;
+    for _ in 0..6 {
+        let mut s = tokio::net::TcpStream::connect(&http_addr).await.unwrap();
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(
+            Duration::from_millis(300),
+            tokio::io::AsyncReadExt::read(&mut s, &mut byte),
+        )
+        .await;
+        if matches!(read, Ok(Ok(0)) | Ok(Err(_))) {
+            closed_at_once = true;
+            break;
+        }
+        raw.push(s);
+    }
+    assert!(
+        closed_at_once,
+        "the HTTP edge took {} raw connections",
+        raw.len()
+    );
+    drop(raw);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
     // Every refusal was counted, and /metrics shows them (admin only).
     let r = http
         .get(format!("{base}/metrics"))
@@ -204,6 +231,9 @@ async fn limits_refuse_clearly_and_the_broker_keeps_serving() {
     }
     assert!(
         count("fanlog_refusals_total{interface=\"binary\",reason=\"PerAddressConnections\"}") >= 1
+    );
+    assert!(
+        count("fanlog_refusals_total{interface=\"http\",reason=\"PerAddressConnections\"}") >= 1
     );
     for status in ["403", "413", "429"] {
         let line = format!("fanlog_refusals_total{{interface=\"http\",reason=\"{status}\"}}");

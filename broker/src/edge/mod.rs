@@ -23,12 +23,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::transport::sessions::{Permit, Sessions};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -37,7 +37,7 @@ use crate::broker::Broker;
 use crate::error::BrokerError;
 
 pub use asyncapi::ApiServer;
-pub use ws::close_code;
+pub use ws::{PublishOp, close_code, parse_op};
 
 /// Settings of the HTTP edge.
 #[derive(Debug, Clone)]
@@ -67,6 +67,10 @@ pub struct HttpConfig {
     /// The binary-protocol listeners to list in `/asyncapi.json` (the HTTP
     /// edge lists itself from the request's `Host`).
     pub api_servers: Vec<ApiServer>,
+    /// Connections served at once, and from one address; more are closed
+    /// at once (and counted in `/metrics`).
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for HttpConfig {
@@ -80,6 +84,8 @@ impl Default for HttpConfig {
             slow_consumer_timeout: Duration::from_secs(30),
             page_bytes: 256 << 10,
             api_servers: Vec::new(),
+            max_connections: 10_000,
+            max_connections_per_ip: 10_000,
         }
     }
 }
@@ -189,20 +195,7 @@ pub async fn serve(
     state: EdgeState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let token = state.shutdown.clone();
-    // `into_make_service` hands each connection a clone of the built router
-    // (a reference count); serving the `Router` itself would rebuild its
-    // route table for every connection, about 13 KiB each.
-    // Events go out as they happen: no Nagle delay behind a small write.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, router(state).into_make_service())
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            token.cancel();
-        })
-        .await
+    serve_on(listener, None, state, shutdown).await
 }
 
 /// Serves `router(state)` over TLS (HTTPS) on `listener`, like [`serve`].
@@ -215,12 +208,29 @@ pub async fn serve_tls(
     state: EdgeState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_on(listener, Some(tls.0), state, shutdown).await
+}
+
+async fn serve_on(
+    tcp: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    state: EdgeState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let token = state.shutdown.clone();
-    let listener = TlsListener {
-        tcp: listener,
-        tls: tls.0,
+    let listener = EdgeListener {
+        tcp,
+        tls,
         handshakes: tokio::task::JoinSet::new(),
+        sessions: Sessions::new(
+            state.config.max_connections,
+            state.config.max_connections_per_ip,
+        ),
+        broker: state.broker.clone(),
     };
+    // `into_make_service` hands each connection a clone of the built router
+    // (a reference count); serving the `Router` itself would rebuild its
+    // route table for every connection, about 13 KiB each.
     axum::serve(listener, router(state).into_make_service())
         .with_graceful_shutdown(async move {
             shutdown.await;
@@ -233,21 +243,95 @@ pub async fn serve_tls(
 /// kernel's backlog.
 const MAX_HANDSHAKES: usize = 1024;
 
-/// TCP connections, each handed on once its TLS handshake is done; the
-/// handshakes run concurrently, so a slow client holds up no other.
-struct TlsListener {
-    tcp: TcpListener,
-    tls: tokio_rustls::TlsAcceptor,
-    handshakes: tokio::task::JoinSet<
-        Option<(
-            tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
-            std::net::SocketAddr,
-        )>,
-    >,
+/// An accepted connection, plain or TLS, holding its place under the
+/// connection limits until it closes.
+pub(crate) struct Conn {
+    io: ConnIo,
+    _place: Permit,
 }
 
-impl axum::serve::Listener for TlsListener {
-    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+enum ConnIo {
+    Plain(tokio::net::TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>),
+}
+
+impl tokio::io::AsyncRead for Conn {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match &mut self.get_mut().io {
+            ConnIo::Plain(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            ConnIo::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Conn {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match &mut self.get_mut().io {
+            ConnIo::Plain(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            ConnIo::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match &mut self.get_mut().io {
+            ConnIo::Plain(s) => std::pin::Pin::new(s).poll_write_vectored(cx, bufs),
+            ConnIo::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match &self.io {
+            ConnIo::Plain(s) => s.is_write_vectored(),
+            ConnIo::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match &mut self.get_mut().io {
+            ConnIo::Plain(s) => std::pin::Pin::new(s).poll_flush(cx),
+            ConnIo::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match &mut self.get_mut().io {
+            ConnIo::Plain(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+            ConnIo::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// The edge's listener: TCP accepts under the connection limits (a
+/// connection over them is closed at once and counted), then, with TLS,
+/// handshakes that run concurrently so a slow client holds up no other.
+struct EdgeListener {
+    tcp: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    handshakes: tokio::task::JoinSet<Option<(Conn, std::net::SocketAddr)>>,
+    sessions: Sessions,
+    broker: Broker,
+}
+
+impl axum::serve::Listener for EdgeListener {
+    type Io = Conn;
     type Addr = std::net::SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
@@ -262,12 +346,26 @@ impl axum::serve::Listener for TlsListener {
                             continue;
                         }
                     };
+                    // Events go out as they happen: no Nagle delay behind
+                    // a small write.
                     let _ = stream.set_nodelay(true);
-                    let tls = self.tls.clone();
+                    let place = match self.sessions.admit(peer.ip()) {
+                        Ok(p) => p,
+                        Err(refusal) => {
+                            tracing::debug!(%peer, ?refusal, "HTTP connection refused");
+                            self.broker
+                                .metrics()
+                                .refused("http", format!("{refusal:?}Connections"));
+                            continue;
+                        }
+                    };
+                    let Some(tls) = self.tls.clone() else {
+                        return (Conn { io: ConnIo::Plain(stream), _place: place }, peer);
+                    };
                     self.handshakes.spawn(async move {
                         let timeout = crate::transport::tls::HANDSHAKE_TIMEOUT;
                         match tokio::time::timeout(timeout, tls.accept(stream)).await {
-                            Ok(Ok(s)) => Some((s, peer)),
+                            Ok(Ok(s)) => Some((Conn { io: ConnIo::Tls(Box::new(s)), _place: place }, peer)),
                             Ok(Err(e)) => {
                                 tracing::debug!(%peer, error = %e, "TLS handshake failed");
                                 None

@@ -97,6 +97,53 @@ struct Op {
     id: Option<serde_json::Value>,
 }
 
+/// A client's publish op, decoded.
+#[derive(Debug)]
+pub struct PublishOp {
+    /// The client's request id, echoed in the ack.
+    pub id: Option<serde_json::Value>,
+    pub message: Message,
+}
+
+/// Decodes one text frame from a client: `{"op": "publish", "data": ...,
+/// "content_type"?, "encoding"?: "base64", "id"?}`.
+///
+/// # Errors
+/// Why the frame is not a publish op (the socket closes with 4400).
+pub fn parse_op(text: &str) -> Result<PublishOp, String> {
+    let op: Op = serde_json::from_str(text).map_err(|e| format!("bad JSON: {e}"))?;
+    if op.op != "publish" {
+        return Err(format!("unknown op {:?}", op.op));
+    }
+    let (payload, content_type) = match (op.data, op.encoding.as_deref()) {
+        (Some(serde_json::Value::String(s)), None) => (Bytes::from(s), op.content_type),
+        (Some(serde_json::Value::String(s)), Some("base64")) => (
+            base64::engine::general_purpose::STANDARD
+                .decode(s)
+                .map(Bytes::from)
+                .map_err(|e| format!("data is not base64: {e}"))?,
+            op.content_type,
+        ),
+        (Some(_), Some(other)) => return Err(format!("unknown encoding {other:?}")),
+        (Some(v), None) => (
+            Bytes::from(v.to_string()),
+            op.content_type.or_else(|| Some("application/json".into())),
+        ),
+        (None, _) => return Err("publish needs data".into()),
+    };
+    Ok(PublishOp {
+        id: op.id,
+        message: Message {
+            payload,
+            meta: RecordMeta {
+                content_type,
+                ..RecordMeta::default()
+            },
+            ..Message::default()
+        },
+    })
+}
+
 /// Why the loop ended: the peer left, or the broker closes with a code.
 enum End {
     PeerGone,
@@ -239,47 +286,20 @@ impl Session {
     /// Handles one client frame; an error closes the socket.
     /// Runs one client op; a refusal closes the socket with its code.
     fn op(&mut self, text: &str) -> Result<(), (u16, String)> {
-        let bad = |why: String| (close_code::BAD_REQUEST, why);
-        let op: Op = serde_json::from_str(text).map_err(|e| bad(format!("bad JSON: {e}")))?;
-        if op.op != "publish" {
-            return Err(bad(format!("unknown op {:?}", op.op)));
-        }
+        let op = parse_op(text).map_err(|why| (close_code::BAD_REQUEST, why))?;
         if !self.may_publish {
             return Err((
                 close_code::FORBIDDEN,
                 format!("this token may not publish to {}", self.topic),
             ));
         }
-        self.publish(op).map_err(bad)
+        self.publish(op);
+        Ok(())
     }
 
     /// A publish op: appended, its ack queued in order.
-    fn publish(&mut self, op: Op) -> Result<(), String> {
-        let (payload, content_type) = match (op.data, op.encoding.as_deref()) {
-            (Some(serde_json::Value::String(s)), None) => (Bytes::from(s), op.content_type),
-            (Some(serde_json::Value::String(s)), Some("base64")) => (
-                base64::engine::general_purpose::STANDARD
-                    .decode(s)
-                    .map(Bytes::from)
-                    .map_err(|e| format!("data is not base64: {e}"))?,
-                op.content_type,
-            ),
-            (Some(_), Some(other)) => return Err(format!("unknown encoding {other:?}")),
-            (Some(v), None) => (
-                Bytes::from(v.to_string()),
-                op.content_type.or_else(|| Some("application/json".into())),
-            ),
-            (None, _) => return Err("publish needs data".into()),
-        };
-        let message = Message {
-            payload,
-            meta: RecordMeta {
-                content_type,
-                ..RecordMeta::default()
-            },
-            ..Message::default()
-        };
-        let id = op.id;
+    fn publish(&mut self, op: PublishOp) {
+        let PublishOp { id, message } = op;
         // A refused publish is answered, in order, and the socket stays open.
         let appended = self
             .grant
@@ -296,7 +316,6 @@ impl Session {
             Err(e) => Box::pin(async move { (id, Err(e)) }),
         };
         self.acks.push_back(ack);
-        Ok(())
     }
 }
 

@@ -4,7 +4,7 @@
 mod outbox;
 pub mod quic;
 mod session;
-mod sessions;
+pub(crate) mod sessions;
 pub mod tcp;
 pub mod tls;
 
