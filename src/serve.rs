@@ -6,111 +6,49 @@ use std::path::PathBuf;
 use anyhow::Context;
 use fanlog::broker::transport::{quic, tcp, tls};
 use fanlog::broker::{edge, hooks};
-use fanlog::{Broker, BrokerConfig, Durability, TopicConfig};
+use fanlog::{Broker, Durability};
+
+use crate::config::{Config, Listen, LogFormat, LogOverrides, Overrides};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-/// An address, or `off`.
-#[derive(Debug, Clone, Copy)]
-pub enum Listen {
-    Off,
-    At(SocketAddr),
-}
-
-impl std::str::FromStr for Listen {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        if s == "off" {
-            return Ok(Listen::Off);
-        }
-        s.parse()
-            .map(Listen::At)
-            .map_err(|e| format!("{s:?} is not `off` or an IP:PORT address: {e}"))
-    }
-}
-
-/// The config file (`--config`).
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    #[serde(default)]
-    auth: fanlog::broker::auth::AuthConfig,
-    #[serde(default)]
-    limits: Limits,
-}
-
-/// The `[limits]` section: each refusal is a clear error (the binary
-/// protocol's code, or HTTP 403/413/429/503).
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct Limits {
-    /// Largest message (payload and metadata), bytes.
-    max_message_bytes: usize,
-    /// Largest HTTP request body, bytes.
-    max_request_body: usize,
-    /// Largest binary-protocol frame (so a publish batch), bytes.
-    max_frame_bytes: usize,
-    max_topics: usize,
-    max_hooks: usize,
-    /// Per listener (TCP, TLS, QUIC).
-    max_connections: usize,
-    max_connections_per_ip: usize,
-    max_subscriptions_per_connection: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        let tcp = tcp::TcpConfig::default();
-        let broker = BrokerConfig::default();
-        Self {
-            max_message_bytes: broker.topic.max_message_bytes,
-            max_request_body: edge::HttpConfig::default().max_body,
-            max_frame_bytes: tcp.limits.max_frame,
-            max_topics: broker.max_topics,
-            max_hooks: hooks::HooksConfig::default().max_hooks,
-            max_connections: tcp.max_connections,
-            max_connections_per_ip: tcp.max_connections_per_ip,
-            max_subscriptions_per_connection: tcp.limits.max_subscriptions,
-        }
-    }
-}
-
-fn load_config(path: &std::path::Path) -> anyhow::Result<FileConfig> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("{} is not a valid config", path.display()))
-}
-
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
-    /// Config file (TOML): `[[auth.tokens]]` with `token` or `token_sha256`,
-    /// `publish` and `subscribe` topic patterns, and `admin`.
+    /// Config file (TOML). Every key can also come from a `FANLOG_*`
+    /// environment variable (`FANLOG_LIMITS__MAX_TOPICS`) and, for the keys
+    /// below, a flag; flags win over the environment, which wins over the
+    /// file.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Print the effective configuration (TOML, tokens as digests) and exit.
+    #[arg(long)]
+    print_config: bool,
     /// Without tokens the broker is open, so it listens on loopback only;
     /// this lets it listen on other addresses anyway.
     #[arg(long)]
     allow_open_network: bool,
-    /// Data directory.
-    #[arg(long, default_value = "./fanlog-data")]
-    data: PathBuf,
-    /// TCP listener for the binary protocol.
-    #[arg(long, default_value = "127.0.0.1:7400")]
-    tcp: SocketAddr,
-    /// QUIC listener for the binary protocol, or `off`.
-    #[arg(long, default_value = "127.0.0.1:7401")]
-    quic: Listen,
-    /// The binary protocol over TLS (same certificate as QUIC), or `off`.
-    #[arg(long, default_value = "off")]
-    tls: Listen,
+    /// Data directory [default: ./fanlog-data].
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// TCP listener for the binary protocol [default: 127.0.0.1:7400].
+    #[arg(long)]
+    tcp: Option<SocketAddr>,
+    /// QUIC listener for the binary protocol, or `off` [default: 127.0.0.1:7401].
+    #[arg(long)]
+    quic: Option<Listen>,
+    /// The binary protocol over TLS (same certificate as QUIC), or `off`
+    /// [default: off].
+    #[arg(long)]
+    tls: Option<Listen>,
     /// HTTPS listener (the same routes as --http, certificate as QUIC), or
-    /// `off`.
-    #[arg(long, default_value = "off")]
-    https: Listen,
-    /// HTTP listener (REST, SSE, WebSocket, long polling, console), or `off`.
-    #[arg(long, default_value = "127.0.0.1:7480")]
-    http: Listen,
+    /// `off` [default: off].
+    #[arg(long)]
+    https: Option<Listen>,
+    /// HTTP listener (REST, SSE, WebSocket, long polling, console), or `off`
+    /// [default: 127.0.0.1:7480].
+    #[arg(long)]
+    http: Option<Listen>,
     /// An origin (e.g. `https://app.example.com`) whose pages may call the
     /// HTTP API (CORS). Repeatable; none by default.
     #[arg(long = "cors-origin", value_name = "ORIGIN")]
@@ -124,9 +62,10 @@ pub struct ServeArgs {
     /// the Mozilla roots. Repeatable.
     #[arg(long = "hook-ca", value_name = "FILE")]
     hook_cas: Vec<PathBuf>,
-    /// When a publish is acknowledged: always | interval:MS | never.
-    #[arg(long, default_value = "interval:100")]
-    fsync: Durability,
+    /// When a publish is acknowledged, for topics that `[topics]` does not
+    /// set: always | interval:MS | never [default: interval:100].
+    #[arg(long)]
+    fsync: Option<Durability>,
     /// Certificate (PEM) for QUIC; without it a self-signed one is generated
     /// into DATA/tls/cert.pem.
     #[arg(long, requires = "tls_key")]
@@ -134,23 +73,77 @@ pub struct ServeArgs {
     /// Private key (PEM) of --tls-cert.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Log filter, `RUST_LOG` syntax [default: $RUST_LOG, else info].
+    #[arg(long = "log", value_name = "FILTER")]
+    log_filter: Option<String>,
+    /// Log lines as text or as JSON objects [default: text].
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
+}
+
+impl ServeArgs {
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            data: self.data.clone(),
+            tcp: self.tcp,
+            quic: self.quic,
+            http: self.http,
+            tls: self.tls,
+            https: self.https,
+            fsync: self.fsync,
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            cors_origins: self.cors_origins.clone(),
+            allow_hook_targets: self.allow_hook_targets.clone(),
+            hook_cas: self.hook_cas.clone(),
+            allow_open_network: self.allow_open_network,
+            log: LogOverrides {
+                filter: self.log_filter.clone(),
+                format: self.log_format,
+            },
+        }
+    }
+}
+
+/// Starts logging to stderr as `[log]` says.
+fn init_logging(log: &crate::config::LogConfig) -> anyhow::Result<()> {
+    use tracing_subscriber::EnvFilter;
+    let filter = if log.filter.is_empty() {
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))
+    } else {
+        EnvFilter::try_new(&log.filter)
+            .with_context(|| format!("bad log filter {:?}", log.filter))?
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+    }
+    .map_err(|e| anyhow::anyhow!("cannot start logging: {e}"))
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let file = match &args.config {
-        Some(p) => load_config(p)?,
-        None => FileConfig::default(),
-    };
-    let auth = fanlog::broker::auth::Auth::new(&file.auth)
+    let config = Config::load(args.config.as_deref(), &args.overrides())?;
+    if args.print_config {
+        print!("{}", config.to_toml()?);
+        return Ok(());
+    }
+    init_logging(&config.log)?;
+    let args = &config;
+    let auth = fanlog::broker::auth::Auth::new(&args.auth)
         .map_err(anyhow::Error::msg)
         .context("bad [auth] section")?;
     if auth.is_open() {
         let exposed: Vec<String> = [
             Some(args.tcp),
-            listen_addr(args.quic),
-            listen_addr(args.http),
-            listen_addr(args.tls),
-            listen_addr(args.https),
+            args.quic.addr(),
+            args.http.addr(),
+            args.tls.addr(),
+            args.https.addr(),
         ]
         .into_iter()
         .flatten()
@@ -167,26 +160,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
         tracing::warn!("no tokens configured: every client may publish, read and administer");
     }
-    let limits = &file.limits;
-    let config = BrokerConfig {
-        topic: TopicConfig {
-            durability: args.fsync,
-            max_message_bytes: limits.max_message_bytes,
-            ..TopicConfig::default()
-        },
-        max_topics: limits.max_topics,
-    };
-    config
-        .topic
-        .validate()
-        .map_err(anyhow::Error::msg)
-        .context("bad [limits]")?;
+    let limits = &args.limits;
+    let broker_config = args.broker().map_err(anyhow::Error::msg)?;
     let session_limits = fanlog::broker::transport::SessionLimits {
         max_frame: limits.max_frame_bytes,
         max_subscriptions: limits.max_subscriptions_per_connection,
         ..Default::default()
     };
-    let broker = Broker::open(&args.data, config)
+    let broker = Broker::open(&args.data, broker_config)
         .with_context(|| format!("cannot open {}", args.data.display()))?;
     let trust_pem = args
         .hook_cas
@@ -350,13 +331,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     hooks.shutdown().await;
     broker.close()?;
     Ok(())
-}
-
-fn listen_addr(l: Listen) -> Option<SocketAddr> {
-    match l {
-        Listen::Off => None,
-        Listen::At(a) => Some(a),
-    }
 }
 
 /// SIGINT and SIGTERM, handled from the moment this is made: a supervisor

@@ -86,6 +86,62 @@ async fn never_syncs_only_when_asked() {
 }
 
 #[tokio::test]
+async fn each_topic_keeps_the_durability_its_pattern_gives() {
+    use fanlog::{TopicOverrides, TopicPattern};
+    let dir = tempfile::tempdir().unwrap();
+    let with = |d| TopicOverrides {
+        durability: Some(d),
+        ..Default::default()
+    };
+    let config = fanlog::BrokerConfig {
+        topics: vec![
+            (
+                "sync.*".parse::<TopicPattern>().unwrap(),
+                with(Durability::Always),
+            ),
+            (
+                "slow".parse().unwrap(),
+                with(Durability::Interval(Duration::from_millis(600))),
+            ),
+            (
+                "fast".parse().unwrap(),
+                with(Durability::Interval(Duration::from_millis(20))),
+            ),
+        ],
+        ..common::config(Durability::Never, 1 << 20)
+    };
+    let broker = common::open(dir.path(), &config);
+    for topic in ["sync.a", "slow", "fast", "lazy"] {
+        broker.publish(topic, Message::new("x")).await.unwrap();
+    }
+    // `Always`: durable when acknowledged.
+    assert_eq!(broker.stats("sync.a").unwrap().durable_seq, 1);
+    // Interval 20 ms: synced well before the 600 ms topic.
+    let start = tokio::time::Instant::now();
+    while broker.stats("fast").unwrap().durable_seq < 1 {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "fast never synced"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    if start.elapsed() < Duration::from_millis(300) {
+        assert_eq!(broker.stats("slow").unwrap().durable_seq, 0, "synced early");
+    }
+    while broker.stats("slow").unwrap().durable_seq < 1 {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "slow never synced"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The default, `Never`: only a flush syncs it.
+    assert_eq!(broker.stats("lazy").unwrap().durable_seq, 0);
+    broker.flush().unwrap();
+    assert_eq!(broker.stats("lazy").unwrap().durable_seq, 1);
+}
+
+#[tokio::test]
 async fn closing_ends_subscriptions_after_what_was_published() {
     let dir = tempfile::tempdir().unwrap();
     let broker = common::open(dir.path(), &common::config(Durability::Never, 1 << 20));

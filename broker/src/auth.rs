@@ -17,23 +17,50 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+
+use crate::config::TopicPattern;
 
 /// The `[auth]` section of the config file.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
+    /// The tokens; none means the broker is open.
     #[serde(default)]
     pub tokens: Vec<TokenConfig>,
 }
 
+impl AuthConfig {
+    /// The same tokens with each plain `token` replaced by its
+    /// `token_sha256`, so the configuration can be shown without secrets.
+    #[must_use]
+    pub fn redacted(&self) -> Self {
+        let tokens = self
+            .tokens
+            .iter()
+            .map(|t| TokenConfig {
+                token: None,
+                token_sha256: t
+                    .token
+                    .as_ref()
+                    .map(|tok| hex(&sha256(tok.as_bytes())))
+                    .or_else(|| t.token_sha256.clone()),
+                ..t.clone()
+            })
+            .collect();
+        Self { tokens }
+    }
+}
+
 /// One `[[auth.tokens]]` entry.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenConfig {
     /// The token itself, or ...
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
     /// ... its SHA-256 in hex, to keep it out of the file.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub token_sha256: Option<String>,
     /// Topic patterns: an exact name, or a prefix ending in `*`.
     #[serde(default)]
@@ -45,6 +72,7 @@ pub struct TokenConfig {
     pub admin: bool,
     /// Most messages per second this token may publish (over all its
     /// connections), with a burst of one second's worth.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub publish_rate: Option<f64>,
 }
 
@@ -85,37 +113,11 @@ impl Bucket {
     }
 }
 
-/// A topic pattern: `orders` or `orders.*` (any name starting `orders.`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Pattern {
-    Exact(String),
-    Prefix(String),
-}
-
-impl Pattern {
-    fn parse(p: &str) -> Result<Self, String> {
-        match p.strip_suffix('*') {
-            Some(prefix) if !prefix.contains('*') => Ok(Self::Prefix(prefix.to_owned())),
-            None if !p.is_empty() && !p.contains('*') => Ok(Self::Exact(p.to_owned())),
-            _ => Err(format!(
-                "topic pattern {p:?}: a name, or a prefix ending in a single *"
-            )),
-        }
-    }
-
-    fn matches(&self, topic: &str) -> bool {
-        match self {
-            Self::Exact(t) => t == topic,
-            Self::Prefix(p) => topic.starts_with(p.as_str()),
-        }
-    }
-}
-
 /// What one token may do.
 #[derive(Debug, Clone)]
 pub struct Grant {
-    publish: Vec<Pattern>,
-    subscribe: Vec<Pattern>,
+    publish: Vec<TopicPattern>,
+    subscribe: Vec<TopicPattern>,
     admin: bool,
     /// The token's publish rate, shared by all its connections.
     limiter: Option<Arc<Bucket>>,
@@ -140,7 +142,7 @@ impl Grant {
     /// Every right (an open broker).
     #[must_use]
     pub fn all() -> Self {
-        let any = vec![Pattern::Prefix(String::new())];
+        let any = vec![TopicPattern::Prefix(String::new())];
         Self {
             publish: any.clone(),
             subscribe: any,
@@ -248,9 +250,13 @@ fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn random_id() -> String {
-    let bytes: [u8; 24] = rand::random();
+/// Lower-case hex of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn random_id() -> String {
+    hex(&rand::random::<[u8; 24]>())
 }
 
 impl Auth {
@@ -288,7 +294,10 @@ impl Auth {
             };
             let patterns = |list: &[String]| {
                 list.iter()
-                    .map(|p| Pattern::parse(p).map_err(|e| format!("auth token {n}: {e}")))
+                    .map(|p| {
+                        p.parse::<TopicPattern>()
+                            .map_err(|e| format!("auth token {n}: {e}"))
+                    })
                     .collect::<Result<Vec<_>, _>>()
             };
             let limiter = match t.publish_rate {
@@ -396,10 +405,7 @@ mod tests {
 
     #[test]
     fn tokens_grant_by_topic_pattern() {
-        let hex: String = sha256(b"hashed")
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let digest = hex(&sha256(b"hashed"));
         let auth = config(vec![
             TokenConfig {
                 token: Some("a-writer".into()),
@@ -408,7 +414,7 @@ mod tests {
                 ..TokenConfig::default()
             },
             TokenConfig {
-                token_sha256: Some(hex),
+                token_sha256: Some(digest),
                 admin: true,
                 ..TokenConfig::default()
             },

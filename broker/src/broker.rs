@@ -147,7 +147,7 @@ impl Broker {
     /// [`BrokerError::DataDirInUse`] when another broker holds `dir`,
     /// [`BrokerError::Io`] when files cannot be opened.
     pub fn open(dir: impl AsRef<Path>, config: BrokerConfig) -> Result<Self> {
-        config.topic.validate().map_err(BrokerError::Config)?;
+        config.validate().map_err(BrokerError::Config)?;
         let dir = dir.as_ref().to_owned();
         let topics_dir = dir.join("topics");
         std::fs::create_dir_all(&topics_dir).map_err(BrokerError::io(&topics_dir))?;
@@ -176,10 +176,7 @@ impl Broker {
             let topic = open_topic(&topics_dir, name.clone(), &config, now)?;
             registry.write().insert(name, Arc::new(topic));
         }
-        let period = match config.topic.durability {
-            Durability::Interval(d) => d,
-            _ => Duration::from_secs(1),
-        };
+        let period = config.shortest_interval().unwrap_or(Duration::from_secs(1));
         let flusher = Flusher::start(registry.clone(), period).map_err(BrokerError::io(&dir))?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -251,7 +248,7 @@ impl Broker {
             &self.inner.config,
             now_us(),
         )?);
-        if self.inner.config.topic.durability != Durability::Never {
+        if t.log.config().durability != Durability::Never {
             crate::log::mmap::sync_dir(&topics_dir).map_err(BrokerError::io(&topics_dir))?;
         }
         self.inner.topics.write().insert(name, t.clone());
@@ -300,7 +297,10 @@ impl Broker {
             return Err(BrokerError::EmptyBatch);
         }
         // Validate before creating anything: a refused publish leaves no trace.
-        let max = self.inner.config.topic.max_message_bytes;
+        let max = match self.inner.topics.read().get(topic) {
+            Some(t) => t.log.config().max_message_bytes,
+            None => self.inner.config.topic_config(topic).max_message_bytes,
+        };
         let mut metas = Vec::with_capacity(messages.len());
         for (index, m) in messages.iter().enumerate() {
             let meta = m
@@ -529,8 +529,10 @@ fn open_topic(
     now: u64,
 ) -> Result<Topic> {
     let dir = topics_dir.join(name.as_str());
-    let log = TopicLog::open(name, &dir, config.topic.clone(), now)?;
-    let offsets = OffsetStore::open(&dir, config.topic.durability)?;
+    let topic_config = config.topic_config(name.as_str());
+    let durability = topic_config.durability;
+    let log = TopicLog::open(name, &dir, topic_config, now)?;
+    let offsets = OffsetStore::open(&dir, durability)?;
     Ok(Topic { log, offsets })
 }
 

@@ -125,13 +125,109 @@ impl TopicConfig {
     }
 }
 
+/// A topic pattern: an exact name (`orders`), or a prefix ending in `*`
+/// (`orders.*` matches every name starting `orders.`; `*` matches all).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum TopicPattern {
+    /// This name only.
+    Exact(String),
+    /// Every name starting with this prefix.
+    Prefix(String),
+}
+
+/// A topic pattern that is neither a name nor a prefix ending in one `*`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("topic pattern {0:?}: expected a name, or a prefix ending in a single *")]
+pub struct ParsePatternError(String);
+
+impl FromStr for TopicPattern {
+    type Err = ParsePatternError;
+
+    fn from_str(p: &str) -> Result<Self, Self::Err> {
+        match p.strip_suffix('*') {
+            Some(prefix) if !prefix.contains('*') => Ok(Self::Prefix(prefix.to_owned())),
+            None if !p.is_empty() && !p.contains('*') => Ok(Self::Exact(p.to_owned())),
+            _ => Err(ParsePatternError(p.to_owned())),
+        }
+    }
+}
+
+impl fmt::Display for TopicPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Exact(t) => f.write_str(t),
+            Self::Prefix(p) => write!(f, "{p}*"),
+        }
+    }
+}
+
+impl TopicPattern {
+    /// Whether `topic` is matched.
+    #[must_use]
+    pub fn matches(&self, topic: &str) -> bool {
+        match self {
+            Self::Exact(t) => t == topic,
+            Self::Prefix(p) => topic.starts_with(p.as_str()),
+        }
+    }
+
+    /// Orders patterns from the least to the most specific: prefixes by
+    /// length, then exact names.
+    fn specificity(&self) -> (bool, usize) {
+        match self {
+            Self::Exact(t) => (true, t.len()),
+            Self::Prefix(p) => (false, p.len()),
+        }
+    }
+}
+
+/// Settings that a topic pattern overrides; `None` keeps the value from
+/// [`BrokerConfig::topic`] (or from a less specific pattern).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TopicOverrides {
+    /// See [`TopicConfig::segment_bytes`].
+    pub segment_bytes: Option<u64>,
+    /// See [`TopicConfig::max_message_bytes`].
+    pub max_message_bytes: Option<usize>,
+    /// See [`TopicConfig::retention_bytes`].
+    pub retention_bytes: Option<u64>,
+    /// See [`TopicConfig::retention_age`].
+    pub retention_age: Option<Duration>,
+    /// See [`TopicConfig::durability`].
+    pub durability: Option<Durability>,
+}
+
+impl TopicOverrides {
+    fn apply(&self, c: &mut TopicConfig) {
+        if let Some(v) = self.segment_bytes {
+            c.segment_bytes = v;
+        }
+        if let Some(v) = self.max_message_bytes {
+            c.max_message_bytes = v;
+        }
+        if let Some(v) = self.retention_bytes {
+            c.retention_bytes = Some(v);
+        }
+        if let Some(v) = self.retention_age {
+            c.retention_age = Some(v);
+        }
+        if let Some(v) = self.durability {
+            c.durability = v;
+        }
+    }
+}
+
 /// Settings of a broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerConfig {
-    /// Settings every topic gets.
+    /// Settings every topic gets, unless a pattern in `topics` overrides them.
     pub topic: TopicConfig,
     /// Most topics; creating one more is refused.
     pub max_topics: usize,
+    /// Per-topic settings: every pattern that matches a topic applies, the
+    /// more specific over the less (longer prefixes over shorter, an exact
+    /// name over any prefix).
+    pub topics: Vec<(TopicPattern, TopicOverrides)>,
 }
 
 impl Default for BrokerConfig {
@@ -139,7 +235,55 @@ impl Default for BrokerConfig {
         Self {
             topic: TopicConfig::default(),
             max_topics: 10_000,
+            topics: Vec::new(),
         }
+    }
+}
+
+impl BrokerConfig {
+    /// The settings of topic `name`: [`BrokerConfig::topic`] with every
+    /// matching pattern's overrides applied, least specific first.
+    #[must_use]
+    pub fn topic_config(&self, name: &str) -> TopicConfig {
+        let mut matching: Vec<&(TopicPattern, TopicOverrides)> = self
+            .topics
+            .iter()
+            .filter(|(p, _)| p.matches(name))
+            .collect();
+        matching.sort_by_key(|(p, _)| p.specificity());
+        let mut c = self.topic.clone();
+        for (_, o) in matching {
+            o.apply(&mut c);
+        }
+        c
+    }
+
+    /// Checks the defaults and every pattern's settings (each applied to
+    /// the defaults).
+    ///
+    /// # Errors
+    /// A message naming the pattern and the setting that is out of range.
+    pub fn validate(&self) -> Result<(), String> {
+        self.topic.validate()?;
+        for (p, o) in &self.topics {
+            let mut c = self.topic.clone();
+            o.apply(&mut c);
+            c.validate()
+                .map_err(|e| format!("topics {:?}: {e}", p.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// The shortest sync interval of any topic: how often the flusher must
+    /// look at `interval:MS` topics.
+    pub(crate) fn shortest_interval(&self) -> Option<Duration> {
+        std::iter::once(self.topic.durability)
+            .chain(self.topics.iter().filter_map(|(_, o)| o.durability))
+            .filter_map(|d| match d {
+                Durability::Interval(i) => Some(i),
+                _ => None,
+            })
+            .min()
     }
 }
 
@@ -170,5 +314,67 @@ mod tests {
             ..TopicConfig::default()
         };
         assert!(small.validate().unwrap_err().contains("max_message_bytes"));
+    }
+
+    #[test]
+    fn patterns_parse_and_the_most_specific_wins() {
+        for bad in ["", "a*b*", "**", "a*b"] {
+            assert!(bad.parse::<TopicPattern>().is_err(), "{bad}");
+        }
+        let p = |s: &str| s.parse::<TopicPattern>().unwrap();
+        assert!(p("*").matches("anything"));
+        assert!(p("orders.*").matches("orders.eu") && !p("orders.*").matches("orders"));
+        assert!(p("orders").matches("orders") && !p("orders").matches("orders.eu"));
+        assert_eq!(p("orders.*").to_string(), "orders.*");
+        let config = BrokerConfig {
+            topics: vec![
+                (
+                    p("orders"),
+                    TopicOverrides {
+                        durability: Some(Durability::Always),
+                        ..Default::default()
+                    },
+                ),
+                (
+                    p("ord*"),
+                    TopicOverrides {
+                        retention_bytes: Some(1 << 30),
+                        durability: Some(Durability::Never),
+                        ..Default::default()
+                    },
+                ),
+                (
+                    p("*"),
+                    TopicOverrides {
+                        segment_bytes: Some(1 << 20),
+                        durability: Some(Durability::Interval(Duration::from_millis(5))),
+                        ..Default::default()
+                    },
+                ),
+            ],
+            ..BrokerConfig::default()
+        };
+        let orders = config.topic_config("orders");
+        assert_eq!(orders.durability, Durability::Always);
+        assert_eq!(orders.retention_bytes, Some(1 << 30));
+        assert_eq!(orders.segment_bytes, 1 << 20);
+        assert_eq!(config.topic_config("ordinal").durability, Durability::Never);
+        assert_eq!(
+            config.topic_config("other").durability,
+            Durability::Interval(Duration::from_millis(5))
+        );
+        assert_eq!(config.shortest_interval(), Some(Duration::from_millis(5)));
+        let bad = BrokerConfig {
+            topics: vec![(
+                p("big"),
+                TopicOverrides {
+                    segment_bytes: Some(10),
+                    ..Default::default()
+                },
+            )],
+            ..BrokerConfig::default()
+        };
+        let e = bad.validate().unwrap_err();
+        assert!(e.contains("\"big\"") && e.contains("segment_bytes"), "{e}");
     }
 }

@@ -65,9 +65,12 @@ impl Flusher {
     }
 }
 
+/// `period` is the shortest sync interval of any topic; a topic with a
+/// longer one is synced on the first tick after its own interval passed.
 fn run(registry: &Registry, rx: &Receiver<Msg>, period: Duration) {
     let ticker = tick(period);
     let mut last_retention = Instant::now();
+    let mut last_sync: HashMap<TopicName, Instant> = HashMap::new();
     loop {
         select! {
             recv(rx) -> msg => {
@@ -96,9 +99,17 @@ fn run(registry: &Registry, rx: &Receiver<Msg>, period: Duration) {
             }
             recv(ticker) -> _ => {
                 let topics: Vec<Arc<Topic>> = registry.read().values().cloned().collect();
+                let now = Instant::now();
                 for t in &topics {
-                    if t.log.sync_interval().is_some() && t.log.dirty() {
-                        let _ = t.log.sync();
+                    if let Some(interval) = t.log.sync_interval() {
+                        let last = last_sync.entry(t.log.name().clone()).or_insert(now);
+                        // Half a tick of slack: ticks are not exact.
+                        if now.duration_since(*last) + period / 2 >= interval {
+                            *last = now;
+                            if t.log.dirty() {
+                                let _ = t.log.sync();
+                            }
+                        }
                     }
                     if let Err(e) = t.offsets.sync() {
                         tracing::error!(topic = %t.log.name(), error = %e, "offsets sync failed");

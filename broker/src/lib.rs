@@ -53,7 +53,10 @@ mod subscription;
 pub mod transport;
 
 pub use broker::{Appended, Broker, ReadBatch, TopicInfo, TopicStats};
-pub use config::{BrokerConfig, Durability, ParseDurabilityError, TopicConfig};
+pub use config::{
+    BrokerConfig, Durability, ParseDurabilityError, ParsePatternError, TopicConfig, TopicOverrides,
+    TopicPattern,
+};
 pub use error::{BrokerError, Result};
 pub use fanlog_protocol::{GroupName, Header, Message, Producer, RecordMeta, TopicName};
 pub use log::RecoveryReport;

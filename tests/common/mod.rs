@@ -231,8 +231,14 @@ impl ServeProcess {
 impl ServeProcess {
     /// Starts the real binary on port 0 and waits for its `listening` lines.
     pub fn start(data: &Path, args: &[&str]) -> Self {
+        Self::start_with_env(data, args, &[])
+    }
+
+    /// [`ServeProcess::start`] with these environment variables set.
+    pub fn start_with_env(data: &Path, args: &[&str], envs: &[(&str, &str)]) -> Self {
         use std::io::BufRead;
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fanlog"))
+            .envs(envs.iter().copied())
             .arg("serve")
             .arg("--data")
             .arg(data)

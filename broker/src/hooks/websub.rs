@@ -30,8 +30,7 @@ pub struct WebSubRequest {
 pub(super) fn signature(key: &[u8], body: &[u8]) -> String {
     let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
     let tag = ring::hmac::sign(&k, body);
-    let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256={hex}")
+    format!("sha256={}", crate::auth::hex(tag.as_ref()))
 }
 
 /// The fanlog topic a topic URL names, if it names one.

@@ -1,0 +1,440 @@
+//! The effective configuration of `fanlog serve`.
+//!
+//! Four layers, each over the one before: built-in defaults, the TOML file
+//! (`--config`), `FANLOG_*` environment variables, command-line flags. Every
+//! key of the file can come from any layer:
+//!
+//! | file | environment | flag |
+//! |---|---|---|
+//! | `tcp = "127.0.0.1:7400"` | `FANLOG_TCP` | `--tcp` |
+//! | `[limits] max_topics = 10` | `FANLOG_LIMITS__MAX_TOPICS` | (none) |
+//! | `[log] format = "json"` | `FANLOG_LOG__FORMAT` | `--log-format` |
+//! | `[topics."orders.*"] fsync = "always"` | `FANLOG_TOPICS__orders__FSYNC` | (none) |
+//!
+//! A nested key's environment name joins its path with `__`. Unknown keys,
+//! in the file or in the environment, are an error that names the key.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use fanlog::broker::auth::AuthConfig;
+use fanlog::broker::transport::tcp;
+use fanlog::broker::{edge, hooks};
+use fanlog::{BrokerConfig, Durability, TopicConfig, TopicOverrides, TopicPattern};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// The prefix of every environment variable that sets a key.
+pub const ENV_PREFIX: &str = "FANLOG_";
+
+/// An address, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listen {
+    Off,
+    At(SocketAddr),
+}
+
+impl Listen {
+    pub fn addr(self) -> Option<SocketAddr> {
+        match self {
+            Listen::Off => None,
+            Listen::At(a) => Some(a),
+        }
+    }
+}
+
+impl std::str::FromStr for Listen {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "off" {
+            return Ok(Listen::Off);
+        }
+        s.parse()
+            .map(Listen::At)
+            .map_err(|e| format!("{s:?} is not `off` or an IP:PORT address: {e}"))
+    }
+}
+
+impl std::fmt::Display for Listen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Listen::Off => f.write_str("off"),
+            Listen::At(a) => a.fmt(f),
+        }
+    }
+}
+
+/// Serde through `Display` / `FromStr`, for values written as strings.
+mod as_string {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<T: std::fmt::Display, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(v)
+    }
+
+    pub fn deserialize<'de, T, D>(d: D) -> Result<T, D::Error>
+    where
+        T: std::str::FromStr,
+        T::Err: std::fmt::Display,
+        D: Deserializer<'de>,
+    {
+        String::deserialize(d)?.parse().map_err(D::Error::custom)
+    }
+
+    /// The same for an optional value.
+    pub mod option {
+        use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+        pub fn serialize<T: std::fmt::Display, S: Serializer>(
+            v: &Option<T>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            match v {
+                Some(v) => s.collect_str(v),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, T, D>(d: D) -> Result<Option<T>, D::Error>
+        where
+            T: std::str::FromStr,
+            T::Err: std::fmt::Display,
+            D: Deserializer<'de>,
+        {
+            Option::<String>::deserialize(d)?
+                .map(|s| s.parse().map_err(D::Error::custom))
+                .transpose()
+        }
+    }
+}
+
+/// A duration written like `7d`, `12h` or `90s`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Age(pub Duration);
+
+impl std::str::FromStr for Age {
+    type Err = humantime::DurationError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        humantime::parse_duration(s).map(Age)
+    }
+}
+
+impl std::fmt::Display for Age {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        humantime::format_duration(self.0).fmt(f)
+    }
+}
+
+/// Everything `fanlog serve` runs with.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Data directory.
+    pub data: PathBuf,
+    /// TCP listener for the binary protocol.
+    pub tcp: SocketAddr,
+    /// QUIC listener for the binary protocol, or `off`.
+    #[serde(with = "as_string")]
+    pub quic: Listen,
+    /// HTTP listener, or `off`.
+    #[serde(with = "as_string")]
+    pub http: Listen,
+    /// The binary protocol over TLS, or `off`.
+    #[serde(with = "as_string")]
+    pub tls: Listen,
+    /// HTTPS listener, or `off`.
+    #[serde(with = "as_string")]
+    pub https: Listen,
+    /// The durability of every topic that `[topics]` does not set.
+    #[serde(with = "as_string")]
+    pub fsync: Durability,
+    /// Certificate (PEM) for QUIC, TLS and HTTPS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of `tls_cert`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// Origins whose pages may call the HTTP API (CORS).
+    pub cors_origins: Vec<String>,
+    /// Networks that webhook targets may be in although the SSRF guard
+    /// refuses them.
+    pub allow_hook_targets: Vec<String>,
+    /// CA certificates (PEM) to trust for https webhook targets.
+    pub hook_cas: Vec<PathBuf>,
+    /// Listen beyond loopback without tokens.
+    pub allow_open_network: bool,
+    /// Logging.
+    pub log: LogConfig,
+    /// Limits on what clients may ask for.
+    pub limits: Limits,
+    /// Tokens and their rights.
+    pub auth: AuthConfig,
+    /// Per-topic settings by topic pattern (an exact name, or a prefix
+    /// ending in `*`); the most specific pattern wins.
+    pub topics: BTreeMap<String, TopicSettings>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data: PathBuf::from("./fanlog-data"),
+            tcp: SocketAddr::from(([127, 0, 0, 1], 7400)),
+            quic: Listen::At(SocketAddr::from(([127, 0, 0, 1], 7401))),
+            http: Listen::At(SocketAddr::from(([127, 0, 0, 1], 7480))),
+            tls: Listen::Off,
+            https: Listen::Off,
+            fsync: Durability::default(),
+            tls_cert: None,
+            tls_key: None,
+            cors_origins: Vec::new(),
+            allow_hook_targets: Vec::new(),
+            hook_cas: Vec::new(),
+            allow_open_network: false,
+            log: LogConfig::default(),
+            limits: Limits::default(),
+            auth: AuthConfig::default(),
+            topics: BTreeMap::new(),
+        }
+    }
+}
+
+/// The `[log]` section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A `RUST_LOG`-style filter (`info`, `warn,fanlog_broker=debug`);
+    /// empty: `RUST_LOG`, else `info`.
+    pub filter: String,
+    /// `text` or `json` (one JSON object per line).
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            filter: String::new(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per event.
+    Json,
+}
+
+/// The `[limits]` section: each refusal is a clear error (the binary
+/// protocol's code, or HTTP 403/413/429/503).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest message (payload and metadata), bytes; the default of topics
+    /// that `[topics]` does not set.
+    pub max_message_bytes: usize,
+    /// Largest HTTP request body, bytes.
+    pub max_request_body: usize,
+    /// Largest binary-protocol frame (so a publish batch), bytes.
+    pub max_frame_bytes: usize,
+    pub max_topics: usize,
+    pub max_hooks: usize,
+    /// Per listener (TCP, TLS, QUIC, HTTP).
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub max_subscriptions_per_connection: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        let tcp = tcp::TcpConfig::default();
+        let broker = BrokerConfig::default();
+        Self {
+            max_message_bytes: broker.topic.max_message_bytes,
+            max_request_body: edge::HttpConfig::default().max_body,
+            max_frame_bytes: tcp.limits.max_frame,
+            max_topics: broker.max_topics,
+            max_hooks: hooks::HooksConfig::default().max_hooks,
+            max_connections: tcp.max_connections,
+            max_connections_per_ip: tcp.max_connections_per_ip,
+            max_subscriptions_per_connection: tcp.limits.max_subscriptions,
+        }
+    }
+}
+
+/// One `[topics."PATTERN"]` table; a key left out keeps the value of a
+/// less specific pattern, else the broker's default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicSettings {
+    /// `always`, `interval:MS` or `never`.
+    #[serde(with = "as_string::option", skip_serializing_if = "Option::is_none")]
+    pub fsync: Option<Durability>,
+    /// Keep at most this many bytes (whole segments are removed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention_bytes: Option<u64>,
+    /// Remove segments whose newest message is older than this (`7d`).
+    #[serde(with = "as_string::option", skip_serializing_if = "Option::is_none")]
+    pub retention_age: Option<Age>,
+    /// Size of a segment file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub segment_bytes: Option<u64>,
+    /// Largest message (payload and metadata), bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_message_bytes: Option<usize>,
+}
+
+/// What the command line sets; `None` (or empty, or false) leaves the key
+/// to the layers below.
+#[derive(Debug, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<SocketAddr>,
+    #[serde(with = "as_string::option", skip_serializing_if = "Option::is_none")]
+    pub quic: Option<Listen>,
+    #[serde(with = "as_string::option", skip_serializing_if = "Option::is_none")]
+    pub http: Option<Listen>,
+    #[serde(with = "as_string::option", skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Listen>,
+    #[serde(with = "as_string::option", skip_serializing_if = "Option::is_none")]
+    pub https: Option<Listen>,
+    #[serde(with = "as_string::option", skip_serializing_if = "Option::is_none")]
+    pub fsync: Option<Durability>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cors_origins: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allow_hook_targets: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hook_cas: Vec<PathBuf>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub allow_open_network: bool,
+    #[serde(skip_serializing_if = "LogOverrides::is_empty")]
+    pub log: LogOverrides,
+}
+
+/// The `[log]` keys the command line sets.
+#[derive(Debug, Default, Serialize)]
+pub struct LogOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<LogFormat>,
+}
+
+impl LogOverrides {
+    fn is_empty(&self) -> bool {
+        self.filter.is_none() && self.format.is_none()
+    }
+}
+
+impl Config {
+    /// Defaults, then `file`, then the process's `FANLOG_*` variables, then
+    /// `flags`.
+    ///
+    /// # Errors
+    /// An unreadable file, or a key that is unknown or has a bad value
+    /// (named, with the layer it came from), or settings that do not fit
+    /// together.
+    pub fn load(file: Option<&Path>, flags: &Overrides) -> anyhow::Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            figment = figment.merge(Toml::string(&text));
+        }
+        let config: Config = figment
+            .merge(Env::prefixed(ENV_PREFIX).split("__"))
+            .merge(Serialized::defaults(flags))
+            .extract()
+            .map_err(|e| {
+                let file = file.map_or("no file".to_owned(), |p| p.display().to_string());
+                anyhow::anyhow!("bad configuration ({file}): {}", describe(&e))
+            })?;
+        config.broker().map_err(anyhow::Error::msg)?;
+        Ok(config)
+    }
+
+    /// The broker's settings: topic defaults from `fsync` and `[limits]`,
+    /// and a pattern per `[topics]` table.
+    ///
+    /// # Errors
+    /// A bad topic pattern, or settings out of range (named).
+    pub fn broker(&self) -> Result<BrokerConfig, String> {
+        let topics = self
+            .topics
+            .iter()
+            .map(|(pattern, s)| {
+                let p: TopicPattern = pattern
+                    .parse()
+                    .map_err(|e| format!("[topics.{pattern:?}]: {e}"))?;
+                Ok((
+                    p,
+                    TopicOverrides {
+                        segment_bytes: s.segment_bytes,
+                        max_message_bytes: s.max_message_bytes,
+                        retention_bytes: s.retention_bytes,
+                        retention_age: s.retention_age.map(|a| a.0),
+                        durability: s.fsync,
+                    },
+                ))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let config = BrokerConfig {
+            topic: TopicConfig {
+                durability: self.fsync,
+                max_message_bytes: self.limits.max_message_bytes,
+                ..TopicConfig::default()
+            },
+            max_topics: self.limits.max_topics,
+            topics,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The configuration as TOML, with tokens shown only as digests.
+    ///
+    /// # Errors
+    /// A value TOML cannot hold (none is expected).
+    pub fn to_toml(&self) -> anyhow::Result<String> {
+        let shown = Config {
+            auth: self.auth.redacted(),
+            ..self.clone()
+        };
+        toml::to_string(&shown).context("cannot render the configuration")
+    }
+}
+
+/// A figment error in one line: what is wrong, with which key.
+fn describe(e: &figment::Error) -> String {
+    e.clone()
+        .into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            let source = e
+                .metadata
+                .as_ref()
+                .map(|m| m.name.to_string())
+                .unwrap_or_default();
+            if key.is_empty() {
+                format!("{} ({source})", e.kind)
+            } else {
+                format!("key `{key}`: {} ({source})", e.kind)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
