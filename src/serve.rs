@@ -180,7 +180,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             allow_targets: args.allow_hook_targets.clone(),
             trust_pem,
             max_hooks: limits.max_hooks,
-            ..hooks::HooksConfig::default()
+            ..args.hooks.hooks_config().map_err(anyhow::Error::msg)?
         },
     )
     .context("cannot start the webhooks")?;

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fanlog_protocol::{GroupName, TopicName};
@@ -33,6 +33,9 @@ pub(crate) fn now_us() -> u64 {
 pub(crate) struct Topic {
     pub(crate) log: TopicLog,
     pub(crate) offsets: OffsetStore,
+    /// Messages and payload bytes appended since the broker opened.
+    pub(crate) messages_in: AtomicU64,
+    pub(crate) bytes_in: AtomicU64,
 }
 
 /// A topic's vital numbers.
@@ -106,7 +109,7 @@ struct Inner {
     create: Mutex<()>,
     flusher: Flusher,
     closed: AtomicBool,
-    metrics: crate::metrics::Metrics,
+    metrics: Arc<crate::metrics::Metrics>,
     _lock: File,
 }
 
@@ -177,7 +180,9 @@ impl Broker {
             registry.write().insert(name, Arc::new(topic));
         }
         let period = config.shortest_interval().unwrap_or(Duration::from_secs(1));
-        let flusher = Flusher::start(registry.clone(), period).map_err(BrokerError::io(&dir))?;
+        let metrics = Arc::new(crate::metrics::Metrics::new(registry.clone()));
+        let flusher = Flusher::start(registry.clone(), period, metrics.clone())
+            .map_err(BrokerError::io(&dir))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 dir,
@@ -186,7 +191,7 @@ impl Broker {
                 create: Mutex::new(()),
                 flusher,
                 closed: AtomicBool::new(false),
-                metrics: crate::metrics::Metrics::default(),
+                metrics,
                 _lock: lock,
             }),
         })
@@ -327,6 +332,12 @@ impl Broker {
             .collect();
         let mut seqs = Vec::with_capacity(messages.len());
         let upto = t.log.append(&entries, now_us(), &mut seqs)?;
+        t.messages_in
+            .fetch_add(messages.len() as u64, Ordering::Relaxed);
+        t.bytes_in.fetch_add(
+            messages.iter().map(|m| m.payload.len() as u64).sum(),
+            Ordering::Relaxed,
+        );
         let wait = (t.log.config().durability == Durability::Always).then_some((t, upto));
         Ok(Appended {
             broker: self.clone(),
@@ -533,7 +544,12 @@ fn open_topic(
     let durability = topic_config.durability;
     let log = TopicLog::open(name, &dir, topic_config, now)?;
     let offsets = OffsetStore::open(&dir, durability)?;
-    Ok(Topic { log, offsets })
+    Ok(Topic {
+        log,
+        offsets,
+        messages_in: AtomicU64::new(0),
+        bytes_in: AtomicU64::new(0),
+    })
 }
 
 fn info(t: &Topic) -> TopicInfo {

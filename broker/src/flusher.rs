@@ -16,6 +16,7 @@ use fanlog_protocol::TopicName;
 use parking_lot::RwLock;
 
 use crate::broker::{Topic, now_us};
+use crate::metrics::Metrics;
 
 pub(crate) type Registry = Arc<RwLock<HashMap<TopicName, Arc<Topic>>>>;
 
@@ -40,11 +41,15 @@ impl std::fmt::Debug for Msg {
 }
 
 impl Flusher {
-    pub(crate) fn start(registry: Registry, period: Duration) -> std::io::Result<Self> {
+    pub(crate) fn start(
+        registry: Registry,
+        period: Duration,
+        metrics: Arc<Metrics>,
+    ) -> std::io::Result<Self> {
         let (tx, rx) = unbounded();
         let handle = std::thread::Builder::new()
             .name("fanlog-flusher".into())
-            .spawn(move || run(&registry, &rx, period))?;
+            .spawn(move || run(&registry, &rx, period, &metrics))?;
         Ok(Self {
             tx,
             handle: parking_lot::Mutex::new(Some(handle)),
@@ -67,7 +72,7 @@ impl Flusher {
 
 /// `period` is the shortest sync interval of any topic; a topic with a
 /// longer one is synced on the first tick after its own interval passed.
-fn run(registry: &Registry, rx: &Receiver<Msg>, period: Duration) {
+fn run(registry: &Registry, rx: &Receiver<Msg>, period: Duration, metrics: &Metrics) {
     let ticker = tick(period);
     let mut last_retention = Instant::now();
     let mut last_sync: HashMap<TopicName, Instant> = HashMap::new();
@@ -89,9 +94,7 @@ fn run(registry: &Registry, rx: &Receiver<Msg>, period: Duration) {
                     }
                 }
                 for t in &batch {
-                    // The error is already recorded in the topic (poisoned)
-                    // and reported to every waiter through its watermark.
-                    let _ = t.log.sync();
+                    timed_sync(t, metrics);
                 }
                 if stop {
                     return;
@@ -107,7 +110,7 @@ fn run(registry: &Registry, rx: &Receiver<Msg>, period: Duration) {
                         if now.duration_since(*last) + period / 2 >= interval {
                             *last = now;
                             if t.log.dirty() {
-                                let _ = t.log.sync();
+                                timed_sync(t, metrics);
                             }
                         }
                     }
@@ -125,4 +128,12 @@ fn run(registry: &Registry, rx: &Receiver<Msg>, period: Duration) {
             }
         }
     }
+}
+
+/// Syncs `t`, recording the time it took; a failure is already recorded in
+/// the topic (poisoned) and reported to every waiter through its watermark.
+fn timed_sync(t: &Topic, metrics: &Metrics) {
+    let start = Instant::now();
+    let _ = t.log.sync();
+    metrics.synced(start.elapsed());
 }

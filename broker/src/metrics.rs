@@ -1,56 +1,260 @@
-//! Counters the broker exports at `GET /metrics` (Prometheus text format).
+//! What the broker exports at `GET /metrics`, in the Prometheus text format
+//! (version 0.0.4), through `prometheus-client`.
+//!
+//! Counters and gauges that the broker moves as things happen (refusals,
+//! connections, deliveries, hook retries, sync latency) are registered
+//! once; per-topic and per-group figures are read from the topics at each
+//! scrape, so a topic costs nothing between scrapes.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
-use parking_lot::Mutex;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
 
-/// Requests refused, by interface (`binary`, `http`) and reason (the
-/// protocol's error code, or the HTTP status).
-#[derive(Debug, Default)]
+use crate::flusher::Registry as Topics;
+
+/// Labels of a refusal: the interface (`binary`, `http`) and the reason
+/// (the protocol's error code, or the HTTP status).
+type RefusalLabels = [(&'static str, String); 2];
+/// Label of a transport: `tcp`, `quic`, `http`, `sse`, `ws`, `poll`,
+/// `webhook`.
+type TransportLabel = [(&'static str, &'static str); 1];
+
+/// The broker's metrics. One per broker; every clone of a counter is the
+/// same counter.
+#[derive(Debug)]
 pub struct Metrics {
-    refusals: Mutex<BTreeMap<(&'static str, String), u64>>,
+    registry: Registry,
+    refusals: Family<RefusalLabels, Counter>,
+    connections: Family<TransportLabel, Gauge>,
+    deliveries: Family<TransportLabel, Counter>,
+    hook_retries: Counter,
+    fsync: Histogram,
 }
 
 impl Metrics {
+    pub(crate) fn new(topics: Topics) -> Self {
+        let mut registry = Registry::with_prefix("fanlog");
+        let refusals = Family::<RefusalLabels, Counter>::default();
+        registry.register(
+            "refusals",
+            "Requests refused, by interface and reason",
+            refusals.clone(),
+        );
+        let connections = Family::<TransportLabel, Gauge>::default();
+        registry.register(
+            "connections",
+            "Open connections (tcp, tls, quic, http) and streams (sse, ws), by transport",
+            connections.clone(),
+        );
+        let deliveries = Family::<TransportLabel, Counter>::default();
+        registry.register(
+            "deliveries",
+            "Messages delivered to subscribers, by transport",
+            deliveries.clone(),
+        );
+        let hook_retries = Counter::default();
+        registry.register(
+            "hook_retries",
+            "Webhook and WebSub deliveries that failed and will be tried again",
+            hook_retries.clone(),
+        );
+        // 50 us to ~1.6 s.
+        let fsync = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
+        registry.register(
+            "fsync_seconds",
+            "Time one sync (fdatasync) of a topic took",
+            fsync.clone(),
+        );
+        registry.register_collector(Box::new(TopicCollector { topics }));
+        Self {
+            registry,
+            refusals,
+            connections,
+            deliveries,
+            hook_retries,
+            fsync,
+        }
+    }
+
     /// Counts one refusal.
     pub fn refused(&self, interface: &'static str, reason: impl Into<String>) {
-        *self
-            .refusals
-            .lock()
-            .entry((interface, reason.into()))
-            .or_default() += 1;
+        self.refusals
+            .get_or_create(&[
+                ("interface", interface.to_owned()),
+                ("reason", reason.into()),
+            ])
+            .inc();
     }
 
     /// The count of one kind of refusal.
     #[must_use]
     pub fn refusals(&self, interface: &str, reason: &str) -> u64 {
         self.refusals
-            .lock()
-            .iter()
-            .find(|((i, r), _)| *i == interface && r == reason)
-            .map_or(0, |(_, n)| *n)
+            .get(&[
+                ("interface", interface.to_owned()),
+                ("reason", reason.to_owned()),
+            ])
+            .map_or(0, |c| c.get())
     }
 
-    /// The refusal counters in Prometheus text format.
-    pub(crate) fn write_refusals(&self, out: &mut String) {
-        let _ = writeln!(
-            out,
-            "# HELP fanlog_refusals_total Requests refused, by interface and reason.\n# TYPE fanlog_refusals_total counter"
-        );
-        for ((interface, reason), n) in self.refusals.lock().iter() {
-            let _ = writeln!(
-                out,
-                "fanlog_refusals_total{{interface=\"{interface}\",reason=\"{}\"}} {n}",
-                escape(reason)
-            );
-        }
+    /// Counts an open connection or stream of `transport` until the guard
+    /// is dropped.
+    #[must_use]
+    pub fn connection(&self, transport: &'static str) -> ConnectionGuard {
+        let gauge = self
+            .connections
+            .get_or_create_owned(&[("transport", transport)]);
+        gauge.inc();
+        ConnectionGuard { gauge }
+    }
+
+    /// Open connections or streams of `transport`.
+    #[must_use]
+    pub fn connections(&self, transport: &'static str) -> i64 {
+        self.connections
+            .get(&[("transport", transport)])
+            .map_or(0, |g| g.get())
+    }
+
+    /// The counter of messages delivered over `transport`, for a
+    /// connection to keep and bump without a lookup.
+    #[must_use]
+    pub fn delivery_counter(&self, transport: &'static str) -> Counter {
+        self.deliveries
+            .get_or_create_owned(&[("transport", transport)])
+    }
+
+    /// Messages delivered over `transport`.
+    #[must_use]
+    pub fn deliveries(&self, transport: &'static str) -> u64 {
+        self.deliveries
+            .get(&[("transport", transport)])
+            .map_or(0, |c| c.get())
+    }
+
+    /// Counts a hook delivery that failed and will be retried.
+    pub fn hook_retry(&self) {
+        self.hook_retries.inc();
+    }
+
+    /// Records how long one sync took.
+    pub(crate) fn synced(&self, took: Duration) {
+        self.fsync.observe(took.as_secs_f64());
+    }
+
+    /// Everything, in the Prometheus text format (version 0.0.4).
+    #[must_use]
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry);
+        out
     }
 }
 
-/// A Prometheus label value.
-pub(crate) fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// The `Content-Type` of [`Metrics::render`].
+pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+/// An open connection or stream, counted until dropped.
+#[derive(Debug)]
+pub struct ConnectionGuard {
+    gauge: Gauge,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
+}
+
+/// Per-topic and per-group figures, read at each scrape.
+#[derive(Debug)]
+struct TopicCollector {
+    topics: Topics,
+}
+
+impl Collector for TopicCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let mut topics: Vec<_> = self.topics.read().values().cloned().collect();
+        topics.sort_by(|a, b| a.log.name().cmp(b.log.name()));
+        let label = |t: &crate::broker::Topic| [("topic", t.log.name().as_str().to_owned())];
+
+        type Read = fn(&crate::broker::Topic) -> u64;
+        let counters: [(&str, &str, Read); 2] = [
+            (
+                "topic_messages_in",
+                "Messages appended to a topic since the broker started",
+                |t| t.messages_in.load(Ordering::Relaxed),
+            ),
+            (
+                "topic_bytes_in",
+                "Payload bytes appended to a topic since the broker started",
+                |t| t.bytes_in.load(Ordering::Relaxed),
+            ),
+        ];
+        for (name, help, read) in counters {
+            let mut family = encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                prometheus_client::metrics::MetricType::Counter,
+            )?;
+            for t in &topics {
+                ConstCounter::new(read(t)).encode(family.encode_family(&label(t))?)?;
+            }
+        }
+        let gauges: [(&str, &str, Read); 3] = [
+            (
+                "topic_next_seq",
+                "The seq the next message of a topic will get",
+                |t| t.log.next_seq(),
+            ),
+            (
+                "topic_first_seq",
+                "The first seq a topic still stores",
+                |t| t.log.first_seq(),
+            ),
+            (
+                "topic_bytes",
+                "Bytes of records a topic stores on disk",
+                |t| t.log.bytes(),
+            ),
+        ];
+        for (name, help, read) in gauges {
+            let mut family = encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                prometheus_client::metrics::MetricType::Gauge,
+            )?;
+            for t in &topics {
+                ConstGauge::new(read(t) as i64).encode(family.encode_family(&label(t))?)?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "group_lag",
+            "Messages of a topic past a consumer group's committed offset (hooks are groups _hooks.ID)",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for t in &topics {
+            let next = t.log.next_seq();
+            for (group, committed) in t.offsets.groups() {
+                let labels = [
+                    ("topic", t.log.name().as_str().to_owned()),
+                    ("group", group.as_str().to_owned()),
+                ];
+                ConstGauge::new(next.saturating_sub(committed) as i64)
+                    .encode(family.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
 }

@@ -1,8 +1,5 @@
-//! `GET /metrics`: Prometheus text. Refusals by interface and reason, and
-//! each topic's seqs and bytes. An admin token is needed when the broker
-//! has tokens.
-
-use std::fmt::Write;
+//! `GET /metrics`: Prometheus text (see [`crate::metrics`]). An admin token
+//! is needed when the broker has tokens.
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -11,7 +8,6 @@ use axum::response::{IntoResponse, Response};
 
 use super::auth::Caller;
 use super::{ApiError, EdgeState};
-use crate::metrics::escape;
 
 pub(crate) async fn metrics(
     State(s): State<EdgeState>,
@@ -23,40 +19,10 @@ pub(crate) async fn metrics(
             "metrics need an admin token",
         ));
     }
-    let mut out = String::new();
-    s.broker.metrics().write_refusals(&mut out);
-    let topics = s.broker.topics();
-    for (name, help, kind) in [
-        (
-            "fanlog_topic_next_seq",
-            "The seq the next message of a topic will get.",
-            "counter",
-        ),
-        (
-            "fanlog_topic_first_seq",
-            "The first seq a topic still stores.",
-            "gauge",
-        ),
-        (
-            "fanlog_topic_bytes",
-            "Bytes of records a topic stores.",
-            "gauge",
-        ),
-    ] {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for t in &topics {
-            let v = match name {
-                "fanlog_topic_next_seq" => t.next_seq,
-                "fanlog_topic_first_seq" => t.first_seq,
-                _ => t.bytes,
-            };
-            let _ = writeln!(out, "{name}{{topic=\"{}\"}} {v}", escape(t.name.as_str()));
-        }
-    }
-    let mut r = out.into_response();
+    let mut r = s.broker.metrics().render().into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4"),
+        HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
     );
     Ok(r)
 }

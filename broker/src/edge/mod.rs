@@ -247,7 +247,7 @@ const MAX_HANDSHAKES: usize = 1024;
 /// connection limits until it closes.
 pub(crate) struct Conn {
     io: ConnIo,
-    _place: Permit,
+    _place: (Permit, crate::metrics::ConnectionGuard),
 }
 
 enum ConnIo {
@@ -359,6 +359,8 @@ impl axum::serve::Listener for EdgeListener {
                             continue;
                         }
                     };
+                    let transport = if self.tls.is_some() { "https" } else { "http" };
+                    let place = (place, self.broker.metrics().connection(transport));
                     let Some(tls) = self.tls.clone() else {
                         return (Conn { io: ConnIo::Plain(stream), _place: place }, peer);
                     };

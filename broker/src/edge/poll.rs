@@ -82,5 +82,9 @@ pub(crate) async fn poll(
         }
         next = sub.try_next()?;
     }
+    s.broker
+        .metrics()
+        .delivery_counter("poll")
+        .inc_by(page.messages.len() as u64);
     Ok(json::body(StatusCode::OK, &page))
 }

@@ -70,14 +70,25 @@ pub(crate) async fn events(
     let base = s.config.sse_retry.as_millis() as u64;
     let retry = Duration::from_millis(base + rand::random_range(0..=base / 2));
     let first = stream::once(async move { Ok(SseEvent::default().retry(retry)) });
-    let events = stream::unfold(Some(sub), |sub| async move {
-        let mut sub: Subscription = sub?;
-        let (event, more) = match sub.next().await {
-            Some(Ok(ev)) => (to_sse(&ev), true),
-            Some(Err(e)) => (error_event(&e.to_string()), false),
-            None => return None,
-        };
-        Some((Ok::<_, Infallible>(event), more.then_some(sub)))
+    // The stream is counted open while its state lives.
+    let open = s.broker.metrics().connection("sse");
+    let delivered = s.broker.metrics().delivery_counter("sse");
+    let events = stream::unfold(Some((sub, open)), move |state| {
+        let delivered = delivered.clone();
+        async move {
+            let (mut sub, open): (Subscription, _) = state?;
+            let (event, more) = match sub.next().await {
+                Some(Ok(ev)) => {
+                    if matches!(ev, Event::Record(_)) {
+                        delivered.inc();
+                    }
+                    (to_sse(&ev), true)
+                }
+                Some(Err(e)) => (error_event(&e.to_string()), false),
+                None => return None,
+            };
+            Some((Ok::<_, Infallible>(event), more.then_some((sub, open))))
+        }
     });
     let body = first
         .chain(events)

@@ -189,6 +189,8 @@ impl Session {
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ping.tick().await;
         let mut unanswered = 0u32;
+        let _open = self.state.broker.metrics().connection("ws");
+        let delivered = self.state.broker.metrics().delivery_counter("ws");
         let end = loop {
             tokio::select! {
                 biased;
@@ -223,10 +225,11 @@ impl Session {
                 },
                 ev = self.sub.next() => match ev {
                     Some(Ok(ev)) => {
-                        let page = self.page(ev);
+                        let (page, records) = self.page(ev);
                         if let Err(end) = send(&mut socket, self.state.config.slow_consumer_timeout, page).await {
                             break end;
                         }
+                        delivered.inc_by(records);
                         self.resume = self.sub.position();
                     }
                     Some(Err(e)) => break End::Close(close_code::INTERNAL, e.to_string()),
@@ -256,15 +259,18 @@ impl Session {
         }
     }
 
-    /// The event `first` and what else is ready, up to a page, as frames.
-    fn page(&mut self, first: Event) -> Vec<WsMessage> {
+    /// The event `first` and what else is ready, up to a page, as frames,
+    /// and how many of them are records.
+    fn page(&mut self, first: Event) -> (Vec<WsMessage>, u64) {
         let mut frames = Vec::new();
         let mut bytes = 0;
+        let mut records = 0;
         let mut next = Some(first);
         while let Some(ev) = next {
             let value = match ev {
                 Event::Record(r) => {
                     bytes += r.payload().len();
+                    records += 1;
                     serde_json::to_string(&MessageJson::new(&r))
                 }
                 Event::Gap { from, to } => {
@@ -280,7 +286,7 @@ impl Session {
             // A read error surfaces on the next poll of the stream.
             next = self.sub.try_next().ok().flatten();
         }
-        frames
+        (frames, records)
     }
 
     /// Handles one client frame; an error closes the socket.

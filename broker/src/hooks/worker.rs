@@ -49,6 +49,7 @@ pub(super) async fn run(job: Job) {
     let id = job.spec.id.clone();
     let group = group(&id);
     let broker = job.hooks.inner.broker.clone();
+    let delivered = broker.metrics().delivery_counter("webhook");
     let Ok(group_name) = crate::GroupName::new(group.as_str()) else {
         tracing::error!(hook = %id, "bad hook id");
         return;
@@ -132,7 +133,13 @@ pub(super) async fn run(job: Job) {
                         shape(&job.spec, &records[0])
                     };
                     let outcome = match shaped {
-                        Some(shaped) => deliver(&job, &msg_id, shaped).await,
+                        Some(shaped) => {
+                            let outcome = deliver(&job, &msg_id, shaped).await;
+                            if matches!(outcome, Outcome::Delivered) {
+                                delivered.inc_by(records.len() as u64);
+                            }
+                            outcome
+                        }
                         None => Outcome::Delivered,
                     };
                     match outcome {
@@ -476,6 +483,7 @@ async fn deliver(job: &Job, msg_id: &str, shaped: Shaped) -> Outcome {
             s.last_error = Some(error);
             s.next_attempt = Some(SystemTime::now() + wait);
         }
+        job.hooks.inner.broker.metrics().hook_retry();
         if pause(&job.stop, wait).await {
             return Outcome::Stopped;
         }

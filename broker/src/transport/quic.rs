@@ -197,13 +197,14 @@ pub async fn serve(
                         }
                     };
                     let token = streams.token();
+                    let _open = broker.metrics().connection("quic");
                     loop {
                         let accepted = tokio::select! {
                             () = token.cancelled() => break,
                             s = conn.accept_bi() => s,
                         };
                         let Ok((send, recv)) = accepted else { break };
-                        streams.spawn(session::run(broker.clone(), recv, send, limits.clone(), auth.clone(), token.clone()));
+                        streams.spawn(session::run(broker.clone(), recv, send, limits.clone(), auth.clone(), token.clone(), "quic"));
                     }
                     drop(permit);
                 });

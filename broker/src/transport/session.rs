@@ -100,6 +100,7 @@ pub(crate) async fn run<R, W>(
     limits: SessionLimits,
     auth: Auth,
     shutdown: CancellationToken,
+    transport: &'static str,
 ) where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send + 'static,
@@ -110,6 +111,7 @@ pub(crate) async fn run<R, W>(
     let (tx, rx) = mpsc::channel::<Vec<Chunk>>(2);
     let writer = tokio::spawn(write_loop(wr, rx));
     let mut s = Session {
+        delivered: broker.metrics().delivery_counter(transport),
         broker,
         limits,
         auth,
@@ -195,6 +197,8 @@ fn poll_subs(
 
 struct Session {
     broker: Broker,
+    /// Messages delivered over this session's transport.
+    delivered: prometheus_client::metrics::counter::Counter,
     limits: SessionLimits,
     auth: Auth,
     /// What the Hello's token allows.
@@ -509,6 +513,7 @@ impl Session {
         };
         let mut next = ev;
         let mut pending = Pending::default();
+        let mut records = 0;
         loop {
             match next {
                 None => {
@@ -533,6 +538,7 @@ impl Session {
                 }
                 Some(Ok(Event::Record(r))) => {
                     slot.credit -= pending.push(&r) as i64;
+                    records += 1;
                 }
             }
             if slot.credit <= 0 || pending.size >= DELIVER_CHUNK {
@@ -545,6 +551,7 @@ impl Session {
             };
         }
         pending.flush(&mut self.out, id);
+        self.delivered.inc_by(records);
     }
 }
 

@@ -70,16 +70,18 @@ pub async fn serve(
                     Ok(permit) => {
                         let (broker, limits, auth, tls, token) = (broker.clone(), config.limits.clone(), config.auth.clone(), config.tls.clone(), sessions.token());
                         sessions.spawn(async move {
+                            let transport = if tls.is_some() { "tls" } else { "tcp" };
+                            let _open = broker.metrics().connection(transport);
                             match tls {
                                 None => {
                                     let (rd, wr) = stream.into_split();
-                                    session::run(broker, rd, wr, limits, auth, token).await;
+                                    session::run(broker, rd, wr, limits, auth, token, transport).await;
                                 }
                                 Some(Acceptor(tls)) => {
                                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
                                         Ok(Ok(stream)) => {
                                             let (rd, wr) = tokio::io::split(stream);
-                                            session::run(broker, rd, wr, limits, auth, token).await;
+                                            session::run(broker, rd, wr, limits, auth, token, transport).await;
                                         }
                                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
