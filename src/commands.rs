@@ -74,7 +74,8 @@ pub struct PubArgs {
 #[derive(Debug, clap::Args)]
 pub struct SubArgs {
     topic: String,
-    /// Start: a seq, `earliest` or `latest` (default: the group's offset with
+    /// Start: a seq, `earliest`, `latest` or an RFC 3339 time (the first
+    /// message at or after it) (default: the group's offset with
     /// --group, else latest).
     #[arg(long)]
     from: Option<String>,
@@ -137,10 +138,15 @@ fn parse_from(s: &str) -> anyhow::Result<StartFrom> {
     Ok(match s {
         "earliest" => StartFrom::Earliest,
         "latest" => StartFrom::Latest,
-        n => StartFrom::Seq(
+        n if n.bytes().all(|b| b.is_ascii_digit()) => StartFrom::Seq(
             n.parse()
-                .with_context(|| format!("--from {n:?}: expected a seq, earliest or latest"))?,
+                .with_context(|| format!("--from {n:?}: the seq is too large"))?,
         ),
+        t => StartFrom::time(humantime::parse_rfc3339_weak(t).map_err(|_| {
+            anyhow::anyhow!(
+                "--from {t:?}: expected a seq, earliest, latest or an RFC 3339 time (2026-11-29T12:00:00Z)"
+            )
+        })?),
     })
 }
 

@@ -405,8 +405,21 @@ impl Broker {
             StartFrom::Latest => t.log.next_seq(),
             StartFrom::Seq(s) => s,
             StartFrom::Group(g) => t.offsets.committed(&g).unwrap_or_else(|| t.log.first_seq()),
+            StartFrom::Time(ts_us) => t.log.seek_time(ts_us)?,
         };
         Ok(Subscription::new(t, start))
+    }
+
+    /// The seq of the first message of `topic` appended at or after
+    /// `ts_us` (microseconds since the Unix epoch); the next seq when every
+    /// stored message is older. A binary search over the log (timestamps
+    /// never decrease along a topic).
+    ///
+    /// # Errors
+    /// [`BrokerError::TopicNotFound`], [`BrokerError::InvalidName`],
+    /// [`BrokerError::Corrupt`].
+    pub fn seek_time(&self, topic: &str, ts_us: u64) -> Result<u64> {
+        self.existing(topic)?.log.seek_time(ts_us)
     }
 
     /// Commits `group`'s offset on `topic`: the next seq the group will read.

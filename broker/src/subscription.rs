@@ -40,6 +40,9 @@ pub enum StartFrom {
     /// A consumer group's committed offset; the earliest record when the
     /// group has never committed.
     Group(fanlog_protocol::GroupName),
+    /// The first record appended at or after this time, in microseconds
+    /// since the Unix epoch (the live tail when every record is older).
+    Time(u64),
 }
 
 /// A stream of a topic's records from a start position, in seq order, with

@@ -79,6 +79,20 @@ pub enum StartFrom {
     Seq(u64),
     /// The group's committed offset (the earliest record when none).
     Group(String),
+    /// The first record appended at or after this time (the live tail when
+    /// every record is older). Use [`StartFrom::time`] to build it.
+    Time(u64),
+}
+
+impl StartFrom {
+    /// The first record appended at or after `t`.
+    #[must_use]
+    pub fn time(t: std::time::SystemTime) -> Self {
+        let us = t
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        StartFrom::Time(us)
+    }
 }
 
 /// A topic's numbers.
@@ -283,6 +297,7 @@ impl Client {
                     StartFrom::Earliest => S::Earliest,
                     StartFrom::Latest => S::Latest,
                     StartFrom::Seq(s) => S::Seq(s),
+                    StartFrom::Time(ts) => S::Time(ts),
                     StartFrom::Group(g) => {
                         S::Group(g.parse().map_err(|e: fanlog_protocol::NameError| {
                             ClientError::Server {

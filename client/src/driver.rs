@@ -305,6 +305,7 @@ impl Driver {
             (None, StartFrom::Latest) => Start::Latest,
             (None, StartFrom::Seq(s)) => Start::Seq(*s),
             (None, StartFrom::Group(g)) => Start::Group(g),
+            (None, StartFrom::Time(ts)) => Start::Time(*ts),
         };
         let mut buf = Vec::new();
         Frame::Subscribe {

@@ -20,7 +20,7 @@
 //! | 0x81 | HelloOk | version u16, max_frame u32, server str8 |
 //! | 0x02 | Publish | topic str8, count u32, count × message |
 //! | 0x82 | PublishAck | count u32, count × seq u64 |
-//! | 0x03 | Subscribe | sub u32, topic str8, start u8 (0 earliest, 1 latest, 2 seq, 3 group), seq u64, group str8, credit u32 |
+//! | 0x03 | Subscribe | sub u32, topic str8, start u8 (0 earliest, 1 latest, 2 seq, 3 group, 4 time), seq u64 (the seq; for time, microseconds since the Unix epoch), group str8, credit u32 |
 //! | 0x83 | Subscribed | sub u32, first seq to be delivered u64 |
 //! | 0x04 | Credit | sub u32, bytes u32 |
 //! | 0x05 | Unsubscribe | sub u32 |
@@ -235,6 +235,9 @@ pub enum Start<'a> {
     Seq(u64),
     /// The group's committed offset (earliest when none).
     Group(&'a str),
+    /// The first record appended at or after this time, in microseconds
+    /// since the Unix epoch.
+    Time(u64),
 }
 
 /// One message of a Publish frame, borrowed from the frame.
@@ -626,7 +629,8 @@ fn decode_body<'a>(kind: Kind, c: &mut Cursor<'a>) -> Result<Frame<'a>, FrameErr
                 (1, 0, "") => Start::Latest,
                 (2, seq, "") => Start::Seq(seq),
                 (3, 0, group) => Start::Group(group),
-                (0..=3, _, _) => return Err(c.bad("a field unused by the start mode is set")),
+                (4, ts, "") => Start::Time(ts),
+                (0..=4, _, _) => return Err(c.bad("a field unused by the start mode is set")),
                 _ => return Err(c.bad("unknown start mode")),
             };
             Frame::Subscribe {
@@ -883,6 +887,7 @@ impl Frame<'_> {
                     Start::Latest => (1, 0, ""),
                     Start::Seq(s) => (2, *s, ""),
                     Start::Group(g) => (3, 0, *g),
+                    Start::Time(ts) => (4, *ts, ""),
                 };
                 buf.push(mode);
                 buf.extend_from_slice(&seq.to_le_bytes());
@@ -1072,6 +1077,12 @@ mod tests {
                 start: Start::Latest,
                 credit: 1,
             },
+            Frame::Subscribe {
+                sub: 7,
+                topic: "t",
+                start: Start::Time(1_764_000_000_000_000),
+                credit: 1,
+            },
             Frame::Subscribed {
                 sub: 3,
                 start_seq: 42,
@@ -1185,6 +1196,34 @@ mod tests {
                 13, 0, 0, 0, 0x0A, 0x0D, 0x0C, 0x0B, 0x0A, 0x02, 0x01, 0, 0, 0, 0, 0, 0
             ]
         );
+    }
+
+    #[test]
+    fn exact_bytes_of_a_subscribe_from_a_time() {
+        let mut buf = Vec::new();
+        Frame::Subscribe {
+            sub: 2,
+            topic: "t",
+            start: Start::Time(0x0102_0304_0506_0708),
+            credit: 0x10,
+        }
+        .encode(1, &mut buf)
+        .unwrap();
+        let body = [
+            2, 0, 0, 0, // sub
+            1, b't', // topic
+            4,    // start: time
+            8, 7, 6, 5, 4, 3, 2, 1, // microseconds
+            0, // no group
+            0x10, 0, 0, 0, // credit
+        ];
+        assert_eq!(&buf[HEADER_LEN..], &body);
+        // A time start with a group set is malformed.
+        buf[HEADER_LEN + 4 + 2 + 1 + 8] = 1;
+        buf.push(b'g');
+        let len = (buf.len() - 4) as u32;
+        buf[..4].copy_from_slice(&len.to_le_bytes());
+        assert!(decode(&buf, DEFAULT_MAX_FRAME).is_err());
     }
 
     #[test]

@@ -9,7 +9,9 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde::Serialize;
 
+use super::ApiError;
 use crate::record::Record;
+use crate::subscription::StartFrom;
 
 /// A JSON response with `status`.
 pub(crate) fn body(status: StatusCode, value: &impl Serialize) -> Response {
@@ -136,4 +138,38 @@ impl Page {
         self.messages.push(MessageJson::new(r));
         true
     }
+}
+
+/// Where a read or stream starts, from the `from` (a seq) and `from_time`
+/// (an RFC 3339 UTC time: the first message at or after it) parameters;
+/// `default` when neither is given.
+///
+/// # Errors
+/// Both given, or a time that is not RFC 3339.
+pub(crate) fn start_from(
+    from: Option<u64>,
+    from_time: Option<&str>,
+    default: StartFrom,
+) -> Result<StartFrom, ApiError> {
+    match (from, from_time) {
+        (Some(_), Some(_)) => Err(ApiError::bad_request(
+            "give from (a seq) or from_time (a time), not both",
+        )),
+        (Some(seq), None) => Ok(StartFrom::Seq(seq)),
+        (None, Some(t)) => parse_time(t).map(StartFrom::Time),
+        (None, None) => Ok(default),
+    }
+}
+
+/// An RFC 3339 time (`2026-11-29T12:00:00Z`, fractions allowed) as
+/// microseconds since the Unix epoch.
+fn parse_time(t: &str) -> Result<u64, ApiError> {
+    let at = humantime::parse_rfc3339_weak(t).map_err(|e| {
+        ApiError::bad_request(format!(
+            "from_time {t:?} is not an RFC 3339 time like 2026-11-29T12:00:00Z: {e}"
+        ))
+    })?;
+    Ok(at
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)))
 }

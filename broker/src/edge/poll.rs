@@ -26,6 +26,8 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Deserialize)]
 pub(crate) struct PollQuery {
     after: Option<u64>,
+    /// Instead of `after`: from the first message at or after this time.
+    from_time: Option<String>,
     timeout: Option<f64>,
     limit: Option<usize>,
 }
@@ -50,14 +52,15 @@ pub(crate) async fn poll(
         }
     };
     let limit = json::page_limit(q.limit);
-    let from = match q.after {
-        Some(after) => StartFrom::Seq(
+    let after = q
+        .after
+        .map(|after| {
             after
                 .checked_add(1)
-                .ok_or_else(|| ApiError::bad_request("after is the last possible seq"))?,
-        ),
-        None => StartFrom::Latest,
-    };
+                .ok_or_else(|| ApiError::bad_request("after is the last possible seq"))
+        })
+        .transpose()?;
+    let from = json::start_from(after, q.from_time.as_deref(), StartFrom::Latest)?;
     let mut sub = s.broker.subscribe(&topic, from)?;
     let mut page = Page::empty(sub.position());
     let first = tokio::select! {

@@ -26,11 +26,13 @@ use crate::subscription::{Event, StartFrom, Subscription};
 #[derive(Deserialize)]
 pub(crate) struct EventsQuery {
     from: Option<u64>,
+    from_time: Option<String>,
     last_event_id: Option<String>,
 }
 
 /// Where a stream starts: after the `Last-Event-ID` header's seq, else after
-/// the `last_event_id` parameter's, else at `from`, else at the live tail.
+/// the `last_event_id` parameter's, else at `from` or `from_time`, else at
+/// the live tail.
 fn start(headers: &HeaderMap, q: &EventsQuery) -> Result<StartFrom, ApiError> {
     let after = |id: &str| -> Result<StartFrom, ApiError> {
         id.trim()
@@ -49,7 +51,7 @@ fn start(headers: &HeaderMap, q: &EventsQuery) -> Result<StartFrom, ApiError> {
     if let Some(id) = &q.last_event_id {
         return after(id);
     }
-    Ok(q.from.map_or(StartFrom::Latest, StartFrom::Seq))
+    super::json::start_from(q.from, q.from_time.as_deref(), StartFrom::Latest)
 }
 
 /// `GET /topics/{topic}/events`

@@ -12,6 +12,7 @@ use super::json::{self, GapJson, Page};
 use super::{ApiError, EdgeState};
 use crate::broker::TopicInfo;
 use crate::cloudevents;
+use crate::subscription::StartFrom;
 
 #[derive(Serialize)]
 struct TopicJson {
@@ -154,11 +155,13 @@ fn cloud_event(
 #[derive(Deserialize)]
 pub(crate) struct ReadQuery {
     from: Option<u64>,
+    from_time: Option<String>,
     limit: Option<usize>,
 }
 
 /// `GET /topics/{topic}/messages?from=N&limit=K`: a page of stored
-/// messages from `from` (default: the earliest), with the seq to ask next.
+/// messages from `from` (default: the earliest) or from the first message
+/// at or after `from_time`, with the seq to ask next.
 pub(crate) async fn read(
     State(s): State<EdgeState>,
     topic: Result<Path<String>, PathRejection>,
@@ -169,7 +172,11 @@ pub(crate) async fn read(
     caller.subscribe(&topic)?;
     let Query(q) = query?;
     let info = s.broker.topic_info(&topic)?;
-    let from = q.from.unwrap_or(info.first_seq);
+    let from = match json::start_from(q.from, q.from_time.as_deref(), StartFrom::Earliest)? {
+        StartFrom::Seq(seq) => seq,
+        StartFrom::Time(ts) => s.broker.seek_time(&topic, ts)?,
+        _ => info.first_seq,
+    };
     let limit = json::page_limit(q.limit);
     let batch = s.broker.read(&topic, from, limit)?;
     let mut page = Page::empty(batch.gap.map_or(from, |(_, to)| to));

@@ -53,6 +53,7 @@ pub mod close_code {
 #[derive(Deserialize)]
 pub(crate) struct WsQuery {
     from: Option<u64>,
+    from_time: Option<String>,
 }
 
 /// `GET /topics/{topic}/ws`: the subscription is opened before the upgrade,
@@ -69,9 +70,8 @@ pub(crate) async fn upgrade(
     caller.subscribe(&topic)?;
     let Query(q) = query?;
     let ws = ws.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
-    let sub = s
-        .broker
-        .subscribe(&topic, q.from.map_or(StartFrom::Latest, StartFrom::Seq))?;
+    let from = super::json::start_from(q.from, q.from_time.as_deref(), StartFrom::Latest)?;
+    let sub = s.broker.subscribe(&topic, from)?;
     Ok(ws
         .max_message_size(s.config.max_body + 4096)
         // tungstenite zero-fills its whole read buffer before the first

@@ -540,21 +540,35 @@ impl TopicLog {
         Ok(ReadAt::Record(Record::new(seg, pos, len)))
     }
 
+    /// The first readable seq whose timestamp is at or after `ts_us`
+    /// (microseconds since the Unix epoch), or the head when there is none.
+    ///
+    /// The seq index is the time index: the writer never lets a timestamp
+    /// go below the one before it (its clock is clamped), so timestamps are
+    /// sorted along the log and a binary search over seqs reads O(log n)
+    /// record headers from the mapping.
+    pub(crate) fn seek_time(&self, ts_us: u64) -> Result<u64> {
+        let mut hint = None;
+        let (mut lo, mut hi) = (self.first_seq(), self.next_seq());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.read_at(mid, &mut hint)? {
+                ReadAt::Record(r) if r.timestamp_us() < ts_us => lo = mid + 1,
+                // Removed by retention meanwhile: what is left starts later.
+                ReadAt::Gap { to } if to > mid => lo = to.min(hi),
+                _ => hi = mid,
+            }
+        }
+        Ok(lo)
+    }
+
     /// Rebuilds the dedupe table from the records of the last window.
     fn rebuild_dedupe(&self, now_us: u64) -> Result<()> {
         let mut w = self.writer.lock();
         let horizon = now_us.saturating_sub(w.dedupe.window_us());
-        let (first, head) = (self.first_seq(), self.next_seq());
+        let head = self.next_seq();
         let mut hint = None;
-        // Timestamps never decrease along the log: binary search the horizon.
-        let (mut lo, mut hi) = (first, head);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            match self.read_at(mid, &mut hint)? {
-                ReadAt::Record(r) if r.timestamp_us() < horizon => lo = mid + 1,
-                _ => hi = mid,
-            }
-        }
+        let lo = self.seek_time(horizon)?;
         let start = lo.max(head.saturating_sub(w.dedupe.max_entries() as u64));
         for seq in start..head {
             if let ReadAt::Record(r) = self.read_at(seq, &mut hint)? {
@@ -637,5 +651,46 @@ mod tests {
             log.read_at(0, &mut hint).unwrap(),
             ReadAt::Record(_)
         ));
+    }
+
+    #[test]
+    fn seek_time_finds_the_first_record_at_or_after_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = TopicConfig {
+            durability: Durability::Never,
+            segment_bytes: 4096,
+            max_message_bytes: 512,
+            ..TopicConfig::default()
+        };
+        let name = TopicName::new("t").unwrap();
+        let log = TopicLog::open(name.clone(), dir.path(), config.clone(), 1).unwrap();
+        let mut seqs = Vec::new();
+        // Ten records per time step, over several segments; the clock goes
+        // back once (at 55), and the writer keeps the time from going down.
+        let payload = [7u8; 200];
+        for ts in [10, 20, 30, 40, 50, 55, 60] {
+            let clock = if ts == 55 { 25 } else { ts };
+            for _ in 0..10 {
+                log.append(&[entry(&payload)], clock, &mut seqs).unwrap();
+            }
+        }
+        assert!(log.segments.read().len() > 2, "several segments");
+        let check = |log: &TopicLog| {
+            assert_eq!(log.seek_time(0).unwrap(), 0);
+            assert_eq!(log.seek_time(10).unwrap(), 0);
+            assert_eq!(log.seek_time(11).unwrap(), 10);
+            assert_eq!(log.seek_time(20).unwrap(), 10);
+            assert_eq!(log.seek_time(35).unwrap(), 30);
+            // The step whose clock went back was stamped 50.
+            assert_eq!(log.seek_time(50).unwrap(), 40);
+            assert_eq!(log.seek_time(51).unwrap(), 60);
+            assert_eq!(log.seek_time(60).unwrap(), 60);
+            assert_eq!(log.seek_time(61).unwrap(), 70, "past the end: the head");
+        };
+        check(&log);
+        drop(log);
+        // After a reopen, from the records themselves.
+        let log = TopicLog::open(name, dir.path(), config, 100).unwrap();
+        check(&log);
     }
 }

@@ -445,6 +445,7 @@ impl Session {
             Start::Earliest => StartFrom::Earliest,
             Start::Latest => StartFrom::Latest,
             Start::Seq(s) => StartFrom::Seq(s),
+            Start::Time(ts) => StartFrom::Time(ts),
             Start::Group(g) => match GroupName::new(g) {
                 Ok(g) => StartFrom::Group(g),
                 Err(e) => return self.send_error(id, ErrorCode::InvalidName, &e.to_string()),
