@@ -1,5 +1,6 @@
 //! The `fanlog` command line.
 
+mod admin;
 mod bench;
 mod commands;
 mod config;
@@ -32,6 +33,8 @@ enum Command {
     Topics(commands::TopicsArgs),
     /// The load tool: publish | consume | e2e | fanout | idle.
     Bench(bench::BenchArgs),
+    /// Administer topics, consumer groups and hooks (over HTTP).
+    Admin(admin::AdminArgs),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
             Command::Sub(args) => commands::subscribe(args).await,
             Command::Topics(args) => commands::topics(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Admin(args) => admin::run(args).await,
         }
     });
     // Do not wait for detached tasks (a client's driver) on the way out.

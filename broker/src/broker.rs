@@ -12,7 +12,7 @@ use fanlog_protocol::{GroupName, TopicName};
 use parking_lot::{Mutex, RwLock};
 use rustix::fs::{FlockOperation, flock};
 
-use crate::config::{BrokerConfig, Durability};
+use crate::config::{BrokerConfig, Durability, TopicOverrides};
 use crate::error::{BrokerError, Result};
 use crate::flusher::{Flusher, Registry};
 use crate::log::{Entry, ReadAt, RecoveryReport, TopicLog};
@@ -239,6 +239,11 @@ impl Broker {
         if let Some(t) = self.inner.topics.read().get(topic) {
             return Ok(t.clone());
         }
+        self.create_locked(name)
+    }
+
+    /// Creates topic `name`; the create lock is held and it does not exist.
+    fn create_locked(&self, name: TopicName) -> Result<Arc<Topic>> {
         let count = self.inner.topics.read().len();
         if count >= self.inner.config.max_topics {
             return Err(BrokerError::LimitReached(format!(
@@ -258,6 +263,70 @@ impl Broker {
         }
         self.inner.topics.write().insert(name, t.clone());
         Ok(t)
+    }
+
+    /// Creates a topic with its own settings over those the broker's
+    /// patterns give it. The settings are stored in the topic's directory
+    /// and apply again after a restart.
+    ///
+    /// # Errors
+    /// [`BrokerError::TopicExists`], [`BrokerError::InvalidName`],
+    /// [`BrokerError::Config`] for settings out of range,
+    /// [`BrokerError::LimitReached`], [`BrokerError::Io`].
+    pub fn create_topic(&self, topic: &str, settings: &TopicOverrides) -> Result<TopicInfo> {
+        self.check_open()?;
+        let name = TopicName::new(topic)?;
+        let _g = self.inner.create.lock();
+        if self.inner.topics.read().contains_key(topic) {
+            return Err(BrokerError::TopicExists(topic.to_owned()));
+        }
+        let mut c = self.inner.config.topic_config(topic);
+        settings.apply(&mut c);
+        c.validate().map_err(BrokerError::Config)?;
+        let dir = self.inner.dir.join("topics").join(topic);
+        std::fs::create_dir_all(&dir).map_err(BrokerError::io(&dir))?;
+        crate::topic_settings::store(&dir, settings)?;
+        let t = self.create_locked(name)?;
+        Ok(info(&t))
+    }
+
+    /// Deletes a topic: its subscriptions end, its files and consumer
+    /// offsets are removed. Publishing to the name later creates a new,
+    /// empty topic whose seqs start at 0.
+    ///
+    /// # Errors
+    /// [`BrokerError::TopicNotFound`], [`BrokerError::InvalidName`],
+    /// [`BrokerError::Io`].
+    pub fn delete_topic(&self, topic: &str) -> Result<()> {
+        self.check_open()?;
+        TopicName::new(topic)?;
+        let _g = self.inner.create.lock();
+        let t = self
+            .inner
+            .topics
+            .write()
+            .remove(topic)
+            .ok_or_else(|| BrokerError::TopicNotFound(topic.to_owned()))?;
+        // No append is under way once this returns, so nothing writes into
+        // the directory while it is removed (or after a new topic of the
+        // same name is created in it).
+        t.log.close_and_wait();
+        let dir = t.log.dir().to_owned();
+        std::fs::remove_dir_all(&dir).map_err(BrokerError::io(&dir))?;
+        let topics_dir = self.inner.dir.join("topics");
+        crate::log::mmap::sync_dir(&topics_dir).map_err(BrokerError::io(&topics_dir))?;
+        Ok(())
+    }
+
+    /// Retention now: removes the segments of `topic` whose messages all
+    /// lie below `before` (whole segments only, so a few messages below it
+    /// may stay); returns the new first seq. Subscribers below it get a gap.
+    ///
+    /// # Errors
+    /// [`BrokerError::TopicNotFound`], [`BrokerError::InvalidName`],
+    /// [`BrokerError::Io`], [`BrokerError::Poisoned`].
+    pub fn truncate(&self, topic: &str, before: u64) -> Result<u64> {
+        self.existing(topic)?.log.truncate(before, now_us())
     }
 
     /// Publishes one message, creating the topic on first use, and returns
@@ -553,7 +622,10 @@ fn open_topic(
     now: u64,
 ) -> Result<Topic> {
     let dir = topics_dir.join(name.as_str());
-    let topic_config = config.topic_config(name.as_str());
+    let mut topic_config = config.topic_config(name.as_str());
+    if let Some(own) = crate::topic_settings::load(&dir)? {
+        own.apply(&mut topic_config);
+    }
     let durability = topic_config.durability;
     let log = TopicLog::open(name, &dir, topic_config, now)?;
     let offsets = OffsetStore::open(&dir, durability)?;

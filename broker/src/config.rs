@@ -181,8 +181,9 @@ impl TopicPattern {
     }
 }
 
-/// Settings that a topic pattern overrides; `None` keeps the value from
-/// [`BrokerConfig::topic`] (or from a less specific pattern).
+/// Settings that a topic pattern (or a topic created with settings)
+/// overrides; `None` keeps the value from [`BrokerConfig::topic`] (or from a
+/// less specific pattern).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TopicOverrides {
     /// See [`TopicConfig::segment_bytes`].
@@ -198,7 +199,7 @@ pub struct TopicOverrides {
 }
 
 impl TopicOverrides {
-    fn apply(&self, c: &mut TopicConfig) {
+    pub(crate) fn apply(&self, c: &mut TopicConfig) {
         if let Some(v) = self.segment_bytes {
             c.segment_bytes = v;
         }

@@ -15,6 +15,9 @@ pub enum BrokerError {
     /// Reading a topic that does not exist.
     #[error("topic {0:?} does not exist")]
     TopicNotFound(String),
+    /// Creating a topic that exists already.
+    #[error("topic {0:?} exists already")]
+    TopicExists(String),
     /// A message is over the topic's size limit; nothing was written.
     #[error(
         "message {index} of the batch is {size} bytes, over the limit of {max} bytes; nothing was written"

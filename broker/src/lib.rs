@@ -50,6 +50,7 @@ pub mod metrics;
 mod offsets;
 mod record;
 mod subscription;
+mod topic_settings;
 pub mod transport;
 
 pub use broker::{Appended, Broker, ReadBatch, TopicInfo, TopicStats};

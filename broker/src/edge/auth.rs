@@ -43,6 +43,11 @@ impl Caller {
         self.check(self.grant.can_see(topic), "see", topic)
     }
 
+    /// Topic and consumer-group administration: an admin token.
+    pub(crate) fn admin(&self, topic: &str) -> Result<(), ApiError> {
+        self.check(self.grant.is_admin(), "administer", topic)
+    }
+
     /// Hooks and WebSub: an admin, or a token that may read the topic.
     pub(crate) fn hook(&self, topic: &str) -> Result<(), ApiError> {
         let ok = self.grant.is_admin() || self.grant.can_subscribe(topic);

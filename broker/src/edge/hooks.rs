@@ -159,10 +159,10 @@ pub(crate) async fn patch(
     let enabled = match b.state.as_deref() {
         None => None,
         Some("active") => Some(true),
-        Some("disabled") => Some(false),
+        Some("disabled" | "paused") => Some(false),
         Some(other) => {
             return Err(ApiError::bad_request(format!(
-                "state {other:?} is not active or disabled"
+                "state {other:?} is not active, paused or disabled"
             )));
         }
     };
@@ -263,4 +263,26 @@ pub(crate) fn discovery_links(headers: &HeaderMap, topic: &str) -> Option<Header
         "<{hub}>; rel=\"hub\", <{base}/topics/{topic}>; rel=\"self\""
     ))
     .ok()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReplayJson {
+    /// The seq to deliver from again.
+    from: u64,
+}
+
+/// `POST /hooks/{id}/replay` `{"from": SEQ}`: moves the hook's cursor and
+/// delivers from there again.
+pub(crate) async fn replay(
+    State(s): State<EdgeState>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    id: Result<Path<String>, PathRejection>,
+    body: Result<Json<ReplayJson>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Path(id) = id?;
+    own(&s, &caller, &id)?;
+    let Json(b) = body?;
+    let view = hooks(&s)?.replay(&id, b.from).await?;
+    Ok(json::body(StatusCode::OK, &view))
 }

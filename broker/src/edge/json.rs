@@ -163,7 +163,7 @@ pub(crate) fn start_from(
 
 /// An RFC 3339 time (`2026-11-29T12:00:00Z`, fractions allowed) as
 /// microseconds since the Unix epoch.
-fn parse_time(t: &str) -> Result<u64, ApiError> {
+pub(crate) fn parse_time(t: &str) -> Result<u64, ApiError> {
     let at = humantime::parse_rfc3339_weak(t).map_err(|e| {
         ApiError::bad_request(format!(
             "from_time {t:?} is not an RFC 3339 time like 2026-11-29T12:00:00Z: {e}"

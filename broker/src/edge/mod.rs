@@ -8,6 +8,7 @@
 //! (`CONTRACT.md`); [`router`] builds them so tests can drive the service
 //! directly, [`serve`] runs them on a listener.
 
+mod admin;
 mod asyncapi;
 mod auth;
 mod console;
@@ -150,7 +151,19 @@ pub fn router(state: EdgeState) -> Router {
         .route("/asyncapi.json", get(asyncapi::document))
         .route("/metrics", get(metrics::metrics))
         .route("/topics", get(topics::list))
-        .route("/topics/{topic}", get(topics::info))
+        .route(
+            "/topics/{topic}",
+            get(topics::info).put(admin::create).delete(admin::delete),
+        )
+        .route(
+            "/topics/{topic}/truncate",
+            axum::routing::post(admin::truncate),
+        )
+        .route("/topics/{topic}/groups", get(admin::groups))
+        .route(
+            "/topics/{topic}/groups/{group}",
+            axum::routing::put(admin::reset),
+        )
         .route(
             "/topics/{topic}/messages",
             get(topics::read).post(topics::publish),
@@ -164,6 +177,7 @@ pub fn router(state: EdgeState) -> Router {
             get(hooks::get).delete(hooks::delete).patch(hooks::patch),
         )
         .route("/hooks/{id}/rotate", axum::routing::post(hooks::rotate))
+        .route("/hooks/{id}/replay", axum::routing::post(hooks::replay))
         .route("/websub", axum::routing::post(hooks::websub))
         .route("/tickets", axum::routing::post(auth::ticket))
         .route(
@@ -467,6 +481,7 @@ impl From<BrokerError> for ApiError {
             | BrokerError::EmptyBatch
             | BrokerError::OffsetOutOfRange { .. } => StatusCode::BAD_REQUEST,
             BrokerError::TopicNotFound(_) => StatusCode::NOT_FOUND,
+            BrokerError::TopicExists(_) => StatusCode::CONFLICT,
             BrokerError::LimitReached(_) => StatusCode::FORBIDDEN,
             BrokerError::MessageTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             BrokerError::Poisoned { .. } | BrokerError::Closed => StatusCode::SERVICE_UNAVAILABLE,

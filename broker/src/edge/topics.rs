@@ -15,7 +15,7 @@ use crate::cloudevents;
 use crate::subscription::StartFrom;
 
 #[derive(Serialize)]
-struct TopicJson {
+pub(crate) struct TopicJson {
     name: String,
     first_seq: u64,
     next_seq: u64,

@@ -190,6 +190,8 @@ struct Entry {
     spec: HookSpec,
     status: Arc<Mutex<Status>>,
     stop: CancellationToken,
+    /// The worker, while the hook is enabled.
+    worker: Option<tokio::task::JoinHandle<()>>,
 }
 
 #[derive(Debug)]
@@ -301,9 +303,11 @@ impl Hooks {
                 spec: spec.clone(),
                 status: status.clone(),
                 stop: stop.clone(),
+                worker: None,
             },
         );
         if spec.enabled {
+            let id = spec.id.clone();
             let job = worker::Job {
                 hooks: self.clone(),
                 spec,
@@ -311,9 +315,41 @@ impl Hooks {
                 status,
                 stop,
             };
-            self.inner.tracker.spawn(worker::run(job));
+            let handle = self.inner.tracker.spawn(worker::run(job));
+            if let Some(e) = self.inner.hooks.lock().get_mut(&id) {
+                e.worker = Some(handle);
+            }
         }
         Ok(())
+    }
+
+    /// Moves a hook's cursor to `from` and restarts its delivery there:
+    /// messages from `from` on are delivered again (or skipped, when
+    /// `from` is ahead). The worker is stopped and waited for first, so no
+    /// delivery in flight moves the cursor afterwards.
+    ///
+    /// # Errors
+    /// [`HookError::NotFound`], or the broker refuses the cursor (past the
+    /// topic's end); the hook runs on from its old cursor then.
+    pub async fn replay(&self, id: &str, from: u64) -> Result<HookView, HookError> {
+        let entry = self
+            .inner
+            .hooks
+            .lock()
+            .remove(id)
+            .ok_or_else(|| HookError::NotFound(id.to_owned()))?;
+        entry.stop.cancel();
+        if let Some(worker) = entry.worker {
+            let _ = worker.await;
+        }
+        let moved = self
+            .inner
+            .broker
+            .commit(&entry.spec.topic, &group(id), from);
+        self.start(entry.spec)?;
+        moved?;
+        self.get(id)
+            .ok_or_else(|| HookError::NotFound(id.to_owned()))
     }
 
     fn save(&self) -> Result<(), HookError> {

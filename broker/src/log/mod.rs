@@ -266,6 +266,11 @@ impl TopicLog {
         if let Some(e) = self.poisoned() {
             return Err(e);
         }
+        // Closed (the broker closing, or the topic deleted): nothing more
+        // is written into its files.
+        if self.is_closed() {
+            return Err(BrokerError::Closed);
+        }
         let ts = now_us.max(w.last_timestamp_us);
         // Expired identities must not match: a retry after the window is new.
         w.dedupe.forget(ts);
@@ -403,6 +408,12 @@ impl TopicLog {
             total -= seg.written();
             drop_n += 1;
         }
+        self.drop_front(&list, drop_n);
+    }
+
+    /// Removes the first `drop_n` segments of `list` (the current list,
+    /// sealed ones only), moving `first_seq` up. Writer lock held.
+    fn drop_front(&self, list: &[Arc<Segment>], drop_n: usize) {
         if drop_n == 0 {
             return;
         }
@@ -416,6 +427,28 @@ impl TopicLog {
             }
         }
         tracing::debug!(topic = %self.name, removed = drop_n, first_seq = first, "retention");
+    }
+
+    /// Retention now: removes every segment whose records all lie below
+    /// `before`; returns the new first seq. Only whole segments go (seqs
+    /// stay dense, readers below get a gap); when `before` reaches the
+    /// head, the active segment is sealed first so that it can go too.
+    pub(crate) fn truncate(&self, before: u64, now_us: u64) -> Result<u64> {
+        let mut guard = self.writer.lock();
+        let w = &mut *guard;
+        if let Some(e) = self.poisoned() {
+            return Err(e);
+        }
+        if w.count > 0 && before >= w.next_seq {
+            self.roll(w, now_us)?;
+        }
+        let list = self.segments.read().clone();
+        let drop_n = list[..list.len() - 1]
+            .iter()
+            .take_while(|s| s.base() + s.count() <= before)
+            .count();
+        self.drop_front(&list, drop_n);
+        Ok(self.first_seq())
     }
 
     /// Applies retention by age (called periodically).
@@ -499,6 +532,18 @@ impl TopicLog {
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Release);
         self.readable_tx.send_modify(|_| {});
+    }
+
+    /// Closes the log and waits for an append in progress to finish, so
+    /// that nothing writes into its files afterwards.
+    pub(crate) fn close_and_wait(&self) {
+        self.close();
+        drop(self.writer.lock());
+    }
+
+    /// The topic's directory.
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
     }
 
     pub(crate) fn is_closed(&self) -> bool {

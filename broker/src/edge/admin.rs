@@ -1,0 +1,173 @@
+//! Topic and consumer-group administration (admin tokens):
+//! `PUT /topics/{t}` creates a topic with its own settings,
+//! `DELETE /topics/{t}` deletes one, `POST /topics/{t}/truncate` applies
+//! retention now, `GET /topics/{t}/groups` lists consumer groups and
+//! `PUT /topics/{t}/groups/{g}` moves a group's offset to a seq or a time.
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use super::auth::Caller;
+use super::json;
+use super::topics::TopicJson;
+use super::{ApiError, EdgeState};
+use crate::config::{Durability, TopicOverrides};
+
+/// The body of `PUT /topics/{t}`: settings over the broker's.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SettingsJson {
+    fsync: Option<String>,
+    retention_bytes: Option<u64>,
+    /// Like `7days` or `12h`.
+    retention_age: Option<String>,
+    segment_bytes: Option<u64>,
+    max_message_bytes: Option<usize>,
+}
+
+impl SettingsJson {
+    fn overrides(self) -> Result<TopicOverrides, ApiError> {
+        let durability = self
+            .fsync
+            .map(|f| f.parse::<Durability>())
+            .transpose()
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let retention_age = self
+            .retention_age
+            .map(|a| {
+                humantime::parse_duration(&a).map_err(|e| {
+                    ApiError::bad_request(format!("retention_age {a:?} is not a duration: {e}"))
+                })
+            })
+            .transpose()?;
+        Ok(TopicOverrides {
+            segment_bytes: self.segment_bytes,
+            max_message_bytes: self.max_message_bytes,
+            retention_bytes: self.retention_bytes,
+            retention_age,
+            durability,
+        })
+    }
+}
+
+/// `PUT /topics/{topic}`: `201` and the topic; `409` when it exists.
+pub(crate) async fn create(
+    State(s): State<EdgeState>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    topic: Result<Path<String>, PathRejection>,
+    body: Result<Json<SettingsJson>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Path(topic) = topic?;
+    caller.admin(&topic)?;
+    let Json(settings) = body?;
+    let info = s.broker.create_topic(&topic, &settings.overrides()?)?;
+    Ok(json::body(StatusCode::CREATED, &TopicJson::from(info)))
+}
+
+/// `DELETE /topics/{topic}`: `204`.
+pub(crate) async fn delete(
+    State(s): State<EdgeState>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    topic: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path(topic) = topic?;
+    caller.admin(&topic)?;
+    s.broker.delete_topic(&topic)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TruncateJson {
+    /// Remove what lies below this seq (whole segments).
+    before: u64,
+}
+
+/// `POST /topics/{topic}/truncate` `{"before": SEQ}`: `{"first_seq": N}`.
+pub(crate) async fn truncate(
+    State(s): State<EdgeState>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    topic: Result<Path<String>, PathRejection>,
+    body: Result<Json<TruncateJson>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Path(topic) = topic?;
+    caller.admin(&topic)?;
+    let Json(b) = body?;
+    let first_seq = s.broker.truncate(&topic, b.before)?;
+    Ok(json::body(
+        StatusCode::OK,
+        &serde_json::json!({ "topic": topic, "first_seq": first_seq }),
+    ))
+}
+
+#[derive(Debug, Serialize)]
+struct GroupJson {
+    group: String,
+    /// The next seq the group will read.
+    committed: u64,
+    /// Messages from `committed` to the topic's end.
+    lag: u64,
+}
+
+/// `GET /topics/{topic}/groups`: every consumer group, with its lag.
+pub(crate) async fn groups(
+    State(s): State<EdgeState>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    topic: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path(topic) = topic?;
+    caller.admin(&topic)?;
+    let next = s.broker.topic_info(&topic)?.next_seq;
+    let groups: Vec<GroupJson> = s
+        .broker
+        .groups(&topic)?
+        .into_iter()
+        .map(|(g, committed)| GroupJson {
+            group: g.to_string(),
+            committed,
+            lag: next.saturating_sub(committed),
+        })
+        .collect();
+    Ok(json::body(StatusCode::OK, &groups))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ResetJson {
+    /// A seq, or ...
+    seq: Option<u64>,
+    /// ... an RFC 3339 time: the first message at or after it.
+    time: Option<String>,
+}
+
+/// `PUT /topics/{topic}/groups/{group}` `{"seq": N}` or `{"time": T}`:
+/// moves the group's offset (back to re-read, ahead to skip).
+pub(crate) async fn reset(
+    State(s): State<EdgeState>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    body: Result<Json<ResetJson>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Path((topic, group)) = path?;
+    caller.admin(&topic)?;
+    let Json(b) = body?;
+    let seq = match (b.seq, b.time.as_deref()) {
+        (Some(seq), None) => seq,
+        (None, Some(t)) => s.broker.seek_time(&topic, json::parse_time(t)?)?,
+        _ => return Err(ApiError::bad_request("give one of seq and time")),
+    };
+    s.broker.commit(&topic, &group, seq)?;
+    let next = s.broker.topic_info(&topic)?.next_seq;
+    Ok(json::body(
+        StatusCode::OK,
+        &GroupJson {
+            group,
+            committed: seq,
+            lag: next.saturating_sub(seq),
+        },
+    ))
+}
