@@ -539,3 +539,57 @@ async fn the_console_signs_in_with_a_token_when_the_broker_needs_one() {
     .await;
     assert!(broker.terminate().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_page_resumes_after_a_reload() {
+    // examples/browser/index.html as it ships, served from the collector's
+    // origin, which the broker allows.
+    let collector = Collector::start(include_str!("../examples/browser/index.html").into()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = serve(dir.path(), "127.0.0.1:0", &collector.origin());
+    let http = broker.http.clone().unwrap();
+    publish_all(&http, "feed", 0..5).await;
+    let url = format!(
+        "{}/page?broker=http://{http}&topic=feed",
+        collector.origin()
+    );
+    let browser = Browser::open(&url);
+    let mut page = DevTools::attach(&browser, &url).await;
+    let shown = async |page: &mut DevTools, want: &[u32]| {
+        let t = Instant::now();
+        loop {
+            let html = page.html().await;
+            let seqs: Vec<u32> = html
+                .split("data-seq=\"")
+                .skip(1)
+                .filter_map(|s| s.split('"').next()?.parse().ok())
+                .collect();
+            if seqs == want {
+                return html;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "want {want:?}, shown {seqs:?}: {html}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let html = shown(&mut page, &[0, 1, 2, 3, 4]).await;
+    assert!(html.contains("<span>#4</span>m4"), "{html}");
+    // A reload starts a new page: it resumes after seq 4 from localStorage,
+    // so it shows only what came after, once each.
+    page.call("Page.reload", serde_json::json!({})).await;
+    let html = shown(&mut page, &[]).await;
+    assert!(!html.contains("#4"), "{html}");
+    let t = Instant::now();
+    while !page.html().await.contains("connected, from seq 5") {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "the reloaded page never connected"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    publish_all(&http, "feed", 5..8).await;
+    shown(&mut page, &[5, 6, 7]).await;
+    assert!(broker.terminate().success());
+}
