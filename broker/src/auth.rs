@@ -65,6 +65,7 @@ pub struct TokenConfig {
     /// Topic patterns: an exact name, or a prefix ending in `*`.
     #[serde(default)]
     pub publish: Vec<String>,
+    /// Topic patterns the token may read.
     #[serde(default)]
     pub subscribe: Vec<String>,
     /// Hooks, WebSub and topic administration.
@@ -162,11 +163,13 @@ impl Grant {
         }
     }
 
+    /// Whether the token may publish to `topic`.
     #[must_use]
     pub fn can_publish(&self, topic: &str) -> bool {
         self.publish.iter().any(|p| p.matches(topic))
     }
 
+    /// Whether the token may read `topic`.
     #[must_use]
     pub fn can_subscribe(&self, topic: &str) -> bool {
         self.subscribe.iter().any(|p| p.matches(topic))
@@ -185,6 +188,7 @@ impl Grant {
         }
     }
 
+    /// Whether the token may administer (hooks, WebSub, topics, metrics).
     #[must_use]
     pub fn is_admin(&self) -> bool {
         self.admin

@@ -23,8 +23,11 @@ pub const PREFIX: &str = "ce-";
 /// An event as stored: payload, content type, `ce-*` headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {
+    /// The event's data: the message payload.
     pub data: Bytes,
+    /// The data's content type (`datacontenttype`).
     pub content_type: Option<String>,
+    /// The other attributes, as `ce-*` headers.
     pub headers: Vec<Header>,
 }
 

@@ -16,6 +16,8 @@
 //! # Ok::<_, fanlog_protocol::record::RecordError>(())
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod frame;
 pub mod message;
 pub mod name;

@@ -20,6 +20,7 @@ pub struct ApiServer {
     pub host: String,
     /// AsyncAPI protocol name.
     pub protocol: String,
+    /// What the server is, in a sentence.
     pub description: String,
 }
 

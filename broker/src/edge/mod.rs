@@ -71,6 +71,7 @@ pub struct HttpConfig {
     /// Connections served at once, and from one address; more are closed
     /// at once (and counted in `/metrics`).
     pub max_connections: usize,
+    /// Open connections from one address, at most.
     pub max_connections_per_ip: usize,
 }
 

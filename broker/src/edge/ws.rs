@@ -102,6 +102,7 @@ struct Op {
 pub struct PublishOp {
     /// The client's request id, echoed in the ack.
     pub id: Option<serde_json::Value>,
+    /// The message to publish.
     pub message: Message,
 }
 

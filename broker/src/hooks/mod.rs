@@ -64,6 +64,7 @@ pub struct HooksConfig {
     pub lease_default: Duration,
     /// Shortest and longest WebSub lease granted.
     pub lease_min: Duration,
+    /// See `lease_min`.
     pub lease_max: Duration,
 }
 
@@ -100,10 +101,13 @@ pub enum HookError {
     /// A bad request: topic, URL, refused target, secret, start.
     #[error("{0}")]
     Invalid(String),
+    /// No hook has this id.
     #[error("no hook {0}")]
     NotFound(String),
+    /// The broker refused (a bad topic, a cursor past the end, ...).
     #[error(transparent)]
     Broker(#[from] BrokerError),
+    /// `hooks.json` could not be written.
     #[error("cannot store the hooks: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -111,7 +115,9 @@ pub enum HookError {
 /// A new hook.
 #[derive(Debug, Clone, Default)]
 pub struct NewHook {
+    /// The topic to deliver.
     pub topic: String,
+    /// Where to POST each delivery.
     pub url: String,
     /// `whsec_...`; generated when absent.
     pub secret: Option<String>,
@@ -141,8 +147,11 @@ pub struct HookUpdate {
 /// A hook as the API shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct HookView {
+    /// `hook_...`.
     pub id: String,
+    /// The topic delivered.
     pub topic: String,
+    /// Where deliveries go.
     pub url: String,
     /// `webhook` or `websub`.
     pub kind: &'static str,
@@ -151,14 +160,18 @@ pub struct HookView {
     /// When a WebSub lease ends.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires: Option<String>,
+    /// How CloudEvents are delivered.
     pub delivery: Delivery,
+    /// The CloudEvents types delivered (all when empty).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub types: Vec<String>,
+    /// When the hook was created (RFC 3339).
     pub created: String,
     /// The next seq to deliver.
     pub cursor: u64,
     /// Messages published past the cursor.
     pub lag: u64,
+    /// Most deliveries per second, if limited.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<f64>,
     /// Rotated secrets that still sign, until then.
@@ -168,9 +181,13 @@ pub struct HookView {
     pub delivered: u64,
     /// Failed attempts at the message at the cursor.
     pub attempts: u32,
+    /// The HTTP status of the last attempt.
     pub last_status: Option<u16>,
+    /// What went wrong last, if the last attempt failed.
     pub last_error: Option<String>,
+    /// When the last attempt was made (RFC 3339).
     pub last_attempt: Option<String>,
+    /// When the next attempt is due, while retrying (RFC 3339).
     pub next_attempt: Option<String>,
 }
 

@@ -21,6 +21,7 @@ use crate::subscription::StartFrom;
 /// A `POST /websub` form: every `hub.*` parameter; unknown ones ignored.
 #[derive(Debug, Clone, Default)]
 pub struct WebSubRequest {
+    /// The form's `hub.*` parameters (others are ignored).
     pub params: HashMap<String, String>,
     /// This hub's URL as the request reached it.
     pub hub_url: String,

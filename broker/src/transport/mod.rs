@@ -1,5 +1,5 @@
 //! Network transports: the binary protocol over TCP and over QUIC. Both run
-//! the same [`session`] over a byte stream; neither knows the log.
+//! the same `session` over a byte stream; neither knows the log.
 
 mod outbox;
 pub mod quic;
