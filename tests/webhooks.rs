@@ -833,7 +833,7 @@ async fn a_disabled_hook_re_enabled_resumes_at_its_cursor() {
     let (s, _) = send(
         reqwest::Method::PATCH,
         url.clone(),
-        json!({"state": "paused"}),
+        json!({"state": "sleeping"}),
     )
     .await;
     assert_eq!(s, 400);
