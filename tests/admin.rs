@@ -44,10 +44,6 @@ async fn post(http: &str, topic: &str, len: usize) -> u16 {
         .as_u16()
 }
 
-async fn get(url: String) -> Value {
-    reqwest::get(url).await.unwrap().json().await.unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topics_created_truncated_and_deleted() {
     let dir = tempfile::tempdir().unwrap();
@@ -95,14 +91,14 @@ async fn topics_created_truncated_and_deleted() {
     let t = admin(&http, &["truncate", "audit", "--before", "100"]);
     let first = t["first_seq"].as_u64().unwrap();
     assert!(first > 0 && first <= 100, "{t}");
-    let page = get(format!("{http}/topics/audit/messages?from=0&limit=1")).await;
+    let page = common::get_json(&format!("{http}/topics/audit/messages?from=0&limit=1")).await;
     assert_eq!(page["gap"]["to"], first, "{page}");
     assert_eq!(page["messages"][0]["seq"], first);
     // Up to the head: everything goes, the seqs go on.
     let t = admin(&http, &["truncate", "audit", "--before", "200"]);
     assert_eq!(t["first_seq"], 200, "{t}");
     assert_eq!(post(&http, "audit", 10).await, 201);
-    let info = get(format!("{http}/topics/audit")).await;
+    let info = common::get_json(&format!("{http}/topics/audit")).await;
     assert_eq!(
         (info["first_seq"].clone(), info["next_seq"].clone()),
         (200.into(), 201.into())
@@ -110,7 +106,7 @@ async fn topics_created_truncated_and_deleted() {
 
     // Delete: gone from the list and the disk; the name starts again at 0.
     assert_eq!(admin(&http, &["delete", "audit"]), Value::Null);
-    let names: Vec<Value> = get(format!("{http}/topics"))
+    let names: Vec<Value> = common::get_json(&format!("{http}/topics"))
         .await
         .as_array()
         .unwrap()
@@ -158,7 +154,7 @@ async fn consumer_groups_listed_and_reset() {
         Some(3)
     );
     // To a time: the first message of the second burst.
-    let page = get(format!("{http}/topics/orders/messages?from=10&limit=1")).await;
+    let page = common::get_json(&format!("{http}/topics/orders/messages?from=10&limit=1")).await;
     let time = page["messages"][0]["time"].as_str().unwrap().to_owned();
     let g = admin(&http, &["reset", "orders", "billing", "--to", &time]);
     assert_eq!(g["committed"], 10, "{g}");

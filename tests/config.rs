@@ -188,14 +188,7 @@ retention_bytes = 8192
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let topics: serde_json::Value = http
-            .get(format!("{base}/topics"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let topics: serde_json::Value = common::get_json(&format!("{base}/topics")).await;
         let short = topics
             .as_array()
             .unwrap()

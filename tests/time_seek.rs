@@ -42,54 +42,29 @@ async fn every_interface_starts_at_the_first_message_at_or_after_a_time() {
     let between_text = humantime::format_rfc3339_micros(between).to_string();
 
     // The broker's own time of seq 5, as the messages API shows it.
-    let page: Value = http
-        .get(format!("{base}/topics/t/messages?from=5&limit=1"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = common::get_json(&format!("{base}/topics/t/messages?from=5&limit=1")).await;
     let time_of_5 = page["messages"][0]["time"].as_str().unwrap().to_owned();
 
     // HTTP read.
     for (time, want) in [(&time_of_5, 5), (&between_text, 10)] {
-        let page: Value = http
-            .get(format!("{base}/topics/t/messages?from_time={time}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page: Value =
+            common::get_json(&format!("{base}/topics/t/messages?from_time={time}")).await;
         assert_eq!(page["messages"][0]["seq"], want, "{time}: {page}");
         assert_eq!(page["next"], 15);
     }
     // A time after every message: nothing, and the next seq.
     let later =
         humantime::format_rfc3339_micros(std::time::SystemTime::now() + Duration::from_secs(60));
-    let page: Value = http
-        .get(format!("{base}/topics/t/messages?from_time={later}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value =
+        common::get_json(&format!("{base}/topics/t/messages?from_time={later}")).await;
     assert_eq!(page["messages"].as_array().unwrap().len(), 0, "{page}");
     assert_eq!(page["next"], 15);
 
     // Long poll.
-    let page: Value = http
-        .get(format!(
-            "{base}/topics/t/poll?from_time={between_text}&timeout=5"
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = common::get_json(&format!(
+        "{base}/topics/t/poll?from_time={between_text}&timeout=5"
+    ))
+    .await;
     assert_eq!(page["messages"][0]["seq"], 10, "{page}");
 
     // SSE: the first event's id.

@@ -500,3 +500,13 @@ pub fn local_hooks() -> fanlog::broker::hooks::HooksConfig {
         ..fanlog::broker::hooks::HooksConfig::default()
     }
 }
+
+/// GETs `url` and parses the answer as JSON.
+pub async fn get_json(url: &str) -> serde_json::Value {
+    reqwest::get(url)
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: not JSON: {e}"))
+}
