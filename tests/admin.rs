@@ -238,5 +238,8 @@ async fn hooks_paused_resumed_and_replayed() {
     );
     let e = admin_fails(&http, &["replay", &id, "--from", "99"]);
     assert!(e.contains("400"), "past the end: {e}");
+    // A topic that hooks deliver is not deleted under them.
+    let e = admin_fails(&http, &["delete", "h"]);
+    assert!(e.contains("409") && e.contains(&id), "{e}");
     assert!(serve.terminate().success());
 }

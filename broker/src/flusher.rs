@@ -120,6 +120,8 @@ fn run(registry: &Registry, rx: &Receiver<Msg>, period: Duration, metrics: &Metr
                 }
                 if last_retention.elapsed() >= Duration::from_secs(1) {
                     last_retention = Instant::now();
+                    // Forget deleted topics.
+                    last_sync.retain(|name, _| topics.iter().any(|t| t.log.name() == name));
                     let now = now_us();
                     for t in &topics {
                         t.log.enforce_retention(now);

@@ -68,7 +68,9 @@ pub(crate) async fn create(
     Ok(json::body(StatusCode::CREATED, &TopicJson::from(info)))
 }
 
-/// `DELETE /topics/{topic}`: `204`.
+/// `DELETE /topics/{topic}`: `204`; `409` while hooks deliver the topic
+/// (delete them first: their cursors would point into a topic that is
+/// gone).
 pub(crate) async fn delete(
     State(s): State<EdgeState>,
     axum::Extension(caller): axum::Extension<Caller>,
@@ -76,6 +78,23 @@ pub(crate) async fn delete(
 ) -> Result<Response, ApiError> {
     let Path(topic) = topic?;
     caller.admin(&topic)?;
+    if let Some(hooks) = &s.hooks {
+        let ids: Vec<String> = hooks
+            .list()
+            .into_iter()
+            .filter(|h| h.topic == topic)
+            .map(|h| h.id)
+            .collect();
+        if !ids.is_empty() {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "hooks deliver {topic}: delete them first ({})",
+                    ids.join(", ")
+                ),
+            ));
+        }
+    }
     s.broker.delete_topic(&topic)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
