@@ -221,6 +221,37 @@ async fn tokens_on_every_http_route() {
     assert_eq!(names, ["a.x"]);
     let (_, _, doc) = http(Method::GET, u("/asyncapi.json"), Some("rw-a"), None).await;
     assert!(doc["channels"].get("b").is_none() && doc["channels"].get("a.x").is_some());
+    // Administration needs an admin token, even on the token's own topics.
+    let admin_routes: Vec<(Method, String, Option<Value>)> = vec![
+        (Method::PUT, u("/topics/a.new"), Some(json!({}))),
+        (Method::DELETE, u("/topics/a.x"), None),
+        (
+            Method::POST,
+            u("/topics/a.x/truncate"),
+            Some(json!({"before": 1})),
+        ),
+        (Method::GET, u("/topics/a.x/groups"), None),
+        (
+            Method::PUT,
+            u("/topics/a.x/groups/g"),
+            Some(json!({"seq": 0})),
+        ),
+        (Method::GET, u("/metrics"), None),
+    ];
+    for (m, url, body) in &admin_routes {
+        for (token, want) in [(None, 401), (Some("rw-a"), 403), (Some("read-a"), 403)] {
+            let (s, _, v) = http(m.clone(), url.clone(), token, body.clone()).await;
+            assert_eq!(s, want, "{m} {url} {token:?}: {v}");
+        }
+    }
+    let (s, _, v) = http(
+        Method::GET,
+        u("/topics/a.x/groups"),
+        Some("admin-secret"),
+        None,
+    )
+    .await;
+    assert_eq!((s, v), (200, json!([])));
     // Within its rights it works.
     let (s, _, _) = http(
         Method::POST,
