@@ -142,6 +142,38 @@ async fn each_topic_keeps_the_durability_its_pattern_gives() {
 }
 
 #[tokio::test]
+async fn a_topic_created_with_a_short_interval_is_synced_at_that_interval() {
+    use fanlog::TopicOverrides;
+    let dir = tempfile::tempdir().unwrap();
+    // Every configured topic is `Never`: the flusher starts ticking at 1 s.
+    let broker = common::open(dir.path(), &common::config(Durability::Never, 1 << 20));
+    broker
+        .create_topic(
+            "fast",
+            &TopicOverrides {
+                durability: Some(Durability::Interval(Duration::from_millis(20))),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let wait_durable = async |upto: u64| {
+        let start = tokio::time::Instant::now();
+        while broker.stats("fast").unwrap().durable_seq < upto {
+            assert!(start.elapsed() < Duration::from_secs(5), "never synced");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        start.elapsed()
+    };
+    broker.publish("fast", Message::new("a")).await.unwrap();
+    wait_durable(1).await;
+    // From then on the tick follows the topic's 20 ms, not the 1 s it
+    // started with (600 ms leaves room for a loaded machine).
+    broker.publish("fast", Message::new("b")).await.unwrap();
+    let took = wait_durable(2).await;
+    assert!(took < Duration::from_millis(600), "synced after {took:?}");
+}
+
+#[tokio::test]
 async fn closing_ends_subscriptions_after_what_was_published() {
     let dir = tempfile::tempdir().unwrap();
     let broker = common::open(dir.path(), &common::config(Durability::Never, 1 << 20));

@@ -70,10 +70,13 @@ impl Flusher {
     }
 }
 
-/// `period` is the shortest sync interval of any topic; a topic with a
-/// longer one is synced on the first tick after its own interval passed.
+/// The tick is the shortest sync interval of any topic (`period` at
+/// first, shortened when a topic with a shorter one appears, at most one
+/// second); a topic with a longer interval is synced on the first tick
+/// after its own interval passed.
 fn run(registry: &Registry, rx: &Receiver<Msg>, period: Duration, metrics: &Metrics) {
-    let ticker = tick(period);
+    let mut period = period.min(Duration::from_secs(1));
+    let mut ticker = tick(period);
     let mut last_retention = Instant::now();
     let mut last_sync: HashMap<TopicName, Instant> = HashMap::new();
     loop {
@@ -126,6 +129,14 @@ fn run(registry: &Registry, rx: &Receiver<Msg>, period: Duration, metrics: &Metr
                     for t in &topics {
                         t.log.enforce_retention(now);
                     }
+                }
+                // A topic created since (with its own settings) may want
+                // syncs more often than the ticker gives.
+                if let Some(shortest) = topics.iter().filter_map(|t| t.log.sync_interval()).min()
+                    && shortest < period
+                {
+                    period = shortest;
+                    ticker = tick(period);
                 }
             }
         }
