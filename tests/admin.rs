@@ -243,3 +243,29 @@ async fn hooks_paused_resumed_and_replayed() {
     assert!(e.contains("409") && e.contains(&id), "{e}");
     assert!(serve.terminate().success());
 }
+
+#[test]
+fn a_topic_refused_at_creation_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = fanlog::BrokerConfig {
+        max_topics: 1,
+        ..Default::default()
+    };
+    let settings = fanlog::TopicOverrides {
+        max_message_bytes: Some(100),
+        ..Default::default()
+    };
+    let broker = fanlog::Broker::open(dir.path(), config.clone()).unwrap();
+    broker.create_topic("a", &settings).unwrap();
+    let e = broker.create_topic("b", &settings).unwrap_err();
+    assert!(
+        matches!(e, fanlog::broker::BrokerError::LimitReached(_)),
+        "{e}"
+    );
+    assert!(!dir.path().join("topics/b").exists());
+    broker.close().unwrap();
+    drop(broker);
+    let broker = fanlog::Broker::open(dir.path(), config).unwrap();
+    let names: Vec<String> = broker.topics().iter().map(|t| t.name.to_string()).collect();
+    assert_eq!(names, ["a"]);
+}

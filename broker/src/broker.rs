@@ -285,9 +285,17 @@ impl Broker {
         c.validate().map_err(BrokerError::Config)?;
         let dir = self.inner.dir.join("topics").join(topic);
         std::fs::create_dir_all(&dir).map_err(BrokerError::io(&dir))?;
-        crate::topic_settings::store(&dir, settings)?;
-        let t = self.create_locked(name)?;
-        Ok(info(&t))
+        // A directory left behind would be opened as a topic at the next
+        // start: it goes again if the topic cannot be made.
+        let made =
+            crate::topic_settings::store(&dir, settings).and_then(|()| self.create_locked(name));
+        match made {
+            Ok(t) => Ok(info(&t)),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                Err(e)
+            }
+        }
     }
 
     /// Deletes a topic: its subscriptions end, its files and consumer
