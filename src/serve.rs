@@ -7,11 +7,11 @@ use anyhow::Context;
 use fanlog::broker::transport::{quic, tcp, tls};
 use fanlog::broker::{edge, hooks};
 use fanlog::{Broker, Durability};
-
-use crate::config::{Config, Listen, LogFormat, LogOverrides, Overrides};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, Listen, LogFormat, LogOverrides, Overrides};
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -133,24 +133,24 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     init_logging(&config.log)?;
-    let args = &config;
-    let auth = fanlog::broker::auth::Auth::new(&args.auth)
+    let cfg = &config;
+    let auth = fanlog::broker::auth::Auth::new(&cfg.auth)
         .map_err(anyhow::Error::msg)
         .context("bad [auth] section")?;
     if auth.is_open() {
         let exposed: Vec<String> = [
-            Some(args.tcp),
-            args.quic.addr(),
-            args.http.addr(),
-            args.tls.addr(),
-            args.https.addr(),
+            Some(cfg.tcp),
+            cfg.quic.addr(),
+            cfg.http.addr(),
+            cfg.tls.addr(),
+            cfg.https.addr(),
         ]
         .into_iter()
         .flatten()
         .filter(|a| !a.ip().is_loopback())
         .map(|a| a.to_string())
         .collect();
-        if !exposed.is_empty() && !args.allow_open_network {
+        if !exposed.is_empty() && !cfg.allow_open_network {
             anyhow::bail!(
                 "no tokens are configured (--config with [[auth.tokens]]), so the broker is open to anyone \
                  who reaches it; it listens on loopback only unless --allow-open-network is given \
@@ -160,15 +160,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
         tracing::warn!("no tokens configured: every client may publish, read and administer");
     }
-    let limits = &args.limits;
-    let broker_config = args.broker().map_err(anyhow::Error::msg)?;
+    let limits = &cfg.limits;
+    let broker_config = cfg.broker().map_err(anyhow::Error::msg)?;
     let session_limits = fanlog::broker::transport::SessionLimits {
         max_frame: limits.max_frame_bytes,
         max_subscriptions: limits.max_subscriptions_per_connection,
         ..Default::default()
     };
-    let broker = Broker::open(&args.data, broker_config)
-        .with_context(|| format!("cannot open {}", args.data.display()))?;
+    let broker = Broker::open(&cfg.data, broker_config)
+        .with_context(|| format!("cannot open {}", cfg.data.display()))?;
     let trust_pem = args
         .hook_cas
         .iter()
@@ -177,10 +177,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let hooks = hooks::Hooks::open(
         broker.clone(),
         hooks::HooksConfig {
-            allow_targets: args.allow_hook_targets.clone(),
+            allow_targets: cfg.allow_hook_targets.clone(),
             trust_pem,
             max_hooks: limits.max_hooks,
-            ..args.hooks.hooks_config().map_err(anyhow::Error::msg)?
+            ..cfg.hooks.hooks_config().map_err(anyhow::Error::msg)?
         },
     )
     .context("cannot start the webhooks")?;
@@ -190,12 +190,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
 
     let identity = || {
-        quic::identity(
-            &args.data,
-            args.tls_cert.as_deref(),
-            args.tls_key.as_deref(),
-        )
-        .context("cannot load the TLS certificate")
+        quic::identity(&cfg.data, cfg.tls_cert.as_deref(), cfg.tls_key.as_deref())
+            .context("cannot load the TLS certificate")
     };
     let mut listening: Vec<(&str, SocketAddr)> = Vec::new();
     let mut servers = tokio::task::JoinSet::new();
@@ -206,9 +202,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         limits: session_limits.clone(),
         tls: None,
     };
-    let listener = tokio::net::TcpListener::bind(args.tcp)
+    let listener = tokio::net::TcpListener::bind(cfg.tcp)
         .await
-        .with_context(|| format!("cannot listen on tcp {}", args.tcp))?;
+        .with_context(|| format!("cannot listen on tcp {}", cfg.tcp))?;
     listening.push(("tcp", listener.local_addr()?));
     servers.spawn(tcp::serve(
         listener,
@@ -216,7 +212,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tcp_config.clone(),
         stopped(stop_rx.clone()),
     ));
-    if let Listen::At(addr) = args.tls {
+    if let Listen::At(addr) = cfg.tls {
         let acceptor = tls::Acceptor::new(&identity()?, &[quic::ALPN])?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -232,7 +228,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             stopped(stop_rx.clone()),
         ));
     }
-    if let Listen::At(addr) = args.quic {
+    if let Listen::At(addr) = cfg.quic {
         let identity = identity()?;
         tracing::info!(cert = %identity.cert_path.display(), "TLS certificate (pass it to clients with --ca)");
         let config = quic::QuicConfig {
@@ -252,7 +248,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             stopped(stop_rx.clone()),
         ));
     }
-    if matches!(args.http, Listen::At(_)) || matches!(args.https, Listen::At(_)) {
+    if matches!(cfg.http, Listen::At(_)) || matches!(cfg.https, Listen::At(_)) {
         let api_servers = listening
             .iter()
             .map(|(kind, a)| {
@@ -276,7 +272,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             })
             .collect();
         let config = edge::HttpConfig {
-            cors_origins: args.cors_origins.clone(),
+            cors_origins: cfg.cors_origins.clone(),
             api_servers,
             max_body: limits.max_request_body,
             max_connections: limits.max_connections,
@@ -287,7 +283,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .map_err(anyhow::Error::msg)?
             .with_hooks(hooks.clone())
             .with_auth(auth.clone());
-        if let Listen::At(addr) = args.http {
+        if let Listen::At(addr) = cfg.http {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("cannot listen on http {addr}"))?;
@@ -298,7 +294,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 stopped(stop_rx.clone()),
             ));
         }
-        if let Listen::At(addr) = args.https {
+        if let Listen::At(addr) = cfg.https {
             let acceptor = tls::Acceptor::new(&identity()?, &[b"http/1.1"])?;
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
