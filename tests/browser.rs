@@ -462,6 +462,17 @@ async fn the_console_renders_topics_and_a_live_tail() {
     publish_all(&http, "console-demo", 5..6).await;
     let html = wait(&mut page, 6).await;
     assert!(html.contains("connected · 2 topics"), "{html}");
+    // An open broker asks for no token: the sign-in form is not shown.
+    let shown = page
+        .call(
+            "Runtime.evaluate",
+            serde_json::json!({
+                "expression": "getComputedStyle(document.getElementById('login')).display",
+                "returnByValue": true,
+            }),
+        )
+        .await;
+    assert_eq!(shown["result"]["value"], "none", "{shown}");
 
     // A screenshot, checked and kept for people to look at.
     let png = page.screenshot().await;
