@@ -203,6 +203,9 @@ async fn spawn_broker(args: &BenchArgs) -> anyhow::Result<(ChildBroker, Addrs)> 
     let dir = tempfile::tempdir().context("temporary directory")?;
     let exe = std::env::current_exe().context("cannot find this program")?;
     let port0 = |on: bool| if on { "127.0.0.1:0" } else { "off" };
+    let room = (args.consumers + args.producers + 100)
+        .max(10_000)
+        .to_string();
     let mut child = tokio::process::Command::new(exe)
         .arg("serve")
         .arg("--data")
@@ -211,6 +214,10 @@ async fn spawn_broker(args: &BenchArgs) -> anyhow::Result<(ChildBroker, Addrs)> 
         .args(["--quic", port0(args.transport == TransportArg::Quic)])
         .args(["--http", port0(args.transport.is_http())])
         .args(["--fsync", &args.fsync.to_string()])
+        // Room for every subscriber and publisher the workload opens, all
+        // from 127.0.0.1, whatever the defaults.
+        .env("FANLOG_LIMITS__MAX_CONNECTIONS", &room)
+        .env("FANLOG_LIMITS__MAX_CONNECTIONS_PER_IP", &room)
         .env("RUST_LOG", "warn")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
