@@ -123,10 +123,15 @@ async fn counters_move_with_traffic() {
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
+    let hook: serde_json::Value = r.json().await.unwrap();
+    let hook_id = hook["id"].as_str().unwrap().to_owned();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let after = loop {
         let s = scrape(&base).await;
-        if value(&s, "fanlog_deliveries_total", &[("transport", "webhook")]) == Some(5.0) {
+        // Delivered, and the cursor committed past the last one.
+        if value(&s, "fanlog_deliveries_total", &[("transport", "webhook")]) == Some(5.0)
+            && value(&s, "fanlog_hook_lag", &[("hook", hook_id.as_str())]) == Some(0.0)
+        {
             break s;
         }
         assert!(std::time::Instant::now() < deadline, "hook never caught up");
@@ -164,6 +169,14 @@ async fn counters_move_with_traffic() {
         Some(5.0)
     );
     assert_eq!(value(&after, "fanlog_hook_retries_total", &[]), Some(1.0));
+    assert_eq!(
+        value(
+            &after,
+            "fanlog_hook_lag",
+            &[("topic", "m"), ("hook", hook_id.as_str())]
+        ),
+        Some(0.0)
+    );
     assert_eq!(
         value(
             &after,

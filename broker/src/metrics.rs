@@ -19,6 +19,9 @@ use prometheus_client::registry::Registry;
 
 use crate::flusher::Registry as Topics;
 
+/// The consumer groups that hold hooks' cursors start with this.
+pub(crate) const HOOK_GROUP_PREFIX: &str = "_hooks.";
+
 /// Labels of a refusal: the interface (`binary`, `http`) and the reason
 /// (the protocol's error code, or the HTTP status).
 type RefusalLabels = [(&'static str, String); 2];
@@ -238,21 +241,41 @@ impl Collector for TopicCollector {
                 ConstGauge::new(read(t) as i64).encode(family.encode_family(&label(t))?)?;
             }
         }
+        // Lag per consumer group; a hook's cursor is group `_hooks.ID`, so
+        // hooks are shown twice: as that group and by their own id.
+        let lags: Vec<(String, String, i64)> = topics
+            .iter()
+            .flat_map(|t| {
+                let next = t.log.next_seq();
+                t.offsets.groups().into_iter().map(move |(g, committed)| {
+                    (
+                        t.log.name().as_str().to_owned(),
+                        g.as_str().to_owned(),
+                        next.saturating_sub(committed) as i64,
+                    )
+                })
+            })
+            .collect();
         let mut family = encoder.encode_descriptor(
             "group_lag",
-            "Messages of a topic past a consumer group's committed offset (hooks are groups _hooks.ID)",
+            "Messages of a topic past a consumer group's committed offset",
             None,
             prometheus_client::metrics::MetricType::Gauge,
         )?;
-        for t in &topics {
-            let next = t.log.next_seq();
-            for (group, committed) in t.offsets.groups() {
-                let labels = [
-                    ("topic", t.log.name().as_str().to_owned()),
-                    ("group", group.as_str().to_owned()),
-                ];
-                ConstGauge::new(next.saturating_sub(committed) as i64)
-                    .encode(family.encode_family(&labels)?)?;
+        for (topic, group, lag) in &lags {
+            let labels = [("topic", topic.clone()), ("group", group.clone())];
+            ConstGauge::new(*lag).encode(family.encode_family(&labels)?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "hook_lag",
+            "Messages of a topic past a webhook's or WebSub subscription's cursor",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for (topic, group, lag) in &lags {
+            if let Some(hook) = group.strip_prefix(HOOK_GROUP_PREFIX) {
+                let labels = [("topic", topic.clone()), ("hook", hook.to_owned())];
+                ConstGauge::new(*lag).encode(family.encode_family(&labels)?)?;
             }
         }
         Ok(())

@@ -231,7 +231,7 @@ pub struct Hooks {
 
 /// The consumer group that holds a hook's cursor.
 fn group(id: &str) -> String {
-    format!("_hooks.{id}")
+    format!("{}{id}", crate::metrics::HOOK_GROUP_PREFIX)
 }
 
 fn rfc3339(t: SystemTime) -> String {
