@@ -172,14 +172,6 @@ async fn counters_move_with_traffic() {
     assert_eq!(
         value(
             &after,
-            "fanlog_hook_lag",
-            &[("topic", "m"), ("hook", hook_id.as_str())]
-        ),
-        Some(0.0)
-    );
-    assert_eq!(
-        value(
-            &after,
             "fanlog_refusals_total",
             &[("interface", "http"), ("reason", "404")]
         ),
