@@ -318,6 +318,16 @@ impl ServeProcess {
     }
 }
 
+/// A test that fails before it stops its broker leaves no process behind.
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Runs the `fanlog` binary with `args` and returns its stdout, asserting success.
 pub fn fanlog(args: &[&str]) -> String {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_fanlog"))
