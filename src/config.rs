@@ -85,29 +85,15 @@ mod as_string {
         String::deserialize(d)?.parse().map_err(D::Error::custom)
     }
 
-    /// The same for an optional value.
-    pub mod option {
-        use serde::{Deserialize, Deserializer, Serializer, de::Error};
-
-        pub fn serialize<T: std::fmt::Display, S: Serializer>(
-            v: &Option<T>,
-            s: S,
-        ) -> Result<S::Ok, S::Error> {
-            match v {
-                Some(v) => s.collect_str(v),
-                None => s.serialize_none(),
-            }
-        }
-
-        pub fn deserialize<'de, T, D>(d: D) -> Result<Option<T>, D::Error>
-        where
-            T: std::str::FromStr,
-            T::Err: std::fmt::Display,
-            D: Deserializer<'de>,
-        {
-            Option::<String>::deserialize(d)?
-                .map(|s| s.parse().map_err(D::Error::custom))
-                .transpose()
+    /// An optional value, written the same way (the flags layer is only
+    /// ever serialized).
+    pub fn serialize_option<T: std::fmt::Display, S: Serializer>(
+        v: &Option<T>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => s.collect_str(v),
+            None => s.serialize_none(),
         }
     }
 }
@@ -177,7 +163,7 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Per-topic settings by topic pattern (an exact name, or a prefix
     /// ending in `*`); the most specific pattern wins.
-    pub topics: BTreeMap<String, TopicSettings>,
+    pub topics: BTreeMap<String, TopicOverrides>,
 }
 
 impl Default for Config {
@@ -355,28 +341,6 @@ impl HooksSection {
     }
 }
 
-/// One `[topics."PATTERN"]` table; a key left out keeps the value of a
-/// less specific pattern, else the broker's default.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TopicSettings {
-    /// `always`, `interval:MS` or `never`.
-    #[serde(with = "as_string::option", skip_serializing_if = "Option::is_none")]
-    pub fsync: Option<Durability>,
-    /// Keep at most this many bytes (whole segments are removed).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub retention_bytes: Option<u64>,
-    /// Remove segments whose newest message is older than this (`7d`).
-    #[serde(with = "as_string::option", skip_serializing_if = "Option::is_none")]
-    pub retention_age: Option<Age>,
-    /// Size of a segment file.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub segment_bytes: Option<u64>,
-    /// Largest message (payload and metadata), bytes.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_message_bytes: Option<usize>,
-}
-
 /// What the command line sets; `None` (or empty, or false) leaves the key
 /// to the layers below.
 #[derive(Debug, Default, Serialize)]
@@ -385,15 +349,30 @@ pub struct Overrides {
     pub data: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tcp: Option<SocketAddr>,
-    #[serde(with = "as_string::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        serialize_with = "as_string::serialize_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub quic: Option<Listen>,
-    #[serde(with = "as_string::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        serialize_with = "as_string::serialize_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub http: Option<Listen>,
-    #[serde(with = "as_string::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        serialize_with = "as_string::serialize_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub tls: Option<Listen>,
-    #[serde(with = "as_string::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        serialize_with = "as_string::serialize_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub https: Option<Listen>,
-    #[serde(with = "as_string::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        serialize_with = "as_string::serialize_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub fsync: Option<Durability>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_cert: Option<PathBuf>,
@@ -463,20 +442,11 @@ impl Config {
         let topics = self
             .topics
             .iter()
-            .map(|(pattern, s)| {
+            .map(|(pattern, o)| {
                 let p: TopicPattern = pattern
                     .parse()
                     .map_err(|e| format!("[topics.{pattern:?}]: {e}"))?;
-                Ok((
-                    p,
-                    TopicOverrides {
-                        segment_bytes: s.segment_bytes,
-                        max_message_bytes: s.max_message_bytes,
-                        retention_bytes: s.retention_bytes,
-                        retention_age: s.retention_age.map(|a| a.0),
-                        durability: s.fsync,
-                    },
-                ))
+                Ok((p, o.clone()))
             })
             .collect::<Result<Vec<_>, String>>()?;
         let config = BrokerConfig {

@@ -184,18 +184,85 @@ impl TopicPattern {
 /// Settings that a topic pattern (or a topic created with settings)
 /// overrides; `None` keeps the value from [`BrokerConfig::topic`] (or from a
 /// less specific pattern).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// The one written form of a topic's settings, in the config file's
+/// `[topics."PATTERN"]` tables, the body of `PUT /topics/{t}` and a topic's
+/// `settings.json`: `fsync = "always"`, `retention_bytes = N`,
+/// `retention_age = "7days"`, `segment_bytes = N`, `max_message_bytes = N`,
+/// each optional; any other key is an error.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct TopicOverrides {
-    /// See [`TopicConfig::segment_bytes`].
-    pub segment_bytes: Option<u64>,
-    /// See [`TopicConfig::max_message_bytes`].
-    pub max_message_bytes: Option<usize>,
+    /// See [`TopicConfig::durability`].
+    #[serde(
+        rename = "fsync",
+        with = "durability_text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub durability: Option<Durability>,
     /// See [`TopicConfig::retention_bytes`].
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub retention_bytes: Option<u64>,
     /// See [`TopicConfig::retention_age`].
+    #[serde(with = "duration_text", skip_serializing_if = "Option::is_none")]
     pub retention_age: Option<Duration>,
-    /// See [`TopicConfig::durability`].
-    pub durability: Option<Durability>,
+    /// See [`TopicConfig::segment_bytes`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub segment_bytes: Option<u64>,
+    /// See [`TopicConfig::max_message_bytes`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_message_bytes: Option<usize>,
+}
+
+/// `fsync` as its `--fsync` text (`always`, `interval:MS`, `never`).
+mod durability_text {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    use super::Durability;
+
+    pub(super) fn serialize<S: Serializer>(
+        v: &Option<Durability>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(d) => s.collect_str(d),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Durability>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|t| t.parse().map_err(D::Error::custom))
+            .transpose()
+    }
+}
+
+/// A duration as text like `7days` or `12h`.
+mod duration_text {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub(super) fn serialize<S: Serializer>(v: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(d) => s.collect_str(&humantime::format_duration(*d)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|t| {
+                humantime::parse_duration(&t).map_err(|e| {
+                    D::Error::custom(format!("{t:?} is not a duration like 7days: {e}"))
+                })
+            })
+            .transpose()
+    }
 }
 
 impl TopicOverrides {

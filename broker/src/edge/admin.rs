@@ -15,56 +15,20 @@ use super::auth::Caller;
 use super::json;
 use super::topics::TopicJson;
 use super::{ApiError, EdgeState};
-use crate::config::{Durability, TopicOverrides};
+use crate::config::TopicOverrides;
 
-/// The body of `PUT /topics/{t}`: settings over the broker's.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct SettingsJson {
-    fsync: Option<String>,
-    retention_bytes: Option<u64>,
-    /// Like `7days` or `12h`.
-    retention_age: Option<String>,
-    segment_bytes: Option<u64>,
-    max_message_bytes: Option<usize>,
-}
-
-impl SettingsJson {
-    fn overrides(self) -> Result<TopicOverrides, ApiError> {
-        let durability = self
-            .fsync
-            .map(|f| f.parse::<Durability>())
-            .transpose()
-            .map_err(|e| ApiError::bad_request(e.to_string()))?;
-        let retention_age = self
-            .retention_age
-            .map(|a| {
-                humantime::parse_duration(&a).map_err(|e| {
-                    ApiError::bad_request(format!("retention_age {a:?} is not a duration: {e}"))
-                })
-            })
-            .transpose()?;
-        Ok(TopicOverrides {
-            segment_bytes: self.segment_bytes,
-            max_message_bytes: self.max_message_bytes,
-            retention_bytes: self.retention_bytes,
-            retention_age,
-            durability,
-        })
-    }
-}
-
-/// `PUT /topics/{topic}`: `201` and the topic; `409` when it exists.
+/// `PUT /topics/{topic}` with [`TopicOverrides`] as the body: `201` and
+/// the topic; `409` when it exists.
 pub(crate) async fn create(
     State(s): State<EdgeState>,
     axum::Extension(caller): axum::Extension<Caller>,
     topic: Result<Path<String>, PathRejection>,
-    body: Result<Json<SettingsJson>, JsonRejection>,
+    body: Result<Json<TopicOverrides>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Path(topic) = topic?;
     caller.admin(&topic)?;
     let Json(settings) = body?;
-    let info = s.broker.create_topic(&topic, &settings.overrides()?)?;
+    let info = s.broker.create_topic(&topic, &settings)?;
     Ok(json::body(StatusCode::CREATED, &TopicJson::from(info)))
 }
 
