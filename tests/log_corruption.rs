@@ -1,6 +1,8 @@
 //! Corruption tests: flipped bytes and truncation in the tail of the active
-//! segment and in the indexes are detected at open; recovery truncates to the
-//! last good record, keeps seqs dense, and keeps serving.
+//! segment and in the indexes are detected at open; recovery truncates only a
+//! torn tail of the active segment, quarantines a bad record in the middle of
+//! the log (its seq becomes a gap, every later record keeps its seq), never
+//! deletes a segment, and keeps serving.
 
 mod common;
 
@@ -82,21 +84,77 @@ fn flipped_byte_in_the_last_record_truncates_it() {
     assert_serves(&b, 49);
 }
 
+/// Every record below `n` except those in `lost`, at its own seq.
+fn assert_all_but(b: &fanlog::Broker, n: u64, lost: &[u64]) {
+    let all = common::read_all(b, TOPIC);
+    let want: Vec<u64> = (0..n).filter(|s| !lost.contains(s)).collect();
+    let seqs: Vec<u64> = all.iter().map(|(s, _)| *s).collect();
+    assert_eq!(seqs, want, "records kept");
+    for (seq, p) in &all {
+        assert_eq!(p, &payload(*seq), "payload of {seq}");
+    }
+}
+
 #[test]
-fn flipped_byte_mid_segment_truncates_from_there() {
+fn flipped_byte_mid_segment_quarantines_only_that_record() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = fill(dir.path(), 50, 1 << 20);
     let seg = &common::segment_files(dir.path(), TOPIC)[0];
     let idx = &common::index_files(dir.path(), TOPIC)[0];
     flip(seg, position(idx, 30) + 9); // inside the seq field of record 30
     let b = common::open(dir.path(), &cfg);
-    assert_prefix(&b, 30);
-    assert_serves(&b, 30);
+    let report = b.recovery_report(TOPIC).unwrap();
+    assert!(!report.truncated_tail, "{report:?}");
+    assert_eq!(report.quarantined_records, 1, "{report:?}");
+    assert_all_but(&b, 50, &[30]);
+    // A subscriber is told: a gap over the lost seq, then the rest.
+    let rt = common::runtime();
+    let events = rt.block_on(async {
+        use futures_util::StreamExt;
+        let mut sub = b.subscribe(TOPIC, fanlog::StartFrom::Seq(29)).unwrap();
+        let mut v = Vec::new();
+        for _ in 0..3 {
+            v.push(match sub.next().await.unwrap().unwrap() {
+                fanlog::Event::Record(r) => format!("record {}", r.seq()),
+                fanlog::Event::Gap { from, to } => format!("gap {from}..{to}"),
+            });
+        }
+        v
+    });
+    assert_eq!(events, ["record 29", "gap 30..31", "record 31"]);
+    // The next publish continues after the last record, not at the bad one.
+    assert_eq!(
+        rt.block_on(b.publish(TOPIC, Message::new(payload(50))))
+            .unwrap(),
+        50
+    );
     drop(b);
-    // And a second reopen sees the same, with no resurrected old records.
+    // A second reopen sees the same: nothing resurrected, nothing lost.
     let b = common::open(dir.path(), &cfg);
-    assert!(!b.recovery_report(TOPIC).unwrap().truncated_tail);
-    assert_prefix(&b, 31);
+    let report = b.recovery_report(TOPIC).unwrap();
+    assert!(!report.truncated_tail, "{report:?}");
+    assert_eq!(report.quarantined_records, 1);
+    assert_all_but(&b, 51, &[30]);
+}
+
+#[test]
+fn a_zeroed_page_mid_segment_is_quarantined_not_taken_for_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = fill(dir.path(), 200, 1 << 20);
+    let seg = &common::segment_files(dir.path(), TOPIC)[0];
+    let idx = &common::index_files(dir.path(), TOPIC)[0];
+    // A power cut can lose a page in the middle while later pages reached
+    // the disk: zero the records 40..=45 whole.
+    let (from, to) = (position(idx, 40), position(idx, 46));
+    let mut f = OpenOptions::new().write(true).open(seg).unwrap();
+    f.seek(SeekFrom::Start(from)).unwrap();
+    f.write_all(&vec![0u8; (to - from) as usize]).unwrap();
+    drop(f);
+    let b = common::open(dir.path(), &cfg);
+    let report = b.recovery_report(TOPIC).unwrap();
+    assert_eq!(report.quarantined_records, 6, "{report:?}");
+    assert_all_but(&b, 200, &[40, 41, 42, 43, 44, 45]);
+    assert_eq!(b.topic_info(TOPIC).unwrap().next_seq, 200);
 }
 
 #[test]
@@ -162,24 +220,22 @@ fn corrupt_sealed_index_is_detected_and_rebuilt() {
     let b = common::open(dir.path(), &cfg);
     let report = b.recovery_report(TOPIC).unwrap();
     assert_eq!(report.rebuilt_indexes, 3, "{report:?}");
-    assert_eq!(report.dropped_segments, 0);
+    assert_eq!(report.quarantined_records, 0);
     assert_prefix(&b, 400);
     assert_serves(&b, 400);
 }
 
+fn base_of(path: &Path) -> u64 {
+    path.file_stem().unwrap().to_str().unwrap().parse().unwrap()
+}
+
 #[test]
-fn corrupt_sealed_segment_cuts_the_log_there_and_stays_dense() {
+fn corrupt_sealed_segment_keeps_every_valid_record_and_segment() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = fill(dir.path(), 400, 4096);
     let segs = common::segment_files(dir.path(), TOPIC);
     let idx = common::index_files(dir.path(), TOPIC);
-    let base1: u64 = segs[1]
-        .file_stem()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let base1 = base_of(&segs[1]);
     // Corrupt record 5 of the second segment and its index's last entry so
     // the index check fails and the scan finds the bad record.
     flip(&segs[1], position(&idx[1], 5) + 35);
@@ -187,9 +243,63 @@ fn corrupt_sealed_segment_cuts_the_log_there_and_stays_dense() {
     flip(&idx[1], (n1 - 1) * 4);
     let b = common::open(dir.path(), &cfg);
     let report = b.recovery_report(TOPIC).unwrap();
-    assert!(report.dropped_segments > 0, "{report:?}");
-    assert_prefix(&b, base1 + 5);
-    assert_serves(&b, base1 + 5);
+    assert_eq!(report.quarantined_records, 1, "{report:?}");
+    assert!(!report.truncated_tail, "{report:?}");
+    assert_eq!(
+        common::segment_files(dir.path(), TOPIC),
+        segs,
+        "no segment removed"
+    );
+    assert_all_but(&b, 400, &[base1 + 5]);
+    let rt = common::runtime();
+    assert_eq!(
+        rt.block_on(b.publish(TOPIC, Message::new(payload(400))))
+            .unwrap(),
+        400
+    );
+    drop(b);
+    let b = common::open(dir.path(), &cfg);
+    assert_all_but(&b, 401, &[base1 + 5]);
+}
+
+#[test]
+fn sealed_segment_cut_short_keeps_the_segments_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = fill(dir.path(), 400, 4096);
+    let segs = common::segment_files(dir.path(), TOPIC);
+    let idx = common::index_files(dir.path(), TOPIC);
+    let (base1, base2) = (base_of(&segs[1]), base_of(&segs[2]));
+    // The second segment loses its last records and its index.
+    let cut = position(&idx[1], 7) + 3;
+    OpenOptions::new()
+        .write(true)
+        .open(&segs[1])
+        .unwrap()
+        .set_len(cut)
+        .unwrap();
+    std::fs::remove_file(&idx[1]).unwrap();
+    let b = common::open(dir.path(), &cfg);
+    let report = b.recovery_report(TOPIC).unwrap();
+    let lost: Vec<u64> = (base1 + 7..base2).collect();
+    assert_eq!(report.quarantined_records, lost.len() as u64, "{report:?}");
+    assert_eq!(
+        common::segment_files(dir.path(), TOPIC),
+        segs,
+        "no segment removed"
+    );
+    assert_all_but(&b, 400, &lost);
+    assert_serves_after(&b, 400, &lost);
+}
+
+/// The next publish gets `next`, and everything else is still there.
+fn assert_serves_after(b: &fanlog::Broker, next: u64, lost: &[u64]) {
+    let rt = common::runtime();
+    assert_eq!(
+        rt.block_on(b.publish(TOPIC, Message::new(payload(next))))
+            .unwrap(),
+        next
+    );
+    assert_all_but(b, next + 1, lost);
 }
 
 #[test]

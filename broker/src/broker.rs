@@ -36,6 +36,29 @@ pub(crate) struct Topic {
     /// Messages and payload bytes appended since the broker opened.
     pub(crate) messages_in: AtomicU64,
     pub(crate) bytes_in: AtomicU64,
+    /// Records that failed their checksum when read for a client.
+    pub(crate) corrupt_reads: AtomicU64,
+}
+
+impl Topic {
+    /// Checks `r`'s checksum before its bytes leave for a client that cannot
+    /// check it (every interface but the binary protocol, whose client
+    /// verifies each record itself).
+    pub(crate) fn verified(&self, r: crate::record::Record) -> Result<crate::record::Record> {
+        match r.verify() {
+            Ok(()) => Ok(r),
+            Err(reason) => {
+                self.corrupt_reads.fetch_add(1, Ordering::Relaxed);
+                let seq = r.seq();
+                tracing::error!(topic = %self.log.name(), seq, %reason, "a stored record fails its checksum: refused to the reader");
+                Err(BrokerError::Corrupt {
+                    topic: self.log.name().to_string(),
+                    seq,
+                    reason,
+                })
+            }
+        }
+    }
 }
 
 /// A topic's vital numbers.
@@ -457,10 +480,13 @@ impl Broker {
         while records.len() < max {
             match t.log.read_at(next, &mut hint)? {
                 ReadAt::Record(r) => {
-                    records.push(r);
+                    records.push(t.verified(r)?);
                     next += 1;
                 }
-                ReadAt::Gap { to } => {
+                // A gap after records ends the batch, so that the one gap a
+                // batch reports is always the one before its records.
+                ReadAt::Gap { .. } | ReadAt::Lost { .. } if !records.is_empty() => break,
+                ReadAt::Gap { to } | ReadAt::Lost { to } => {
                     gap = Some((next, to));
                     next = to;
                 }
@@ -642,6 +668,7 @@ fn open_topic(
         offsets,
         messages_in: AtomicU64::new(0),
         bytes_in: AtomicU64::new(0),
+        corrupt_reads: AtomicU64::new(0),
     })
 }
 

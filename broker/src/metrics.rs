@@ -190,7 +190,7 @@ impl Collector for TopicCollector {
         let label = |t: &crate::broker::Topic| [("topic", t.log.name().as_str().to_owned())];
 
         type Read = fn(&crate::broker::Topic) -> u64;
-        let counters: [(&str, &str, Read); 2] = [
+        let counters: [(&str, &str, Read); 3] = [
             (
                 "topic_messages_in",
                 "Messages appended to a topic since the broker started",
@@ -200,6 +200,11 @@ impl Collector for TopicCollector {
                 "topic_bytes_in",
                 "Payload bytes appended to a topic since the broker started",
                 |t| t.bytes_in.load(Ordering::Relaxed),
+            ),
+            (
+                "topic_corrupt_reads",
+                "Records refused to a reader because they failed their checksum (bit rot on disk)",
+                |t| t.corrupt_reads.load(Ordering::Relaxed),
             ),
         ];
         for (name, help, read) in counters {
@@ -213,7 +218,7 @@ impl Collector for TopicCollector {
                 ConstCounter::new(read(t)).encode(family.encode_family(&label(t))?)?;
             }
         }
-        let gauges: [(&str, &str, Read); 3] = [
+        let gauges: [(&str, &str, Read); 4] = [
             (
                 "topic_next_seq",
                 "The seq the next message of a topic will get",
@@ -228,6 +233,11 @@ impl Collector for TopicCollector {
                 "topic_bytes",
                 "Bytes of records a topic stores on disk",
                 |t| t.log.bytes(),
+            ),
+            (
+                "topic_quarantined_records",
+                "Records that failed their checksum when the topic was opened: kept on disk, served as a gap",
+                |t| t.log.recovery_report().quarantined_records,
             ),
         ];
         for (name, help, read) in gauges {

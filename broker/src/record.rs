@@ -37,6 +37,15 @@ impl Record {
         }
     }
 
+    /// Checks the record's checksum, computed once at append, against its
+    /// bytes as they are now (bit rot on disk shows here).
+    ///
+    /// # Errors
+    /// The checksum mismatch, as text.
+    pub fn verify(&self) -> Result<(), String> {
+        self.view().verify_checksum().map_err(|e| e.to_string())
+    }
+
     /// Sequence number in its topic.
     pub fn seq(&self) -> u64 {
         self.view().seq()

@@ -18,8 +18,9 @@ use crate::record::Record;
 pub enum Event {
     /// The next record, in seq order.
     Record(Record),
-    /// Records `from..to` were removed by retention before they were read;
-    /// the subscription continues at `to`.
+    /// Records `from..to` cannot be read: removed by retention before they
+    /// were read, or quarantined by recovery because they failed their
+    /// checksum. The subscription continues at `to`.
     Gap {
         /// The first seq that was wanted.
         from: u64,
@@ -57,6 +58,8 @@ pub struct Subscription {
     next: u64,
     hint: Option<Arc<Segment>>,
     wake: WatchStream<u64>,
+    /// Check each record's checksum before yielding it.
+    verify: bool,
 }
 
 impl Subscription {
@@ -67,7 +70,19 @@ impl Subscription {
             next,
             hint: None,
             wake,
+            verify: true,
         }
+    }
+
+    /// Yields records without checking their checksums, for a reader that
+    /// checks them itself (the binary protocol's client does, for every
+    /// record it receives). By default a subscription checks each record
+    /// and yields [`BrokerError::Corrupt`] instead of a record whose bytes
+    /// changed on disk.
+    #[must_use]
+    pub fn unverified(mut self) -> Self {
+        self.verify = false;
+        self
     }
 
     /// The seq the subscription yields next.
@@ -88,10 +103,15 @@ impl Subscription {
     pub fn try_next(&mut self) -> Result<Option<Event>, BrokerError> {
         match self.topic.log.read_at(self.next, &mut self.hint)? {
             ReadAt::Record(r) => {
+                let r = if self.verify {
+                    self.topic.verified(r)?
+                } else {
+                    r
+                };
                 self.next += 1;
                 Ok(Some(Event::Record(r)))
             }
-            ReadAt::Gap { to } => {
+            ReadAt::Gap { to } | ReadAt::Lost { to } => {
                 let from = self.next;
                 self.next = to;
                 Ok(Some(Event::Gap { from, to }))

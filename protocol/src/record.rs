@@ -334,11 +334,7 @@ impl<'a> RecordView<'a> {
     /// [`RecordError::Checksum`] when the bytes are not a record.
     pub fn parse(bytes: &'a [u8]) -> Result<(Self, usize), RecordError> {
         let (view, used) = Self::parse_trusted(bytes)?;
-        let stored = le_u32(view.bytes, 0);
-        let computed = crc32c::crc32c(&view.bytes[4..]);
-        if stored != computed {
-            return Err(RecordError::Checksum { stored, computed });
-        }
+        view.verify_checksum()?;
         Ok((view, used))
     }
 
@@ -402,6 +398,19 @@ impl<'a> RecordView<'a> {
     /// The stored checksum.
     pub fn crc(&self) -> u32 {
         le_u32(self.bytes, 0)
+    }
+
+    /// Checks the stored checksum against the record's bytes.
+    ///
+    /// # Errors
+    /// [`RecordError::Checksum`] when they differ.
+    pub fn verify_checksum(&self) -> Result<(), RecordError> {
+        let stored = self.crc();
+        let computed = crc32c::crc32c(&self.bytes[4..]);
+        if stored != computed {
+            return Err(RecordError::Checksum { stored, computed });
+        }
+        Ok(())
     }
 
     /// Sequence number.

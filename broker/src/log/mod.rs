@@ -70,6 +70,9 @@ pub(crate) enum ReadAt {
     Record(Record),
     /// The seq was removed by retention; the log now starts at `to`.
     Gap { to: u64 },
+    /// The seq, and those up to `to`, were quarantined by recovery (they
+    /// failed their checksum); the record at `to` (if any) is readable.
+    Lost { to: u64 },
     /// The seq is not (yet) readable.
     End,
 }
@@ -572,7 +575,13 @@ impl TopicLog {
         };
         let limit = seg.written();
         let (pos, len) = match seg.record(seq, limit) {
-            Ok((pos, view)) => (pos, view.as_bytes().len()),
+            Ok(Some((pos, view))) => (pos, view.as_bytes().len()),
+            Ok(None) => {
+                *hint = Some(seg.clone());
+                return Ok(ReadAt::Lost {
+                    to: seg.quarantined_until(seq),
+                });
+            }
             Err(reason) => {
                 return Err(BrokerError::Corrupt {
                     topic: self.name.to_string(),
@@ -601,6 +610,13 @@ impl TopicLog {
                 ReadAt::Record(r) if r.timestamp_us() < ts_us => lo = mid + 1,
                 // Removed by retention meanwhile: what is left starts later.
                 ReadAt::Gap { to } if to > mid => lo = to.min(hi),
+                // Quarantined: its time is unknown, so it stands for the
+                // first readable record after it; none of the run is ever
+                // an answer.
+                ReadAt::Lost { to } => match self.read_at(to, &mut hint)? {
+                    ReadAt::Record(r) if r.timestamp_us() < ts_us => lo = (to + 1).min(hi),
+                    _ => hi = mid,
+                },
                 _ => hi = mid,
             }
         }

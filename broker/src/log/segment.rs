@@ -7,7 +7,9 @@
 //! Index wire format: entry `i` (bytes `[4i, 4i + 4)`, u32 little-endian) is
 //! the byte position in the data file of the record with seq `base + i`.
 //! Positions are multiples of 8, strictly increasing, the first is 0. Seqs are
-//! dense, so finding a seq is one subtraction and one load: O(1).
+//! dense, so finding a seq is one subtraction and one load: O(1). An entry of
+//! `0xFFFF_FFFF` marks a seq whose record was quarantined by recovery (it
+//! failed its checksum); such entries are skipped by the ordering rule.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -19,6 +21,11 @@ use super::mmap::MappedFile;
 
 /// Bytes per index entry.
 pub(crate) const INDEX_ENTRY: usize = 4;
+
+/// The index entry of a seq whose record failed its checksum at recovery and
+/// was quarantined: kept in place on disk, never served. Real positions are
+/// multiples of 8, so this value cannot be one.
+pub(crate) const QUARANTINED: u32 = u32::MAX;
 
 /// Index capacity for a data file of `data_len` bytes: every record takes at
 /// least a header, so this many entries always suffice.
@@ -73,15 +80,21 @@ impl Segment {
     }
 
     /// Opens an existing segment's files, mapping at least `min_data_len`
-    /// bytes of data (the files grow when shorter). Counts start at zero:
-    /// recovery sets them.
-    pub(crate) fn open(dir: &Path, base: u64, min_data_len: u64) -> io::Result<Self> {
+    /// bytes of data and room for `min_entries` index entries (the files
+    /// grow when shorter). Counts start at zero: recovery sets them.
+    pub(crate) fn open(
+        dir: &Path,
+        base: u64,
+        min_data_len: u64,
+        min_entries: u64,
+    ) -> io::Result<Self> {
         let data_path = data_path(dir, base);
         let index_path = index_path(dir, base);
         let data = MappedFile::open(&data_path, min_data_len)?;
         // A crash between creating a segment's two files leaves no index;
         // recovery rebuilds it from the data.
-        let index = MappedFile::open_or_create(&index_path, index_len_for(data.len() as u64))?;
+        let index_len = index_len_for(data.len() as u64).max(min_entries * INDEX_ENTRY as u64);
+        let index = MappedFile::open_or_create(&index_path, index_len)?;
         Ok(Self::new(base, data_path, index_path, data, index))
     }
 
@@ -146,23 +159,59 @@ impl Segment {
     }
 
     /// The record with `seq`, which the caller knows to be published in this
-    /// segment; returns its position and a view of it. A mismatch between
-    /// index and record is corruption, reported, never a panic.
-    pub(crate) fn record(&self, seq: u64, limit: u64) -> Result<(usize, RecordView<'_>), String> {
+    /// segment; returns its position and a view of it, or `None` when
+    /// recovery quarantined it. A mismatch between index and record is
+    /// corruption, reported, never a panic.
+    pub(crate) fn record(
+        &self,
+        seq: u64,
+        limit: u64,
+    ) -> Result<Option<(usize, RecordView<'_>)>, String> {
         let i = seq
             .checked_sub(self.base)
             .ok_or_else(|| format!("seq {seq} is below segment base {}", self.base))?;
-        let pos = self
+        let entry = self
             .entry(i)
-            .ok_or_else(|| format!("index entry {i} is outside the index"))?
-            as usize;
+            .ok_or_else(|| format!("index entry {i} is outside the index"))?;
+        if entry == QUARANTINED {
+            return Ok(None);
+        }
+        let pos = entry as usize;
         let view = self
             .view_at(pos, limit)
             .map_err(|e| format!("index entry {i} -> position {pos}: {e}"))?;
         if view.seq() != seq {
             return Err(format!("index entry {i} points at seq {}", view.seq()));
         }
-        Ok((pos, view))
+        Ok(Some((pos, view)))
+    }
+
+    /// One past the last seq of the quarantined run that starts at `seq`
+    /// (bounded by the published count).
+    pub(crate) fn quarantined_until(&self, seq: u64) -> u64 {
+        let end = self.base + self.count();
+        let mut s = seq;
+        while s < end && self.entry(s - self.base) == Some(QUARANTINED) {
+            s += 1;
+        }
+        s
+    }
+
+    /// One past the last non-zero byte of the mapping, rounded up to the
+    /// record alignment (recovery: nothing can be found beyond it).
+    pub(crate) fn nonzero_end(&self) -> usize {
+        // SAFETY: recovery runs before the segment is shared.
+        let all = unsafe { self.data.slice(0, self.data.len()) }.unwrap_or(&[]);
+        // Whole pages first (the common tail is zero pages), then bytes.
+        let mut end = all.len();
+        while end >= 4096 && all[end - 4096..end].iter().all(|&b| b == 0) {
+            end -= 4096;
+        }
+        let end = all[..end]
+            .iter()
+            .rposition(|&b| b != 0)
+            .map_or(0, |i| i + 1);
+        fanlog_protocol::record::padded_len(end)
     }
 
     /// Published bytes `[pos, pos + len)`, or `None` past the mapping.
