@@ -239,6 +239,23 @@ pub struct Limits {
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
     pub max_subscriptions_per_connection: usize,
+    /// Whether subscribing creates a missing topic for a token that may only
+    /// read it (a caller that may publish creates it either way).
+    pub subscribe_creates_topics: bool,
+    /// Time a binary-protocol connection has to send its Hello (`10s`).
+    #[serde(with = "as_string")]
+    pub hello_timeout: Age,
+    /// Time an HTTP client has to send a request's headers, and the longest
+    /// a kept-alive connection may idle between requests (`10s`).
+    #[serde(with = "as_string")]
+    pub header_timeout: Age,
+    /// Time an HTTP client has to send a request's whole body (`30s`).
+    #[serde(with = "as_string")]
+    pub body_timeout: Age,
+    /// Most topics open at once (idle ones beyond are closed and reopened on
+    /// use); default: from the open-file limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_open_topics: Option<usize>,
 }
 
 impl Default for Limits {
@@ -254,6 +271,11 @@ impl Default for Limits {
             max_connections: tcp.max_connections,
             max_connections_per_ip: tcp.max_connections_per_ip,
             max_subscriptions_per_connection: tcp.limits.max_subscriptions,
+            subscribe_creates_topics: broker.subscribe_creates_topics,
+            max_open_topics: broker.max_open_topics,
+            hello_timeout: Age(tcp.limits.hello_timeout),
+            header_timeout: Age(edge::HttpConfig::default().header_timeout),
+            body_timeout: Age(edge::HttpConfig::default().body_timeout),
         }
     }
 }
@@ -456,6 +478,8 @@ impl Config {
                 ..TopicConfig::default()
             },
             max_topics: self.limits.max_topics,
+            subscribe_creates_topics: self.limits.subscribe_creates_topics,
+            max_open_topics: self.limits.max_open_topics,
             topics,
         };
         config.validate()?;

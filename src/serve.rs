@@ -165,6 +165,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let session_limits = fanlog::broker::transport::SessionLimits {
         max_frame: limits.max_frame_bytes,
         max_subscriptions: limits.max_subscriptions_per_connection,
+        hello_timeout: limits.hello_timeout.0,
         ..Default::default()
     };
     let broker = Broker::open(&cfg.data, broker_config)
@@ -277,6 +278,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             max_body: limits.max_request_body,
             max_connections: limits.max_connections,
             max_connections_per_ip: limits.max_connections_per_ip,
+            header_timeout: limits.header_timeout.0,
+            body_timeout: limits.body_timeout.0,
             ..edge::HttpConfig::default()
         };
         let state = edge::EdgeState::new(broker.clone(), config, CancellationToken::new())

@@ -290,6 +290,15 @@ async fn browsers_use_single_use_tickets_or_an_httponly_cookie() {
     let serve = start(dir.path());
     let host = serve.http.clone().unwrap();
     let u = |p: &str| format!("http://{host}{p}");
+    // The topic exists: a token that may only read cannot create it.
+    let (s, _, _) = http(
+        Method::POST,
+        u("/topics/a.x/messages"),
+        Some("rw-a"),
+        Some(json!(0)),
+    )
+    .await;
+    assert_eq!(s, 201);
     let (s, _, t) = http(Method::POST, u("/tickets"), Some("read-a"), None).await;
     assert_eq!(s, 201, "{t}");
     let ticket = t["ticket"].as_str().unwrap().to_owned();

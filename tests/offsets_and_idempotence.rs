@@ -91,13 +91,24 @@ fn offsets_and_idempotency_keys_survive_kill_9() {
         let rt = common::runtime();
         let next = broker.topic_info("jobs").unwrap().next_seq;
         for (k, seq) in published.iter().rev().take(50) {
+            // A retry resends the same message under the same key.
+            let i = k.trim_start_matches("key-");
             let again = rt
                 .block_on(broker.publish(
                     "jobs",
-                    Message::new("retry").with_idempotency_key(k.clone()),
+                    Message::new(format!("job {i}")).with_idempotency_key(k.clone()),
                 ))
                 .unwrap();
             assert_eq!(again, *seq, "round {round}: retry of {k}");
+            // The key with another body is refused, not answered as stored.
+            let other = rt.block_on(broker.publish(
+                "jobs",
+                Message::new("retry").with_idempotency_key(k.clone()),
+            ));
+            assert!(
+                matches!(other, Err(fanlog::broker::BrokerError::IdempotencyConflict { seq: s, .. }) if s == *seq),
+                "round {round}: {other:?}"
+            );
         }
         assert_eq!(
             broker.topic_info("jobs").unwrap().next_seq,

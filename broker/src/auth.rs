@@ -95,23 +95,34 @@ impl Bucket {
         }
     }
 
-    /// Takes `n` tokens, or says how long until there are enough. A batch
-    /// larger than the burst goes through when the bucket is full and
-    /// leaves it in debt.
-    fn take(&self, n: f64) -> Result<(), Duration> {
+    /// Takes `n` tokens, one per message, or says why not: how long until
+    /// there are enough, or that `n` is over the burst and never will be.
+    fn take(&self, n: f64) -> Result<(), Refused> {
+        if n > self.burst {
+            return Err(Refused::OverBurst(self.burst));
+        }
         let mut s = self.state.lock();
         let now = Instant::now();
         let (tokens, at) = *s;
         let tokens = (tokens + now.duration_since(at).as_secs_f64() * self.rate).min(self.burst);
-        let need = n.min(self.burst);
-        if tokens >= need {
+        if tokens >= n {
             *s = (tokens - n, now);
             Ok(())
         } else {
             *s = (tokens, now);
-            Err(Duration::from_secs_f64((need - tokens) / self.rate))
+            Err(Refused::Wait(Duration::from_secs_f64(
+                (n - tokens) / self.rate,
+            )))
         }
     }
+}
+
+/// Why a bucket refused.
+enum Refused {
+    /// Enough tokens after this long.
+    Wait(Duration),
+    /// More than the bucket ever holds.
+    OverBurst(f64),
 }
 
 /// What one token may do.
@@ -122,6 +133,10 @@ pub struct Grant {
     admin: bool,
     /// The token's publish rate, shared by all its connections.
     limiter: Option<Arc<Bucket>>,
+    /// Who publishes under this grant, for deduplication: 0 for an open
+    /// broker, else taken from the token's digest. Producer ids and
+    /// idempotency keys of different tokens never match.
+    scope: u64,
 }
 
 impl PartialEq for Grant {
@@ -129,6 +144,7 @@ impl PartialEq for Grant {
         self.publish == other.publish
             && self.subscribe == other.subscribe
             && self.admin == other.admin
+            && self.scope == other.scope
             && match (&self.limiter, &other.limiter) {
                 (None, None) => true,
                 (Some(a), Some(b)) => Arc::ptr_eq(a, b),
@@ -149,6 +165,7 @@ impl Grant {
             subscribe: any,
             admin: true,
             limiter: None,
+            scope: 0,
         }
     }
 
@@ -160,6 +177,7 @@ impl Grant {
             subscribe: Vec::new(),
             admin: false,
             limiter: None,
+            scope: 0,
         }
     }
 
@@ -181,10 +199,31 @@ impl Grant {
     /// [`crate::BrokerError::RateLimited`] with the wait before a retry.
     pub fn charge_publish(&self, messages: usize) -> crate::Result<()> {
         match &self.limiter {
-            Some(b) => b
-                .take(messages as f64)
-                .map_err(crate::BrokerError::RateLimited),
+            Some(b) => b.take(messages as f64).map_err(|r| match r {
+                Refused::Wait(d) => crate::BrokerError::RateLimited(d),
+                Refused::OverBurst(burst) => crate::BrokerError::LimitReached(format!(
+                    "a batch of {messages} messages is over the token's publish rate of {burst} per second; send smaller batches"
+                )),
+            }),
             None => Ok(()),
+        }
+    }
+
+    /// Puts a message's deduplication identity (producer id, idempotency
+    /// key) in this grant's scope, so that another token's message can
+    /// never be taken for its retry. The stored producer id is the one
+    /// given, xor the scope; an idempotency key gets the scope as a prefix.
+    pub fn scope_message(&self, m: &mut fanlog_protocol::Message) {
+        if self.scope == 0 {
+            return;
+        }
+        if let Some(p) = &mut m.producer {
+            p.id ^= self.scope;
+        }
+        if let Some(k) = &mut m.meta.idempotency_key {
+            let mut scoped = format!("{:016x}/", self.scope).into_bytes();
+            scoped.extend_from_slice(k);
+            *k = scoped;
         }
     }
 
@@ -314,6 +353,8 @@ impl Auth {
                 subscribe: patterns(&t.subscribe)?,
                 admin: t.admin,
                 limiter,
+                // Never 0: that is the open broker's scope.
+                scope: u64::from_le_bytes(digest[..8].try_into().unwrap_or_default()) | 1,
             };
             tokens.push((digest, Arc::new(grant)));
         }

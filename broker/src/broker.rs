@@ -38,6 +38,9 @@ pub(crate) struct Topic {
     pub(crate) bytes_in: AtomicU64,
     /// Records that failed their checksum when read for a client.
     pub(crate) corrupt_reads: AtomicU64,
+    /// When the topic was last looked up (microseconds), for closing the
+    /// least recently used idle topic.
+    last_used: AtomicU64,
 }
 
 impl Topic {
@@ -128,7 +131,15 @@ pub struct ReadBatch {
 struct Inner {
     dir: PathBuf,
     config: BrokerConfig,
+    /// Open topics.
     topics: Registry,
+    /// Topics on disk that are not open (idle ones closed to keep file
+    /// descriptors for the busy ones), with their figures when closed:
+    /// nothing changes a closed topic.
+    idle: Mutex<HashMap<TopicName, TopicInfo>>,
+    /// Most topics open at once (see [`BrokerConfig::max_open_topics`]).
+    max_open: usize,
+    /// Held while a topic is created, opened, closed or deleted.
     create: Mutex<()>,
     flusher: Flusher,
     closed: AtomicBool,
@@ -188,6 +199,8 @@ impl Broker {
             .map_err(|_| BrokerError::DataDirInUse(dir.clone()))?;
 
         let registry: Registry = Arc::new(RwLock::new(HashMap::new()));
+        let mut closed = HashMap::new();
+        let max_open = config.open_topics_limit();
         let now = now_us();
         for entry in std::fs::read_dir(&topics_dir).map_err(BrokerError::io(&topics_dir))? {
             let entry = entry.map_err(BrokerError::io(&topics_dir))?;
@@ -199,8 +212,15 @@ impl Broker {
                 tracing::warn!(path = %entry.path().display(), "ignoring a directory that is not a topic name");
                 continue;
             };
+            // Every topic is recovered now, so that damage shows at start;
+            // past the open limit each is closed again right after (recovery
+            // synced it), so a broker starts with any number of topics.
             let topic = open_topic(&topics_dir, name.clone(), &config, now)?;
-            registry.write().insert(name, Arc::new(topic));
+            if registry.read().len() < max_open {
+                registry.write().insert(name, Arc::new(topic));
+            } else {
+                closed.insert(name, info(&topic));
+            }
         }
         let period = config.shortest_interval().unwrap_or(Duration::from_secs(1));
         let metrics = Arc::new(crate::metrics::Metrics::new(registry.clone()));
@@ -211,6 +231,8 @@ impl Broker {
                 dir,
                 config,
                 topics: registry,
+                idle: Mutex::new(closed),
+                max_open,
                 create: Mutex::new(()),
                 flusher,
                 closed: AtomicBool::new(false),
@@ -246,10 +268,76 @@ impl Broker {
     fn existing(&self, topic: &str) -> Result<Arc<Topic>> {
         self.check_open()?;
         if let Some(t) = self.inner.topics.read().get(topic) {
+            t.last_used.store(now_us(), Ordering::Relaxed);
             return Ok(t.clone());
         }
-        TopicName::new(topic)?;
-        Err(BrokerError::TopicNotFound(topic.to_owned()))
+        let name = TopicName::new(topic)?;
+        if !self.inner.idle.lock().contains_key(topic) {
+            return Err(BrokerError::TopicNotFound(topic.to_owned()));
+        }
+        let _g = self.inner.create.lock();
+        if let Some(t) = self.inner.topics.read().get(topic) {
+            return Ok(t.clone());
+        }
+        if !self.inner.idle.lock().contains_key(topic) {
+            // Deleted meanwhile.
+            return Err(BrokerError::TopicNotFound(topic.to_owned()));
+        }
+        self.make_room();
+        let topics_dir = self.inner.dir.join("topics");
+        let t = Arc::new(open_topic(
+            &topics_dir,
+            name.clone(),
+            &self.inner.config,
+            now_us(),
+        )?);
+        self.inner.idle.lock().remove(topic);
+        self.inner.topics.write().insert(name, t.clone());
+        tracing::debug!(topic, "reopened");
+        Ok(t)
+    }
+
+    /// Closes the least recently used idle topics (no subscription, no
+    /// operation under way: only the registry holds them) while the open
+    /// ones are at the limit. The create lock is held, so no topic is opened
+    /// or deleted meanwhile. When every open topic is busy, none is closed
+    /// and the limit is exceeded for a while rather than refusing service.
+    fn make_room(&self) {
+        loop {
+            let victim = {
+                let mut open = self.inner.topics.write();
+                if open.len() < self.inner.max_open {
+                    return;
+                }
+                let Some(name) = open
+                    .iter()
+                    .filter(|(_, t)| Arc::strong_count(t) == 1)
+                    .min_by_key(|(_, t)| t.last_used.load(Ordering::Relaxed))
+                    .map(|(n, _)| n.clone())
+                else {
+                    tracing::warn!(
+                        open = open.len(),
+                        limit = self.inner.max_open,
+                        "every open topic is busy: none closed"
+                    );
+                    return;
+                };
+                let t = open.remove(&name);
+                // Listed as closed before the registry lock is let go, so a
+                // lookup always finds the topic one way or the other.
+                if let Some(t) = &t {
+                    self.inner.idle.lock().insert(name, info(t));
+                }
+                t
+            };
+            if let Some(t) = victim {
+                if let Err(e) = t.log.sync().and_then(|()| t.offsets.sync()) {
+                    tracing::error!(topic = %t.log.name(), error = %e, "sync before closing an idle topic failed");
+                }
+                t.log.close();
+                tracing::debug!(topic = %t.log.name(), "closed an idle topic");
+            }
+        }
     }
 
     fn topic_or_create(&self, topic: &str) -> Result<Arc<Topic>> {
@@ -262,30 +350,51 @@ impl Broker {
         if let Some(t) = self.inner.topics.read().get(topic) {
             return Ok(t.clone());
         }
+        if self.inner.idle.lock().contains_key(topic) {
+            // Closed by another caller since: open it again.
+            drop(_g);
+            return self.existing(topic);
+        }
         self.create_locked(name)
     }
 
     /// Creates topic `name`; the create lock is held and it does not exist.
+    /// A topic that cannot be made leaves nothing on disk.
     fn create_locked(&self, name: TopicName) -> Result<Arc<Topic>> {
-        let count = self.inner.topics.read().len();
+        let count = self.inner.topics.read().len() + self.inner.idle.lock().len();
         if count >= self.inner.config.max_topics {
             return Err(BrokerError::LimitReached(format!(
                 "the broker holds its limit of {} topics",
                 self.inner.config.max_topics
             )));
         }
+        self.make_room();
         let topics_dir = self.inner.dir.join("topics");
-        let t = Arc::new(open_topic(
-            &topics_dir,
-            name.clone(),
-            &self.inner.config,
-            now_us(),
-        )?);
-        if t.log.config().durability != Durability::Never {
-            crate::log::mmap::sync_dir(&topics_dir).map_err(BrokerError::io(&topics_dir))?;
+        let dir = topics_dir.join(name.as_str());
+        let existed = dir.exists();
+        let made =
+            open_topic(&topics_dir, name.clone(), &self.inner.config, now_us()).and_then(|t| {
+                if t.log.config().durability != Durability::Never {
+                    crate::log::mmap::sync_dir(&topics_dir)
+                        .map_err(BrokerError::io(&topics_dir))?;
+                }
+                Ok(t)
+            });
+        match made {
+            Ok(t) => {
+                let t = Arc::new(t);
+                self.inner.topics.write().insert(name, t.clone());
+                Ok(t)
+            }
+            Err(e) => {
+                // Closed by now (dropped), so nothing writes into it.
+                if !existed {
+                    let _ = std::fs::remove_dir_all(&dir);
+                }
+                tracing::warn!(topic = %name, error = %e, "cannot create topic");
+                Err(e)
+            }
         }
-        self.inner.topics.write().insert(name, t.clone());
-        Ok(t)
     }
 
     /// Creates a topic with its own settings over those the broker's
@@ -300,7 +409,9 @@ impl Broker {
         self.check_open()?;
         let name = TopicName::new(topic)?;
         let _g = self.inner.create.lock();
-        if self.inner.topics.read().contains_key(topic) {
+        if self.inner.topics.read().contains_key(topic)
+            || self.inner.idle.lock().contains_key(topic)
+        {
             return Err(BrokerError::TopicExists(topic.to_owned()));
         }
         let mut c = self.inner.config.topic_config(topic);
@@ -332,17 +443,23 @@ impl Broker {
         self.check_open()?;
         TopicName::new(topic)?;
         let _g = self.inner.create.lock();
-        let t = self
-            .inner
-            .topics
-            .write()
-            .remove(topic)
-            .ok_or_else(|| BrokerError::TopicNotFound(topic.to_owned()))?;
-        // No append is under way once this returns, so nothing writes into
-        // the directory while it is removed (or after a new topic of the
-        // same name is created in it).
-        t.log.close_and_wait();
-        let dir = t.log.dir().to_owned();
+        let dir = match self.inner.topics.write().remove(topic) {
+            Some(t) => {
+                // No append is under way once this returns, so nothing
+                // writes into the directory while it is removed (or after a
+                // new topic of the same name is created in it).
+                t.log.close_and_wait();
+                t.log.dir().to_owned()
+            }
+            None => {
+                self.inner
+                    .idle
+                    .lock()
+                    .remove(topic)
+                    .ok_or_else(|| BrokerError::TopicNotFound(topic.to_owned()))?;
+                self.inner.dir.join("topics").join(topic)
+            }
+        };
         std::fs::remove_dir_all(&dir).map_err(BrokerError::io(&dir))?;
         let topics_dir = self.inner.dir.join("topics");
         crate::log::mmap::sync_dir(&topics_dir).map_err(BrokerError::io(&topics_dir))?;
@@ -513,6 +630,27 @@ impl Broker {
         Ok(Subscription::new(t, start))
     }
 
+    /// Subscribes on behalf of a caller of the server's interfaces: a missing
+    /// topic is created only when the caller `may_publish` to it (it could
+    /// create it by publishing anyway) or the broker is configured with
+    /// [`BrokerConfig::subscribe_creates_topics`]; otherwise a missing topic
+    /// is [`BrokerError::TopicNotFound`], so that read-only rights cannot
+    /// make directories on disk.
+    ///
+    /// # Errors
+    /// As [`Broker::subscribe`], plus [`BrokerError::TopicNotFound`].
+    pub fn subscribe_as(
+        &self,
+        topic: &str,
+        from: StartFrom,
+        may_publish: bool,
+    ) -> Result<Subscription> {
+        if !(may_publish || self.inner.config.subscribe_creates_topics) {
+            self.existing(topic)?;
+        }
+        self.subscribe(topic, from)
+    }
+
     /// The seq of the first message of `topic` appended at or after
     /// `ts_us` (microseconds since the Unix epoch); the next seq when every
     /// stored message is older. A binary search over the log (timestamps
@@ -568,6 +706,7 @@ impl Broker {
     /// Every topic, sorted by name.
     pub fn topics(&self) -> Vec<TopicInfo> {
         let mut v: Vec<TopicInfo> = self.inner.topics.read().values().map(|t| info(t)).collect();
+        v.extend(self.inner.idle.lock().values().cloned());
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
     }
@@ -577,6 +716,9 @@ impl Broker {
     /// # Errors
     /// [`BrokerError::TopicNotFound`], [`BrokerError::InvalidName`].
     pub fn topic_info(&self, topic: &str) -> Result<TopicInfo> {
+        if let Some(i) = self.inner.idle.lock().get(topic) {
+            return Ok(i.clone());
+        }
         Ok(info(&*self.existing(topic)?))
     }
 
@@ -669,6 +811,7 @@ fn open_topic(
         messages_in: AtomicU64::new(0),
         bytes_in: AtomicU64::new(0),
         corrupt_reads: AtomicU64::new(0),
+        last_used: AtomicU64::new(now),
     })
 }
 

@@ -292,6 +292,20 @@ pub struct BrokerConfig {
     pub topic: TopicConfig,
     /// Most topics; creating one more is refused.
     pub max_topics: usize,
+    /// Whether a subscription over the server's interfaces creates a missing
+    /// topic for a caller that may only read it. Off by default: a topic is
+    /// a directory on disk, and a token with only subscribe rights must not
+    /// be able to make them. A caller that may publish to the topic (every
+    /// caller of a broker without tokens) creates it by subscribing either
+    /// way, as it could by publishing.
+    pub subscribe_creates_topics: bool,
+    /// Most topics open at once; idle ones beyond it are closed (their file
+    /// descriptors and mappings let go) and opened again on their next use.
+    /// `None`: from the process's open-file limit, a quarter of what is
+    /// left after 256 kept for connections, at least 16 (an open topic
+    /// holds three descriptors: the active segment's data and index, and
+    /// its offsets).
+    pub max_open_topics: Option<usize>,
     /// Per-topic settings: every pattern that matches a topic applies, the
     /// more specific over the less (longer prefixes over shorter, an exact
     /// name over any prefix).
@@ -303,12 +317,27 @@ impl Default for BrokerConfig {
         Self {
             topic: TopicConfig::default(),
             max_topics: 10_000,
+            subscribe_creates_topics: false,
+            max_open_topics: None,
             topics: Vec::new(),
         }
     }
 }
 
 impl BrokerConfig {
+    /// [`BrokerConfig::max_open_topics`], or what the open-file limit allows.
+    #[must_use]
+    pub fn open_topics_limit(&self) -> usize {
+        self.max_open_topics
+            .unwrap_or_else(|| {
+                let nofile = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+                    .current
+                    .unwrap_or(1 << 20);
+                let spare = usize::try_from(nofile.saturating_sub(256) / 4).unwrap_or(usize::MAX);
+                spare.clamp(16, 100_000)
+            })
+            .max(1)
+    }
     /// The settings of topic `name`: [`BrokerConfig::topic`] with every
     /// matching pattern's overrides applied, least specific first.
     #[must_use]

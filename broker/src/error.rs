@@ -33,6 +33,17 @@ pub enum BrokerError {
     /// A batch with no messages.
     #[error("empty batch: nothing to publish")]
     EmptyBatch,
+    /// A producer sequence or idempotency key that was already used for a
+    /// different message: the first one is kept, this one is not stored.
+    #[error(
+        "the producer sequence or idempotency key was already used for a different message (stored as seq {seq} of topic {topic:?}); this message was not stored"
+    )]
+    IdempotencyConflict {
+        /// The topic.
+        topic: String,
+        /// The seq of the message first stored under that identity.
+        seq: u64,
+    },
     /// A configured limit (topics, hooks, connections) is reached.
     #[error("{0}")]
     LimitReached(String),

@@ -162,6 +162,9 @@ pub enum ErrorCode {
     RateLimited,
     /// A configured limit (topics, connections per address, ...) is reached.
     LimitReached,
+    /// A producer sequence or idempotency key already used for a different
+    /// message; nothing of the batch from that message on was written.
+    IdempotencyConflict,
     /// A code this version does not know.
     Other(u16),
 }
@@ -191,6 +194,7 @@ impl ErrorCode {
             Internal => 18,
             RateLimited => 19,
             LimitReached => 20,
+            IdempotencyConflict => 21,
             Other(c) => c,
         }
     }
@@ -219,6 +223,7 @@ impl ErrorCode {
             18 => Internal,
             19 => RateLimited,
             20 => LimitReached,
+            21 => IdempotencyConflict,
             c => Other(c),
         }
     }

@@ -236,8 +236,32 @@ impl ServeProcess {
 
     /// [`ServeProcess::start`] with these environment variables set.
     pub fn start_with_env(data: &Path, args: &[&str], envs: &[(&str, &str)]) -> Self {
+        Self::spawn(
+            std::process::Command::new(env!("CARGO_BIN_EXE_fanlog")),
+            data,
+            args,
+            envs,
+        )
+    }
+
+    /// [`ServeProcess::start`] under an open-file limit of `nofile` (soft
+    /// and hard), set by util-linux's `prlimit`.
+    pub fn start_with_nofile(data: &Path, args: &[&str], nofile: u64) -> Self {
+        let mut cmd = std::process::Command::new("prlimit");
+        cmd.arg(format!("--nofile={nofile}:{nofile}"))
+            .arg("--")
+            .arg(env!("CARGO_BIN_EXE_fanlog"));
+        Self::spawn(cmd, data, args, &[])
+    }
+
+    fn spawn(
+        mut cmd: std::process::Command,
+        data: &Path,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Self {
         use std::io::BufRead;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fanlog"))
+        let mut child = cmd
             .envs(envs.iter().copied())
             .arg("serve")
             .arg("--data")

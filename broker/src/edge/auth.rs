@@ -35,6 +35,12 @@ impl Caller {
         self.check(self.grant.can_publish(topic), "publish to", topic)
     }
 
+    /// True when the caller may publish to `topic` (so creating it by
+    /// subscribing gives it nothing it could not do anyway).
+    pub(crate) fn may_publish(&self, topic: &str) -> bool {
+        self.grant.can_publish(topic)
+    }
+
     pub(crate) fn subscribe(&self, topic: &str) -> Result<(), ApiError> {
         self.check(self.grant.can_subscribe(topic), "read", topic)
     }

@@ -73,6 +73,13 @@ pub struct HttpConfig {
     pub max_connections: usize,
     /// Open connections from one address, at most.
     pub max_connections_per_ip: usize,
+    /// Time to send a request's headers, and the longest a kept-alive
+    /// connection may sit idle between requests; then it is closed. A
+    /// silent socket holds a connection slot no longer.
+    pub header_timeout: Duration,
+    /// Time to send a request's whole body; a slower one (a trickle, a
+    /// chunked body that never ends) gets 408 and the connection closes.
+    pub body_timeout: Duration,
 }
 
 impl Default for HttpConfig {
@@ -88,6 +95,8 @@ impl Default for HttpConfig {
             api_servers: Vec::new(),
             max_connections: 10_000,
             max_connections_per_ip: 10_000,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -190,6 +199,10 @@ pub fn router(state: EdgeState) -> Router {
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
+            body_deadline,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
             auth::layer,
         ))
         .layer(axum::middleware::from_fn_with_state(
@@ -243,15 +256,97 @@ async fn serve_on(
         ),
         broker: state.broker.clone(),
     };
-    // `into_make_service` hands each connection a clone of the built router
-    // (a reference count); serving the `Router` itself would rebuild its
-    // route table for every connection, about 13 KiB each.
-    axum::serve(listener, router(state).into_make_service())
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            token.cancel();
-        })
-        .await
+    let mut listener = listener;
+    // Each connection gets a clone of the built router (a reference count);
+    // serving a fresh `Router` would rebuild its route table, about 13 KiB
+    // per connection.
+    let app = router(state.clone());
+    // HTTP/1 only (what the edge speaks). The header timeout also runs
+    // from the first byte a connection could send and while a kept-alive
+    // connection waits for its next request (hyper starts it whenever it
+    // reads a head), so a silent socket is closed too.
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Some(state.config.header_timeout));
+    let connections = tokio_util::task::TaskTracker::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (io, _peer) = tokio::select! {
+            conn = axum::serve::Listener::accept(&mut listener) => conn,
+            () = &mut shutdown => break,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let conn = builder
+            .serve_connection(hyper_util::rt::TokioIo::new(io), service)
+            .with_upgrades();
+        let token = token.clone();
+        connections.spawn(async move {
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                () = token.cancelled() => {
+                    // Finish the response under way, take no new request.
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
+    // Streams end (SSE, WebSocket, long poll), then every connection
+    // finishes its response and closes.
+    token.cancel();
+    connections.close();
+    connections.wait().await;
+    Ok(())
+}
+
+/// Reads a request's body within [`HttpConfig::body_timeout`], or answers
+/// 408. Bodies are bounded by `max_body` (413 past it), so holding one in
+/// memory costs what the handler would hold anyway.
+async fn body_deadline(
+    axum::extract::State(s): axum::extract::State<EdgeState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    use http_body::Body as _;
+    let (parts, body) = req.into_parts();
+    if body.is_end_stream() {
+        return next
+            .run(axum::extract::Request::from_parts(parts, body))
+            .await;
+    }
+    let limited = http_body_util::Limited::new(body, s.config.max_body);
+    let read = http_body_util::BodyExt::collect(limited);
+    match tokio::time::timeout(s.config.body_timeout, read).await {
+        Ok(Ok(collected)) => {
+            let body = axum::body::Body::from(collected.to_bytes());
+            next.run(axum::extract::Request::from_parts(parts, body))
+                .await
+        }
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body over the limit of {} bytes", s.config.max_body),
+        )
+        .into_response(),
+        Ok(Err(e)) => {
+            ApiError::bad_request(format!("cannot read the request body: {e}")).into_response()
+        }
+        Err(_) => {
+            let mut r = ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request body did not arrive within {:?}",
+                    s.config.body_timeout
+                ),
+            )
+            .into_response();
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            r
+        }
+    }
 }
 
 /// Most TLS handshakes under way at once; more connections wait in the
@@ -483,6 +578,7 @@ impl From<BrokerError> for ApiError {
             | BrokerError::OffsetOutOfRange { .. } => StatusCode::BAD_REQUEST,
             BrokerError::TopicNotFound(_) => StatusCode::NOT_FOUND,
             BrokerError::TopicExists(_) => StatusCode::CONFLICT,
+            BrokerError::IdempotencyConflict { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             BrokerError::LimitReached(_) => StatusCode::FORBIDDEN,
             BrokerError::MessageTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             BrokerError::Poisoned { .. } | BrokerError::Closed => StatusCode::SERVICE_UNAVAILABLE,

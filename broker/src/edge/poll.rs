@@ -61,7 +61,9 @@ pub(crate) async fn poll(
         })
         .transpose()?;
     let from = json::start_from(after, q.from_time.as_deref(), StartFrom::Latest)?;
-    let mut sub = s.broker.subscribe(&topic, from)?;
+    let mut sub = s
+        .broker
+        .subscribe_as(&topic, from, caller.may_publish(&topic))?;
     let mut page = Page::empty(sub.position());
     let first = tokio::select! {
         ev = sub.next() => ev,

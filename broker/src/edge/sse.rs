@@ -65,7 +65,9 @@ pub(crate) async fn events(
     let Path(topic) = topic?;
     caller.subscribe(&topic)?;
     let Query(q) = query?;
-    let sub = s.broker.subscribe(&topic, start(&headers, &q)?)?;
+    let sub = s
+        .broker
+        .subscribe_as(&topic, start(&headers, &q)?, caller.may_publish(&topic))?;
 
     // The retry hint goes first: it also gets the headers and the first
     // bytes out at once, so proxies and browsers see a live stream.

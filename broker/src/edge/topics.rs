@@ -95,7 +95,7 @@ pub(crate) async fn publish(
     let idempotency_key =
         text(header::HeaderName::from_static("idempotency-key"))?.map(String::into_bytes);
     let (payload, content_type, headers) = cloud_event(&headers, content_type, body)?;
-    let message = Message {
+    let mut message = Message {
         payload,
         meta: RecordMeta {
             content_type,
@@ -104,6 +104,7 @@ pub(crate) async fn publish(
         },
         ..Message::default()
     };
+    caller.grant.scope_message(&mut message);
     let seq = s.broker.publish(&topic, message).await?;
     Ok(json::body(
         StatusCode::CREATED,

@@ -71,7 +71,9 @@ pub(crate) async fn upgrade(
     let Query(q) = query?;
     let ws = ws.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
     let from = super::json::start_from(q.from, q.from_time.as_deref(), StartFrom::Latest)?;
-    let sub = s.broker.subscribe(&topic, from)?;
+    let sub = s
+        .broker
+        .subscribe_as(&topic, from, caller.may_publish(&topic))?;
     Ok(ws
         .max_message_size(s.config.max_body + 4096)
         // tungstenite zero-fills its whole read buffer before the first
@@ -306,7 +308,8 @@ impl Session {
 
     /// A publish op: appended, its ack queued in order.
     fn publish(&mut self, op: PublishOp) {
-        let PublishOp { id, message } = op;
+        let PublishOp { id, mut message } = op;
+        self.grant.scope_message(&mut message);
         // A refused publish is answered, in order, and the socket stays open.
         let appended = self
             .grant

@@ -20,16 +20,34 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use memmap2::{MmapOptions, MmapRaw};
+use parking_lot::RwLock;
 use rustix::fs::{FallocateFlags, fallocate};
+
+/// The first disk reservation of a file, and the largest step by which a
+/// reservation grows ahead of the writes.
+const FIRST_RESERVATION: usize = 64 * 1024;
+const MAX_RESERVATION_STEP: usize = 8 << 20;
 
 /// A file mapped shared and read-only for its whole mapped length, written
 /// with positional writes.
+///
+/// The file has its full length from the start, but sparse: disk blocks are
+/// reserved (`fallocate`) in steps ahead of the writes, each step as large
+/// as what the file already holds (64 KiB first, at most 8 MiB), so an empty
+/// topic costs a few blocks rather than its whole segment, and what is
+/// reserved ahead never exceeds what is written.
 #[derive(Debug)]
 pub(crate) struct MappedFile {
-    file: File,
+    /// The open file, until [`Self::release`]: a sealed, synced segment is
+    /// read through its mapping alone and holds no file descriptor.
+    file: RwLock<Option<File>>,
     map: MmapRaw,
+    /// Bytes from 0 whose blocks are reserved (or written); only the single
+    /// writer (or recovery) moves it.
+    reserved: AtomicUsize,
 }
 
 impl MappedFile {
@@ -68,12 +86,35 @@ impl MappedFile {
         if file.metadata()?.len() < len {
             file.set_len(len)?;
         }
-        preallocate(&file, 0, len);
         // memmap2 handles len 0 (an empty slice, no mmap call).
         let map = MmapOptions::new()
             .len(len as usize)
             .map_raw_read_only(&file)?;
-        Ok(Self { file, map })
+        // Nothing is known to be reserved: the first write reserves from
+        // where it starts (blocks before it hold data already).
+        Ok(Self {
+            file: RwLock::new(Some(file)),
+            map,
+            reserved: AtomicUsize::new(0),
+        })
+    }
+
+    /// Reserves disk blocks for `[at, end)` and a step beyond, when not yet
+    /// done, so appends neither fault on allocation nor hit ENOSPC in the
+    /// middle of a record. Best effort: a file system without `fallocate`
+    /// allocates on write, and a full disk fails the write itself.
+    fn reserve(&self, at: usize, end: usize) {
+        let reserved = self.reserved.load(Ordering::Relaxed);
+        if end <= reserved {
+            return;
+        }
+        let step = end.clamp(FIRST_RESERVATION, MAX_RESERVATION_STEP);
+        let until = end.saturating_add(step).min(self.map.len()).max(end);
+        let from = reserved.max(at);
+        if let Some(file) = &*self.file.read() {
+            preallocate(file, from as u64, (until - from) as u64);
+        }
+        self.reserved.store(until, Ordering::Relaxed);
     }
 
     /// The mapped length.
@@ -81,9 +122,30 @@ impl MappedFile {
         self.map.len()
     }
 
+    /// Runs `f` on the open file, or fails when it was released.
+    fn with_file<T>(&self, f: impl FnOnce(&File) -> io::Result<T>) -> io::Result<T> {
+        match &*self.file.read() {
+            Some(file) => f(file),
+            None => Err(io::Error::other(
+                "the file was released: its segment is sealed",
+            )),
+        }
+    }
+
+    /// Closes the file descriptor; the mapping stays readable. For a sealed
+    /// segment whose bytes are synced: nothing writes or syncs it again.
+    pub(crate) fn release(&self) {
+        self.file.write().take();
+    }
+
+    /// True once [`Self::release`] closed the file.
+    pub(crate) fn is_released(&self) -> bool {
+        self.file.read().is_none()
+    }
+
     /// The file's current length on disk.
     pub(crate) fn file_len(&self) -> io::Result<u64> {
-        Ok(self.file.metadata()?.len())
+        self.with_file(|f| Ok(f.metadata()?.len()))
     }
 
     /// Bytes `[at, at + len)` of the mapping, or `None` when out of bounds.
@@ -107,10 +169,10 @@ impl MappedFile {
     /// can see them. Only the single writer (beyond the published head) or
     /// recovery (alone) calls this.
     pub(crate) fn write_at(&self, at: usize, bytes: &[u8]) -> io::Result<()> {
-        if at
+        let Some(end) = at
             .checked_add(bytes.len())
-            .is_none_or(|end| end > self.map.len())
-        {
+            .filter(|&end| end <= self.map.len())
+        else {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(
@@ -119,13 +181,14 @@ impl MappedFile {
                     self.map.len()
                 ),
             ));
-        }
-        self.file.write_all_at(bytes, at as u64)
+        };
+        self.reserve(at, end);
+        self.with_file(|f| f.write_all_at(bytes, at as u64))
     }
 
     /// Makes everything written to the file durable (fdatasync).
     pub(crate) fn sync_data(&self) -> io::Result<()> {
-        self.file.sync_data()
+        self.with_file(File::sync_data)
     }
 
     /// Zeroes `[at, end of mapping)`: by punching a hole (cheap, and reads back
@@ -137,14 +200,18 @@ impl MappedFile {
         if len == 0 {
             return Ok(());
         }
-        let punched = fallocate(
-            &self.file,
-            FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE,
-            at as u64,
-            len as u64,
-        );
+        let punched = self.with_file(|file| {
+            fallocate(
+                file,
+                FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE,
+                at as u64,
+                len as u64,
+            )
+            .map_err(io::Error::from)
+        });
         if punched.is_ok() {
-            preallocate(&self.file, at as u64, len as u64);
+            // The next writes reserve again, in steps.
+            self.reserved.store(at, Ordering::Relaxed);
             return Ok(());
         }
         let zeros = vec![0u8; len.min(1 << 20)];
@@ -160,7 +227,7 @@ impl MappedFile {
     /// Shortens the file to `len` bytes (sealing a segment). The mapping keeps
     /// its length; nothing may touch it past `len` afterwards.
     pub(crate) fn truncate(&self, len: u64) -> io::Result<()> {
-        self.file.set_len(len)
+        self.with_file(|f| f.set_len(len))
     }
 }
 
@@ -175,4 +242,43 @@ fn preallocate(file: &File, at: u64, len: u64) {
 /// fsync of a directory, so that files created or removed in it survive a crash.
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt;
+
+    use super::*;
+
+    /// Bytes of disk the file holds (allocated blocks, preallocated ones
+    /// included).
+    fn on_disk(path: &Path) -> u64 {
+        std::fs::metadata(path).unwrap().blocks() * 512
+    }
+
+    #[test]
+    fn disk_is_reserved_in_steps_that_grow_with_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let f = MappedFile::create(&path, 64 << 20).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 64 << 20);
+        assert!(on_disk(&path) < 64 * 1024, "empty: {}", on_disk(&path));
+        f.write_at(0, &[1u8; 4096]).unwrap();
+        let first = on_disk(&path);
+        assert!(first <= 2 * FIRST_RESERVATION as u64, "{first}");
+        // 4 MiB written: at most as much again reserved ahead.
+        let chunk = vec![2u8; 1 << 20];
+        for i in 0..4 {
+            f.write_at(4096 + i * chunk.len(), &chunk).unwrap();
+        }
+        let used = on_disk(&path);
+        assert!(used >= 4 << 20, "{used}");
+        assert!(
+            used <= 9 << 20,
+            "reserved ahead is bounded by what is written: {used}"
+        );
+        // Zeroing the tail gives the reservation back.
+        f.zero_tail(4096).unwrap();
+        assert!(on_disk(&path) < 1 << 20, "{}", on_disk(&path));
+    }
 }

@@ -281,6 +281,15 @@ impl TopicLog {
         let mut result = Ok(());
         for e in entries {
             if let Some(seq) = w.dedupe.lookup(e.producer, e.idempotency_key) {
+                // A retry carries the same message; anything else reusing
+                // its identity is refused, never answered as stored.
+                if self.stored_differs(w, seq, e) {
+                    result = Err(BrokerError::IdempotencyConflict {
+                        topic: self.name.to_string(),
+                        seq,
+                    });
+                    break;
+                }
                 seqs.push(seq);
                 upto = upto.max(seq + 1);
                 continue;
@@ -333,6 +342,29 @@ impl TopicLog {
         result.map(|()| upto)
     }
 
+    /// True when the record stored as `seq` has another key or payload than
+    /// `e`. A record not readable yet (staged in this very batch) counts as
+    /// the same: a batch that repeats an identity is the producer's own.
+    fn stored_differs(&self, w: &Writer, seq: u64, e: &Entry<'_>) -> bool {
+        let list = self.segments.read().clone();
+        let i = list.partition_point(|s| s.base() <= seq);
+        let Some(seg) = i.checked_sub(1).map(|i| &list[i]) else {
+            return false;
+        };
+        let limit = if Arc::ptr_eq(seg, &w.active) {
+            if seq >= seg.base() + w.count {
+                return false;
+            }
+            w.pos as u64
+        } else {
+            seg.written()
+        };
+        match seg.record(seq, limit) {
+            Ok(Some((_, v))) => v.payload() != e.payload || v.key() != e.key,
+            _ => false,
+        }
+    }
+
     /// Writes the staged records and index entries of the active segment.
     /// On failure the staged records are dropped and their seqs reused.
     fn flush_stage(&self, w: &mut Writer) -> Result<()> {
@@ -371,6 +403,9 @@ impl TopicLog {
         w.active
             .seal()
             .map_err(BrokerError::io(w.active.data_path()))?;
+        if self.config.durability == Durability::Never {
+            w.active.release_files();
+        }
         let seg = Segment::create(&self.dir, w.next_seq, self.config.segment_bytes)
             .map_err(BrokerError::io(&self.dir))?;
         if self.config.durability != Durability::Never {

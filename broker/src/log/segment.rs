@@ -13,7 +13,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use fanlog_protocol::record::{HEADER_LEN, RecordError, RecordView};
 
@@ -67,6 +67,8 @@ pub(crate) struct Segment {
     synced_count: AtomicU64,
     /// Timestamp of the newest record, for age-based retention.
     last_timestamp_us: AtomicU64,
+    /// Sealed: full, never written again; its files are closed once synced.
+    sealed: AtomicBool,
 }
 
 impl Segment {
@@ -116,6 +118,7 @@ impl Segment {
             synced_bytes: AtomicU64::new(0),
             synced_count: AtomicU64::new(0),
             last_timestamp_us: AtomicU64::new(0),
+            sealed: AtomicBool::new(false),
         }
     }
 
@@ -286,6 +289,12 @@ impl Segment {
         if from_count >= count {
             return Ok(());
         }
+        if self.data.is_released() {
+            // Released unsynced only under `never`: the OS writes it back.
+            self.synced_bytes.store(written, Ordering::Relaxed);
+            self.synced_count.store(count, Ordering::Relaxed);
+            return Ok(());
+        }
         // fdatasync covers exactly what was written since the last one: the
         // files are only ever appended to.
         if written > from {
@@ -294,14 +303,33 @@ impl Segment {
         self.index.sync_data()?;
         self.synced_bytes.store(written, Ordering::Relaxed);
         self.synced_count.store(count, Ordering::Relaxed);
+        self.release_if_done();
         Ok(())
+    }
+
+    /// Closes the files of a sealed segment whose bytes are all synced: it
+    /// is read through its mappings alone, so a topic holds file
+    /// descriptors for its active segment only.
+    pub(crate) fn release_if_done(&self) {
+        if self.sealed.load(Ordering::Acquire) && !self.dirty() {
+            self.release_files();
+        }
+    }
+
+    /// Closes the files of a sealed segment now, synced or not (under
+    /// `never`, where the OS writes back what the page cache holds).
+    pub(crate) fn release_files(&self) {
+        self.data.release();
+        self.index.release();
     }
 
     /// Shrinks both files to their published contents: the segment is full
     /// and will not be written again.
     pub(crate) fn seal(&self) -> io::Result<()> {
         self.data.truncate(self.written())?;
-        self.index.truncate(self.count() * INDEX_ENTRY as u64)
+        self.index.truncate(self.count() * INDEX_ENTRY as u64)?;
+        self.sealed.store(true, Ordering::Release);
+        Ok(())
     }
 
     /// Zeroes the data file from `pos` and the index from entry `count`

@@ -198,11 +198,19 @@ pub async fn serve(
                     };
                     let token = streams.token();
                     let _open = broker.metrics().connection("quic");
+                    // A connection that opens no stream (so sends no Hello)
+                    // in time is closed: it would hold a connection slot.
+                    let mut first = true;
                     loop {
                         let accepted = tokio::select! {
                             () = token.cancelled() => break,
                             s = conn.accept_bi() => s,
+                            () = tokio::time::sleep(limits.hello_timeout), if first => {
+                                conn.close(0u32.into(), b"no stream opened in time");
+                                break;
+                            }
                         };
+                        first = false;
                         let Ok((send, recv)) = accepted else { break };
                         streams.spawn(session::run(broker.clone(), recv, send, limits.clone(), auth.clone(), token.clone(), "quic"));
                     }

@@ -42,7 +42,15 @@ pub struct SessionLimits {
     pub max_inflight_publishes: usize,
     /// Bytes of outgoing frames buffered before the session stops producing more.
     pub max_buffered: usize,
+    /// Time a connection has to send its Hello; one that has not is closed,
+    /// so silent sockets cannot hold connection slots.
+    pub hello_timeout: std::time::Duration,
 }
+
+/// Largest frame accepted before the Hello: a Hello with the longest token
+/// and client name fits, and an unauthenticated peer can make the session
+/// buffer no more than this.
+pub const PRE_AUTH_MAX_FRAME: usize = 70 << 10;
 
 impl Default for SessionLimits {
     fn default() -> Self {
@@ -51,6 +59,7 @@ impl Default for SessionLimits {
             max_subscriptions: 10_000,
             max_inflight_publishes: 1024,
             max_buffered: 64 << 10,
+            hello_timeout: std::time::Duration::from_secs(10),
         }
     }
 }
@@ -72,6 +81,7 @@ pub fn error_code(e: &BrokerError) -> ErrorCode {
         BrokerError::Closed => ErrorCode::ShuttingDown,
         BrokerError::LimitReached(_) => ErrorCode::LimitReached,
         BrokerError::RateLimited(_) => ErrorCode::RateLimited,
+        BrokerError::IdempotencyConflict { .. } => ErrorCode::IdempotencyConflict,
         e if e.is_out_of_space() => ErrorCode::Unavailable,
         _ => ErrorCode::Internal,
     }
@@ -90,6 +100,7 @@ enum Step {
     Deliver(u32, Option<Result<Event, BrokerError>>),
     Send(Result<mpsc::OwnedPermit<Vec<Chunk>>, mpsc::error::SendError<()>>),
     Shutdown,
+    HelloTimeout,
 }
 
 /// Runs one session until the peer closes, a protocol error, or `shutdown`.
@@ -123,6 +134,8 @@ pub(crate) async fn run<R, W>(
         acks: FuturesOrdered::new(),
         closing: false,
     };
+    let hello_deadline = tokio::time::sleep(s.limits.hello_timeout);
+    tokio::pin!(hello_deadline);
     loop {
         let can_read = !s.closing
             && s.out.len() < s.limits.max_buffered
@@ -133,6 +146,7 @@ pub(crate) async fn run<R, W>(
         let step = tokio::select! {
             biased;
             () = shutdown.cancelled(), if !s.closing => Step::Shutdown,
+            () = &mut hello_deadline, if !s.hello && !s.closing => Step::HelloTimeout,
             p = tx.clone().reserve_owned(), if !s.out.is_empty() => Step::Send(p),
             a = s.acks.next(), if !s.acks.is_empty() => match a { Some(a) => Step::Ack(a), None => continue },
             r = rd.read_buf(&mut s.inbuf), if can_read => Step::Read(r),
@@ -141,6 +155,10 @@ pub(crate) async fn run<R, W>(
         match step {
             Step::Shutdown => {
                 s.close(ErrorCode::ShuttingDown, "broker is shutting down");
+            }
+            Step::HelloTimeout => {
+                let why = format!("no Hello within {:?}", s.limits.hello_timeout);
+                s.close(ErrorCode::HandshakeRequired, &why);
             }
             Step::Send(Ok(permit)) => {
                 permit.send(s.out.take());
@@ -235,7 +253,14 @@ impl Session {
 
     fn handle_input(&mut self) {
         while !self.closing {
-            let size = match frame::frame_size(&self.inbuf, self.limits.max_frame) {
+            // Before the Hello only a Hello-sized frame: a peer that has not
+            // authenticated cannot make the session reserve a large buffer.
+            let max_frame = if self.hello {
+                self.limits.max_frame
+            } else {
+                PRE_AUTH_MAX_FRAME.min(self.limits.max_frame)
+            };
+            let size = match frame::frame_size(&self.inbuf, max_frame) {
                 Ok(Some(size)) => size,
                 Ok(None) => return,
                 Err(e) => return self.close(e.code(), &e.to_string()),
@@ -247,7 +272,7 @@ impl Session {
             // The frame becomes shared bytes: published payloads are slices
             // of it, not copies.
             let raw = self.inbuf.split_to(size).freeze();
-            match frame::decode(&raw, self.limits.max_frame) {
+            match frame::decode(&raw, max_frame) {
                 Ok(Some((id, f, _))) => self.handle(id, f, &raw),
                 Ok(None) => {
                     return self.close(ErrorCode::BadFrame, "frame shorter than its length");
@@ -408,12 +433,16 @@ impl Session {
                     return self.send_error(id, ErrorCode::BadFrame, &format!("message {i}: {e}"));
                 }
             };
-            batch.push(Message {
+            let mut message = Message {
                 payload: raw.slice_ref(m.payload),
                 key: raw.slice_ref(m.key),
                 meta,
                 producer: m.producer,
-            });
+            };
+            if let Some(g) = &self.grant {
+                g.scope_message(&mut message);
+            }
+            batch.push(message);
         }
         // Refusals queue behind earlier acks, so replies stay in request order.
         let ack: Ack = match self.broker.append(topic, &batch) {
@@ -452,9 +481,10 @@ impl Session {
             },
         };
         // The client checks every record's checksum itself.
+        let may_publish = self.grant.as_ref().is_some_and(|g| g.can_publish(topic));
         match self
             .broker
-            .subscribe(topic, from)
+            .subscribe_as(topic, from, may_publish)
             .map(Subscription::unverified)
         {
             Ok(s) => {

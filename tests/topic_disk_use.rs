@@ -1,0 +1,177 @@
+//! What a topic costs on disk, and who may make one, through a real
+//! `fanlog serve`: a new topic reserves a few blocks, not its whole segment
+//! (disk is reserved in steps that grow with the topic), and a token that may
+//! only read cannot create topics by subscribing (over SSE, WebSocket, long
+//! poll, or the binary protocol) unless the broker is configured to allow it.
+
+mod common;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use fanlog::client::{Client, ConnectOptions, StartFrom};
+use fanlog::protocol::frame::ErrorCode;
+
+/// Bytes of disk held under `dir` (allocated blocks, reservations included).
+fn disk_use(dir: &Path) -> u64 {
+    let mut total = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let m = e.metadata().unwrap();
+        total += if m.is_dir() {
+            disk_use(&e.path())
+        } else {
+            m.blocks() * 512
+        };
+    }
+    total
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_topic_reserves_blocks_in_steps_not_its_whole_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = common::ServeProcess::start(dir.path(), &["--http", "127.0.0.1:0"]);
+    let http = serve.http.clone().unwrap();
+    let c = reqwest::Client::new();
+    const TOPICS: u64 = 40;
+    for i in 0..TOPICS {
+        let r = c
+            .post(format!("http://{http}/topics/t{i}/messages"))
+            .body("one small message")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let used = disk_use(&dir.path().join("topics"));
+    // Each topic's segment is 64 MiB (plus an 8 MiB index) long, sparse:
+    // what it holds on disk is its first reservation steps.
+    let per_topic = used / TOPICS;
+    println!(
+        "disk per new topic: {} KiB ({TOPICS} topics)",
+        per_topic / 1024
+    );
+    assert!(per_topic <= 256 * 1024, "{per_topic} bytes per topic");
+
+    // A topic that grows reserves ahead by at most what it holds.
+    let body = vec![b'x'; 64 * 1024];
+    for _ in 0..64 {
+        let r = c
+            .post(format!("http://{http}/topics/big/messages"))
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let big = disk_use(&dir.path().join("topics/big"));
+    println!("disk of a 4 MiB topic: {} KiB", big / 1024);
+    assert!((4 << 20..=10 << 20).contains(&big), "{big}");
+    assert!(serve.terminate().success());
+}
+
+const CONFIG: &str = r#"
+[[auth.tokens]]
+token = "reader"
+subscribe = ["*"]
+
+[[auth.tokens]]
+token = "writer"
+publish = ["*"]
+subscribe = ["*"]
+"#;
+
+fn start(dir: &Path, extra: &str) -> common::ServeProcess {
+    let cfg = dir.join("fanlog.toml");
+    std::fs::write(&cfg, format!("{extra}\n{CONFIG}")).unwrap();
+    common::ServeProcess::start(
+        &dir.join("data"),
+        &["--http", "127.0.0.1:0", "--config", cfg.to_str().unwrap()],
+    )
+}
+
+async fn http_status(http: &str, path: &str, token: &str) -> u16 {
+    reqwest::Client::new()
+        .get(format!("http://{http}{path}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn ws_status(http: &str, topic: &str, token: &str) -> u16 {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("ws://{http}/topics/{topic}/ws")
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    match tokio_tungstenite::connect_async(req).await {
+        Ok(_) => 101,
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => r.status().as_u16(),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+async fn binary(addr: &str, token: &str) -> Client {
+    let mut o = ConnectOptions::new(addr);
+    o.token = Some(token.to_owned());
+    Client::connect_with(o).await.unwrap()
+}
+
+fn topic_dirs(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir.join("data/topics"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_token_cannot_create_topics_by_subscribing() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = start(dir.path(), "");
+    let http = serve.http.clone().unwrap();
+    for (i, path) in [
+        "/topics/r0/events",
+        "/topics/r1/poll?timeout=0",
+        "/topics/r2/messages",
+    ]
+    .iter()
+    .enumerate()
+    {
+        assert_eq!(http_status(&http, path, "reader").await, 404, "{i}: {path}");
+    }
+    assert_eq!(ws_status(&http, "r3", "reader").await, 404);
+    let reader = binary(&serve.tcp, "reader").await;
+    let e = reader
+        .subscribe("r4", StartFrom::Earliest)
+        .await
+        .expect_err("no such topic");
+    assert_eq!(e.code(), Some(ErrorCode::TopicNotFound), "{e}");
+    assert!(
+        topic_dirs(dir.path()).is_empty(),
+        "{:?}",
+        topic_dirs(dir.path())
+    );
+
+    // A token that may publish creates the topic by subscribing, as it
+    // could by publishing; the reader then subscribes to it.
+    assert_eq!(ws_status(&http, "w0", "writer").await, 101);
+    let writer = binary(&serve.tcp, "writer").await;
+    writer.subscribe("w1", StartFrom::Earliest).await.unwrap();
+    assert!(reader.subscribe("w1", StartFrom::Earliest).await.is_ok());
+    assert_eq!(topic_dirs(dir.path()), ["w0", "w1"]);
+    assert!(serve.terminate().success());
+
+    // Configured to, a read-only subscription creates it.
+    let dir = tempfile::tempdir().unwrap();
+    let serve = start(dir.path(), "[limits]\nsubscribe_creates_topics = true\n");
+    let http = serve.http.clone().unwrap();
+    assert_eq!(ws_status(&http, "r5", "reader").await, 101);
+    assert_eq!(topic_dirs(dir.path()), ["r5"]);
+    assert!(serve.terminate().success());
+}
