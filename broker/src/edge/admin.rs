@@ -42,24 +42,10 @@ pub(crate) async fn delete(
 ) -> Result<Response, ApiError> {
     let Path(topic) = topic?;
     caller.admin(&topic)?;
-    if let Some(hooks) = &s.hooks {
-        let ids: Vec<String> = hooks
-            .list()
-            .into_iter()
-            .filter(|h| h.topic == topic)
-            .map(|h| h.id)
-            .collect();
-        if !ids.is_empty() {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                format!(
-                    "hooks deliver {topic}: delete them first ({})",
-                    ids.join(", ")
-                ),
-            ));
-        }
+    match &s.hooks {
+        Some(hooks) => hooks.delete_topic(&topic)?,
+        None => s.broker.delete_topic(&topic)?,
     }
-    s.broker.delete_topic(&topic)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

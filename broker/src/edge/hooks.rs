@@ -62,6 +62,7 @@ impl From<HookError> for ApiError {
             HookError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, e.to_string()),
             HookError::Broker(b) => b.into(),
             HookError::Io(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            HookError::TopicInUse { .. } => Self::new(StatusCode::CONFLICT, e.to_string()),
         }
     }
 }

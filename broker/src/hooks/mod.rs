@@ -110,6 +110,14 @@ pub enum HookError {
     /// `hooks.json` could not be written.
     #[error("cannot store the hooks: {0}")]
     Io(#[from] std::io::Error),
+    /// A topic that hooks deliver cannot be deleted.
+    #[error("hooks deliver {topic}: delete them first ({})", ids.join(", "))]
+    TopicInUse {
+        /// The topic.
+        topic: String,
+        /// The hooks (and WebSub subscriptions) that deliver it.
+        ids: Vec<String>,
+    },
 }
 
 /// A new hook.
@@ -219,6 +227,14 @@ struct Inner {
     client: reqwest::Client,
     store: Store,
     hooks: Mutex<BTreeMap<String, Entry>>,
+    /// Held while `hooks.json` is written, taken before `hooks`: writes
+    /// are serialized and each writes the registry as it is then, so the
+    /// last write on disk is always the newest state.
+    persist: Mutex<()>,
+    /// Held from a new hook's topic lookup to its registration, and by a
+    /// topic's deletion from its check for hooks to the deletion: the two
+    /// never interleave, so a hook never points at a deleted topic.
+    topics: Mutex<()>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
@@ -282,6 +298,8 @@ impl Hooks {
                 client,
                 store,
                 hooks: Mutex::new(BTreeMap::new()),
+                persist: Mutex::new(()),
+                topics: Mutex::new(()),
                 shutdown: CancellationToken::new(),
                 tracker: TaskTracker::new(),
             }),
@@ -370,6 +388,7 @@ impl Hooks {
     }
 
     fn save(&self) -> Result<(), HookError> {
+        let _write = self.inner.persist.lock();
         let specs: Vec<HookSpec> = self
             .inner
             .hooks
@@ -378,6 +397,31 @@ impl Hooks {
             .map(|e| e.spec.clone())
             .collect();
         self.inner.store.save(&specs)?;
+        Ok(())
+    }
+
+    /// Deletes `topic` from the broker unless hooks deliver it
+    /// ([`HookError::TopicInUse`]); never interleaved with a hook's creation.
+    ///
+    /// # Errors
+    /// [`HookError::TopicInUse`], or the broker's refusal.
+    pub fn delete_topic(&self, topic: &str) -> Result<(), HookError> {
+        let _topics = self.inner.topics.lock();
+        let ids: Vec<String> = self
+            .inner
+            .hooks
+            .lock()
+            .values()
+            .filter(|e| e.spec.topic == topic)
+            .map(|e| e.spec.id.clone())
+            .collect();
+        if !ids.is_empty() {
+            return Err(HookError::TopicInUse {
+                topic: topic.to_owned(),
+                ids,
+            });
+        }
+        self.inner.broker.delete_topic(topic)?;
         Ok(())
     }
 
@@ -409,6 +453,7 @@ impl Hooks {
             self.handshake(&url, secret.as_str()).await?;
         }
         let id = format!("hook_{:016x}", rand::random::<u64>());
+        let _topics = self.inner.topics.lock();
         let next = self
             .inner
             .broker
@@ -581,6 +626,7 @@ impl Hooks {
         // Stored first, then gone from the API: once a client sees 404 the
         // deletion survives a crash. (The registry is small and rarely
         // changes; it is written under the lock to keep the two in step.)
+        let _write = self.inner.persist.lock();
         let mut hooks = self.inner.hooks.lock();
         if !hooks.contains_key(id) {
             return Err(HookError::NotFound(id.to_owned()));

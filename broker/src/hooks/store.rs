@@ -112,18 +112,28 @@ impl Store {
         }
     }
 
-    /// Replaces the registry with `hooks`, durably.
+    /// Replaces the registry with `hooks`, durably, through a temporary
+    /// file of its own (two writers never share one). Callers serialize
+    /// their writes.
     pub fn save(&self, hooks: &[HookSpec]) -> std::io::Result<()> {
-        let tmp = self.path.with_extension("json.tmp");
+        let tmp = self
+            .path
+            .with_extension(format!("json.{:016x}.tmp", rand::random::<u64>()));
         let body = serde_json::to_vec_pretty(&File {
             hooks: hooks.to_vec(),
         })
         .map_err(std::io::Error::other)?;
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&body)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, &self.path)?;
+        let written = (|| {
+            let mut f = std::fs::File::create_new(&tmp)?;
+            f.write_all(&body)?;
+            f.sync_all()?;
+            drop(f);
+            std::fs::rename(&tmp, &self.path)
+        })();
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
         if let Some(dir) = self.path.parent() {
             std::fs::File::open(dir)?.sync_all()?;
         }

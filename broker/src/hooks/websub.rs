@@ -223,6 +223,7 @@ impl Hooks {
         callback: &str,
         spec: WebSubSpec,
     ) -> Result<(), HookError> {
+        let _topics = self.inner.topics.lock();
         let existing = self.websub_ids(callback, &spec.topic_url);
         let (id, created_ms) = match existing.first() {
             Some(id) => {
