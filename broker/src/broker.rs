@@ -258,6 +258,12 @@ impl Broker {
         &self.inner.config
     }
 
+    /// True once [`Broker::close`] ran (or began).
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Acquire)
+    }
+
     fn check_open(&self) -> Result<()> {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(BrokerError::Closed);

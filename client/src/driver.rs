@@ -560,6 +560,17 @@ impl Driver {
                     let _ = state.events.send(Ok(Event::Gap { from, to }));
                 }
             }
+            Frame::SubEnd { sub, code, message } => {
+                // Ended by the broker: the stream ends with the reason and
+                // is not resubscribed after a reconnect.
+                if let Some(state) = self.subs.remove(&sub) {
+                    self.sub_links.remove(&sub);
+                    let _ = state.events.send(Err(ClientError::Server {
+                        code,
+                        message: message.to_owned(),
+                    }));
+                }
+            }
             Frame::Close { code, reason } => {
                 return Err(format!("closed by the broker ({code:?}): {reason}"));
             }

@@ -26,6 +26,7 @@
 //! | 0x05 | Unsubscribe | sub u32 |
 //! | 0x84 | Deliver (s→c) | sub u32, count u32, count × record ([`crate::record`], padded) |
 //! | 0x85 | Gap (s→c) | sub u32, from u64, to u64 |
+//! | 0x8B | SubEnd (s→c) | sub u32, code u16, message str16 |
 //! | 0x06 | Commit | topic str8, group str8, seq u64 (answered by Ok) |
 //! | 0x86 | Ok | (empty) |
 //! | 0x07 | Fetch | topic str8, from u64, max_count u32, max_bytes u32 |
@@ -73,6 +74,7 @@ pub enum Kind {
     Unsubscribe = 0x05,
     Deliver = 0x84,
     Gap = 0x85,
+    SubEnd = 0x8B,
     Commit = 0x06,
     Ok = 0x86,
     Fetch = 0x07,
@@ -101,6 +103,7 @@ impl Kind {
             0x05 => Unsubscribe,
             0x84 => Deliver,
             0x85 => Gap,
+            0x8B => SubEnd,
             0x06 => Commit,
             0x86 => Ok,
             0x07 => Fetch,
@@ -366,6 +369,13 @@ pub enum Frame<'a> {
         sub: u32,
         from: u64,
         to: u64,
+    },
+    /// The broker ended subscription `sub` (its topic was deleted, or a
+    /// read failed); nothing more comes for it.
+    SubEnd {
+        sub: u32,
+        code: ErrorCode,
+        message: &'a str,
     },
     Commit {
         topic: &'a str,
@@ -668,6 +678,11 @@ fn decode_body<'a>(kind: Kind, c: &mut Cursor<'a>) -> Result<Frame<'a>, FrameErr
             from: c.u64()?,
             to: c.u64()?,
         },
+        Kind::SubEnd => Frame::SubEnd {
+            sub: c.u32()?,
+            code: ErrorCode::from_u16(c.u16()?),
+            message: c.str16()?,
+        },
         Kind::Commit => Frame::Commit {
             topic: c.str8()?,
             group: c.str8()?,
@@ -813,6 +828,7 @@ impl Frame<'_> {
             Frame::Unsubscribe { .. } => Kind::Unsubscribe,
             Frame::Deliver { .. } => Kind::Deliver,
             Frame::Gap { .. } => Kind::Gap,
+            Frame::SubEnd { .. } => Kind::SubEnd,
             Frame::Commit { .. } => Kind::Commit,
             Frame::Ok => Kind::Ok,
             Frame::Fetch { .. } => Kind::Fetch,
@@ -917,6 +933,11 @@ impl Frame<'_> {
                 buf.extend_from_slice(&sub.to_le_bytes());
                 buf.extend_from_slice(&from.to_le_bytes());
                 buf.extend_from_slice(&to.to_le_bytes());
+            }
+            Frame::SubEnd { sub, code, message } => {
+                buf.extend_from_slice(&sub.to_le_bytes());
+                buf.extend_from_slice(&code.to_u16().to_le_bytes());
+                put_str16(buf, message);
             }
             Frame::Commit { topic, group, seq } => {
                 put_str8(buf, topic)?;
@@ -1105,6 +1126,11 @@ mod tests {
                 sub: 3,
                 from: 1,
                 to: 10,
+            },
+            Frame::SubEnd {
+                sub: 3,
+                code: ErrorCode::TopicNotFound,
+                message: "topic \"t\" was deleted",
             },
             Frame::Commit {
                 topic: "t",

@@ -552,16 +552,32 @@ impl Session {
         let mut records = 0;
         loop {
             match next {
-                None => {
-                    // The broker closed: end of this subscription.
+                None if self.broker.is_closed() => {
+                    // The broker is closing: the session ends with it.
                     self.subs.remove(&id);
+                    break;
+                }
+                None => {
+                    // The topic's log closed under a live broker: the topic
+                    // was deleted. The subscriber is told, never left waiting.
+                    pending.flush(&mut self.out, id);
+                    let topic = slot.sub.topic().to_string();
+                    self.subs.remove(&id);
+                    let message = format!("topic {topic:?} was deleted");
+                    let _ = Frame::SubEnd {
+                        sub: id,
+                        code: ErrorCode::TopicNotFound,
+                        message: &message,
+                    }
+                    .encode(0, self.out.buf());
                     break;
                 }
                 Some(Err(e)) => {
                     let (code, msg) = (error_code(&e), e.to_string());
                     pending.flush(&mut self.out, id);
                     self.subs.remove(&id);
-                    let _ = Frame::Error {
+                    let _ = Frame::SubEnd {
+                        sub: id,
                         code,
                         message: &msg,
                     }
