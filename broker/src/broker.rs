@@ -139,6 +139,9 @@ struct Inner {
     idle: Mutex<HashMap<TopicName, TopicInfo>>,
     /// Most topics open at once (see [`BrokerConfig::max_open_topics`]).
     max_open: usize,
+    /// Topics on disk that could not be opened, and why: refused on every
+    /// interface until fixed, never served with other settings.
+    failed: Mutex<HashMap<TopicName, String>>,
     /// Held while a topic is created, opened, closed or deleted.
     create: Mutex<()>,
     flusher: Flusher,
@@ -200,7 +203,12 @@ impl Broker {
 
         let registry: Registry = Arc::new(RwLock::new(HashMap::new()));
         let mut closed = HashMap::new();
+        let mut failed = HashMap::new();
         let max_open = config.open_topics_limit();
+        // Written once every topic has a settings.json: from then on a
+        // missing one was deleted, not never written.
+        let marker = dir.join(SETTINGS_MARKER);
+        let settings_required = marker.exists();
         let now = now_us();
         for entry in std::fs::read_dir(&topics_dir).map_err(BrokerError::io(&topics_dir))? {
             let entry = entry.map_err(BrokerError::io(&topics_dir))?;
@@ -214,13 +222,26 @@ impl Broker {
             };
             // Every topic is recovered now, so that damage shows at start;
             // past the open limit each is closed again right after (recovery
-            // synced it), so a broker starts with any number of topics.
-            let topic = open_topic(&topics_dir, name.clone(), &config, now)?;
+            // synced it), so a broker starts with any number of topics. A
+            // topic that cannot be opened is refused, and only it.
+            let opened = open_topic(&topics_dir, name.clone(), &config, now, settings_required);
+            let topic = match opened {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::error!(topic = %name, error = %e, "topic not opened: it is refused until fixed; every other topic is served");
+                    failed.insert(name, e.to_string());
+                    continue;
+                }
+            };
             if registry.read().len() < max_open {
                 registry.write().insert(name, Arc::new(topic));
             } else {
                 closed.insert(name, info(&topic));
             }
+        }
+        if !settings_required {
+            std::fs::write(&marker, b"every topic directory holds settings.json\n")
+                .map_err(BrokerError::io(&marker))?;
         }
         let period = config.shortest_interval().unwrap_or(Duration::from_secs(1));
         let metrics = Arc::new(crate::metrics::Metrics::new(registry.clone()));
@@ -233,6 +254,7 @@ impl Broker {
                 topics: registry,
                 idle: Mutex::new(closed),
                 max_open,
+                failed: Mutex::new(failed),
                 create: Mutex::new(()),
                 flusher,
                 closed: AtomicBool::new(false),
@@ -279,6 +301,12 @@ impl Broker {
         }
         let name = TopicName::new(topic)?;
         if !self.inner.idle.lock().contains_key(topic) {
+            if let Some(reason) = self.inner.failed.lock().get(topic) {
+                return Err(BrokerError::TopicFailed {
+                    topic: topic.to_owned(),
+                    reason: reason.clone(),
+                });
+            }
             return Err(BrokerError::TopicNotFound(topic.to_owned()));
         }
         let _g = self.inner.create.lock();
@@ -291,12 +319,22 @@ impl Broker {
         }
         self.make_room();
         let topics_dir = self.inner.dir.join("topics");
-        let t = Arc::new(open_topic(
+        let t = match open_topic(
             &topics_dir,
             name.clone(),
             &self.inner.config,
             now_us(),
-        )?);
+            true,
+        ) {
+            Ok(t) => Arc::new(t),
+            Err(e) => {
+                // Broken while closed: refused from now on, like at start.
+                tracing::error!(topic, error = %e, "topic not reopened: it is refused until fixed");
+                self.inner.idle.lock().remove(topic);
+                self.inner.failed.lock().insert(name, e.to_string());
+                return Err(e);
+            }
+        };
         self.inner.idle.lock().remove(topic);
         self.inner.topics.write().insert(name, t.clone());
         tracing::debug!(topic, "reopened");
@@ -378,14 +416,19 @@ impl Broker {
         let topics_dir = self.inner.dir.join("topics");
         let dir = topics_dir.join(name.as_str());
         let existed = dir.exists();
-        let made =
-            open_topic(&topics_dir, name.clone(), &self.inner.config, now_us()).and_then(|t| {
-                if t.log.config().durability != Durability::Never {
-                    crate::log::mmap::sync_dir(&topics_dir)
-                        .map_err(BrokerError::io(&topics_dir))?;
-                }
-                Ok(t)
-            });
+        let made = open_topic(
+            &topics_dir,
+            name.clone(),
+            &self.inner.config,
+            now_us(),
+            false,
+        )
+        .and_then(|t| {
+            if t.log.config().durability != Durability::Never {
+                crate::log::mmap::sync_dir(&topics_dir).map_err(BrokerError::io(&topics_dir))?;
+            }
+            Ok(t)
+        });
         match made {
             Ok(t) => {
                 let t = Arc::new(t);
@@ -458,11 +501,12 @@ impl Broker {
                 t.log.dir().to_owned()
             }
             None => {
-                self.inner
-                    .idle
-                    .lock()
-                    .remove(topic)
-                    .ok_or_else(|| BrokerError::TopicNotFound(topic.to_owned()))?;
+                // Closed, or failed to open: its directory goes all the same.
+                let idle = self.inner.idle.lock().remove(topic).is_some();
+                let failed = self.inner.failed.lock().remove(topic).is_some();
+                if !(idle || failed) {
+                    return Err(BrokerError::TopicNotFound(topic.to_owned()));
+                }
                 self.inner.dir.join("topics").join(topic)
             }
         };
@@ -797,16 +841,43 @@ impl Drop for Inner {
     }
 }
 
+/// The file in the data directory that says every topic directory holds a
+/// `settings.json`.
+const SETTINGS_MARKER: &str = "SETTINGS";
+
+/// Opens (or creates) a topic. `settings_required`: a topic that has
+/// records but no `settings.json` lost it (refused, never opened with the
+/// broker's settings); otherwise a missing one is written as `{}`.
 fn open_topic(
     topics_dir: &Path,
     name: TopicName,
     config: &BrokerConfig,
     now: u64,
+    settings_required: bool,
 ) -> Result<Topic> {
     let dir = topics_dir.join(name.as_str());
     let mut topic_config = config.topic_config(name.as_str());
-    if let Some(own) = crate::topic_settings::load(&dir)? {
-        own.apply(&mut topic_config);
+    match crate::topic_settings::load(&dir) {
+        Ok(Some(own)) => own.apply(&mut topic_config),
+        Ok(None) if settings_required && has_segments(&dir) => {
+            return Err(BrokerError::TopicFailed {
+                topic: name.to_string(),
+                reason: format!(
+                    "{} is missing: the topic's own settings (its durability among them) are unknown. Restore the file, or write {{}} into it to run the topic with the broker's settings",
+                    dir.join("settings.json").display()
+                ),
+            });
+        }
+        Ok(None) => {
+            std::fs::create_dir_all(&dir).map_err(BrokerError::io(&dir))?;
+            crate::topic_settings::store(&dir, &crate::config::TopicOverrides::default())?;
+        }
+        Err(e) => {
+            return Err(BrokerError::TopicFailed {
+                topic: name.to_string(),
+                reason: format!("{e}. Fix the file (or remove the topic)"),
+            });
+        }
     }
     let durability = topic_config.durability;
     let log = TopicLog::open(name, &dir, topic_config, now)?;
@@ -818,6 +889,15 @@ fn open_topic(
         bytes_in: AtomicU64::new(0),
         corrupt_reads: AtomicU64::new(0),
         last_used: AtomicU64::new(now),
+    })
+}
+
+/// True when `dir` holds a segment file.
+fn has_segments(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries.filter_map(|e| e.ok()).any(|e| {
+            e.file_name().to_string_lossy().ends_with(".log") && e.file_name() != "offsets.log"
+        })
     })
 }
 

@@ -50,6 +50,16 @@ pub enum BrokerError {
     /// A token's publish rate is exceeded; retry after the duration.
     #[error("publish rate exceeded: retry in {} ms", .0.as_millis())]
     RateLimited(std::time::Duration),
+    /// A topic that could not be opened (a bad or missing `settings.json`,
+    /// a log that cannot be recovered): it is refused, never served with
+    /// other settings, while every other topic works.
+    #[error("topic {topic:?} cannot be opened: {reason}")]
+    TopicFailed {
+        /// The topic.
+        topic: String,
+        /// Why, and what to do.
+        reason: String,
+    },
     /// A file operation failed.
     #[error("i/o error on {}: {source}", path.display())]
     Io {

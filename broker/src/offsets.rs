@@ -14,7 +14,8 @@
 //! ```
 //!
 //! On open the file is replayed (last commit of a group wins) and a torn or
-//! corrupt tail is cut off. When the file grows well past its live contents
+//! corrupt tail is cut off; a corrupt commit in the middle is skipped (the
+//! scan finds the next commit that verifies) and the file is written anew. When the file grows well past its live contents
 //! it is compacted: written anew beside it, synced, and renamed over it.
 
 use std::collections::HashMap;
@@ -58,29 +59,55 @@ fn encode(group: &GroupName, seq: u64, out: &mut Vec<u8>) {
     out[start..start + 4].copy_from_slice(&crc.to_le_bytes());
 }
 
-/// Replays commits; returns the groups and the length of the valid prefix.
-fn replay(bytes: &[u8]) -> (HashMap<GroupName, u64>, usize) {
-    let mut groups = HashMap::new();
-    let mut at = 0;
-    while bytes.len() >= at + 13 {
-        let name_len = bytes[at + 12] as usize;
-        let end = at + 13 + name_len;
-        if bytes.len() < end {
-            break;
-        }
-        let crc = u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
-        if crc != crc32c::crc32c(&bytes[at + 4..end]) {
-            break;
-        }
-        let Ok(name) = GroupName::from_bytes(&bytes[at + 13..end]) else {
-            break;
-        };
-        let mut seq = [0u8; 8];
-        seq.copy_from_slice(&bytes[at + 4..at + 12]);
-        groups.insert(name, u64::from_le_bytes(seq));
-        at = end;
+/// The commit at `at`, if one that verifies starts there: (group, seq, end).
+fn commit_at(bytes: &[u8], at: usize) -> Option<(GroupName, u64, usize)> {
+    let head = bytes.get(at..at + 13)?;
+    let name_len = head[12] as usize;
+    let end = at + 13 + name_len;
+    let body = bytes.get(at + 4..end)?;
+    let crc = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+    if name_len == 0 || crc != crc32c::crc32c(body) {
+        return None;
     }
-    (groups, at)
+    let name = GroupName::from_bytes(&bytes[at + 13..end]).ok()?;
+    let mut seq = [0u8; 8];
+    seq.copy_from_slice(&head[4..12]);
+    Some((name, u64::from_le_bytes(seq), end))
+}
+
+/// What replaying `offsets.log` found.
+struct Replayed {
+    groups: HashMap<GroupName, u64>,
+    /// End of the last valid commit: what follows is a torn tail.
+    valid_end: usize,
+    /// Bytes before `valid_end` that were not valid commits (corruption in
+    /// the middle, skipped).
+    skipped: usize,
+}
+
+/// Replays commits in order (the last of a group wins). A commit that fails
+/// its checksum in the middle is skipped: the scan moves on byte by byte to
+/// the next commit that verifies, so one bad byte costs one commit (its
+/// group keeps its commit before it), never the commits after it.
+fn replay(bytes: &[u8]) -> Replayed {
+    let mut r = Replayed {
+        groups: HashMap::new(),
+        valid_end: 0,
+        skipped: 0,
+    };
+    let mut at = 0;
+    while at < bytes.len() {
+        match commit_at(bytes, at) {
+            Some((name, seq, end)) => {
+                r.skipped += at - r.valid_end;
+                r.groups.insert(name, seq);
+                r.valid_end = end;
+                at = end;
+            }
+            None => at += 1,
+        }
+    }
+    r
 }
 
 impl OffsetStore {
@@ -97,12 +124,16 @@ impl OffsetStore {
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)
             .map_err(BrokerError::io(&path))?;
-        let (groups, valid) = replay(&bytes);
+        let Replayed {
+            groups,
+            valid_end: valid,
+            skipped,
+        } = replay(&bytes);
         if valid < bytes.len() {
             tracing::warn!(file = %path.display(), cut = bytes.len() - valid, "truncating torn offsets tail");
             file.set_len(valid as u64).map_err(io)?;
         }
-        Ok(Self {
+        let store = Self {
             dir: dir.to_owned(),
             durability,
             state: Mutex::new(State {
@@ -111,7 +142,13 @@ impl OffsetStore {
                 groups,
                 dirty: false,
             }),
-        })
+        };
+        if skipped > 0 {
+            // Written anew, so the bad bytes cannot be read again.
+            tracing::error!(file = %path.display(), skipped, "corrupt commits in the middle of the offsets were skipped; every valid commit is kept");
+            store.compact(&mut store.state.lock())?;
+        }
+        Ok(store)
     }
 
     /// The committed offset of `group`, if it ever committed.
@@ -238,6 +275,32 @@ mod tests {
         std::fs::write(&path, &bytes).unwrap();
         let s = OffsetStore::open(dir.path(), Durability::Never).unwrap();
         assert_eq!(s.committed(&g("a")), Some(5));
+    }
+
+    #[test]
+    fn a_bad_byte_mid_file_costs_one_commit_not_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = OffsetStore::open(dir.path(), Durability::Never).unwrap();
+        for i in 0..100u64 {
+            s.commit(&g(&format!("group-{i}")), i + 1).unwrap();
+        }
+        s.commit(&g("group-7"), 1000).unwrap();
+        drop(s);
+        let path = dir.path().join(FILE);
+        let mut bytes = std::fs::read(&path).unwrap();
+        // Inside commit 3 (each is 13 + 7 or 8 bytes).
+        bytes[3 * 20 + 6] ^= 0x40;
+        std::fs::write(&path, &bytes).unwrap();
+        let s = OffsetStore::open(dir.path(), Durability::Never).unwrap();
+        let groups = s.groups();
+        assert_eq!(groups.len(), 99, "only the damaged group's commit is lost");
+        assert_eq!(s.committed(&g("group-3")), None);
+        assert_eq!(s.committed(&g("group-99")), Some(100));
+        assert_eq!(s.committed(&g("group-7")), Some(1000));
+        drop(s);
+        // Written anew: a second open finds no damage and the same groups.
+        let s = OffsetStore::open(dir.path(), Durability::Never).unwrap();
+        assert_eq!(s.groups(), groups);
     }
 
     #[test]

@@ -4,6 +4,12 @@
 //!
 //! The file is [`TopicOverrides`] as JSON:
 //! `{"fsync": "always", "retention_age": "7days", "segment_bytes": 67108864}`.
+//!
+//! Every topic has one (`{}` when it has no settings of its own), so that a
+//! deleted file is noticed: a topic whose `settings.json` is missing or bad
+//! is not opened (see [`crate::BrokerError::TopicFailed`]) rather than
+//! opened with the broker's settings, which could be weaker (a topic made
+//! with `fsync = always` must never silently run under `interval`).
 
 use std::io::Write;
 use std::path::Path;
@@ -17,9 +23,9 @@ const FILE: &str = "settings.json";
 /// renamed over the old one, then the directory synced).
 pub(crate) fn store(dir: &Path, settings: &TopicOverrides) -> Result<()> {
     let path = dir.join(FILE);
-    let tmp = dir.join(format!("{FILE}.tmp"));
+    let tmp = dir.join(format!("{FILE}.{:016x}.tmp", rand::random::<u64>()));
     let text = serde_json::to_vec(settings).map_err(|e| BrokerError::Config(e.to_string()))?;
-    let mut f = std::fs::File::create(&tmp).map_err(BrokerError::io(&tmp))?;
+    let mut f = std::fs::File::create_new(&tmp).map_err(BrokerError::io(&tmp))?;
     f.write_all(&text).map_err(BrokerError::io(&tmp))?;
     f.sync_all().map_err(BrokerError::io(&tmp))?;
     std::fs::rename(&tmp, &path).map_err(BrokerError::io(&path))?;

@@ -581,7 +581,9 @@ impl From<BrokerError> for ApiError {
             BrokerError::IdempotencyConflict { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             BrokerError::LimitReached(_) => StatusCode::FORBIDDEN,
             BrokerError::MessageTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            BrokerError::Poisoned { .. } | BrokerError::Closed => StatusCode::SERVICE_UNAVAILABLE,
+            BrokerError::Poisoned { .. }
+            | BrokerError::Closed
+            | BrokerError::TopicFailed { .. } => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self::new(status, e.to_string())

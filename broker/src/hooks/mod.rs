@@ -305,7 +305,25 @@ impl Hooks {
             }),
         };
         for spec in specs {
-            hooks.start(spec)?;
+            let (id, kept) = (spec.id.clone(), spec.clone());
+            if let Err(e) = hooks.start(spec) {
+                // One bad hook stops only itself: kept as stored (so the
+                // next save loses nothing), not running, its error shown.
+                tracing::error!(hook = %id, error = %e, "hook not started");
+                let status = Status {
+                    last_error: Some(format!("not started: {e}")),
+                    ..Status::default()
+                };
+                hooks.inner.hooks.lock().insert(
+                    id,
+                    Entry {
+                        spec: kept,
+                        status: Arc::new(Mutex::new(status)),
+                        stop: hooks.inner.shutdown.child_token(),
+                        worker: None,
+                    },
+                );
+            }
         }
         Ok(hooks)
     }

@@ -84,6 +84,12 @@ struct File {
     hooks: Vec<HookSpec>,
 }
 
+/// The file read entry by entry, so that one bad entry spoils no other.
+#[derive(Debug, Deserialize)]
+struct RawFile {
+    hooks: Vec<serde_json::Value>,
+}
+
 #[derive(Debug)]
 pub struct Store {
     path: PathBuf,
@@ -97,19 +103,55 @@ impl Store {
     }
 
     /// Every stored hook; none when the file does not exist yet.
+    ///
+    /// A damaged file stops no more than what it damages: an entry that is
+    /// not a valid hook is skipped (and kept in `hooks.rejected-MS.json`),
+    /// and a file that is not JSON at all is moved aside to
+    /// `hooks.json.bad-MS`, so that nothing is lost when the registry is
+    /// written next. Each is logged as an error.
+    ///
+    /// # Errors
+    /// The file cannot be read or moved aside.
     pub fn load(&self) -> std::io::Result<Vec<HookSpec>> {
-        match std::fs::read(&self.path) {
-            Ok(bytes) => serde_json::from_slice::<File>(&bytes)
-                .map(|f| f.hooks)
-                .map_err(|e| {
-                    std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        format!("{}: {e}", self.path.display()),
-                    )
-                }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(e),
+        let bytes = match std::fs::read(&self.path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let entries = match serde_json::from_slice::<RawFile>(&bytes) {
+            Ok(f) => f.hooks,
+            Err(e) => {
+                let aside = self.path.with_extension(format!("json.bad-{ms}"));
+                std::fs::rename(&self.path, &aside)?;
+                tracing::error!(
+                    file = %self.path.display(), moved_to = %aside.display(), error = %e,
+                    "the hooks registry is not valid JSON: moved aside, starting without its hooks"
+                );
+                return Ok(Vec::new());
+            }
+        };
+        let mut hooks = Vec::with_capacity(entries.len());
+        let mut rejected = Vec::new();
+        for (i, v) in entries.into_iter().enumerate() {
+            match serde_json::from_value::<HookSpec>(v.clone()) {
+                Ok(h) => hooks.push(h),
+                Err(e) => {
+                    tracing::error!(file = %self.path.display(), entry = i, error = %e, "a stored hook is not valid: skipped");
+                    rejected.push(v);
+                }
+            }
         }
+        if !rejected.is_empty() {
+            let aside = self
+                .path
+                .with_file_name(format!("hooks.rejected-{ms}.json"));
+            let body = serde_json::to_vec_pretty(&rejected).map_err(std::io::Error::other)?;
+            std::fs::write(&aside, body)?;
+        }
+        Ok(hooks)
     }
 
     /// Replaces the registry with `hooks`, durably, through a temporary
@@ -172,8 +214,27 @@ mod tests {
             }),
         };
         s.save(std::slice::from_ref(&h)).unwrap();
-        assert_eq!(Store::new(dir.path()).load().unwrap(), vec![h]);
+        assert_eq!(Store::new(dir.path()).load().unwrap(), vec![h.clone()]);
+        // One bad entry: the others load, it is kept aside.
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("hooks.json")).unwrap()).unwrap();
+        v["hooks"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"id": "broken"}));
+        std::fs::write(dir.path().join("hooks.json"), v.to_string()).unwrap();
+        assert_eq!(s.load().unwrap(), vec![h]);
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            names.iter().any(|n| n.starts_with("hooks.rejected-")),
+            "{names:?}"
+        );
+        // Not JSON: moved aside, nothing loaded, nothing lost.
         std::fs::write(dir.path().join("hooks.json"), b"{not json").unwrap();
-        assert!(s.load().is_err());
+        assert!(s.load().unwrap().is_empty());
+        assert!(!dir.path().join("hooks.json").exists());
     }
 }

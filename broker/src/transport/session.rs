@@ -75,9 +75,10 @@ pub fn error_code(e: &BrokerError) -> ErrorCode {
         BrokerError::MessageTooLarge { .. } => ErrorCode::MessageTooLarge,
         BrokerError::EmptyBatch => ErrorCode::EmptyBatch,
         BrokerError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
-        BrokerError::Poisoned { .. } | BrokerError::Io { .. } | BrokerError::Corrupt { .. } => {
-            ErrorCode::Unavailable
-        }
+        BrokerError::Poisoned { .. }
+        | BrokerError::Io { .. }
+        | BrokerError::Corrupt { .. }
+        | BrokerError::TopicFailed { .. } => ErrorCode::Unavailable,
         BrokerError::Closed => ErrorCode::ShuttingDown,
         BrokerError::LimitReached(_) => ErrorCode::LimitReached,
         BrokerError::RateLimited(_) => ErrorCode::RateLimited,
