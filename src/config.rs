@@ -146,6 +146,11 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// Origins whose pages may call the HTTP API (CORS).
     pub cors_origins: Vec<String>,
+    /// The URL clients reach the HTTP edge at (`https://fanlog.example`),
+    /// used in WebSub `Link` headers and as the hub's URL; default: the
+    /// HTTP (or HTTPS) listener's own address. Never taken from `Host`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
     /// Networks that webhook targets may be in although the SSRF guard
     /// refuses them.
     pub allow_hook_targets: Vec<String>,
@@ -179,6 +184,7 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             cors_origins: Vec::new(),
+            public_url: None,
             allow_hook_targets: Vec::new(),
             hook_cas: Vec::new(),
             allow_open_network: false,
@@ -242,6 +248,8 @@ pub struct Limits {
     /// Whether subscribing creates a missing topic for a token that may only
     /// read it (a caller that may publish creates it either way).
     pub subscribe_creates_topics: bool,
+    /// Most consumer groups per topic (hooks' cursors included).
+    pub max_groups_per_topic: usize,
     /// Time a binary-protocol connection has to send its Hello (`10s`).
     #[serde(with = "as_string")]
     pub hello_timeout: Age,
@@ -273,6 +281,7 @@ impl Default for Limits {
             max_subscriptions_per_connection: tcp.limits.max_subscriptions,
             subscribe_creates_topics: broker.subscribe_creates_topics,
             max_open_topics: broker.max_open_topics,
+            max_groups_per_topic: broker.max_groups_per_topic,
             hello_timeout: Age(tcp.limits.hello_timeout),
             header_timeout: Age(edge::HttpConfig::default().header_timeout),
             body_timeout: Age(edge::HttpConfig::default().body_timeout),
@@ -480,6 +489,7 @@ impl Config {
             max_topics: self.limits.max_topics,
             subscribe_creates_topics: self.limits.subscribe_creates_topics,
             max_open_topics: self.limits.max_open_topics,
+            max_groups_per_topic: self.limits.max_groups_per_topic,
             topics,
         };
         config.validate()?;

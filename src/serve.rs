@@ -272,8 +272,32 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 }
             })
             .collect();
+        // Bound first: the public URL defaults to the listener's address.
+        let http_listener = match cfg.http {
+            Listen::At(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on http {addr}"))?,
+            ),
+            Listen::Off => None,
+        };
+        let https_listener = match cfg.https {
+            Listen::At(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on https {addr}"))?,
+            ),
+            Listen::Off => None,
+        };
+        let public_url = match (&cfg.public_url, &https_listener, &http_listener) {
+            (Some(u), _, _) => Some(u.trim_end_matches('/').to_owned()),
+            (None, Some(l), _) => Some(format!("https://{}", l.local_addr()?)),
+            (None, None, Some(l)) => Some(format!("http://{}", l.local_addr()?)),
+            (None, None, None) => None,
+        };
         let config = edge::HttpConfig {
             cors_origins: cfg.cors_origins.clone(),
+            public_url,
             api_servers,
             max_body: limits.max_request_body,
             max_connections: limits.max_connections,
@@ -286,10 +310,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .map_err(anyhow::Error::msg)?
             .with_hooks(hooks.clone())
             .with_auth(auth.clone());
-        if let Listen::At(addr) = cfg.http {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on http {addr}"))?;
+        if let Some(listener) = http_listener {
             listening.push(("http", listener.local_addr()?));
             servers.spawn(edge::serve(
                 listener,
@@ -297,11 +318,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 stopped(stop_rx.clone()),
             ));
         }
-        if let Listen::At(addr) = cfg.https {
+        if let Some(listener) = https_listener {
             let acceptor = tls::Acceptor::new(&identity()?, &[b"http/1.1"])?;
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on https {addr}"))?;
             listening.push(("https", listener.local_addr()?));
             servers.spawn(edge::serve_tls(
                 listener,

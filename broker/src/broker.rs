@@ -733,7 +733,8 @@ impl Broker {
                 next_seq,
             });
         }
-        t.offsets.commit(&group, seq)
+        t.offsets
+            .commit(&group, seq, self.inner.config.max_groups_per_topic)
     }
 
     /// The committed offset of `group` on `topic`, if it ever committed.

@@ -306,6 +306,9 @@ pub struct BrokerConfig {
     /// holds three descriptors: the active segment's data and index, and
     /// its offsets).
     pub max_open_topics: Option<usize>,
+    /// Most consumer groups (hooks' cursors included) one topic keeps;
+    /// committing a new group beyond is refused.
+    pub max_groups_per_topic: usize,
     /// Per-topic settings: every pattern that matches a topic applies, the
     /// more specific over the less (longer prefixes over shorter, an exact
     /// name over any prefix).
@@ -319,6 +322,7 @@ impl Default for BrokerConfig {
             max_topics: 10_000,
             subscribe_creates_topics: false,
             max_open_topics: None,
+            max_groups_per_topic: 1000,
             topics: Vec::new(),
         }
     }

@@ -172,9 +172,14 @@ impl OffsetStore {
     /// Records `seq` as `group`'s offset. The write reaches the kernel before
     /// this returns (so it survives a process crash); under
     /// [`Durability::Always`] it is also synced.
-    pub(crate) fn commit(&self, group: &GroupName, seq: u64) -> Result<()> {
+    pub(crate) fn commit(&self, group: &GroupName, seq: u64, max_groups: usize) -> Result<()> {
         let path = self.dir.join(FILE);
         let mut st = self.state.lock();
+        if !st.groups.contains_key(group) && st.groups.len() >= max_groups {
+            return Err(BrokerError::LimitReached(format!(
+                "the topic holds its limit of {max_groups} consumer groups"
+            )));
+        }
         let mut rec = Vec::with_capacity(13 + group.as_str().len());
         encode(group, seq, &mut rec);
         st.file.write_all(&rec).map_err(BrokerError::io(&path))?;
@@ -189,6 +194,11 @@ impl OffsetStore {
             self.compact(&mut st)?;
         }
         Ok(())
+    }
+
+    #[cfg(test)]
+    fn commit_any(&self, group: &GroupName, seq: u64) -> Result<()> {
+        self.commit(group, seq, usize::MAX)
     }
 
     /// Syncs commits written since the last sync.
@@ -243,9 +253,9 @@ mod tests {
     fn commits_replay_and_last_wins() {
         let dir = tempfile::tempdir().unwrap();
         let s = OffsetStore::open(dir.path(), Durability::Never).unwrap();
-        s.commit(&g("a"), 5).unwrap();
-        s.commit(&g("b"), 1).unwrap();
-        s.commit(&g("a"), 9).unwrap();
+        s.commit_any(&g("a"), 5).unwrap();
+        s.commit_any(&g("b"), 1).unwrap();
+        s.commit_any(&g("a"), 9).unwrap();
         drop(s);
         let s = OffsetStore::open(dir.path(), Durability::Never).unwrap();
         assert_eq!(s.committed(&g("a")), Some(9));
@@ -257,8 +267,8 @@ mod tests {
     fn torn_tail_is_cut_and_earlier_commits_kept() {
         let dir = tempfile::tempdir().unwrap();
         let s = OffsetStore::open(dir.path(), Durability::Never).unwrap();
-        s.commit(&g("a"), 5).unwrap();
-        s.commit(&g("a"), 6).unwrap();
+        s.commit_any(&g("a"), 5).unwrap();
+        s.commit_any(&g("a"), 6).unwrap();
         drop(s);
         let path = dir.path().join(FILE);
         let len = std::fs::metadata(&path).unwrap().len();
@@ -267,7 +277,7 @@ mod tests {
         f.set_len(len - 3).unwrap();
         let s = OffsetStore::open(dir.path(), Durability::Never).unwrap();
         assert_eq!(s.committed(&g("a")), Some(5));
-        s.commit(&g("a"), 7).unwrap();
+        s.commit_any(&g("a"), 7).unwrap();
         drop(s);
         let mut bytes = std::fs::read(&path).unwrap();
         let last = bytes.len() - 1;
@@ -282,9 +292,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = OffsetStore::open(dir.path(), Durability::Never).unwrap();
         for i in 0..100u64 {
-            s.commit(&g(&format!("group-{i}")), i + 1).unwrap();
+            s.commit_any(&g(&format!("group-{i}")), i + 1).unwrap();
         }
-        s.commit(&g("group-7"), 1000).unwrap();
+        s.commit_any(&g("group-7"), 1000).unwrap();
         drop(s);
         let path = dir.path().join(FILE);
         let mut bytes = std::fs::read(&path).unwrap();
@@ -308,7 +318,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = OffsetStore::open(dir.path(), Durability::Never).unwrap();
         for i in 0..10_000u64 {
-            s.commit(&g(if i % 2 == 0 { "even" } else { "odd" }), i)
+            s.commit_any(&g(if i % 2 == 0 { "even" } else { "odd" }), i)
                 .unwrap();
         }
         let len = std::fs::metadata(dir.path().join(FILE)).unwrap().len();

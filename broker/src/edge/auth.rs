@@ -99,6 +99,50 @@ fn query<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
+/// Marks a request that came over TLS.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Https;
+
+/// The routes a ticket opens: one stream of one topic.
+fn is_stream_route(path: &str) -> bool {
+    let Some(rest) = path.strip_prefix("/topics/") else {
+        return false;
+    };
+    match rest.rsplit_once('/') {
+        Some((topic, "events" | "ws" | "poll")) => !topic.is_empty() && !topic.contains('/'),
+        _ => false,
+    }
+}
+
+/// Checks that a cookie-authenticated request comes from a page of this
+/// origin (or an allowed CORS origin): by `Origin` when the browser sends
+/// it (it does for every cross-origin POST and WebSocket), else by
+/// `Sec-Fetch-Site`. A request with neither is not from a browser page.
+fn same_origin(req: &Request, allowed: &[String]) -> Result<(), String> {
+    let headers = req.headers();
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("");
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        let origin_host = origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"))
+            .unwrap_or("");
+        if (!host.is_empty() && origin_host == host) || allowed.iter().any(|a| a == origin) {
+            return Ok(());
+        }
+        return Err(format!(
+            "a request from origin {origin:?} may not use the session cookie of {host}"
+        ));
+    }
+    match headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        Some("cross-site") => Err("a cross-site request may not use the session cookie".to_owned()),
+        _ => Ok(()),
+    }
+}
+
 /// The middleware: finds the caller, or refuses the request.
 pub(crate) async fn layer(State(s): State<EdgeState>, mut req: Request, next: Next) -> Response {
     let auth = &s.auth;
@@ -129,15 +173,28 @@ pub(crate) async fn layer(State(s): State<EdgeState>, mut req: Request, next: Ne
         }
     } else if let Some(id) = cookie(&req, COOKIE) {
         match auth.session(id) {
-            Some(grant) => Caller {
-                grant,
-                by_token: false,
-            },
+            Some(grant) => {
+                // A browser sends the cookie with any request to this host,
+                // a cross-site form or WebSocket too: only pages of this
+                // origin (or an allowed CORS origin) may use it.
+                if let Err(why) = same_origin(&req, &s.config.cors_origins) {
+                    return ApiError::new(StatusCode::FORBIDDEN, why).into_response();
+                }
+                Caller {
+                    grant,
+                    by_token: false,
+                }
+            }
             None => {
                 return unauthorized("the session has ended; open a new one with POST /session");
             }
         }
     } else if let Some(ticket) = query(&req, "ticket").filter(|_| req.method() == "GET") {
+        if !is_stream_route(req.uri().path()) {
+            return unauthorized(
+                "a ticket opens one stream only: GET /topics/{topic}/events, /ws or /poll",
+            );
+        }
         match auth.redeem_ticket(ticket) {
             Some(grant) => Caller {
                 grant,
@@ -189,11 +246,14 @@ pub(crate) async fn ticket(
 pub(crate) async fn open_session(
     State(s): State<EdgeState>,
     axum::Extension(caller): axum::Extension<Caller>,
+    https: Option<axum::Extension<Https>>,
 ) -> Result<Response, ApiError> {
     by_token(&caller)?;
     let id = s.auth.open_session(caller.grant);
+    // Over HTTPS the cookie never travels over plain HTTP.
+    let secure = if https.is_some() { "; Secure" } else { "" };
     let cookie = format!(
-        "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+        "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}",
         crate::auth::SESSION_TTL.as_secs()
     );
     let mut r = StatusCode::NO_CONTENT.into_response();

@@ -208,8 +208,12 @@ pub(crate) async fn delete(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// This hub's URL as a request reached it.
-fn hub_url(headers: &HeaderMap) -> String {
+/// This hub's URL: from the configured public URL, never from a request's
+/// `Host` when there is one.
+fn hub_url(s: &EdgeState, headers: &HeaderMap) -> String {
+    if let Some(base) = &s.config.public_url {
+        return format!("{base}/websub");
+    }
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -250,15 +254,19 @@ pub(crate) async fn websub(
     hooks(&s)?
         .websub(WebSubRequest {
             params,
-            hub_url: hub_url(&headers),
+            hub_url: hub_url(&s, &headers),
         })
         .await?;
     Ok(StatusCode::ACCEPTED.into_response())
 }
 
 /// The WebSub discovery links of a topic: its hub and itself.
-pub(crate) fn discovery_links(headers: &HeaderMap, topic: &str) -> Option<HeaderValue> {
-    let hub = hub_url(headers);
+pub(crate) fn discovery_links(
+    s: &EdgeState,
+    headers: &HeaderMap,
+    topic: &str,
+) -> Option<HeaderValue> {
+    let hub = hub_url(s, headers);
     let base = hub.strip_suffix("/websub")?;
     HeaderValue::from_str(&format!(
         "<{hub}>; rel=\"hub\", <{base}/topics/{topic}>; rel=\"self\""

@@ -49,6 +49,11 @@ pub struct HttpConfig {
     /// Origins allowed to call the API from a browser page of another origin
     /// (CORS). Empty: none; same-origin pages (the console) always work.
     pub cors_origins: Vec<String>,
+    /// The URL clients reach this edge at (no trailing `/`), for WebSub
+    /// `Link` headers and the hub's URL. `None`: taken from each request's
+    /// `Host` (an embedding that serves one known host); `fanlog serve`
+    /// always sets it.
+    pub public_url: Option<String>,
     /// A comment line is sent on an idle SSE stream at least this often.
     pub sse_heartbeat: Duration,
     /// The `retry:` reconnection hint sent to EventSource; each stream gets it
@@ -87,6 +92,7 @@ impl Default for HttpConfig {
         Self {
             max_body: 1 << 20,
             cors_origins: Vec::new(),
+            public_url: None,
             sse_heartbeat: Duration::from_secs(15),
             sse_retry: Duration::from_secs(1),
             ws_ping: Duration::from_secs(20),
@@ -246,6 +252,7 @@ async fn serve_on(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let token = state.shutdown.clone();
+    let https = tls.is_some();
     let listener = EdgeListener {
         tcp,
         tls,
@@ -260,7 +267,13 @@ async fn serve_on(
     // Each connection gets a clone of the built router (a reference count);
     // serving a fresh `Router` would rebuild its route table, about 13 KiB
     // per connection.
-    let app = router(state.clone());
+    let app = if https {
+        // Handlers learn that the request came over TLS (the session
+        // cookie is then `Secure`).
+        router(state.clone()).layer(axum::Extension(auth::Https))
+    } else {
+        router(state.clone())
+    };
     // HTTP/1 only (what the edge speaks). The header timeout also runs
     // from the first byte a connection could send and while a kept-alive
     // connection waits for its next request (hyper starts it whenever it

@@ -61,7 +61,7 @@ pub(crate) async fn info(
     caller.see(&topic)?;
     let info = s.broker.topic_info(&topic)?;
     let mut response = json::body(StatusCode::OK, &TopicJson::from(info));
-    if let Some(links) = super::hooks::discovery_links(&headers, &topic) {
+    if let Some(links) = super::hooks::discovery_links(&s, &headers, &topic) {
         response.headers_mut().insert(header::LINK, links);
     }
     Ok(response)

@@ -76,6 +76,10 @@ pub(crate) async fn upgrade(
         .subscribe_as(&topic, from, caller.may_publish(&topic))?;
     Ok(ws
         .max_message_size(s.config.max_body + 4096)
+        // A frame is refused from its header when it is over the message
+        // limit, before any of it is buffered (tungstenite's own default
+        // would buffer 16 MiB).
+        .max_frame_size(s.config.max_body + 4096)
         // tungstenite zero-fills its whole read buffer before the first
         // read: at the default 128 KiB that is what every idle socket would
         // keep resident. Frames from browsers are small; a large one grows
