@@ -85,6 +85,11 @@ pub struct HttpConfig {
     /// Time to send a request's whole body; a slower one (a trickle, a
     /// chunked body that never ends) gets 408 and the connection closes.
     pub body_timeout: Duration,
+    /// Bytes of a response a connection buffers ahead of its socket (at
+    /// least 8 KiB). A stream (SSE, long poll) is read from the log only
+    /// while its buffer has room, so this bounds what a stalled reader
+    /// costs; hyper's own default is about 400 KiB per connection.
+    pub max_buffered: usize,
 }
 
 impl Default for HttpConfig {
@@ -103,6 +108,7 @@ impl Default for HttpConfig {
             max_connections_per_ip: 10_000,
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
+            max_buffered: 64 << 10,
         }
     }
 }
@@ -281,7 +287,8 @@ async fn serve_on(
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(Some(state.config.header_timeout));
+        .header_read_timeout(Some(state.config.header_timeout))
+        .max_buf_size(state.config.max_buffered.max(8192));
     let connections = tokio_util::task::TaskTracker::new();
     tokio::pin!(shutdown);
     loop {
