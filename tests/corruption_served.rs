@@ -7,37 +7,12 @@
 
 mod common;
 
-use std::fs::OpenOptions;
-use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use futures_util::StreamExt;
 use serde_json::Value;
 
 const TOPIC: &str = "rot";
-
-fn flip(path: &Path, at: u64) {
-    let mut f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .unwrap();
-    f.seek(SeekFrom::Start(at)).unwrap();
-    let mut b = [0u8];
-    f.read_exact(&mut b).unwrap();
-    f.seek(SeekFrom::Start(at)).unwrap();
-    f.write_all(&[b[0] ^ 0x5A]).unwrap();
-}
-
-fn position(index: &Path, i: u64) -> u64 {
-    let bytes = std::fs::read(index).unwrap();
-    let at = (i * 4) as usize;
-    u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as u64
-}
-
-fn base_of(path: &Path) -> u64 {
-    path.file_stem().unwrap().to_str().unwrap().parse().unwrap()
-}
 
 /// Starts `serve` with small segments for the topic.
 fn serve(data: &Path) -> common::ServeProcess {
@@ -155,7 +130,7 @@ async fn a_bad_record_mid_log_is_quarantined_and_every_later_one_kept() {
     let segs = common::segment_files(dir.path(), TOPIC);
     let idx = common::index_files(dir.path(), TOPIC);
     let active = segs.len() - 1;
-    let base = base_of(&segs[active]);
+    let base = common::segment_base(&segs[active]);
     let count = std::fs::read(&idx[active])
         .unwrap()
         .chunks(4)
@@ -165,13 +140,13 @@ async fn a_bad_record_mid_log_is_quarantined_and_every_later_one_kept() {
         + 1;
     assert!(count > 4, "the active segment holds records: {count}");
     let bad = base + 1;
-    flip(&segs[active], position(&idx[active], 1) + 20);
+    common::flip(&segs[active], common::index_entry(&idx[active], 1) + 20);
     // And one in a sealed segment whose index is then wrong too, so that
     // recovery scans it.
-    let sealed_bad = base_of(&segs[1]) + 3;
-    flip(&segs[1], position(&idx[1], 3) + 36);
+    let sealed_bad = common::segment_base(&segs[1]) + 3;
+    common::flip(&segs[1], common::index_entry(&idx[1], 3) + 36);
     let n1 = std::fs::metadata(&idx[1]).unwrap().len() / 4;
-    flip(&idx[1], (n1 - 1) * 4);
+    common::flip(&idx[1], (n1 - 1) * 4);
 
     let p = serve(dir.path());
     let http = p.http.clone().unwrap();
@@ -197,15 +172,12 @@ async fn a_bad_record_mid_log_is_quarantined_and_every_later_one_kept() {
     assert_eq!(events[2].1, (bad + 1).to_string());
     assert_eq!(metric(&http, "fanlog_topic_quarantined_records").await, 2.0);
     // The topic keeps taking writes after its last record.
-    let r: Value = reqwest::Client::new()
-        .post(format!("http://{http}/topics/{TOPIC}/messages"))
-        .body("after")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = common::send_json(
+        reqwest::Client::new()
+            .post(format!("http://{http}/topics/{TOPIC}/messages"))
+            .body("after"),
+    )
+    .await;
     assert_eq!(r["seq"], 300);
     assert!(p.terminate().success());
 }
@@ -221,8 +193,8 @@ async fn bit_rot_in_a_sealed_segment_is_an_error_on_every_edge_never_data() {
     let idx = common::index_files(dir.path(), TOPIC);
     // A payload byte of record 2 of the first sealed segment: recovery checks
     // a sealed segment's index and last record, not every record.
-    let rotten = base_of(&segs[0]) + 2;
-    flip(&segs[0], position(&idx[0], 2) + 34);
+    let rotten = common::segment_base(&segs[0]) + 2;
+    common::flip(&segs[0], common::index_entry(&idx[0], 2) + 34);
 
     let p = serve(dir.path());
     let http = p.http.clone().unwrap();

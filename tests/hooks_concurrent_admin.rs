@@ -34,14 +34,7 @@ async fn create_hook(c: &reqwest::Client, http: &str, topic: &str) -> (u16, Valu
 }
 
 async fn hook_ids(c: &reqwest::Client, http: &str) -> Vec<String> {
-    let v: Value = c
-        .get(format!("http://{http}/hooks"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = common::send_json(c.get(format!("http://{http}/hooks"))).await;
     let mut ids: Vec<String> = v
         .as_array()
         .unwrap()

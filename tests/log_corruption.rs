@@ -7,7 +7,7 @@
 mod common;
 
 use std::fs::OpenOptions;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 
 use fanlog::{Durability, Message};
@@ -29,26 +29,6 @@ fn fill(dir: &Path, n: u64, segment_bytes: u64) -> fanlog::BrokerConfig {
     }
     b.close().unwrap();
     cfg
-}
-
-fn flip(path: &Path, at: u64) {
-    let mut f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .unwrap();
-    f.seek(SeekFrom::Start(at)).unwrap();
-    let mut b = [0u8];
-    f.read_exact(&mut b).unwrap();
-    f.seek(SeekFrom::Start(at)).unwrap();
-    f.write_all(&[b[0] ^ 0x5A]).unwrap();
-}
-
-/// Byte position of the record with `seq` in the segment, from its index.
-fn position(index: &Path, i: u64) -> u64 {
-    let bytes = std::fs::read(index).unwrap();
-    let at = (i * 4) as usize;
-    u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as u64
 }
 
 fn assert_prefix(b: &fanlog::Broker, n: u64) {
@@ -77,7 +57,7 @@ fn flipped_byte_in_the_last_record_truncates_it() {
     let cfg = fill(dir.path(), 50, 1 << 20);
     let seg = &common::segment_files(dir.path(), TOPIC)[0];
     let idx = &common::index_files(dir.path(), TOPIC)[0];
-    flip(seg, position(idx, 49) + 40);
+    common::flip(seg, common::index_entry(idx, 49) + 40);
     let b = common::open(dir.path(), &cfg);
     assert!(b.recovery_report(TOPIC).unwrap().truncated_tail);
     assert_prefix(&b, 49);
@@ -101,7 +81,7 @@ fn flipped_byte_mid_segment_quarantines_only_that_record() {
     let cfg = fill(dir.path(), 50, 1 << 20);
     let seg = &common::segment_files(dir.path(), TOPIC)[0];
     let idx = &common::index_files(dir.path(), TOPIC)[0];
-    flip(seg, position(idx, 30) + 9); // inside the seq field of record 30
+    common::flip(seg, common::index_entry(idx, 30) + 9); // inside the seq field of record 30
     let b = common::open(dir.path(), &cfg);
     let report = b.recovery_report(TOPIC).unwrap();
     assert!(!report.truncated_tail, "{report:?}");
@@ -145,7 +125,7 @@ fn a_zeroed_page_mid_segment_is_quarantined_not_taken_for_the_end() {
     let idx = &common::index_files(dir.path(), TOPIC)[0];
     // A power cut can lose a page in the middle while later pages reached
     // the disk: zero the records 40..=45 whole.
-    let (from, to) = (position(idx, 40), position(idx, 46));
+    let (from, to) = (common::index_entry(idx, 40), common::index_entry(idx, 46));
     let mut f = OpenOptions::new().write(true).open(seg).unwrap();
     f.seek(SeekFrom::Start(from)).unwrap();
     f.write_all(&vec![0u8; (to - from) as usize]).unwrap();
@@ -163,7 +143,7 @@ fn truncated_active_file_loses_only_the_cut_record() {
     let cfg = fill(dir.path(), 20, 1 << 20);
     let seg = &common::segment_files(dir.path(), TOPIC)[0];
     let idx = &common::index_files(dir.path(), TOPIC)[0];
-    let cut = position(idx, 19) + 20; // mid-header of the last record
+    let cut = common::index_entry(idx, 19) + 20; // mid-header of the last record
     OpenOptions::new()
         .write(true)
         .open(seg)
@@ -181,8 +161,8 @@ fn corrupt_or_truncated_active_index_is_rebuilt() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = fill(dir.path(), 40, 1 << 20);
     let idx = &common::index_files(dir.path(), TOPIC)[0];
-    flip(idx, 39 * 4);
-    flip(idx, 10 * 4 + 1);
+    common::flip(idx, 39 * 4);
+    common::flip(idx, 10 * 4 + 1);
     let b = common::open(dir.path(), &cfg);
     assert_prefix(&b, 40);
     drop(b);
@@ -206,9 +186,9 @@ fn corrupt_sealed_index_is_detected_and_rebuilt() {
     assert!(idx.len() > 3, "segments rolled: {}", idx.len());
     // Last entry of the first sealed index: pointing elsewhere.
     let n0 = std::fs::metadata(&idx[0]).unwrap().len() / 4;
-    flip(&idx[0], (n0 - 1) * 4);
+    common::flip(&idx[0], (n0 - 1) * 4);
     // Middle entry of the second sealed index: out of order.
-    flip(&idx[1], 4 * 3 + 1);
+    common::flip(&idx[1], 4 * 3 + 1);
     // Third sealed index cut short.
     let n2 = std::fs::metadata(&idx[2]).unwrap().len();
     OpenOptions::new()
@@ -225,22 +205,18 @@ fn corrupt_sealed_index_is_detected_and_rebuilt() {
     assert_serves(&b, 400);
 }
 
-fn base_of(path: &Path) -> u64 {
-    path.file_stem().unwrap().to_str().unwrap().parse().unwrap()
-}
-
 #[test]
 fn corrupt_sealed_segment_keeps_every_valid_record_and_segment() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = fill(dir.path(), 400, 4096);
     let segs = common::segment_files(dir.path(), TOPIC);
     let idx = common::index_files(dir.path(), TOPIC);
-    let base1 = base_of(&segs[1]);
+    let base1 = common::segment_base(&segs[1]);
     // Corrupt record 5 of the second segment and its index's last entry so
     // the index check fails and the scan finds the bad record.
-    flip(&segs[1], position(&idx[1], 5) + 35);
+    common::flip(&segs[1], common::index_entry(&idx[1], 5) + 35);
     let n1 = std::fs::metadata(&idx[1]).unwrap().len() / 4;
-    flip(&idx[1], (n1 - 1) * 4);
+    common::flip(&idx[1], (n1 - 1) * 4);
     let b = common::open(dir.path(), &cfg);
     let report = b.recovery_report(TOPIC).unwrap();
     assert_eq!(report.quarantined_records, 1, "{report:?}");
@@ -268,9 +244,12 @@ fn sealed_segment_cut_short_keeps_the_segments_after_it() {
     let cfg = fill(dir.path(), 400, 4096);
     let segs = common::segment_files(dir.path(), TOPIC);
     let idx = common::index_files(dir.path(), TOPIC);
-    let (base1, base2) = (base_of(&segs[1]), base_of(&segs[2]));
+    let (base1, base2) = (
+        common::segment_base(&segs[1]),
+        common::segment_base(&segs[2]),
+    );
     // The second segment loses its last records and its index.
-    let cut = position(&idx[1], 7) + 3;
+    let cut = common::index_entry(&idx[1], 7) + 3;
     OpenOptions::new()
         .write(true)
         .open(&segs[1])

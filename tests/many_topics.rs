@@ -9,8 +9,6 @@ mod common;
 
 use std::path::Path;
 
-use serde_json::Value;
-
 const NOFILE: u64 = 256;
 const TOPICS: usize = 300;
 
@@ -35,14 +33,7 @@ async fn publish(c: &reqwest::Client, http: &str, topic: &str, body: &str) -> u1
 }
 
 async fn first_message(c: &reqwest::Client, http: &str, topic: &str) -> String {
-    let v: Value = c
-        .get(format!("http://{http}/topics/{topic}/messages?from=0"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = common::send_json(c.get(format!("http://{http}/topics/{topic}/messages?from=0"))).await;
     v["messages"][0]["data"]
         .as_str()
         .unwrap_or_default()
@@ -64,14 +55,8 @@ async fn more_topics_than_file_descriptors_keep_working_and_restart() {
     println!("{TOPICS} topics under a limit of {NOFILE} descriptors: {fds} open");
     assert!(fds < NOFILE as usize, "{fds}");
     // Every topic, open or closed, is listed and readable (reopened on use).
-    let list: Vec<Value> = c
-        .get(format!("http://{http}/topics"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = common::send_json(c.get(format!("http://{http}/topics"))).await;
+    let list = list.as_array().unwrap();
     assert_eq!(list.len(), TOPICS);
     assert!(list.iter().all(|t| t["next_seq"] == 1), "{list:?}");
     for i in (0..TOPICS).step_by(7) {

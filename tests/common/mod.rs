@@ -544,3 +544,40 @@ pub async fn get_json(url: &str) -> serde_json::Value {
         .await
         .unwrap_or_else(|e| panic!("GET {url}: not JSON: {e}"))
 }
+
+/// Sends `req` and reads its JSON answer (any status).
+pub async fn send_json(req: reqwest::RequestBuilder) -> serde_json::Value {
+    req.send()
+        .await
+        .unwrap_or_else(|e| panic!("request: {e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("answer not JSON: {e}"))
+}
+
+/// Flips bits of the byte at `at` of `path` (corruption on purpose).
+pub fn flip(path: &Path, at: u64) {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    f.seek(SeekFrom::Start(at)).unwrap();
+    let mut b = [0u8];
+    f.read_exact(&mut b).unwrap();
+    f.seek(SeekFrom::Start(at)).unwrap();
+    f.write_all(&[b[0] ^ 0x5A]).unwrap();
+}
+
+/// Entry `i` of a segment index: the byte position of its record.
+pub fn index_entry(index: &Path, i: u64) -> u64 {
+    let bytes = std::fs::read(index).unwrap();
+    let at = (i * 4) as usize;
+    u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as u64
+}
+
+/// The base seq of a segment file, from its name.
+pub fn segment_base(path: &Path) -> u64 {
+    path.file_stem().unwrap().to_str().unwrap().parse().unwrap()
+}
