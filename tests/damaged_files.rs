@@ -7,23 +7,7 @@
 
 mod common;
 
-use std::path::Path;
-
 use serde_json::{Value, json};
-
-fn start(data: &Path) -> common::ServeProcess {
-    common::ServeProcess::start(
-        data,
-        &[
-            "--http",
-            "127.0.0.1:0",
-            "--quic",
-            "off",
-            "--allow-hook-target",
-            "127.0.0.1/32",
-        ],
-    )
-}
 
 async fn status_and_body(c: &reqwest::Client, url: String) -> (u16, Value) {
     let r = c.get(url).send().await.unwrap();
@@ -35,7 +19,7 @@ async fn one_bad_file_stops_only_what_it_describes() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path();
     let c = reqwest::Client::new();
-    let serve = start(data);
+    let serve = common::ServeProcess::start_for_hooks(data);
     let http = serve.http.clone().unwrap();
     let r = c
         .put(format!("http://{http}/topics/strict"))
@@ -82,7 +66,7 @@ async fn one_bad_file_stops_only_what_it_describes() {
     bytes[mid] ^= 0x5A;
     std::fs::write(&offsets, &bytes).unwrap();
 
-    let serve = start(data);
+    let serve = common::ServeProcess::start_for_hooks(data);
     let http = serve.http.clone().unwrap();
     let (s, v) = status_and_body(&c, format!("http://{http}/topics/strict/messages")).await;
     assert_eq!(s, 503, "{v}");
@@ -124,7 +108,7 @@ async fn one_bad_file_stops_only_what_it_describes() {
     // A deleted settings.json does not silently revert the topic to the
     // broker's settings (fsync interval): still refused, saying so.
     std::fs::remove_file(&settings).unwrap();
-    let serve = start(data);
+    let serve = common::ServeProcess::start_for_hooks(data);
     let http = serve.http.clone().unwrap();
     let (s, v) = status_and_body(&c, format!("http://{http}/topics/strict/messages")).await;
     assert_eq!(s, 503, "{v}");
@@ -133,7 +117,7 @@ async fn one_bad_file_stops_only_what_it_describes() {
 
     // Restored: the topic is served again, with its own settings.
     std::fs::write(&settings, br#"{"fsync": "always"}"#).unwrap();
-    let serve = start(data);
+    let serve = common::ServeProcess::start_for_hooks(data);
     let http = serve.http.clone().unwrap();
     let (s, v) = status_and_body(&c, format!("http://{http}/topics/strict/messages")).await;
     assert_eq!((s, v["messages"][0]["data"].as_str()), (200, Some("m")));

@@ -8,20 +8,6 @@ mod common;
 
 use serde_json::{Value, json};
 
-fn start(data: &std::path::Path) -> common::ServeProcess {
-    common::ServeProcess::start(
-        data,
-        &[
-            "--http",
-            "127.0.0.1:0",
-            "--quic",
-            "off",
-            "--allow-hook-target",
-            "127.0.0.1/32",
-        ],
-    )
-}
-
 async fn create_hook(c: &reqwest::Client, http: &str, topic: &str) -> (u16, Value) {
     let r = c
         .post(format!("http://{http}/hooks"))
@@ -48,7 +34,7 @@ async fn hook_ids(c: &reqwest::Client, http: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_hook_creates_and_deletes_stay_consistent_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let serve = start(dir.path());
+    let serve = common::ServeProcess::start_for_hooks(dir.path());
     let http = serve.http.clone().unwrap();
     let c = reqwest::Client::new();
     // 40 writers at once: each creates two hooks and deletes the first.
@@ -85,7 +71,7 @@ async fn concurrent_hook_creates_and_deletes_stay_consistent_across_a_restart() 
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 
-    let serve = start(dir.path());
+    let serve = common::ServeProcess::start_for_hooks(dir.path());
     let http = serve.http.clone().unwrap();
     assert_eq!(
         hook_ids(&c, &http).await,
@@ -98,7 +84,7 @@ async fn concurrent_hook_creates_and_deletes_stay_consistent_across_a_restart() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_topic_raced_with_a_new_hook_never_orphans_the_hook() {
     let dir = tempfile::tempdir().unwrap();
-    let serve = start(dir.path());
+    let serve = common::ServeProcess::start_for_hooks(dir.path());
     let http = serve.http.clone().unwrap();
     let c = reqwest::Client::new();
     let (mut deleted, mut refused) = (0, 0);

@@ -244,6 +244,22 @@ impl ServeProcess {
         )
     }
 
+    /// [`ServeProcess::start`] with HTTP on, QUIC off, and hooks allowed to
+    /// reach loopback receivers.
+    pub fn start_for_hooks(data: &Path) -> Self {
+        Self::start(
+            data,
+            &[
+                "--http",
+                "127.0.0.1:0",
+                "--quic",
+                "off",
+                "--allow-hook-target",
+                "127.0.0.1/32",
+            ],
+        )
+    }
+
     /// [`ServeProcess::start`] under an open-file limit of `nofile` (soft
     /// and hard), set by util-linux's `prlimit`.
     pub fn start_with_nofile(data: &Path, args: &[&str], nofile: u64) -> Self {
