@@ -70,18 +70,20 @@ impl Subscription {
             next,
             hint: None,
             wake,
-            verify: true,
+            verify: false,
         }
     }
 
-    /// Yields records without checking their checksums, for a reader that
-    /// checks them itself (the binary protocol's client does, for every
-    /// record it receives). By default a subscription checks each record
-    /// and yields [`BrokerError::Corrupt`] instead of a record whose bytes
-    /// changed on disk.
+    /// Checks each record's checksum before yielding it, and yields
+    /// [`BrokerError::Corrupt`] instead of a record whose bytes changed on
+    /// disk (bit rot). For readers that cannot check a record themselves:
+    /// the HTTP edge and hooks use it. Without it a subscription yields
+    /// records as stored, the fastest catch-up, for a reader that checks
+    /// them itself (the binary protocol's client checks every record it
+    /// receives) or calls [`crate::Record::verify`] where it matters.
     #[must_use]
-    pub fn unverified(mut self) -> Self {
-        self.verify = false;
+    pub fn verified(mut self) -> Self {
+        self.verify = true;
         self
     }
 

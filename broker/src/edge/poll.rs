@@ -63,7 +63,8 @@ pub(crate) async fn poll(
     let from = json::start_from(after, q.from_time.as_deref(), StartFrom::Latest)?;
     let mut sub = s
         .broker
-        .subscribe_as(&topic, from, caller.may_publish(&topic))?;
+        .subscribe_as(&topic, from, caller.may_publish(&topic))?
+        .verified();
     let mut page = Page::empty(sub.position());
     let first = tokio::select! {
         ev = sub.next() => ev,

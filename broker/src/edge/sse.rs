@@ -67,7 +67,8 @@ pub(crate) async fn events(
     let Query(q) = query?;
     let sub = s
         .broker
-        .subscribe_as(&topic, start(&headers, &q)?, caller.may_publish(&topic))?;
+        .subscribe_as(&topic, start(&headers, &q)?, caller.may_publish(&topic))?
+        .verified();
 
     // The retry hint goes first: it also gets the headers and the first
     // bytes out at once, so proxies and browsers see a live stream.

@@ -179,7 +179,7 @@ pub(crate) async fn read(
         _ => info.first_seq,
     };
     let limit = json::page_limit(q.limit);
-    let batch = s.broker.read(&topic, from, limit)?;
+    let batch = s.broker.read_verified(&topic, from, limit)?;
     let mut page = Page::empty(batch.gap.map_or(from, |(_, to)| to));
     page.gap = batch.gap.map(|(from, to)| GapJson { from, to });
     let mut bytes = 0;

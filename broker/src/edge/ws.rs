@@ -73,7 +73,8 @@ pub(crate) async fn upgrade(
     let from = super::json::start_from(q.from, q.from_time.as_deref(), StartFrom::Latest)?;
     let sub = s
         .broker
-        .subscribe_as(&topic, from, caller.may_publish(&topic))?;
+        .subscribe_as(&topic, from, caller.may_publish(&topic))?
+        .verified();
     Ok(ws
         .max_message_size(s.config.max_body + 4096)
         // A frame is refused from its header when it is over the message

@@ -81,7 +81,10 @@ pub(super) async fn run(job: Job) {
     tokio::pin!(expired);
     let mut last_sent: Option<Instant> = None;
     'subscribe: loop {
-        let mut sub = match broker.subscribe(&job.spec.topic, StartFrom::Group(group_name.clone()))
+        // Verified: a receiver cannot check a record's checksum.
+        let mut sub = match broker
+            .subscribe(&job.spec.topic, StartFrom::Group(group_name.clone()))
+            .map(crate::Subscription::verified)
         {
             Ok(s) => s,
             Err(e) => {
