@@ -24,3 +24,8 @@ pub use fanlog_broker::{
     Broker, BrokerConfig, Durability, Event, Message, StartFrom, TopicConfig, TopicOverrides,
     TopicPattern,
 };
+
+/// The README's Rust examples, compiled as doctests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeExamples;

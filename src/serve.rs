@@ -338,6 +338,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .collect();
     out.write_all(lines.as_bytes()).await?;
     out.flush().await?;
+    // Stdout keeps exactly the `listening` lines (scripts read them); the
+    // console's address is for the person at the terminal.
+    if let Some((kind, a)) = listening
+        .iter()
+        .find(|(kind, _)| *kind == "https")
+        .or_else(|| listening.iter().find(|(kind, _)| *kind == "http"))
+    {
+        let scheme = if *kind == "https" { "https" } else { "http" };
+        eprintln!("console: {scheme}://{a}/");
+    }
 
     signals.wait().await;
     tracing::info!("shutting down");
