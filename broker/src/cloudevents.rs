@@ -19,6 +19,11 @@ pub const STRUCTURED: &str = "application/cloudevents+json";
 pub const BATCH: &str = "application/cloudevents-batch+json";
 /// Header prefix of binary mode, and of attributes stored in a record.
 pub const PREFIX: &str = "ce-";
+/// Record header prefix naming an attribute's JSON type when it is not a
+/// string (`integer`, `boolean`); never delivered as a header.
+const KIND_PREFIX: &str = "fanlog-cetype-";
+const INTEGER: &str = "integer";
+const BOOLEAN: &str = "boolean";
 
 /// An event as stored: payload, content type, `ce-*` headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +34,41 @@ pub struct Stored {
     pub content_type: Option<String>,
     /// The other attributes, as `ce-*` headers.
     pub headers: Vec<Header>,
+}
+
+/// Context attributes whose JSON form must be a string.
+const STRING_ATTRIBUTES: &[&str] = &[
+    "specversion",
+    "id",
+    "source",
+    "type",
+    "subject",
+    "time",
+    "datacontenttype",
+    "dataschema",
+];
+
+/// Characters a `ce-*` header value carries percent-encoded (the HTTP
+/// binding): controls, space, `"` and `%`; every non-ASCII byte is encoded
+/// anyway.
+const HEADER_ESCAPES: &percent_encoding::AsciiSet =
+    &percent_encoding::CONTROLS.add(b' ').add(b'"').add(b'%');
+
+/// A `ce-*` header value as sent: percent-encoded UTF-8.
+#[must_use]
+pub fn encode_header_value(value: &str) -> String {
+    percent_encoding::utf8_percent_encode(value, HEADER_ESCAPES).to_string()
+}
+
+/// A received `ce-*` header value, percent-decoded.
+///
+/// # Errors
+/// The decoded bytes are not UTF-8.
+pub fn decode_header_value(value: &str) -> Result<String, String> {
+    percent_encoding::percent_decode_str(value)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| format!("header value {value:?} is not percent-encoded UTF-8"))
 }
 
 fn required(name: &str, value: Option<&str>) -> Result<(), String> {
@@ -62,7 +102,7 @@ fn check_attributes(get: impl Fn(&str) -> Option<String>) -> Result<(), String> 
         required(name, get(name).as_deref())?;
     }
     if let Some(t) = get("time")
-        && humantime::parse_rfc3339_weak(&t).is_err()
+        && chrono::DateTime::parse_from_rfc3339(&t).is_err()
     {
         return Err(format!(
             "CloudEvents time {t:?} is not an RFC 3339 timestamp"
@@ -93,6 +133,20 @@ pub fn from_structured(body: &[u8]) -> Result<Stored, String> {
     let Value::Object(mut obj) = v else {
         return Err("a structured CloudEvent is a JSON object".into());
     };
+    // A null attribute is an unset one (the JSON event format).
+    obj.retain(|_, v| !v.is_null());
+    // The context attributes the spec types as strings (or URIs, or
+    // timestamps, which JSON carries as strings) must be JSON strings: a
+    // `specversion` of the number 1.0 is not an event.
+    for name in STRING_ATTRIBUTES {
+        if let Some(v) = obj.get(*name)
+            && !v.is_string()
+        {
+            return Err(format!(
+                "CloudEvents attribute {name} must be a JSON string"
+            ));
+        }
+    }
     let text = |v: &Value| match v {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
@@ -102,10 +156,14 @@ pub fn from_structured(body: &[u8]) -> Result<Stored, String> {
     check_attributes(|name| obj.get(name).and_then(text))?;
     let data = obj.remove("data");
     let data_base64 = obj.remove("data_base64");
-    let content_type = obj
+    let mut content_type = obj
         .remove("datacontenttype")
         .map(|v| text(&v).ok_or("datacontenttype is not a string"))
         .transpose()?;
+    // In the JSON format, `data` without a `datacontenttype` is JSON.
+    if content_type.is_none() && data.is_some() {
+        content_type = Some("application/json".to_owned());
+    }
     let data = match (data, data_base64) {
         (Some(_), Some(_)) => return Err("a CloudEvent has data or data_base64, not both".into()),
         (None, Some(Value::String(b64))) => Bytes::from(
@@ -125,9 +183,27 @@ pub fn from_structured(body: &[u8]) -> Result<Stored, String> {
                 "CloudEvents attribute name {name:?} is not lower-case letters and digits"
             ));
         }
+        // Extensions keep their JSON type (integer, boolean) for the
+        // structured form, in a record header beside the attribute.
+        let kind = match &value {
+            Value::Number(n) if n.is_i64() => Some(INTEGER),
+            Value::Number(_) => {
+                return Err(format!(
+                    "CloudEvents attribute {name} is not an integer (the type system has no fractions)"
+                ));
+            }
+            Value::Bool(_) => Some(BOOLEAN),
+            _ => None,
+        };
         let value = text(&value).ok_or_else(|| {
-            format!("CloudEvents attribute {name} is not a string, number or boolean")
+            format!("CloudEvents attribute {name} is not a string, integer or boolean")
         })?;
+        if let Some(kind) = kind {
+            headers.push(Header {
+                name: format!("{KIND_PREFIX}{name}"),
+                value: kind.as_bytes().to_vec(),
+            });
+        }
         headers.push(Header {
             name: format!("{PREFIX}{name}"),
             value: value.into_bytes(),
@@ -146,25 +222,36 @@ pub fn from_structured(body: &[u8]) -> Result<Stored, String> {
 /// # Errors
 /// What is wrong with the event.
 pub fn from_binary(ce_headers: &[(String, String)]) -> Result<Vec<Header>, String> {
+    // Values arrive percent-encoded (the HTTP binding).
+    let decoded = ce_headers
+        .iter()
+        .map(|(n, v)| Ok((n.clone(), decode_header_value(v)?)))
+        .collect::<Result<Vec<_>, String>>()?;
     let get = |name: &str| {
-        ce_headers
+        decoded
             .iter()
             .find(|(n, _)| n.strip_prefix(PREFIX) == Some(name))
             .map(|(_, v)| v.clone())
     };
     check_attributes(get)?;
-    ce_headers
-        .iter()
+    decoded
+        .into_iter()
         .map(|(n, v)| {
-            let attr = n.strip_prefix(PREFIX).unwrap_or(n);
+            let attr = n.strip_prefix(PREFIX).unwrap_or(&n);
+            if attr == "datacontenttype" {
+                return Err(
+                    "in binary mode the data's content type is the Content-Type header, never ce-datacontenttype"
+                        .to_owned(),
+                );
+            }
             if !valid_name(attr) {
                 return Err(format!(
                     "CloudEvents attribute name {attr:?} is not lower-case letters and digits"
                 ));
             }
             Ok(Header {
-                name: n.clone(),
-                value: v.clone().into_bytes(),
+                name: n,
+                value: v.into_bytes(),
             })
         })
         .collect()
@@ -187,12 +274,48 @@ pub fn sequence(seq: u64) -> String {
     format!("{seq:020}")
 }
 
-/// The structured form of a stored event.
+/// The attributes of a stored record that are not strings, with their JSON
+/// type (`integer`, `boolean`).
+pub fn attribute_kinds(headers: &[(String, Vec<u8>)]) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter_map(|(n, v)| {
+            let name = n.strip_prefix(KIND_PREFIX)?;
+            Some((name.to_owned(), String::from_utf8_lossy(v).into_owned()))
+        })
+        .collect()
+}
+
+/// The structured form of a stored event, every attribute a string.
 #[must_use]
 pub fn structured(attrs: &[(String, String)], content_type: Option<&str>, data: &[u8]) -> Vec<u8> {
+    structured_with_kinds(attrs, &[], content_type, data)
+}
+
+/// The structured form of a stored event; attributes named in `kinds` (see
+/// [`attribute_kinds`]) get their JSON type back.
+#[must_use]
+pub fn structured_with_kinds(
+    attrs: &[(String, String)],
+    kinds: &[(String, String)],
+    content_type: Option<&str>,
+    data: &[u8],
+) -> Vec<u8> {
     let mut obj = Map::new();
     for (name, value) in attrs {
-        obj.insert(name.clone(), Value::String(value.clone()));
+        let kind = kinds
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, k)| k.as_str());
+        let typed = match kind {
+            Some(INTEGER) => value.parse::<i64>().ok().map(Value::from),
+            Some(BOOLEAN) => value.parse::<bool>().ok().map(Value::Bool),
+            _ => None,
+        };
+        obj.insert(
+            name.clone(),
+            typed.unwrap_or_else(|| Value::String(value.clone())),
+        );
     }
     if let Some(ct) = content_type {
         obj.insert("datacontenttype".into(), Value::String(ct.to_owned()));
@@ -219,6 +342,7 @@ pub fn structured(attrs: &[(String, String)], content_type: Option<&str>, data: 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn h(headers: &[Header]) -> Vec<(String, Vec<u8>)> {
         headers
@@ -287,6 +411,66 @@ mod tests {
         assert_eq!(from_binary(&ok).unwrap().len(), 4);
         assert!(from_binary(&ok[1..]).unwrap_err().contains("specversion"));
         assert!(from_binary(&ok[..3]).unwrap_err().contains("type"));
+    }
+
+    #[test]
+    fn the_json_format_and_http_binding_rules_hold() {
+        // 4: a null attribute is unset. 5: times with an offset.
+        let e = from_structured(
+            br#"{"specversion":"1.0","id":"1","source":"/s","type":"t","subject":null,
+                "time":"2026-11-22T12:00:00+02:00"}"#,
+        )
+        .unwrap();
+        let attrs = attributes(&h(&e.headers));
+        assert!(!attrs.iter().any(|(n, _)| n == "subject"), "{attrs:?}");
+        // 6: specversion as a number is not an event.
+        let e = from_structured(br#"{"specversion":1.0,"id":"1","source":"/s","type":"t"}"#)
+            .unwrap_err();
+        assert!(e.contains("specversion must be a JSON string"), "{e}");
+        // 2: JSON data without datacontenttype is application/json.
+        let e = from_structured(
+            br#"{"specversion":"1.0","id":"1","source":"/s","type":"t","data":{"a":1}}"#,
+        )
+        .unwrap();
+        assert_eq!(e.content_type.as_deref(), Some("application/json"));
+        // 3: integer and boolean extensions keep their type in the
+        // structured form.
+        let e = from_structured(
+            br#"{"specversion":"1.0","id":"1","source":"/s","type":"t","count":5,"ok":true,"name":"5"}"#,
+        )
+        .unwrap();
+        let hs = h(&e.headers);
+        let back: Value = serde_json::from_slice(&structured_with_kinds(
+            &attributes(&hs),
+            &attribute_kinds(&hs),
+            None,
+            &[],
+        ))
+        .unwrap();
+        assert_eq!(back["count"], json!(5));
+        assert_eq!(back["ok"], json!(true));
+        assert_eq!(back["name"], json!("5"));
+        assert!(
+            from_structured(br#"{"specversion":"1.0","id":"1","source":"/s","type":"t","x":1.5}"#)
+                .is_err()
+        );
+        // 1: binary header values are percent-decoded on input and encoded
+        // on output; 6: ce-datacontenttype is refused in binary mode.
+        let base = [
+            ("ce-specversion".to_owned(), "1.0".to_owned()),
+            ("ce-id".to_owned(), "1".to_owned()),
+            ("ce-source".to_owned(), "/s".to_owned()),
+            ("ce-type".to_owned(), "t".to_owned()),
+        ];
+        let mut with_subject = base.to_vec();
+        with_subject.push(("ce-subject".into(), "a%20b%C3%A9".into()));
+        let stored = from_binary(&with_subject).unwrap();
+        let subject = stored.iter().find(|h| h.name == "ce-subject").unwrap();
+        assert_eq!(subject.value, "a bé".as_bytes());
+        assert_eq!(encode_header_value("a bé\"%"), "a%20b%C3%A9%22%25");
+        let mut with_ct = base.to_vec();
+        with_ct.push(("ce-datacontenttype".into(), "text/plain".into()));
+        assert!(from_binary(&with_ct).unwrap_err().contains("Content-Type"));
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! accepts survives the structured form a hook receives.
 #![no_main]
 
-use fanlog_broker::cloudevents::{attributes, from_structured, structured};
+use fanlog_broker::cloudevents::{
+    attribute_kinds, attributes, from_structured, structured_with_kinds,
+};
 use libfuzzer_sys::fuzz_target;
 
 fn same_data(a: &[u8], b: &[u8]) -> bool {
@@ -23,7 +25,12 @@ fuzz_target!(|data: &[u8]| {
         .iter()
         .map(|h| (h.name.clone(), h.value.clone()))
         .collect();
-    let rebuilt = structured(&attributes(&headers), first.content_type.as_deref(), &first.data);
+    let rebuilt = structured_with_kinds(
+        &attributes(&headers),
+        &attribute_kinds(&headers),
+        first.content_type.as_deref(),
+        &first.data,
+    );
     let second = from_structured(&rebuilt).expect("a rebuilt event is valid");
     assert_eq!(second.content_type, first.content_type);
     assert!(same_data(&first.data, &second.data));

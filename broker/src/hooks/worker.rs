@@ -296,11 +296,21 @@ fn shape(spec: &HookSpec, r: &Record) -> Option<Shaped> {
                 .to_owned(),
             headers: attrs
                 .into_iter()
-                .map(|(n, v)| (format!("{}{n}", cloudevents::PREFIX), v))
+                .map(|(n, v)| {
+                    (
+                        format!("{}{n}", cloudevents::PREFIX),
+                        cloudevents::encode_header_value(&v),
+                    )
+                })
                 .collect(),
         },
         Delivery::Structured | Delivery::Batch => Shaped {
-            body: Bytes::from(cloudevents::structured(&attrs, content_type, r.payload())),
+            body: Bytes::from(cloudevents::structured_with_kinds(
+                &attrs,
+                &cloudevents::attribute_kinds(&stored_headers(r)),
+                content_type,
+                r.payload(),
+            )),
             content_type: cloudevents::STRUCTURED.to_owned(),
             headers: Vec::new(),
         },
@@ -354,7 +364,12 @@ fn shape_batch(spec: &HookSpec, records: &[Record]) -> Option<Shaped> {
         }
         attrs.retain(|(n, _)| n != "sequence");
         attrs.push(("sequence".into(), cloudevents::sequence(r.seq())));
-        let event = cloudevents::structured(&attrs, r.content_type(), r.payload());
+        let event = cloudevents::structured_with_kinds(
+            &attrs,
+            &cloudevents::attribute_kinds(&stored_headers(r)),
+            r.content_type(),
+            r.payload(),
+        );
         events.push(serde_json::from_slice::<serde_json::Value>(&event).ok()?);
     }
     if events.is_empty() {
