@@ -419,6 +419,29 @@ async fn failed_verification_denial_leases_and_bad_requests() {
     );
     assert!(!d["hub.reason"].is_empty());
 
+    // A topic URL of another host is denied too: this hub serves its own.
+    let foreign = "http://other.example/topics/t";
+    let cb = sub.callback("ok-foreign");
+    let (s, _) = hub(
+        &rig,
+        &[
+            ("hub.mode", "subscribe"),
+            ("hub.topic", foreign),
+            ("hub.callback", cb.as_str()),
+        ],
+    )
+    .await;
+    assert_eq!(s, 202);
+    until("foreign denial", Duration::from_secs(10), || {
+        !sub.verifications("ok-foreign").is_empty()
+    })
+    .await;
+    let d = &sub.verifications("ok-foreign")[0];
+    assert_eq!(
+        (d["hub.mode"].as_str(), d["hub.topic"].as_str()),
+        ("denied", foreign)
+    );
+
     // A lease ends the subscription (1 s, the configured minimum; asking
     // for 0 is raised to it).
     subscribe(&rig, &sub, "ok-lease", "t", &[("hub.lease_seconds", "0")]).await;

@@ -107,14 +107,15 @@ impl Hooks {
         let hooks = self.clone();
         let (topic_url, callback, hub_url) = (topic_url.to_owned(), callback_url, req.hub_url);
         self.inner.tracker.spawn(async move {
-            let Some(topic) = topic_of(&topic_url) else {
-                hooks
-                    .deny(
-                        &callback,
-                        &topic_url,
-                        "this hub serves topics at /topics/{name}",
-                    )
-                    .await;
+            // Only this broker's own topic URLs: a topic URL of another
+            // host must not label this broker's messages as that host's.
+            let base = hub_url.strip_suffix("/websub").unwrap_or(&hub_url);
+            let own = topic_url
+                .strip_prefix(base)
+                .is_some_and(|rest| rest.starts_with("/topics/"));
+            let Some(topic) = topic_of(&topic_url).filter(|_| own) else {
+                let why = format!("this hub serves its own topics only: {base}/topics/{{name}}");
+                hooks.deny(&callback, &topic_url, &why).await;
                 return;
             };
             let verified = hooks.verify(&callback, &mode, &topic_url, lease).await;
