@@ -12,8 +12,9 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConnArgs {
-    /// Broker address (default 127.0.0.1:7400, or :7401 with --quic).
-    #[arg(long)]
+    /// Broker address of the binary protocol (default 127.0.0.1:7400, or
+    /// :7401 with --quic).
+    #[arg(long, env = "FANLOG_SERVER")]
     server: Option<String>,
     /// Use QUIC; --server is then the QUIC address.
     #[arg(long, conflicts_with = "tls")]
@@ -26,7 +27,7 @@ pub struct ConnArgs {
     #[arg(long)]
     ca: Option<PathBuf>,
     /// Token for the handshake.
-    #[arg(long)]
+    #[arg(long, env = "FANLOG_TOKEN", hide_env_values = true)]
     token: Option<String>,
 }
 
@@ -65,10 +66,40 @@ impl ConnArgs {
 #[derive(Debug, clap::Args)]
 pub struct PubArgs {
     topic: String,
-    /// Messages; without any, each line of stdin is one.
+    /// Messages; without any (and no --file), each line of stdin is one.
     messages: Vec<String>,
+    /// A file whose bytes are one message, as they are (binary-safe);
+    /// repeatable.
+    #[arg(long = "file", value_name = "PATH")]
+    files: Vec<PathBuf>,
+    /// Content type of every message (`application/json`, ...).
+    #[arg(long)]
+    content_type: Option<String>,
+    /// Key of every message.
+    #[arg(long)]
+    key: Option<String>,
+    /// Idempotency key: a retry with it appends nothing (one message only).
+    #[arg(long)]
+    idempotency_key: Option<String>,
     #[command(flatten)]
     conn: ConnArgs,
+}
+
+impl PubArgs {
+    /// A message with the flags' content type, key and idempotency key.
+    fn message(&self, payload: impl Into<bytes::Bytes>) -> Message {
+        let mut m = Message::new(payload.into());
+        if let Some(ct) = &self.content_type {
+            m = m.with_content_type(ct.clone());
+        }
+        if let Some(k) = &self.key {
+            m.key = bytes::Bytes::from(k.clone().into_bytes());
+        }
+        if let Some(k) = &self.idempotency_key {
+            m = m.with_idempotency_key(k.clone());
+        }
+        m
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -85,6 +116,15 @@ pub struct SubArgs {
     /// Exit after this many messages.
     #[arg(long)]
     count: Option<u64>,
+    /// Read up to the topic's end as it is when the command starts, then
+    /// exit (a snapshot, not a tail).
+    #[arg(long)]
+    to_end: bool,
+    /// One JSON object per line: {"seq", "time", "content_type", "key",
+    /// "data"} (data as a string when UTF-8, else base64 with
+    /// "encoding": "base64"), for jq.
+    #[arg(long)]
+    json: bool,
     #[command(flatten)]
     conn: ConnArgs,
 }
@@ -96,10 +136,22 @@ pub struct TopicsArgs {
 }
 
 pub async fn publish(args: PubArgs) -> anyhow::Result<()> {
+    let given = args.messages.len() + args.files.len();
+    if args.idempotency_key.is_some() && given != 1 {
+        bail!("--idempotency-key names one message: give exactly one MESSAGE or --file");
+    }
+    let mut msgs: Vec<Message> = Vec::with_capacity(given);
+    for m in &args.messages {
+        msgs.push(args.message(m.clone()));
+    }
+    for path in &args.files {
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        msgs.push(args.message(bytes));
+    }
     let client = args.conn.connect().await?;
     let mut out = tokio::io::stdout();
-    if !args.messages.is_empty() {
-        let msgs: Vec<Message> = args.messages.into_iter().map(Message::new).collect();
+    if !msgs.is_empty() {
         for seq in client.publish_batch(&args.topic, msgs).await? {
             out.write_all(format!("{seq}\n").as_bytes()).await?;
         }
@@ -124,7 +176,7 @@ pub async fn publish(args: PubArgs) -> anyhow::Result<()> {
     });
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     while let Some(line) = lines.next_line().await? {
-        let receipt = producer.send(Message::new(line)).await?;
+        let receipt = producer.send(args.message(line)).await?;
         if tx.send(receipt).await.is_err() {
             break;
         }
@@ -142,12 +194,46 @@ fn parse_from(s: &str) -> anyhow::Result<StartFrom> {
             n.parse()
                 .with_context(|| format!("--from {n:?}: the seq is too large"))?,
         ),
-        t => StartFrom::time(humantime::parse_rfc3339_weak(t).map_err(|_| {
-            anyhow::anyhow!(
-                "--from {t:?}: expected a seq, earliest, latest or an RFC 3339 time (2026-11-29T12:00:00Z)"
-            )
-        })?),
+        t => {
+            // A time, or a duration back from now (`10m`, `2h`, `1day`).
+            let at = humantime::parse_rfc3339_weak(t).ok().or_else(|| {
+                humantime::parse_duration(t)
+                    .ok()
+                    .and_then(|ago| std::time::SystemTime::now().checked_sub(ago))
+            });
+            StartFrom::time(at.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--from {t:?}: expected a seq, earliest, latest, an RFC 3339 time (2026-11-29T12:00:00Z) or a duration back from now (10m, 2h)"
+                )
+            })?)
+        }
     })
+}
+
+/// One message as a JSON line (`sub --json`).
+fn json_line(d: &fanlog::client::Delivery) -> String {
+    use base64::Engine;
+    let mut v = serde_json::json!({
+        "seq": d.seq(),
+        "time": humantime::format_rfc3339_micros(
+            std::time::UNIX_EPOCH + std::time::Duration::from_micros(d.timestamp_us())
+        )
+        .to_string(),
+        "content_type": d.content_type(),
+    });
+    if !d.key().is_empty() {
+        v["key"] = serde_json::Value::String(String::from_utf8_lossy(d.key()).into_owned());
+    }
+    match std::str::from_utf8(d.payload()) {
+        Ok(text) => v["data"] = serde_json::Value::String(text.to_owned()),
+        Err(_) => {
+            v["data"] = serde_json::Value::String(
+                base64::engine::general_purpose::STANDARD.encode(d.payload()),
+            );
+            v["encoding"] = serde_json::Value::String("base64".into());
+        }
+    }
+    v.to_string()
 }
 
 /// The payload as UTF-8 on one line: `\`, newline, carriage return and tab
@@ -173,35 +259,57 @@ fn escape(payload: &[u8]) -> String {
 
 pub async fn subscribe(args: SubArgs) -> anyhow::Result<()> {
     let from = match (&args.from, &args.group) {
-        (Some(f), _) => parse_from(f)?,
+        (Some(_), Some(g)) => bail!(
+            "--from with --group would move group {g:?} without saying so: reset the group with `fanlog admin` (or drop --from to resume from its offset)"
+        ),
+        (Some(f), None) => parse_from(f)?,
         (None, Some(g)) => StartFrom::Group(g.clone()),
         (None, None) => StartFrom::Latest,
     };
     let client = args.conn.connect().await?;
+    // With --to-end: the topic's end now; the command stops there.
+    let end = if args.to_end {
+        let end = client
+            .topics()
+            .await?
+            .into_iter()
+            .find(|t| t.name == args.topic)
+            .map_or(0, |t| t.next_seq);
+        Some(end)
+    } else {
+        None
+    };
     let mut sub = client.subscribe(&args.topic, from).await?;
     let mut out = tokio::io::stdout();
     let mut seen = 0u64;
-    if args.count == Some(0) {
+    if args.count == Some(0) || end.is_some_and(|e| sub.start_seq() >= e) {
         return Ok(());
     }
     while let Some(ev) = sub.next().await {
         match ev? {
             Event::Record(d) => {
-                out.write_all(format!("{}\t{}\n", d.seq(), escape(d.payload())).as_bytes())
-                    .await?;
+                let line = if args.json {
+                    format!("{}\n", json_line(&d))
+                } else {
+                    format!("{}\t{}\n", d.seq(), escape(d.payload()))
+                };
+                out.write_all(line.as_bytes()).await?;
                 out.flush().await?;
                 if let Some(g) = &args.group {
                     client.commit(&args.topic, g, d.seq() + 1).await?;
                 }
                 seen += 1;
-                if args.count.is_some_and(|n| seen >= n) {
+                if args.count.is_some_and(|n| seen >= n) || end.is_some_and(|e| d.seq() + 1 >= e) {
                     return Ok(());
                 }
             }
             Event::Gap { from, to } => {
                 eprintln!(
-                    "fanlog: messages {from}..{to} were removed by retention before they were read"
+                    "fanlog: messages {from}..{to} cannot be read (removed by retention, or lost to corruption)"
                 );
+                if end.is_some_and(|e| to >= e) {
+                    return Ok(());
+                }
             }
         }
     }

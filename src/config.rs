@@ -31,6 +31,29 @@ use serde::{Deserialize, Serialize};
 /// The prefix of every environment variable that sets a key.
 pub const ENV_PREFIX: &str = "FANLOG_";
 
+/// The top-level keys of [`Config`] (a test keeps this list whole).
+const KEYS: &[&str] = &[
+    "data",
+    "tcp",
+    "quic",
+    "http",
+    "tls",
+    "https",
+    "fsync",
+    "tls_cert",
+    "tls_key",
+    "cors_origins",
+    "public_url",
+    "allow_hook_targets",
+    "hook_cas",
+    "allow_open_network",
+    "log",
+    "limits",
+    "hooks",
+    "auth",
+    "topics",
+];
+
 /// An address, or `off`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Listen {
@@ -53,6 +76,13 @@ impl std::str::FromStr for Listen {
         if s == "off" {
             return Ok(Listen::Off);
         }
+        // `http://127.0.0.1:7480` as well as `127.0.0.1:7480`: the same
+        // FANLOG_HTTP then serves the broker and the client commands.
+        let s = s
+            .strip_prefix("http://")
+            .or_else(|| s.strip_prefix("https://"))
+            .unwrap_or(s)
+            .trim_end_matches('/');
         s.parse()
             .map(Listen::At)
             .map_err(|e| format!("{s:?} is not `off` or an IP:PORT address: {e}"))
@@ -451,8 +481,22 @@ impl Config {
                 .with_context(|| format!("cannot read {}", path.display()))?;
             figment = figment.merge(Toml::string(&text));
         }
+        // Only the variables that name a key of this file: the client
+        // commands read FANLOG_SERVER and FANLOG_TOKEN, and another tool's
+        // FANLOG_* variable must not stop a broker from starting.
+        let env = Env::prefixed(ENV_PREFIX).split("__").filter(|key| {
+            let top = key.as_str().split('.').next().unwrap_or("");
+            let known = KEYS.iter().any(|k| top.eq_ignore_ascii_case(k));
+            if !known {
+                eprintln!(
+                    "fanlog: ignoring {ENV_PREFIX}{}: not a configuration key",
+                    key.as_str().to_ascii_uppercase()
+                );
+            }
+            known
+        });
         let config: Config = figment
-            .merge(Env::prefixed(ENV_PREFIX).split("__"))
+            .merge(env)
             .merge(Serialized::defaults(flags))
             .extract()
             .map_err(|e| {
@@ -528,4 +572,29 @@ fn describe(e: &figment::Error) -> String {
         })
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_of_the_file_is_known_to_the_environment_layer() {
+        let v = serde_json::to_value(Config::default()).unwrap();
+        for key in v.as_object().unwrap().keys() {
+            assert!(KEYS.contains(&key.as_str()), "{key} missing from KEYS");
+        }
+    }
+
+    #[test]
+    fn a_listen_address_may_be_a_url() {
+        let want: SocketAddr = "127.0.0.1:7480".parse().unwrap();
+        for s in [
+            "127.0.0.1:7480",
+            "http://127.0.0.1:7480",
+            "http://127.0.0.1:7480/",
+        ] {
+            assert_eq!(s.parse::<Listen>().unwrap(), Listen::At(want), "{s}");
+        }
+    }
 }

@@ -260,3 +260,23 @@ fn json_logs_when_asked() {
         "{err}"
     );
 }
+
+#[test]
+fn client_and_unrelated_variables_do_not_stop_serve() {
+    // FANLOG_SERVER and FANLOG_TOKEN belong to the client commands;
+    // FANLOG_HTTP may be a URL; another tool's FANLOG_* is not ours.
+    let out = serve(
+        &["--print-config"],
+        &[
+            ("FANLOG_SERVER", "127.0.0.1:7400"),
+            ("FANLOG_TOKEN", "t"),
+            ("FANLOG_HTTP", "http://127.0.0.1:7481"),
+            ("FANLOG_SOMETHING_ELSE", "x"),
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains("http = \"127.0.0.1:7481\""), "{printed}");
+    assert!(err.contains("ignoring FANLOG_TOKEN"), "{err}");
+}

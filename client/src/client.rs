@@ -279,8 +279,9 @@ impl Client {
                     reply,
                 })
                 .map_err(closed)?;
-                let sub = answered.await.map_err(closed)??;
+                let (sub, start) = answered.await.map_err(closed)??;
                 Ok(Subscription {
+                    start,
                     inner: SubInner::Remote {
                         sub,
                         rx,
@@ -307,8 +308,10 @@ impl Client {
                         })?)
                     }
                 };
+                let sub = b.subscribe(topic, from)?;
                 Ok(Subscription {
-                    inner: SubInner::Embedded(Box::new(b.subscribe(topic, from)?)),
+                    start: sub.position(),
+                    inner: SubInner::Embedded(Box::new(sub)),
                 })
             }
         }
@@ -421,7 +424,19 @@ enum SubInner {
 /// across reconnects. Dropping it ends the subscription at the broker.
 #[derive(Debug)]
 pub struct Subscription {
+    /// The first seq it delivers, as the broker resolved the start.
+    start: u64,
     inner: SubInner,
+}
+
+impl Subscription {
+    /// The first seq this subscription delivers: where its start position
+    /// (earliest, latest, a group's offset, a time) resolved to when it
+    /// was made.
+    #[must_use]
+    pub fn start_seq(&self) -> u64 {
+        self.start
+    }
 }
 
 impl Stream for Subscription {

@@ -34,7 +34,8 @@ pub(crate) enum Cmd {
         from: StartFrom,
         window: u32,
         events: mpsc::UnboundedSender<Result<Event, ClientError>>,
-        reply: Reply<u32>,
+        /// The subscription's id and the first seq it delivers.
+        reply: Reply<(u32, u64)>,
     },
     Credit {
         sub: u32,
@@ -92,7 +93,7 @@ struct SubState {
     window: u32,
     events: mpsc::UnboundedSender<Result<Event, ClientError>>,
     /// The first Subscribed answer goes to the caller of subscribe().
-    reply: Option<Reply<u32>>,
+    reply: Option<Reply<(u32, u64)>>,
 }
 
 enum Stop {
@@ -619,7 +620,7 @@ impl Driver {
                 {
                     s.next.get_or_insert(*start_seq);
                     if let Some(r) = s.reply.take() {
-                        send_reply(r, Ok(sub));
+                        send_reply(r, Ok((sub, *start_seq)));
                     }
                 }
             }
