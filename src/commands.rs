@@ -56,10 +56,15 @@ impl ConnArgs {
                 Transport::Tls(tls)
             };
         }
-        let addr = opts.addr.clone();
+        // The client's error names the address already.
         Client::connect_with(opts)
             .await
-            .with_context(|| format!("cannot connect to {addr}"))
+            .map_err(|e| match e.code() {
+                Some(fanlog::protocol::frame::ErrorCode::Unauthorized) => anyhow::anyhow!(
+                    "{e}: pass --token TOKEN (or set FANLOG_TOKEN) with a token the broker knows"
+                ),
+                _ => anyhow::Error::new(e),
+            })
     }
 }
 

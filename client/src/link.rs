@@ -91,6 +91,11 @@ async fn read_loop<R: AsyncRead + Unpin>(
     let mut buf = BytesMut::with_capacity(64 << 10);
     let end = loop {
         match frame::frame_size(&buf, max_frame) {
+            // An HTTP answer where a frame should be: the address is the
+            // broker's HTTP port (or another HTTP server), not its binary one.
+            Err(_) if buf.starts_with(b"HTTP") => {
+                break "it answered in HTTP: that is an HTTP port; the binary protocol listens on the broker's --tcp address (default 127.0.0.1:7400)".to_string();
+            }
             Err(e) => break e.to_string(),
             Ok(Some(size)) if buf.len() >= size => {
                 let frame = buf.split_to(size).freeze();

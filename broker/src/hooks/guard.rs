@@ -158,8 +158,9 @@ impl Guard {
                 .first()
                 .map_or_else(|| host.to_owned(), |a| a.ip().to_string());
             return Err(format!(
-                "{host} is refused: {shown} is a loopback, private or special-purpose address \
-                 (allow it in the broker's hook target allow-list)"
+                "{host} is refused: {shown} is a loopback, private or special-purpose address; \
+                 start the broker with --allow-hook-target {shown} (or a network around it, \
+                 `allow_hook_targets` in the config file) to allow it"
             ));
         }
         Ok(ok)
