@@ -234,6 +234,52 @@ async fn event_source_receives_in_order_and_resumes_after_a_broker_restart() {
     assert!(broker.terminate().success());
 }
 
+const EMPTY_MAIN: &str = r#"
+function main(broker, state) {
+  state.sse = [];
+  const es = new EventSource(broker + "/topics/e/events?from=0");
+  es.onmessage = (e) => { state.sse.push([e.lastEventId, e.data]); };
+}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_source_dispatches_empty_and_multi_line_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let http = format!("127.0.0.1:{port}");
+    let collector = Collector::start(page(&format!("http://{http}"), EMPTY_MAIN)).await;
+    let broker = serve(dir.path(), &http, &collector.origin());
+    let bodies = ["", "a\nb", "", "c\r\nd", "x"];
+    let c = reqwest::Client::new();
+    for b in bodies {
+        let r = c
+            .post(format!("http://{http}/topics/e/messages"))
+            .header("content-type", "text/plain")
+            .body(b)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 201);
+    }
+    let _browser = Browser::open(&format!("{}/page", collector.origin()));
+    let v = collector
+        .wait(
+            "every message, empty ones too",
+            Duration::from_secs(60),
+            |v| received(v, "sse").len() >= bodies.len(),
+        )
+        .await;
+    let want: Vec<(u64, String)> = [(0, ""), (1, "a\nb"), (2, ""), (3, "c\nd"), (4, "x")]
+        .iter()
+        .map(|(i, s)| (*i, (*s).to_owned()))
+        .collect();
+    assert_eq!(received(&v, "sse"), want);
+    assert!(broker.terminate().success());
+}
+
 const WS_MAIN: &str = r#"
 function main(broker, state) {
   state.acks = []; state.ws = []; state.closed = null;

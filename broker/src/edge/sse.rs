@@ -9,13 +9,12 @@
 //! more.
 
 use std::convert::Infallible;
-use std::time::Duration;
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use futures_util::{StreamExt, stream};
 use serde::Deserialize;
 
@@ -73,24 +72,29 @@ pub(crate) async fn events(
     // The retry hint goes first: it also gets the headers and the first
     // bytes out at once, so proxies and browsers see a live stream.
     let base = s.config.sse_retry.as_millis() as u64;
-    let retry = Duration::from_millis(base + rand::random_range(0..=base / 2));
-    let first = stream::once(async move { Ok(SseEvent::default().retry(retry)) });
+    let retry = base + rand::random_range(0..=base / 2);
+    let first = stream::once(async move { Ok(Bytes::from(format!("retry: {retry}\n\n"))) });
     // The stream is counted open while its state lives.
     let open = s.broker.metrics().connection("sse");
     let delivered = s.broker.metrics().delivery_counter("sse");
+    let heartbeat = s.config.sse_heartbeat;
     let events = stream::unfold(Some((sub, open)), move |state| {
         let delivered = delivered.clone();
         async move {
             let (mut sub, open): (Subscription, _) = state?;
-            let (event, more) = match sub.next().await {
-                Some(Ok(ev)) => {
+            // A comment line when nothing was sent for a heartbeat, so that
+            // proxies and browsers know the stream is alive. Waiting again
+            // loses nothing: the subscription moves only when it yields.
+            let (event, more) = match tokio::time::timeout(heartbeat, sub.next()).await {
+                Err(_) => (Bytes::from_static(b": heartbeat\n\n"), true),
+                Ok(Some(Ok(ev))) => {
                     if matches!(ev, Event::Record(_)) {
                         delivered.inc();
                     }
                     (to_sse(&ev), true)
                 }
-                Some(Err(e)) => (error_event(&e.to_string()), false),
-                None => return None,
+                Ok(Some(Err(e))) => (error_event(&e.to_string()), false),
+                Ok(None) => return None,
             };
             Some((Ok::<_, Infallible>(event), more.then_some((sub, open))))
         }
@@ -98,13 +102,11 @@ pub(crate) async fn events(
     let body = first
         .chain(events)
         .take_until(s.shutdown.clone().cancelled_owned());
-    let mut response = Sse::new(body)
-        .keep_alive(
-            KeepAlive::new()
-                .interval(s.config.sse_heartbeat)
-                .text("heartbeat"),
-        )
-        .into_response();
+    let mut response = axum::body::Body::from_stream(body).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
     let h = response.headers_mut();
     h.insert(
         header::CACHE_CONTROL,
@@ -114,44 +116,72 @@ pub(crate) async fn events(
     Ok(response)
 }
 
-fn to_sse(ev: &Event) -> SseEvent {
+/// One event in the event stream format (HTML Living Standard, 9.2): the
+/// fields, each on its line, then a blank line. Written here rather than by
+/// axum's `Event`, which writes no `data:` line for empty data, so that
+/// EventSource would skip a message with an empty payload altogether.
+#[derive(Default)]
+struct SseEvent(String);
+
+impl SseEvent {
+    fn field(mut self, name: &str, value: &str) -> Self {
+        self.0.push_str(name);
+        self.0.push_str(": ");
+        self.0.push_str(value);
+        self.0.push('\n');
+        self
+    }
+
+    /// `data:` lines: one per line of `text` (a `\r\n`, `\r` or `\n` is one
+    /// break, as EventSource reads it), so a payload can never start a field
+    /// of its own; EventSource joins them back with `\n`. Empty text is one
+    /// empty `data:` line: the event is still dispatched.
+    fn data(mut self, text: &str) -> Self {
+        let text = text.replace("\r\n", "\n").replace('\r', "\n");
+        for line in text.split('\n') {
+            self = self.field("data", line);
+        }
+        self
+    }
+
+    fn finish(mut self) -> Bytes {
+        self.0.push('\n');
+        Bytes::from(self.0)
+    }
+}
+
+fn to_sse(ev: &Event) -> Bytes {
     match ev {
         Event::Record(r) => {
-            let mut e = SseEvent::default().id(r.seq().to_string());
+            let mut e = SseEvent::default().field("id", &r.seq().to_string());
             if let Some(ty) = json::event_type(r) {
-                e = e.event(ty);
+                e = e.field("event", &ty);
             }
             let (text, encoding) = json::data(r.payload());
             if let Some(encoding) = encoding {
-                e = e.comment(format!("encoding={encoding}"));
+                e = e.field("", &format!("encoding={encoding}"));
             }
-            // Line breaks (\n, \r, \r\n) in the payload become separate
-            // `data:` lines, which EventSource joins back with \n: a payload
-            // can never start a field of its own. A \r\n is one break, as
-            // EventSource itself would read it.
-            if text.contains('\r') {
-                e.data(text.replace("\r\n", "\n").replace('\r', "\n"))
-            } else {
-                e.data(text)
-            }
+            e.data(&text).finish()
         }
         // The gap carries the id before the first available record, so that a
         // reconnect after it resumes there instead of asking for it again.
         Event::Gap { from, to } => SseEvent::default()
-            .id(to.saturating_sub(1).to_string())
-            .event("gap")
+            .field("id", &to.saturating_sub(1).to_string())
+            .field("event", "gap")
             .data(
-                serde_json::to_string(&GapJson {
+                &serde_json::to_string(&GapJson {
                     from: *from,
                     to: *to,
                 })
                 .unwrap_or_default(),
-            ),
+            )
+            .finish(),
     }
 }
 
-fn error_event(message: &str) -> SseEvent {
+fn error_event(message: &str) -> Bytes {
     SseEvent::default()
-        .event("error")
-        .data(serde_json::json!({ "error": message }).to_string())
+        .field("event", "error")
+        .data(&serde_json::json!({ "error": message }).to_string())
+        .finish()
 }
