@@ -17,4 +17,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
 fi
 
+# Third-party clients the interoperability tests drive, pinned.
+# tests/cloudevents_sdk.rs: the official CloudEvents Python SDK.
+if ! python3 -c 'import sys, cloudevents; sys.exit(cloudevents.__version__ != "1.11.1")' 2>/dev/null; then
+  echo "installing test dependencies: cloudevents==1.11.1 (PyPI)" >&2
+  python3 -m pip install --quiet --disable-pip-version-check cloudevents==1.11.1
+fi
+
 exec cargo test --workspace --locked "$@"
