@@ -88,7 +88,9 @@ impl BenchResult {
                     .collect()
             })
             .unwrap_or_default();
-        let msgs_per_s = msgs as f64 / secs.max(1e-9);
+        // Rates to a tenth: more digits are noise on a shared machine.
+        let round1 = |x: f64| (x * 10.0).round() / 10.0;
+        let msgs_per_s = round1(msgs as f64 / secs.max(1e-9));
         Self {
             workload: args.workload,
             transport: args.transport,
@@ -97,7 +99,7 @@ impl BenchResult {
             deliveries,
             secs,
             msgs_per_s,
-            mb_per_s: msgs_per_s * args.size as f64 / 1e6,
+            mb_per_s: round1(msgs_per_s * args.size as f64 / 1e6),
             p50_us: q(0.5),
             p99_us: q(0.99),
             p999_us: q(0.999),

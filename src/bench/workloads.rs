@@ -167,7 +167,7 @@ async fn open_feeds(
         feeds::check_http(&http, base).await?;
     }
     let opened = Arc::new(AtomicU64::new(0));
-    let (bar, stop) = sampler(opened.clone(), Some(n as u64), "connect");
+    let (bar, stop) = sampler(opened.clone(), Some(n as u64), "connect", None);
     let open_one = |_| {
         let (http, opened) = (http.clone(), opened.clone());
         async move {
@@ -195,25 +195,44 @@ async fn open_feeds(
     feeds
 }
 
+/// What a progress bar fills with: a count of units, or the time of a run
+/// bounded by `--duration`.
+#[derive(Debug, Clone, Copy)]
+enum Goal {
+    Units(u64),
+    Time(Duration),
+}
+
 /// Samples completed units every 200 ms for the timeline and progress bar.
+/// Without a count the bar fills with time when the run has a duration (it
+/// shows units done and their rate beside it), else it spins.
 fn sampler(
     done: Arc<AtomicU64>,
     total: Option<u64>,
     label: &'static str,
+    duration: Option<Duration>,
 ) -> (
     tokio::task::JoinHandle<Vec<(f64, f64)>>,
     watch::Sender<bool>,
 ) {
     let (stop, mut stopped) = watch::channel(false);
-    let bar = match total {
-        Some(t) => ProgressBar::new(t),
-        None => ProgressBar::new_spinner(),
+    let goal = total.map(Goal::Units).or(duration.map(Goal::Time));
+    let (bar, template) = match goal {
+        Some(Goal::Units(t)) => (
+            ProgressBar::new(t),
+            "{spinner} {msg:>9} [{elapsed_precise}] {wide_bar} {pos}/{len} {prefix}",
+        ),
+        Some(Goal::Time(d)) => (
+            ProgressBar::new(d.as_millis() as u64),
+            "{spinner} {msg:>9} [{elapsed_precise}] {wide_bar} {percent:>3}% {prefix}",
+        ),
+        None => (
+            ProgressBar::new_spinner(),
+            "{spinner} {msg:>9} [{elapsed_precise}] {prefix}",
+        ),
     };
     bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} {msg:>9} [{elapsed_precise}] {wide_bar} {pos}/{len} {per_sec}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar.set_message(label);
     let task = tokio::spawn(async move {
@@ -226,7 +245,16 @@ fn sampler(
                 .is_ok();
             let t = start.elapsed().as_secs_f64();
             let n = done.load(Ordering::Relaxed);
-            bar.set_position(n);
+            match goal {
+                Some(Goal::Time(d)) => {
+                    bar.set_position((t * 1000.0).min(d.as_millis() as f64) as u64);
+                    bar.set_prefix(format!("{n} done, {}/s", rounded(n as f64 / t.max(1e-9))));
+                }
+                _ => {
+                    bar.set_position(n);
+                    bar.set_prefix(format!("{}/s", rounded(n as f64 / t.max(1e-9))));
+                }
+            }
             if t > last_t {
                 timeline.push((t, (n - last_n) as f64 / (t - last_t)));
             }
@@ -238,6 +266,20 @@ fn sampler(
         }
     });
     (task, stop)
+}
+
+/// A rate for people: whole units, with thousands separated (`123,457`).
+pub(crate) fn rounded(rate: f64) -> String {
+    let n = rate.round().max(0.0) as u64;
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 async fn connect(options: &ConnectOptions) -> anyhow::Result<Client> {
@@ -283,7 +325,7 @@ pub(super) async fn run(args: &BenchArgs, target: &Target) -> anyhow::Result<Ben
             let started = Instant::now();
             let plans = plans(args, &topic, false, started);
             let total = plans.iter().map(|p| p.count).sum::<Option<u64>>();
-            let (timeline, stop) = sampler(done.clone(), total, "publish");
+            let (timeline, stop) = sampler(done.clone(), total, "publish", args.duration);
             let tasks: Vec<_> = clients
                 .into_iter()
                 .zip(plans)
@@ -315,7 +357,7 @@ pub(super) async fn run(args: &BenchArgs, target: &Target) -> anyhow::Result<Ben
                 plan.count = Some(count - have);
                 plan.deadline = None;
                 plan.rate = None;
-                let (t, stop) = sampler(done.clone(), Some(count - have), "loading");
+                let (t, stop) = sampler(done.clone(), Some(count - have), "loading", None);
                 publisher(loader, plan, base, done.clone()).await?;
                 let _ = stop.send(true);
                 let _ = t.await;
@@ -332,8 +374,12 @@ pub(super) async fn run(args: &BenchArgs, target: &Target) -> anyhow::Result<Ben
             )
             .await?;
             let started = Instant::now();
-            let (timeline, stop) =
-                sampler(done.clone(), Some(count * args.consumers as u64), "consume");
+            let (timeline, stop) = sampler(
+                done.clone(),
+                Some(count * args.consumers as u64),
+                "consume",
+                None,
+            );
             let tasks: Vec<_> = feeds
                 .into_iter()
                 .map(|f| tokio::spawn(subscriber(f, goal.clone(), base, done.clone())))
@@ -374,7 +420,7 @@ pub(super) async fn run(args: &BenchArgs, target: &Target) -> anyhow::Result<Ben
                 .map(|p| p.count)
                 .sum::<Option<u64>>()
                 .map(|t| t * args.consumers as u64);
-            let (timeline, stop) = sampler(done.clone(), total, "deliver");
+            let (timeline, stop) = sampler(done.clone(), total, "deliver", args.duration);
             let readers: Vec<_> = feeds
                 .into_iter()
                 .map(|f| tokio::spawn(subscriber(f, goal.clone(), base, done.clone())))
@@ -447,7 +493,7 @@ async fn idle(
         .map(|f| tokio::spawn(subscriber(f, goal.clone(), base, done.clone())))
         .collect();
     let started = Instant::now();
-    let (timeline, stop) = sampler(done.clone(), Some(broadcasts * n as u64), "deliver");
+    let (timeline, stop) = sampler(done.clone(), Some(broadcasts * n as u64), "deliver", None);
     for k in 1..=broadcasts {
         let sent = Instant::now();
         let msg = Message::new(stamped(args.size, ns_since(base, sent)));
@@ -497,4 +543,17 @@ async fn join_counts(
         hist.add(&h).context("merging histograms")?;
     }
     Ok((total, hist))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rounded;
+
+    #[test]
+    fn rates_are_whole_and_grouped() {
+        assert_eq!(rounded(0.4), "0");
+        assert_eq!(rounded(999.6), "1,000");
+        assert_eq!(rounded(123456.789), "123,457");
+        assert_eq!(rounded(1234567.0), "1,234,567");
+    }
 }
