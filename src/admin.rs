@@ -7,14 +7,30 @@ use serde_json::{Value, json};
 
 #[derive(Debug, clap::Args)]
 pub struct AdminArgs {
-    /// The broker's HTTP address (`--https` listeners: an https:// URL).
-    #[arg(long, default_value = "http://127.0.0.1:7480", global = true)]
+    /// The broker's HTTP address: `host:port` or a URL (`--https`
+    /// listeners: an https:// URL).
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:7480",
+        global = true,
+        env = "FANLOG_HTTP"
+    )]
     http: String,
     /// A token with admin rights.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, env = "FANLOG_TOKEN", hide_env_values = true)]
     token: Option<String>,
     #[command(subcommand)]
     action: Action,
+}
+
+/// The HTTP base URL of `addr`: a URL as given, `host:port` as http.
+fn base_url(addr: &str) -> String {
+    let addr = addr.trim_end_matches('/');
+    if addr.contains("://") {
+        addr.to_owned()
+    } else {
+        format!("http://{addr}")
+    }
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -130,7 +146,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             Some(json!({ "from": from })),
         ),
     };
-    let url = format!("{}{path}", args.http.trim_end_matches('/'));
+    let url = format!("{}{path}", base_url(&args.http));
     let mut req = reqwest::Client::new().request(method, &url);
     if let Some(t) = &args.token {
         req = req.bearer_auth(t);
@@ -156,4 +172,16 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&v)?);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::base_url;
+
+    #[test]
+    fn an_http_address_may_be_host_port_or_a_url() {
+        assert_eq!(base_url("127.0.0.1:7480"), "http://127.0.0.1:7480");
+        assert_eq!(base_url("http://127.0.0.1:7480/"), "http://127.0.0.1:7480");
+        assert_eq!(base_url("https://h:7444"), "https://h:7444");
+    }
 }
