@@ -142,6 +142,9 @@ fn against_a_running_server_with_an_html_report() {
     ]);
     assert_eq!(common::num(&i, "deliveries"), 50.0);
     assert!(common::num(&i["memory"], "rss_after_kb") > 0.0, "{i}");
+    // Runs on a live broker remove their fresh topics (over --http).
+    let topics = common::fanlog(&["topics", "--server", &serve.tcp]);
+    assert!(!topics.contains("bench-"), "{topics}");
     assert!(serve.terminate().success());
 }
 

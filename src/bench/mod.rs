@@ -117,6 +117,31 @@ pub struct BenchArgs {
     pub html: Option<PathBuf>,
 }
 
+/// Deletes the run's topic from the live broker through `--http`, or says
+/// how to (the binary protocol has no deletion).
+async fn remove_topic(args: &BenchArgs, topic: &str) {
+    let Some(http) = &args.http else {
+        eprintln!(
+            "bench topic {topic} is left on the broker: give --http (its HTTP edge) to have it removed, or `fanlog admin delete {topic}`"
+        );
+        return;
+    };
+    let base = if http.contains("://") {
+        http.trim_end_matches('/').to_owned()
+    } else {
+        format!("http://{http}")
+    };
+    let mut req = reqwest::Client::new().delete(format!("{base}/topics/{topic}"));
+    if let Some(t) = &args.token {
+        req = req.bearer_auth(t);
+    }
+    match req.send().await {
+        Ok(r) if r.status().is_success() => eprintln!("bench topic {topic} removed"),
+        Ok(r) => eprintln!("bench topic {topic} not removed: HTTP {}", r.status()),
+        Err(e) => eprintln!("bench topic {topic} not removed: {e}"),
+    }
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let (num, unit) = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -389,8 +414,19 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         !(args.transport.is_http() && args.workload == Workload::Publish),
         "--transport ws|sse is for subscribers (consume, e2e, fanout, idle); publishers use TCP"
     );
+    // A fresh topic per run unless one is named; on a live broker it is
+    // removed afterwards (over its HTTP edge), so runs leave nothing behind.
+    let fresh = args.topic.is_none();
+    let mut args = args;
+    let topic = args
+        .topic
+        .get_or_insert_with(|| format!("bench-{}-{}", std::process::id(), rand::random::<u32>()))
+        .clone();
     let mut target = target(&args).await?;
     let result = workloads::run(&args, &target).await;
+    if fresh && args.server.is_some() {
+        remove_topic(&args, &topic).await;
+    }
     if let Some(e) = target.embedded.take() {
         let _ = e.stop.send(true);
         let mut servers = e.servers;
