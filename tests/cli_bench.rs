@@ -85,6 +85,17 @@ fn against_a_running_server_with_an_html_report() {
             && page.contains("Throughput over time")
             && page.contains("Latency distribution")
     );
+    // The run's parameters are in the report and the JSON.
+    assert_eq!(v["target"], serve.tcp.as_str());
+    assert_eq!(common::num(&v, "inflight"), 16.0);
+    for param in [
+        "<th>target</th>",
+        "<th>inflight</th>",
+        "<th>batch</th>",
+        "<th>fsync</th>",
+    ] {
+        assert!(page.contains(param), "{param} in the report");
+    }
     // The broker kept what the load tool published.
     let topics = common::fanlog(&["topics", "--server", &serve.tcp]);
     assert!(

@@ -30,8 +30,15 @@ pub struct BenchResult {
     pub producers: usize,
     pub consumers: usize,
     pub batch: usize,
+    /// Batches in flight per publisher.
+    pub inflight: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate: Option<u64>,
+    /// `--duration`, when the run was bounded by time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_s: Option<f64>,
+    /// Where the broker ran: `in-process`, or the `--server` address.
+    pub target: String,
     pub fsync: String,
     /// The broker's memory per idle connection (the idle workload).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -107,7 +114,13 @@ impl BenchResult {
             producers: args.producers,
             consumers: args.consumers,
             batch: args.batch,
+            inflight: args.inflight,
             rate: args.rate,
+            duration_s: args.duration.map(|d| d.as_secs_f64()),
+            target: args
+                .server
+                .clone()
+                .unwrap_or_else(|| "in-process".to_owned()),
             fsync: args.fsync.to_string(),
             memory: None,
             timeline,
