@@ -874,7 +874,7 @@ fn open_topic(
     let mut topic_config = config.topic_config(name.as_str());
     match crate::topic_settings::load(&dir) {
         Ok(Some(own)) => own.apply(&mut topic_config),
-        Ok(None) if settings_required && has_segments(&dir) => {
+        Ok(None) if settings_required && crate::log::has_segments(&dir) => {
             return Err(BrokerError::TopicFailed {
                 topic: name.to_string(),
                 reason: format!(
@@ -904,15 +904,6 @@ fn open_topic(
         bytes_in: AtomicU64::new(0),
         corrupt_reads: AtomicU64::new(0),
         last_used: AtomicU64::new(now),
-    })
-}
-
-/// True when `dir` holds a segment file.
-fn has_segments(dir: &Path) -> bool {
-    std::fs::read_dir(dir).is_ok_and(|entries| {
-        entries.filter_map(|e| e.ok()).any(|e| {
-            e.file_name().to_string_lossy().ends_with(".log") && e.file_name() != "offsets.log"
-        })
     })
 }
 

@@ -141,6 +141,18 @@ pub(crate) struct TopicLog {
     fail_syncs: std::sync::atomic::AtomicBool,
 }
 
+/// True when `dir` holds a segment data file (a topic that has had records).
+pub(crate) fn has_segments(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries.filter_map(|e| e.ok()).any(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(segment::parse_data_name)
+                .is_some()
+        })
+    })
+}
+
 impl TopicLog {
     /// Opens the log in `dir` (created when missing), recovering it.
     pub(crate) fn open(
@@ -346,12 +358,10 @@ impl TopicLog {
     /// `e`. A record not readable yet (staged in this very batch) counts as
     /// the same: a batch that repeats an identity is the producer's own.
     fn stored_differs(&self, w: &Writer, seq: u64, e: &Entry<'_>) -> bool {
-        let list = self.segments.read().clone();
-        let i = list.partition_point(|s| s.base() <= seq);
-        let Some(seg) = i.checked_sub(1).map(|i| &list[i]) else {
+        let Ok(seg) = self.segment_holding(seq) else {
             return false;
         };
-        let limit = if Arc::ptr_eq(seg, &w.active) {
+        let limit = if Arc::ptr_eq(&seg, &w.active) {
             if seq >= seg.base() + w.count {
                 return false;
             }
@@ -363,6 +373,16 @@ impl TopicLog {
             Ok(Some((_, v))) => v.payload() != e.payload || v.key() != e.key,
             _ => false,
         }
+    }
+
+    /// The segment whose seqs start at or below `seq` (the last such), or
+    /// the first seq still stored when `seq` lies below every segment.
+    fn segment_holding(&self, seq: u64) -> std::result::Result<Arc<Segment>, u64> {
+        let list = self.segments.read().clone();
+        let i = list.partition_point(|s| s.base() <= seq);
+        i.checked_sub(1)
+            .map(|i| list[i].clone())
+            .ok_or_else(|| list[0].base())
     }
 
     /// Writes the staged records and index entries of the active segment.
@@ -599,14 +619,10 @@ impl TopicLog {
         }
         let seg = match hint {
             Some(s) if s.base() <= seq && seq < s.base() + s.count() => s.clone(),
-            _ => {
-                let list = self.segments.read().clone();
-                let i = list.partition_point(|s| s.base() <= seq);
-                if i == 0 {
-                    return Ok(ReadAt::Gap { to: list[0].base() });
-                }
-                list[i - 1].clone()
-            }
+            _ => match self.segment_holding(seq) {
+                Ok(s) => s,
+                Err(first) => return Ok(ReadAt::Gap { to: first }),
+            },
         };
         let limit = seg.written();
         let (pos, len) = match seg.record(seq, limit) {

@@ -77,9 +77,12 @@ fn valid_at(seg: &Segment, pos: usize, want: u64) -> Option<(usize, u64)> {
 /// `(want, seq_limit)` and a timestamp no older than `min_ts` (the writer
 /// never lets time go back, so an older record is stale, not the log's
 /// continuation). Returns (position, seq).
+/// Nothing is looked for at or past `limit`, the end of the segment's
+/// non-zero bytes.
 fn resync(
     seg: &Segment,
     from: usize,
+    limit: usize,
     want: u64,
     seq_limit: u64,
     min_ts: u64,
@@ -87,7 +90,6 @@ fn resync(
     let fits = |view: &RecordView<'_>| {
         view.seq() > want && view.seq() < seq_limit && view.timestamp_us() >= min_ts
     };
-    let limit = seg.nonzero_end();
     let mut pos = from + RECORD_ALIGN;
     while pos < limit {
         // The cheap structural parse first; the checksum only for a
@@ -133,6 +135,9 @@ fn scan(seg: &Segment, max: Option<u64>) -> io::Result<Scan> {
     };
     let mut pos = 0usize;
     let mut entries = Vec::new();
+    // Found once, when a bad record first needs a resync: it reads the
+    // whole mapping.
+    let mut data_end = None;
     while found.count < cap {
         let want = seg.base() + found.count;
         if let Some((used, ts)) = valid_at(seg, pos, want) {
@@ -148,7 +153,8 @@ fn scan(seg: &Segment, max: Option<u64>) -> io::Result<Scan> {
         {
             break; // the clean end
         }
-        let Some((next, seq)) = resync(seg, pos, want, seq_limit, found.ts) else {
+        let limit = *data_end.get_or_insert_with(|| seg.nonzero_end());
+        let Some((next, seq)) = resync(seg, pos, limit, want, seq_limit, found.ts) else {
             break; // nothing valid follows: a torn tail
         };
         let lost = seq - want;

@@ -310,7 +310,7 @@ impl Segment {
     /// Closes the files of a sealed segment whose bytes are all synced: it
     /// is read through its mappings alone, so a topic holds file
     /// descriptors for its active segment only.
-    pub(crate) fn release_if_done(&self) {
+    fn release_if_done(&self) {
         if self.sealed.load(Ordering::Acquire) && !self.dirty() {
             self.release_files();
         }
