@@ -24,7 +24,7 @@ pub struct AdminArgs {
 }
 
 /// The HTTP base URL of `addr`: a URL as given, `host:port` as http.
-fn base_url(addr: &str) -> String {
+pub(crate) fn base_url(addr: &str) -> String {
     let addr = addr.trim_end_matches('/');
     if addr.contains("://") {
         addr.to_owned()

@@ -126,11 +126,7 @@ async fn remove_topic(args: &BenchArgs, topic: &str) {
         );
         return;
     };
-    let base = if http.contains("://") {
-        http.trim_end_matches('/').to_owned()
-    } else {
-        format!("http://{http}")
-    };
+    let base = crate::admin::base_url(http);
     let mut req = reqwest::Client::new().delete(format!("{base}/topics/{topic}"));
     if let Some(t) = &args.token {
         req = req.bearer_auth(t);

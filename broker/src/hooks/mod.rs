@@ -314,15 +314,7 @@ impl Hooks {
                     last_error: Some(format!("not started: {e}")),
                     ..Status::default()
                 };
-                hooks.inner.hooks.lock().insert(
-                    id,
-                    Entry {
-                        spec: kept,
-                        status: Arc::new(Mutex::new(status)),
-                        stop: hooks.inner.shutdown.child_token(),
-                        worker: None,
-                    },
-                );
+                hooks.register(kept, status);
             }
         }
         Ok(hooks)
@@ -346,19 +338,9 @@ impl Hooks {
                 worker::Signer::Webhook(keys)
             }
         };
-        let status = Arc::new(Mutex::new(Status::default()));
-        let stop = self.inner.shutdown.child_token();
         // Registered before its worker runs, so that the worker can find
         // it (to disable or delete it) from its first step.
-        self.inner.hooks.lock().insert(
-            spec.id.clone(),
-            Entry {
-                spec: spec.clone(),
-                status: status.clone(),
-                stop: stop.clone(),
-                worker: None,
-            },
-        );
+        let (status, stop) = self.register(spec.clone(), Status::default());
         if spec.enabled {
             let id = spec.id.clone();
             let job = worker::Job {
@@ -374,6 +356,23 @@ impl Hooks {
             }
         }
         Ok(())
+    }
+
+    /// Puts `spec` in the registry with `status` and no worker; returns the
+    /// status and the stop token a worker shares.
+    fn register(&self, spec: HookSpec, status: Status) -> (Arc<Mutex<Status>>, CancellationToken) {
+        let status = Arc::new(Mutex::new(status));
+        let stop = self.inner.shutdown.child_token();
+        self.inner.hooks.lock().insert(
+            spec.id.clone(),
+            Entry {
+                spec,
+                status: status.clone(),
+                stop: stop.clone(),
+                worker: None,
+            },
+        );
+        (status, stop)
     }
 
     /// Moves a hook's cursor to `from` and restarts its delivery there:

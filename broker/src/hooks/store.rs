@@ -118,9 +118,7 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(e),
         };
-        let ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis());
+        let ms = super::now_ms();
         let entries = match serde_json::from_slice::<RawFile>(&bytes) {
             Ok(f) => f.hooks,
             Err(e) => {
