@@ -81,6 +81,15 @@ async fn one_bad_file_stops_only_what_it_describes() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 503, "not written with other settings");
+    // Nor created again over its bad file.
+    let r = c
+        .put(format!("http://{http}/topics/strict"))
+        .json(&json!({"fsync": "never"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 409);
+    assert_eq!(std::fs::read(&settings).unwrap(), b"{\"fsync\": ");
     let (s, _) = status_and_body(&c, format!("http://{http}/topics/plain/messages")).await;
     assert_eq!(s, 200);
     let (_, groups) = status_and_body(&c, format!("http://{http}/topics/plain/groups")).await;

@@ -405,7 +405,9 @@ impl Broker {
     /// Creates topic `name`; the create lock is held and it does not exist.
     /// A topic that cannot be made leaves nothing on disk.
     fn create_locked(&self, name: TopicName) -> Result<Arc<Topic>> {
-        let count = self.inner.topics.read().len() + self.inner.idle.lock().len();
+        let count = self.inner.topics.read().len()
+            + self.inner.idle.lock().len()
+            + self.inner.failed.lock().len();
         if count >= self.inner.config.max_topics {
             return Err(BrokerError::LimitReached(format!(
                 "the broker holds its limit of {} topics",
@@ -458,8 +460,11 @@ impl Broker {
         self.check_open()?;
         let name = TopicName::new(topic)?;
         let _g = self.inner.create.lock();
+        // A topic that failed to open exists too: creating it again would
+        // write new settings over the ones it was refused for.
         if self.inner.topics.read().contains_key(topic)
             || self.inner.idle.lock().contains_key(topic)
+            || self.inner.failed.lock().contains_key(topic)
         {
             return Err(BrokerError::TopicExists(topic.to_owned()));
         }
