@@ -50,17 +50,14 @@ async fn post(http: &str, token: &str, key: &str, body: &str) -> (u16, Value) {
 }
 
 async fn bodies(http: &str, topic: &str) -> Vec<String> {
-    let v: Value = reqwest::Client::new()
-        .get(format!(
-            "http://{http}/topics/{topic}/messages?from=0&limit=1000"
-        ))
-        .bearer_auth("alice")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = common::send_json(
+        reqwest::Client::new()
+            .get(format!(
+                "http://{http}/topics/{topic}/messages?from=0&limit=1000"
+            ))
+            .bearer_auth("alice"),
+    )
+    .await;
     v["messages"]
         .as_array()
         .unwrap()
