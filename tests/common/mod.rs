@@ -1,6 +1,7 @@
 //! Helpers shared by the end-to-end tests.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod receiver;
 
 use std::path::{Path, PathBuf};

@@ -1,7 +1,9 @@
-//! `GET /`: the live console, one self-contained page compiled into the
-//! binary (no CDN, no build step). It lists topics with their message rates
-//! from `GET /topics`, tails a chosen topic through `EventSource`, and
-//! publishes with `POST /topics/{topic}/messages`.
+//! `GET /`: the console, one self-contained page compiled into the binary
+//! (no CDN, no build step). Over the public routes only, it shows topics
+//! with their rates, consumer groups and their lag, hooks with their state
+//! and last error, and a live tail over the WebSocket route that seeks by
+//! seq or time; it publishes with `POST /topics/{topic}/messages` and signs
+//! in through `POST /session` (docs/http.md, "The console").
 
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
