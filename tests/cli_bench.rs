@@ -4,6 +4,8 @@
 
 mod common;
 
+use serde_json::Value;
+
 #[test]
 fn every_workload_reports_consistent_json() {
     let p = common::bench_json(&[
@@ -230,21 +232,137 @@ fn browser_edges_as_subscriber_transports() {
 
 #[test]
 fn bad_options_fail_with_one_line() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fanlog"))
-        .args(["bench", "publish", "--size", "4"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
-    assert!(err.contains("--size"), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_run = dir.path().join("notes.txt");
+    std::fs::write(&not_a_run, "just words\n").unwrap();
+    let not_a_run = not_a_run.to_str().unwrap();
+    let html = dir.path().join("r.html");
+    let html = html.to_str().unwrap();
+    for (args, says) in [
+        (&["publish", "--size", "4"][..], "--size"),
+        (&["publish", "--transport", "sse"], "publishers use TCP"),
+        (
+            &["publish", "--compare", not_a_run],
+            "--compare needs --html",
+        ),
+        (
+            &["publish", "--compare", not_a_run, "--html", html],
+            "holds no run",
+        ),
+        (
+            &[
+                "publish",
+                "--compare",
+                "/nonexistent/run.json",
+                "--html",
+                html,
+            ],
+            "cannot read the run in /nonexistent/run.json",
+        ),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_fanlog"))
+            .arg("bench")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
 
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fanlog"))
-        .args(["bench", "publish", "--transport", "sse"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
-    assert!(err.contains("publishers use TCP"), "{err}");
+#[test]
+fn saved_runs_compare_in_one_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let (a, b, report) = (path("batch-1.json"), path("b.json"), path("cmp.html"));
+    // The baseline, saved; then a run with bigger batches compared with it.
+    let first = common::bench_json(&[
+        "publish", "--count", "3000", "--batch", "1", "--label", "batch 1", "--save", &a,
+    ]);
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&a).unwrap()).unwrap();
+    assert_eq!(saved["msgs_per_s"], first["msgs_per_s"]);
+    assert!(!saved["timeline"].as_array().unwrap().is_empty(), "{saved}");
+    assert!(
+        saved["percentiles"].as_array().unwrap().len() >= 5,
+        "{saved}"
+    );
+    assert!(saved["started"].as_str().unwrap().ends_with('Z'), "{saved}");
+
+    let out = common::fanlog(&[
+        "bench",
+        "publish",
+        "--count",
+        "3000",
+        "--batch",
+        "64",
+        "--save",
+        &b,
+        "--compare",
+        &a,
+        "--html",
+        &report,
+        "--json",
+    ]);
+    let this: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    // A line per run with its ratio to the baseline, then the summary.
+    let ratio = this["msgs_per_s"].as_f64().unwrap() / first["msgs_per_s"].as_f64().unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[0],
+        format!(
+            "batch 1: {:.0} msgs/s, 1.00x batch 1",
+            first["msgs_per_s"].as_f64().unwrap()
+        ),
+        "{out}"
+    );
+    assert_eq!(
+        lines[1],
+        format!(
+            "this run: {:.0} msgs/s, {ratio:.2}x batch 1",
+            this["msgs_per_s"].as_f64().unwrap()
+        ),
+        "{out}"
+    );
+
+    let page = std::fs::read_to_string(&report).unwrap();
+    for want in [
+        "2 runs compared",
+        "batch 1 (baseline)",
+        "this run",
+        "Messages per second",
+        "p99 latency",
+        "Throughput over time",
+        "Latency distribution",
+        // The parameter that differs, marked, with both values.
+        "<tr class=\"differs\"><th>batch</th><td>1</td><td>64</td></tr>",
+        &format!("{ratio:.2}×"),
+    ] {
+        assert!(page.contains(want), "{want:?} in the report");
+    }
+    // Parameters that are the same are not marked.
+    assert!(page.contains("<tr><th>size</th><td>1024</td><td>1024</td></tr>"));
+    // Two curves per chart: one path per run in each line chart.
+    assert_eq!(page.matches("<path ").count(), 4, "{page}");
+    // A --json output line compares as well as a saved file.
+    std::fs::write(path("json-line.txt"), format!("noise\n{out}")).unwrap();
+    let third = common::fanlog(&[
+        "bench",
+        "publish",
+        "--count",
+        "1000",
+        "--compare",
+        &path("json-line.txt"),
+        "--compare",
+        &b,
+        "--html",
+        &report,
+    ]);
+    assert!(third.starts_with("json-line: "), "{third}");
+    assert!(
+        std::fs::read_to_string(&report)
+            .unwrap()
+            .contains("3 runs compared")
+    );
 }

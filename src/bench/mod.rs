@@ -17,7 +17,9 @@ use anyhow::Context;
 use fanlog::client::{ConnectOptions, QuicOptions, Transport};
 use fanlog::{Broker, BrokerConfig, Durability, TopicConfig};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Workload {
     /// Publishers, acknowledgements awaited with a bounded in-flight window.
@@ -35,7 +37,9 @@ pub enum Workload {
     Idle,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum TransportArg {
     /// The binary protocol over TCP.
@@ -115,6 +119,19 @@ pub struct BenchArgs {
     /// Write a self-contained HTML report with charts to this file.
     #[arg(long)]
     pub html: Option<PathBuf>,
+    /// Save the run (its figures, timeline and latency curve) as JSON to
+    /// this file, for a later `--compare`.
+    #[arg(long)]
+    pub save: Option<PathBuf>,
+    /// Compare with a run saved by `--save` (or a `--json` output);
+    /// repeatable. The first is the baseline: the `--html` report shows
+    /// every run side by side with its ratio to it, and stdout a line per run.
+    #[arg(long)]
+    pub compare: Vec<PathBuf>,
+    /// The run's name in comparisons (default: the saved file's name, or
+    /// "this run").
+    #[arg(long)]
+    pub label: Option<String>,
 }
 
 /// Deletes the run's topic from the live broker through `--http`, or says
@@ -410,6 +427,17 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         !(args.transport.is_http() && args.workload == Workload::Publish),
         "--transport ws|sse is for subscribers (consume, e2e, fanout, idle); publishers use TCP"
     );
+    anyhow::ensure!(
+        args.compare.is_empty() || args.html.is_some(),
+        "--compare needs --html FILE: the comparison is a report"
+    );
+    // Read the runs to compare before spending time on this one.
+    let mut runs = args
+        .compare
+        .iter()
+        .map(|p| report::load(p))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let started = std::time::SystemTime::now();
     // A fresh topic per run unless one is named; on a live broker it is
     // removed afterwards (over its HTTP edge), so runs leave nothing behind.
     let fresh = args.topic.is_none();
@@ -432,11 +460,34 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if let Some(child) = target.child.take() {
         child.stop().await?;
     }
-    let result = result?;
+    let mut result = result?;
+    result.started = humantime::format_rfc3339_seconds(started).to_string();
+    if let Some(path) = &args.save {
+        std::fs::write(path, serde_json::to_string_pretty(&result)? + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("run saved to {}", path.display());
+    }
     if let Some(path) = &args.html {
-        std::fs::write(path, report::html(&result))
+        let mut this = result.clone();
+        if !runs.is_empty() && this.label.is_none() {
+            this.label = Some("this run".to_owned());
+        }
+        runs.push(this);
+        std::fs::write(path, report::html(&runs))
             .with_context(|| format!("cannot write {}", path.display()))?;
         eprintln!("report written to {}", path.display());
+    }
+    if let [baseline, _, ..] = runs.as_slice() {
+        let name = |r: &report::BenchResult| r.label.clone().unwrap_or_default();
+        for r in &runs {
+            println!(
+                "{}: {:.0} msgs/s, {:.2}x {}",
+                name(r),
+                r.msgs_per_s,
+                r.msgs_per_s / baseline.msgs_per_s.max(1e-9),
+                name(baseline),
+            );
+        }
     }
     println!("{}", result.summary());
     if args.json {
