@@ -6,8 +6,9 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 # System packages the tests drive: Chromium for the browser-edge tests
-# (tests/browser.rs drives real EventSource/WebSocket pages in it).
-for cmd_pkg in chromium:chromium; do
+# (tests/browser.rs, tests/console.rs drive real pages in it); Python and
+# Node for the third-party clients of tests/interop.rs.
+for cmd_pkg in chromium:chromium python3:python3 pip3:python3-pip node:nodejs npm:npm; do
   cmd=${cmd_pkg%%:*} pkg=${cmd_pkg##*:}
   command -v "$cmd" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
@@ -17,11 +18,19 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
 fi
 
-# Third-party clients the interoperability tests drive, pinned.
-# tests/cloudevents_sdk.rs: the official CloudEvents Python SDK.
-if ! python3 -c 'import sys, cloudevents; sys.exit(cloudevents.__version__ != "1.11.1")' 2>/dev/null; then
-  echo "installing test dependencies: cloudevents==1.11.1 (PyPI)" >&2
-  python3 -m pip install --quiet --disable-pip-version-check cloudevents==1.11.1
+# Third-party clients the interoperability tests drive, pinned:
+# tests/interop/requirements.txt (the CloudEvents SDK, sseclient-py, the
+# Standard Webhooks verifier, websockets, the Prometheus parser) and
+# tests/interop/package.json + package-lock.json (eventsource, the AsyncAPI
+# parser). Both are no-ops when what is installed matches.
+export PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
+if ! python3 -m pip install --quiet -r tests/interop/requirements.txt; then
+  # A distribution's own Python refuses user packages without this.
+  python3 -m pip install --quiet --break-system-packages -r tests/interop/requirements.txt
+fi
+if ! (cd tests/interop && npm ls --silent >/dev/null 2>&1); then
+  echo "installing test dependencies: tests/interop/package-lock.json (npm ci)" >&2
+  (cd tests/interop && npm ci --silent --no-audit --no-fund)
 fi
 
 exec cargo test --workspace --locked "$@"

@@ -1,5 +1,5 @@
 //! CloudEvents interoperability with the official Python SDK (`cloudevents`,
-//! pinned in scripts/test.sh): events the SDK builds are accepted in both
+//! pinned in tests/interop/requirements.txt): events the SDK builds are accepted in both
 //! HTTP modes, and what hooks deliver in both modes is read back by the
 //! SDK's own parser with every attribute, its JSON type, and the data.
 

@@ -1,4 +1,4 @@
-"""CloudEvents interop with the official Python SDK (pinned in scripts/test.sh).
+"""CloudEvents interop with the official Python SDK (pinned in tests/interop/requirements.txt).
 
 Usage: cloudevents_sdk.py BROKER_HTTP_ADDR
 
