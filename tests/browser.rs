@@ -91,24 +91,7 @@ fn serve(data: &std::path::Path, http: &str, origin: &str) -> common::ServeProce
 }
 
 async fn publish_all(http: &str, topic: &str, range: std::ops::Range<u32>) {
-    publish_as(http, topic, range, None).await;
-}
-
-async fn publish_as(http: &str, topic: &str, range: std::ops::Range<u32>, token: Option<&str>) {
-    let c = reqwest::Client::new();
-    for i in range {
-        let mut req = c.post(format!("http://{http}/topics/{topic}/messages"));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        let r = req
-            .header("content-type", "text/plain")
-            .body(format!("m{i}"))
-            .send()
-            .await
-            .expect("publish");
-        assert_eq!(r.status(), 201);
-    }
+    common::publish_numbered(http, topic, range, None).await;
 }
 
 /// The received list of a report as (seq, data).

@@ -17,23 +17,6 @@ use common::browser::{Browser, DevTools};
 use common::receiver::{Receiver, Reply};
 use serde_json::{Value, json};
 
-async fn publish(http: &str, topic: &str, range: std::ops::Range<u32>, token: Option<&str>) {
-    let c = reqwest::Client::new();
-    for i in range {
-        let mut req = c.post(format!("http://{http}/topics/{topic}/messages"));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        let r = req
-            .header("content-type", "text/plain")
-            .body(format!("m{i}"))
-            .send()
-            .await
-            .expect("publish");
-        assert_eq!(r.status(), 201);
-    }
-}
-
 /// The seqs the tail shows, in order.
 async fn tail_seqs(page: &mut DevTools) -> Vec<u64> {
     let v = page
@@ -88,8 +71,8 @@ async fn the_console_shows_groups_hooks_and_a_tail_that_seeks() {
     let broker = common::ServeProcess::start_for_hooks(dir.path());
     let http = broker.http.clone().unwrap();
     let base = format!("http://{http}");
-    publish(&http, "console-demo", 0..5, None).await;
-    publish(&http, "second-topic", 0..2, None).await;
+    common::publish_numbered(&http, "console-demo", 0..5, None).await;
+    common::publish_numbered(&http, "second-topic", 0..2, None).await;
     let c = reqwest::Client::new();
     // A consumer group 3 behind, and a hook whose receiver fails.
     let group = common::send_json(
@@ -164,7 +147,7 @@ async fn the_console_shows_groups_hooks_and_a_tail_that_seeks() {
 
     // Live: a message published elsewhere, then JSON and text from the
     // page's own form, each stored with its content type.
-    publish(&http, "console-demo", 5..6, None).await;
+    common::publish_numbered(&http, "console-demo", 5..6, None).await;
     wait_tail(&mut page, &[0, 1, 2, 3, 4, 5]).await;
     submit(&mut page, "message", r#"{"n": 7, "ok": true}"#, "publish").await;
     wait_tail(&mut page, &[0, 1, 2, 3, 4, 5, 6]).await;
@@ -242,7 +225,7 @@ async fn the_console_asks_for_a_token_and_signs_in_and_out() {
         ],
     );
     let http = broker.http.clone().unwrap();
-    publish(&http, "signed-in", 0..3, Some("console-token")).await;
+    common::publish_numbered(&http, "signed-in", 0..3, Some("console-token")).await;
     let url = format!("http://{http}/?topic=signed-in");
     let browser = Browser::open(&url);
     let mut page = DevTools::attach(&browser, &url).await;
@@ -267,7 +250,7 @@ async fn the_console_asks_for_a_token_and_signs_in_and_out() {
     })
     .await;
     wait_tail(&mut page, &[0, 1, 2]).await;
-    publish(&http, "signed-in", 3..4, Some("console-token")).await;
+    common::publish_numbered(&http, "signed-in", 3..4, Some("console-token")).await;
     wait_tail(&mut page, &[0, 1, 2, 3]).await;
     page.wait_html("the groups note", |h| {
         h.contains("consumer groups need a token with admin rights")

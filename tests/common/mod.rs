@@ -600,3 +600,27 @@ pub fn index_entry(index: &Path, i: u64) -> u64 {
 pub fn segment_base(path: &Path) -> u64 {
     path.file_stem().unwrap().to_str().unwrap().parse().unwrap()
 }
+
+/// Publishes `m{i}` for each `i` of `range` as text over HTTP, with a
+/// bearer `token` if given; each must be accepted.
+pub async fn publish_numbered(
+    http: &str,
+    topic: &str,
+    range: std::ops::Range<u32>,
+    token: Option<&str>,
+) {
+    let c = reqwest::Client::new();
+    for i in range {
+        let mut req = c.post(format!("http://{http}/topics/{topic}/messages"));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = req
+            .header("content-type", "text/plain")
+            .body(format!("m{i}"))
+            .send()
+            .await
+            .expect("publish");
+        assert_eq!(r.status(), 201);
+    }
+}
