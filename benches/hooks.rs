@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::Path;
 use axum::http::HeaderMap;
-use fanlog::broker::hooks::{Hooks, HooksConfig, NewHook};
+use fanlog::server::hooks::{Hooks, HooksConfig, NewHook};
 use fanlog::{Broker, BrokerConfig, Durability, Message, TopicConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 

@@ -216,7 +216,7 @@ async fn raw_tcp_pump(iters: u64, bytes: usize) -> Duration {
 
 /// The same over one quinn stream, with fanlog's QUIC settings and certificate.
 async fn raw_quic_pump(iters: u64, bytes: usize, dir: &std::path::Path) -> Duration {
-    use fanlog::broker::transport::quic;
+    use fanlog::server::transport::quic;
     let identity = quic::identity(dir, None, None).unwrap();
     let cert = identity.cert_path.clone();
     let endpoint = quic::endpoint(

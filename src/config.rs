@@ -20,9 +20,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use fanlog::broker::auth::AuthConfig;
-use fanlog::broker::transport::tcp;
-use fanlog::broker::{edge, hooks};
+use fanlog::server::auth::AuthConfig;
+use fanlog::server::transport::tcp;
+use fanlog::server::{edge, hooks};
 use fanlog::{BrokerConfig, Durability, TopicConfig, TopicOverrides, TopicPattern};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};

@@ -19,6 +19,7 @@
 pub use fanlog_broker as broker;
 pub use fanlog_client as client;
 pub use fanlog_protocol as protocol;
+pub use fanlog_server as server;
 
 pub use fanlog_broker::{
     Broker, BrokerConfig, Durability, Event, Message, StartFrom, TopicConfig, TopicOverrides,

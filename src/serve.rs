@@ -4,8 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use fanlog::broker::transport::{quic, tcp, tls};
-use fanlog::broker::{edge, hooks};
+use fanlog::server::transport::{quic, tcp, tls};
+use fanlog::server::{edge, hooks};
 use fanlog::{Broker, Durability};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
@@ -134,7 +134,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     init_logging(&config.log)?;
     let cfg = &config;
-    let auth = fanlog::broker::auth::Auth::new(&cfg.auth)
+    let auth = fanlog::server::auth::Auth::new(&cfg.auth)
         .map_err(anyhow::Error::msg)
         .context("bad [auth] section")?;
     if auth.is_open() {
@@ -162,7 +162,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let limits = &cfg.limits;
     let broker_config = cfg.broker().map_err(anyhow::Error::msg)?;
-    let session_limits = fanlog::broker::transport::SessionLimits {
+    let session_limits = fanlog::server::transport::SessionLimits {
         max_frame: limits.max_frame_bytes,
         max_subscriptions: limits.max_subscriptions_per_connection,
         hello_timeout: limits.hello_timeout.0,

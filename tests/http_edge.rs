@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use fanlog::broker::edge::{HttpConfig, close_code};
+use fanlog::server::edge::{HttpConfig, close_code};
 use fanlog::{Broker, Durability, Message};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -318,13 +318,13 @@ async fn an_idle_sse_stream_gets_a_heartbeat_every_15_seconds() {
     use tower::ServiceExt;
     let dir = tempfile::tempdir().unwrap();
     let b = broker(dir.path());
-    let state = fanlog::broker::edge::EdgeState::new(
+    let state = fanlog::server::edge::EdgeState::new(
         b.clone(),
         HttpConfig::default(),
         tokio_util::sync::CancellationToken::new(),
     )
     .unwrap();
-    let app = fanlog::broker::edge::router(state);
+    let app = fanlog::server::edge::router(state);
     let req = axum::http::Request::get("/topics/quiet/events")
         .body(axum::body::Body::empty())
         .unwrap();

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, StatusCode};
-use fanlog::broker::hooks::HooksConfig;
-use fanlog::broker::hooks::sign::Secret;
+use fanlog::server::hooks::HooksConfig;
+use fanlog::server::hooks::sign::Secret;
 use serde_json::{Value, json};
 use std::sync::Mutex;
 
@@ -758,7 +758,7 @@ async fn a_thousand_hooks_on_one_topic_each_get_every_message_in_order() {
     let rig = common::Rig::start(dir.path(), common::local_hooks()).await;
     for i in 0..HOOKS {
         rig.hooks
-            .create(fanlog::broker::hooks::NewHook {
+            .create(fanlog::server::hooks::NewHook {
                 topic: "many".into(),
                 url: format!("{base}/h/{i}"),
                 ..Default::default()

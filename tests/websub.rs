@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::{Path, Query};
 use axum::http::HeaderMap;
-use fanlog::broker::hooks::HooksConfig;
+use fanlog::server::hooks::HooksConfig;
 use serde_json::Value;
 
 #[derive(Debug, Clone)]

@@ -158,7 +158,7 @@ async fn quic_refuses_an_untrusted_certificate() {
         common::TestServer::start(dir.path(), &common::config(Durability::Never, 1 << 20)).await;
     // Trust a different self-signed certificate than the server's.
     let other = tempfile::tempdir().unwrap();
-    let wrong = fanlog::broker::transport::quic::identity(other.path(), None, None)
+    let wrong = fanlog::server::transport::quic::identity(other.path(), None, None)
         .unwrap()
         .cert_path;
     let mut opts = server.quic_options();
@@ -205,7 +205,7 @@ async fn producer_batches_pipelines_and_keeps_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_over_the_limit_are_refused_with_an_error() {
-    use fanlog::broker::transport::tcp;
+    use fanlog::server::transport::tcp;
     let dir = tempfile::tempdir().unwrap();
     let broker = common::open(dir.path(), &common::config(Durability::Never, 1 << 20));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

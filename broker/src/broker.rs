@@ -115,6 +115,43 @@ pub struct TopicStats {
     pub durable_seq: u64,
 }
 
+/// Figures of one open topic, read at once (see
+/// [`Broker::open_topic_figures`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TopicFigures {
+    /// The topic.
+    pub name: TopicName,
+    /// Messages appended since the broker opened.
+    pub messages_in: u64,
+    /// Payload bytes appended since the broker opened.
+    pub bytes_in: u64,
+    /// Records refused to a reader because they failed their checksum.
+    pub corrupt_reads: u64,
+    /// The first seq still stored.
+    pub first_seq: u64,
+    /// The seq the next message gets.
+    pub next_seq: u64,
+    /// Bytes of records stored.
+    pub bytes: u64,
+    /// Records quarantined when the topic was opened.
+    pub quarantined_records: u64,
+    /// Consumer groups and their committed offsets.
+    pub groups: Vec<(GroupName, u64)>,
+}
+
+/// A [`Broker`] handle that does not keep it open: upgrade it to use it.
+#[derive(Debug, Clone)]
+pub struct WeakBroker(std::sync::Weak<Inner>);
+
+impl WeakBroker {
+    /// The broker, while some strong handle still holds it.
+    #[must_use]
+    pub fn upgrade(&self) -> Option<Broker> {
+        self.0.upgrade().map(|inner| Broker { inner })
+    }
+}
+
 /// Records read from a topic by [`Broker::read`].
 #[derive(Debug, Clone)]
 pub struct ReadBatch {
@@ -146,7 +183,11 @@ struct Inner {
     create: Mutex<()>,
     flusher: Flusher,
     closed: AtomicBool,
-    metrics: Arc<crate::metrics::Metrics>,
+    /// Told how long each sync took.
+    sync_observer: crate::flusher::SyncObserver,
+    /// Values that other layers keep one of per broker (see
+    /// [`Broker::extension`]).
+    extensions: Mutex<Vec<Arc<dyn std::any::Any + Send + Sync>>>,
     _lock: File,
 }
 
@@ -244,8 +285,8 @@ impl Broker {
                 .map_err(BrokerError::io(&marker))?;
         }
         let period = config.shortest_interval().unwrap_or(Duration::from_secs(1));
-        let metrics = Arc::new(crate::metrics::Metrics::new(registry.clone()));
-        let flusher = Flusher::start(registry.clone(), period, metrics.clone())
+        let sync_observer = crate::flusher::SyncObserver::default();
+        let flusher = Flusher::start(registry.clone(), period, sync_observer.clone())
             .map_err(BrokerError::io(&dir))?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -258,16 +299,63 @@ impl Broker {
                 create: Mutex::new(()),
                 flusher,
                 closed: AtomicBool::new(false),
-                metrics,
+                sync_observer,
+                extensions: Mutex::new(Vec::new()),
                 _lock: lock,
             }),
         })
     }
 
-    /// Counters for `GET /metrics`.
+    /// The one `T` of this broker, made by `make` on first use: how a
+    /// layer above the core (metrics, for one) keeps per-broker state that
+    /// every clone of the handle shares. `make` must not hold the broker
+    /// strongly (keep a [`WeakBroker`]), or the broker is never dropped.
+    pub fn extension<T: Send + Sync + 'static>(&self, make: impl FnOnce(&Broker) -> T) -> Arc<T> {
+        let mut all = self.inner.extensions.lock();
+        if let Some(found) = all.iter().find_map(|e| e.clone().downcast::<T>().ok()) {
+            return found;
+        }
+        let made = Arc::new(make(self));
+        all.push(made.clone());
+        made
+    }
+
+    /// Has `observe` told how long each sync of a topic takes (on the
+    /// flusher thread: it must be quick). Only the first observer set is
+    /// kept; returns whether this one was.
+    pub fn on_sync(&self, observe: impl Fn(Duration) + Send + Sync + 'static) -> bool {
+        self.inner.sync_observer.set(Box::new(observe))
+    }
+
+    /// A handle that does not keep the broker open.
     #[must_use]
-    pub fn metrics(&self) -> &crate::metrics::Metrics {
-        &self.inner.metrics
+    pub fn downgrade(&self) -> WeakBroker {
+        WeakBroker(Arc::downgrade(&self.inner))
+    }
+
+    /// Figures of every open topic, by name: what a metrics scrape reads.
+    /// Idle topics closed to save file descriptors are not included.
+    #[must_use]
+    pub fn open_topic_figures(&self) -> Vec<TopicFigures> {
+        let mut all: Vec<TopicFigures> = self
+            .inner
+            .topics
+            .read()
+            .values()
+            .map(|t| TopicFigures {
+                name: t.log.name().clone(),
+                messages_in: t.messages_in.load(Ordering::Relaxed),
+                bytes_in: t.bytes_in.load(Ordering::Relaxed),
+                corrupt_reads: t.corrupt_reads.load(Ordering::Relaxed),
+                first_seq: t.log.first_seq(),
+                next_seq: t.log.next_seq(),
+                bytes: t.log.bytes(),
+                quarantined_records: t.log.recovery_report().quarantined_records,
+                groups: t.offsets.groups(),
+            })
+            .collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
     }
 
     /// The data directory.

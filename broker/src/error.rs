@@ -4,6 +4,7 @@ use std::io;
 use std::path::PathBuf;
 
 use fanlog_protocol::NameError;
+use fanlog_protocol::frame::ErrorCode;
 
 /// What went wrong in a broker operation.
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +113,34 @@ pub enum BrokerError {
 }
 
 impl BrokerError {
+    /// What kind of refusal this is, the one classification every interface
+    /// reports: the binary protocol sends the code, HTTP maps it to a status
+    /// (`fanlog-server`'s `edge::status_of`), the embedded client keeps it.
+    /// Corruption of stored bytes is `Internal` (retrying will not help);
+    /// I/O failures, a full disk and a topic refused at open are
+    /// `Unavailable` (they may pass).
+    #[must_use]
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            BrokerError::InvalidName(_) => ErrorCode::InvalidName,
+            BrokerError::TopicNotFound(_) => ErrorCode::TopicNotFound,
+            BrokerError::TopicExists(_) => ErrorCode::TopicExists,
+            BrokerError::MessageTooLarge { .. } => ErrorCode::MessageTooLarge,
+            BrokerError::EmptyBatch => ErrorCode::EmptyBatch,
+            BrokerError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
+            BrokerError::Poisoned { .. }
+            | BrokerError::Io { .. }
+            | BrokerError::TopicFailed { .. } => ErrorCode::Unavailable,
+            BrokerError::Closed => ErrorCode::ShuttingDown,
+            BrokerError::LimitReached(_) => ErrorCode::LimitReached,
+            BrokerError::RateLimited(_) => ErrorCode::RateLimited,
+            BrokerError::IdempotencyConflict { .. } => ErrorCode::IdempotencyConflict,
+            BrokerError::Corrupt { .. } | BrokerError::DataDirInUse(_) | BrokerError::Config(_) => {
+                ErrorCode::Internal
+            }
+        }
+    }
+
     /// True for a write refused because the disk (or the process's file
     /// size limit, or a quota) is full: the topic takes writes again once
     /// space returns.

@@ -16,9 +16,38 @@ use fanlog_protocol::TopicName;
 use parking_lot::RwLock;
 
 use crate::broker::{Topic, now_us};
-use crate::metrics::Metrics;
 
 pub(crate) type Registry = Arc<RwLock<HashMap<TopicName, Arc<Topic>>>>;
+
+/// What is told how long each sync took (see [`crate::Broker::on_sync`]);
+/// set at most once.
+#[derive(Clone, Default)]
+pub(crate) struct SyncObserver(Arc<std::sync::OnceLock<Observe>>);
+
+type Observe = Box<dyn Fn(Duration) + Send + Sync>;
+
+impl SyncObserver {
+    /// Sets the observer; false when one was already set.
+    pub(crate) fn set(&self, observe: Observe) -> bool {
+        self.0.set(observe).is_ok()
+    }
+
+    fn observe(&self, took: Duration) {
+        if let Some(observe) = self.0.get() {
+            observe(took);
+        }
+    }
+}
+
+impl std::fmt::Debug for SyncObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "SyncObserver(set)"
+        } else {
+            "SyncObserver(unset)"
+        })
+    }
+}
 
 enum Msg {
     Sync(Arc<Topic>),
@@ -44,12 +73,12 @@ impl Flusher {
     pub(crate) fn start(
         registry: Registry,
         period: Duration,
-        metrics: Arc<Metrics>,
+        observer: SyncObserver,
     ) -> std::io::Result<Self> {
         let (tx, rx) = unbounded();
         let handle = std::thread::Builder::new()
             .name("fanlog-flusher".into())
-            .spawn(move || run(&registry, &rx, period, &metrics))?;
+            .spawn(move || run(&registry, &rx, period, &observer))?;
         Ok(Self {
             tx,
             handle: parking_lot::Mutex::new(Some(handle)),
@@ -74,7 +103,7 @@ impl Flusher {
 /// first, shortened when a topic with a shorter one appears, at most one
 /// second); a topic with a longer interval is synced on the first tick
 /// after its own interval passed.
-fn run(registry: &Registry, rx: &Receiver<Msg>, period: Duration, metrics: &Metrics) {
+fn run(registry: &Registry, rx: &Receiver<Msg>, period: Duration, observer: &SyncObserver) {
     let mut period = period.min(Duration::from_secs(1));
     let mut ticker = tick(period);
     let mut last_retention = Instant::now();
@@ -97,7 +126,7 @@ fn run(registry: &Registry, rx: &Receiver<Msg>, period: Duration, metrics: &Metr
                     }
                 }
                 for t in &batch {
-                    timed_sync(t, metrics);
+                    timed_sync(t, observer);
                 }
                 if stop {
                     return;
@@ -113,7 +142,7 @@ fn run(registry: &Registry, rx: &Receiver<Msg>, period: Duration, metrics: &Metr
                         if now.duration_since(*last) + period / 2 >= interval {
                             *last = now;
                             if t.log.dirty() {
-                                timed_sync(t, metrics);
+                                timed_sync(t, observer);
                             }
                         }
                     }
@@ -145,8 +174,8 @@ fn run(registry: &Registry, rx: &Receiver<Msg>, period: Duration, metrics: &Metr
 
 /// Syncs `t`, recording the time it took; a failure is already recorded in
 /// the topic (poisoned) and reported to every waiter through its watermark.
-fn timed_sync(t: &Topic, metrics: &Metrics) {
+fn timed_sync(t: &Topic, observer: &SyncObserver) {
     let start = Instant::now();
     let _ = t.log.sync();
-    metrics.synced(start.elapsed());
+    observer.observe(start.elapsed());
 }

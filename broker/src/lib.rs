@@ -7,8 +7,9 @@
 //! log itself is the only buffer between a publisher and any number of
 //! subscribers. Consumer groups commit offsets that survive crashes.
 //!
-//! Transports (TCP, QUIC, the HTTP edge) are peers over the same [`Broker`]
-//! handle; each takes a bound listener and a shutdown future.
+//! This crate knows no transport, HTTP or metrics format: the servers
+//! (`fanlog-server`: TCP, QUIC, the HTTP edge, hooks, auth, metrics) are
+//! peers over the same [`Broker`] handle.
 //!
 //! # Layout
 //! - `log/`: segments, the mmap module (all `unsafe`), recovery, the writer
@@ -16,10 +17,6 @@
 //! - `flusher`: background syncs (group commit) and retention
 //! - `subscription`: the subscriber stream
 //! - `broker`: the embedded API
-//! - `transport/`: the binary protocol over TCP and QUIC
-//! - `auth`: tokens, their rights per topic pattern, tickets and sessions
-//! - `edge/`: the HTTP edge (REST, SSE, WebSocket, long poll, console)
-//! - `hooks/`: push delivery (webhooks over REST Hooks), the SSRF guard
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -39,23 +36,17 @@
 
 #![warn(missing_docs)]
 
-pub mod auth;
 mod broker;
-pub mod cloudevents;
 mod config;
-pub mod edge;
 mod error;
 mod flusher;
-pub mod hooks;
 mod log;
-pub mod metrics;
 mod offsets;
 mod record;
 mod subscription;
 mod topic_settings;
-pub mod transport;
 
-pub use broker::{Appended, Broker, ReadBatch, TopicInfo, TopicStats};
+pub use broker::{Appended, Broker, ReadBatch, TopicFigures, TopicInfo, TopicStats, WeakBroker};
 pub use config::{
     BrokerConfig, Durability, ParseDurabilityError, ParsePatternError, TopicConfig, TopicOverrides,
     TopicPattern,
@@ -63,5 +54,5 @@ pub use config::{
 pub use error::{BrokerError, Result};
 pub use fanlog_protocol::{GroupName, Header, Message, Producer, RecordMeta, TopicName};
 pub use log::RecoveryReport;
-pub use record::Record;
+pub use record::{Record, RecordRun};
 pub use subscription::{Event, StartFrom, Subscription};

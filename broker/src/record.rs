@@ -91,7 +91,8 @@ impl Record {
     }
 
     /// Bytes of [`Self::padded_bytes`], without touching the mapping.
-    pub(crate) fn padded_len(&self) -> usize {
+    #[must_use]
+    pub fn padded_len(&self) -> usize {
         padded_len(self.len)
     }
 
@@ -110,7 +111,7 @@ impl Record {
 /// Records lying back to back in one segment, as one slice of the mapping:
 /// what a delivery hands to a vectored socket write without copying.
 #[derive(Clone)]
-pub(crate) struct RecordRun {
+pub struct RecordRun {
     segment: Arc<Segment>,
     start: usize,
     end: usize,
@@ -118,7 +119,8 @@ pub(crate) struct RecordRun {
 
 impl RecordRun {
     /// A run of the one record `r`, with its padding.
-    pub(crate) fn new(r: &Record) -> Self {
+    #[must_use]
+    pub fn new(r: &Record) -> Self {
         Self {
             segment: Arc::clone(&r.segment),
             start: r.pos,
@@ -127,7 +129,7 @@ impl RecordRun {
     }
 
     /// Appends `r` when it directly follows the run in the same segment.
-    pub(crate) fn extend(&mut self, r: &Record) -> bool {
+    pub fn extend(&mut self, r: &Record) -> bool {
         if Arc::ptr_eq(&self.segment, &r.segment) && r.pos == self.end {
             self.end += r.padded_len();
             true
@@ -137,18 +139,34 @@ impl RecordRun {
     }
 
     /// Bytes in the run.
-    pub(crate) fn len(&self) -> usize {
+    #[must_use]
+    pub fn len(&self) -> usize {
         self.end - self.start
     }
 
+    /// Never: a run holds at least one record.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.end == self.start
+    }
+
     /// The padded records, straight from the mapping.
-    pub(crate) fn as_slice(&self) -> &[u8] {
+    #[must_use]
+    pub fn as_slice(&self) -> &[u8] {
         match self.segment.bytes(self.start, self.end - self.start) {
             Some(b) => b,
             // Invariant: every record of the run was published, so the run
             // lies below the segment's `written`.
             None => unreachable!("published run outside its segment"),
         }
+    }
+}
+
+impl fmt::Debug for RecordRun {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecordRun")
+            .field("len", &self.len())
+            .finish()
     }
 }
 

@@ -14,6 +14,7 @@ use crate::delivery::{Delivery, Event};
 use crate::driver::{Cmd, Driver};
 use crate::error::ClientError;
 use crate::producer::{Producer, ProducerOptions};
+#[cfg(feature = "tls")]
 pub use crate::quic::QuicOptions;
 
 /// Which transport to use.
@@ -24,9 +25,11 @@ pub enum Transport {
     Tcp,
     /// The binary protocol over QUIC: a control stream plus one stream per
     /// subscription, so a slow subscription never holds up another.
+    #[cfg(feature = "tls")]
     Quic(QuicOptions),
     /// The binary protocol over TLS on one TCP connection (the broker's
     /// `--tls` listener).
+    #[cfg(feature = "tls")]
     Tls(QuicOptions),
 }
 
@@ -482,6 +485,8 @@ impl Stream for Subscription {
 }
 
 impl Drop for Subscription {
+    // Without the `embedded` feature a subscription is always remote.
+    #[cfg_attr(not(feature = "embedded"), allow(irrefutable_let_patterns))]
     fn drop(&mut self) {
         if let SubInner::Remote { sub, cmds, .. } = &self.inner {
             let _ = cmds.send(Cmd::Unsubscribe { sub: *sub });

@@ -15,11 +15,14 @@ pub(crate) enum Connection {
     /// The stream, until the control link takes it.
     Tcp(Arc<Mutex<Option<TcpStream>>>),
     /// A QUIC connection: each link is a bidirectional stream.
+    #[cfg(feature = "tls")]
     Quic(quinn::Connection),
     /// A TLS stream, until the control link takes it.
+    #[cfg(feature = "tls")]
     Tls(Arc<Mutex<Option<TlsStream>>>),
 }
 
+#[cfg(feature = "tls")]
 type TlsStream = tokio_rustls::client::TlsStream<TcpStream>;
 
 pub(crate) async fn open(opts: &ConnectOptions) -> Result<Connection, ClientError> {
@@ -36,9 +39,11 @@ pub(crate) async fn open(opts: &ConnectOptions) -> Result<Connection, ClientErro
             let _ = stream.set_nodelay(true);
             Ok(Connection::Tcp(Arc::new(Mutex::new(Some(stream)))))
         }
+        #[cfg(feature = "tls")]
         Transport::Quic(q) => crate::quic::connect(&opts.addr, q, opts.connect_timeout)
             .await
             .map(Connection::Quic),
+        #[cfg(feature = "tls")]
         Transport::Tls(q) => {
             let config = crate::quic::rustls_config(q, true)?;
             let name = q.server_name.as_deref().unwrap_or("localhost").to_owned();
@@ -63,7 +68,10 @@ pub(crate) async fn open(opts: &ConnectOptions) -> Result<Connection, ClientErro
 impl Connection {
     /// True when each subscription gets a stream of its own.
     pub(crate) fn streams_per_subscription(&self) -> bool {
-        matches!(self, Connection::Quic(_))
+        #[cfg(feature = "tls")]
+        return matches!(self, Connection::Quic(_));
+        #[cfg(not(feature = "tls"))]
+        false
     }
 
     pub(crate) async fn open_link(
@@ -83,6 +91,7 @@ impl Connection {
                 let (rd, wr) = stream.into_split();
                 Ok(link::spawn(rd, wr, generation, id, max_frame, incoming))
             }
+            #[cfg(feature = "tls")]
             Connection::Tls(slot) => {
                 let stream = slot
                     .lock()
@@ -92,6 +101,7 @@ impl Connection {
                 let (rd, wr) = tokio::io::split(stream);
                 Ok(link::spawn(rd, wr, generation, id, max_frame, incoming))
             }
+            #[cfg(feature = "tls")]
             Connection::Quic(conn) => {
                 let (send, recv) = conn.open_bi().await.map_err(|e| ClientError::Connect {
                     addr: conn.remote_address().to_string(),
@@ -103,6 +113,7 @@ impl Connection {
     }
 
     pub(crate) fn close(&self) {
+        #[cfg(feature = "tls")]
         if let Connection::Quic(c) = self {
             c.close(0u32.into(), b"reconnecting");
         }

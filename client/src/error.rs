@@ -47,7 +47,7 @@ impl ClientError {
 impl From<fanlog_broker::BrokerError> for ClientError {
     fn from(e: fanlog_broker::BrokerError) -> Self {
         ClientError::Server {
-            code: fanlog_broker::transport::error_code(&e),
+            code: e.code(),
             message: e.to_string(),
         }
     }

@@ -12,6 +12,14 @@
 //! Subscriptions are flow-controlled: the broker sends at most
 //! [`ConnectOptions::window`] bytes ahead of what the application consumed.
 //!
+//! # Features
+//! - `embedded` (default): [`Client::embedded`], the same API over an
+//!   in-process `fanlog_broker::Broker`.
+//! - `tls` (default): `Transport::Quic` and `Transport::Tls` (quinn and
+//!   rustls). Plain TCP needs neither. A program that only embeds the
+//!   broker takes `default-features = false, features = ["embedded"]` and
+//!   builds no HTTP, TLS or metrics stack (`tests/rooms.rs` checks it).
+//!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), fanlog_client::ClientError> {
@@ -41,6 +49,7 @@ mod driver;
 mod error;
 mod link;
 mod producer;
+#[cfg(feature = "tls")]
 mod quic;
 
 pub use client::{Client, ConnectOptions, Fetched, StartFrom, Subscription, TopicInfo, Transport};
@@ -49,6 +58,7 @@ pub use error::ClientError;
 pub use fanlog_protocol::frame::ErrorCode;
 pub use fanlog_protocol::{Header, Message, RecordMeta};
 pub use producer::{Producer, ProducerOptions, Receipt};
+#[cfg(feature = "tls")]
 pub use quic::{ALPN, QuicOptions, TlsOptions};
 
 /// A bare QUIC connection with the client's TLS and transport settings, for
@@ -57,6 +67,7 @@ pub use quic::{ALPN, QuicOptions, TlsOptions};
 /// # Errors
 /// As [`Client::connect_with`].
 #[doc(hidden)]
+#[cfg(feature = "tls")]
 pub async fn raw_quic_connection(
     options: &ConnectOptions,
 ) -> Result<quinn::Connection, ClientError> {

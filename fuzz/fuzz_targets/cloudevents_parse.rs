@@ -3,7 +3,7 @@
 //! accepts survives the structured form a hook receives.
 #![no_main]
 
-use fanlog_broker::cloudevents::{
+use fanlog_server::cloudevents::{
     attribute_kinds, attributes, from_structured, structured_with_kinds,
 };
 use libfuzzer_sys::fuzz_target;

@@ -4,8 +4,8 @@
 #![no_main]
 
 use base64::Engine;
-use fanlog_broker::cloudevents::from_binary;
-use fanlog_broker::edge::parse_op;
+use fanlog_server::cloudevents::from_binary;
+use fanlog_server::edge::parse_op;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

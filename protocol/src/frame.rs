@@ -168,6 +168,8 @@ pub enum ErrorCode {
     /// A producer sequence or idempotency key already used for a different
     /// message; nothing of the batch from that message on was written.
     IdempotencyConflict,
+    /// Creating a topic that exists already.
+    TopicExists,
     /// A code this version does not know.
     Other(u16),
 }
@@ -198,6 +200,7 @@ impl ErrorCode {
             RateLimited => 19,
             LimitReached => 20,
             IdempotencyConflict => 21,
+            TopicExists => 22,
             Other(c) => c,
         }
     }
@@ -227,6 +230,7 @@ impl ErrorCode {
             19 => RateLimited,
             20 => LimitReached,
             21 => IdempotencyConflict,
+            22 => TopicExists,
             c => Other(c),
         }
     }

@@ -297,8 +297,8 @@ async fn spawn_broker(args: &BenchArgs) -> anyhow::Result<(ChildBroker, Addrs)> 
 
 /// A broker in this process on a temporary directory.
 async fn embed_broker(args: &BenchArgs) -> anyhow::Result<(Embedded, Addrs)> {
-    use fanlog::broker::edge;
-    use fanlog::broker::transport::{quic, tcp};
+    use fanlog::server::edge;
+    use fanlog::server::transport::{quic, tcp};
     let dir = tempfile::tempdir().context("temporary directory")?;
     let config = BrokerConfig {
         topic: TopicConfig {

@@ -145,7 +145,7 @@ impl TestServer {
         tcp: std::net::SocketAddr,
         quic_at: std::net::SocketAddr,
     ) -> Self {
-        use fanlog::broker::transport::{quic, tcp as tcp_server};
+        use fanlog::server::transport::{quic, tcp as tcp_server};
         let broker = open(dir, cfg);
         let listener = tokio::net::TcpListener::bind(tcp).await.expect("bind tcp");
         let tcp = listener.local_addr().unwrap();
@@ -437,8 +437,8 @@ pub struct HttpServer {
 }
 
 impl HttpServer {
-    pub async fn start(broker: &Broker, config: fanlog::broker::edge::HttpConfig) -> Self {
-        let state = fanlog::broker::edge::EdgeState::new(
+    pub async fn start(broker: &Broker, config: fanlog::server::edge::HttpConfig) -> Self {
+        let state = fanlog::server::edge::EdgeState::new(
             broker.clone(),
             config,
             tokio_util::sync::CancellationToken::new(),
@@ -448,8 +448,8 @@ impl HttpServer {
     }
 
     /// The edge over `state` (e.g. with hooks).
-    pub async fn serve(state: fanlog::broker::edge::EdgeState) -> Self {
-        use fanlog::broker::edge;
+    pub async fn serve(state: fanlog::server::edge::EdgeState) -> Self {
+        use fanlog::server::edge;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind http");
@@ -483,12 +483,12 @@ impl HttpServer {
 /// A broker with hooks and its HTTP edge, in this process.
 pub struct Rig {
     pub broker: Broker,
-    pub hooks: fanlog::broker::hooks::Hooks,
+    pub hooks: fanlog::server::hooks::Hooks,
     pub http: HttpServer,
 }
 
 impl Rig {
-    pub async fn start(dir: &std::path::Path, hooks: fanlog::broker::hooks::HooksConfig) -> Self {
+    pub async fn start(dir: &std::path::Path, hooks: fanlog::server::hooks::HooksConfig) -> Self {
         let broker = open(
             dir,
             &config(
@@ -496,10 +496,10 @@ impl Rig {
                 1 << 20,
             ),
         );
-        let hooks = fanlog::broker::hooks::Hooks::open(broker.clone(), hooks).unwrap();
-        let state = fanlog::broker::edge::EdgeState::new(
+        let hooks = fanlog::server::hooks::Hooks::open(broker.clone(), hooks).unwrap();
+        let state = fanlog::server::edge::EdgeState::new(
             broker.clone(),
-            fanlog::broker::edge::HttpConfig::default(),
+            fanlog::server::edge::HttpConfig::default(),
             tokio_util::sync::CancellationToken::new(),
         )
         .unwrap()
@@ -547,10 +547,10 @@ impl Rig {
     }
 }
 
-pub fn local_hooks() -> fanlog::broker::hooks::HooksConfig {
-    fanlog::broker::hooks::HooksConfig {
+pub fn local_hooks() -> fanlog::server::hooks::HooksConfig {
+    fanlog::server::hooks::HooksConfig {
         allow_targets: vec!["127.0.0.1".into()],
-        ..fanlog::broker::hooks::HooksConfig::default()
+        ..fanlog::server::hooks::HooksConfig::default()
     }
 }
 

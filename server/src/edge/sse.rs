@@ -8,6 +8,7 @@
 //! control, and a stalled browser costs hyper's bounded write buffer, no
 //! more.
 
+use crate::MetricsExt;
 use std::convert::Infallible;
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -20,7 +21,7 @@ use serde::Deserialize;
 
 use super::json::{self, GapJson};
 use super::{ApiError, EdgeState};
-use crate::subscription::{Event, StartFrom, Subscription};
+use fanlog_broker::{Event, StartFrom, Subscription};
 
 #[derive(Deserialize)]
 pub(crate) struct EventsQuery {

@@ -1,5 +1,6 @@
 //! The binary protocol over TCP.
 
+use crate::MetricsExt;
 use fanlog_protocol::frame::{ErrorCode, Frame};
 use std::future::Future;
 use tokio::io::AsyncWriteExt;
@@ -9,7 +10,7 @@ use super::session::{self, SessionLimits};
 use super::sessions::{Refusal, Sessions};
 use super::tls::{Acceptor, HANDSHAKE_TIMEOUT};
 use crate::auth::Auth;
-use crate::broker::Broker;
+use fanlog_broker::Broker;
 
 /// Settings of the TCP listener.
 #[derive(Debug, Clone)]

@@ -1,6 +1,7 @@
 //! One hook's delivery loop: read the next record at the cursor, POST it
 //! until it is accepted, commit, repeat.
 
+use crate::MetricsExt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -15,8 +16,8 @@ use super::sign::Secret;
 use super::store::{Delivery, HookSpec};
 use super::{Hooks, Status, group};
 use crate::cloudevents;
-use crate::record::Record;
-use crate::subscription::{Event, StartFrom};
+use fanlog_broker::Record;
+use fanlog_broker::{Event, StartFrom};
 
 /// How deliveries are authenticated.
 pub(super) enum Signer {
@@ -50,7 +51,7 @@ pub(super) async fn run(job: Job) {
     let group = group(&id);
     let broker = job.hooks.inner.broker.clone();
     let delivered = broker.metrics().delivery_counter("webhook");
-    let Ok(group_name) = crate::GroupName::new(group.as_str()) else {
+    let Ok(group_name) = fanlog_broker::GroupName::new(group.as_str()) else {
         tracing::error!(hook = %id, "bad hook id");
         return;
     };
@@ -84,7 +85,7 @@ pub(super) async fn run(job: Job) {
         // Verified: a receiver cannot check a record's checksum.
         let mut sub = match broker
             .subscribe(&job.spec.topic, StartFrom::Group(group_name.clone()))
-            .map(crate::Subscription::verified)
+            .map(fanlog_broker::Subscription::verified)
         {
             Ok(s) => s,
             Err(e) => {
@@ -324,7 +325,7 @@ const BATCH_BYTES: usize = 1 << 20;
 /// Adds the records that are available now to `records`, up to a batch;
 /// a gap met on the way ends the batch and is handed back.
 fn gather(
-    sub: &mut crate::Subscription,
+    sub: &mut fanlog_broker::Subscription,
     records: &mut Vec<Record>,
     gap_after: &mut Option<(u64, u64)>,
 ) {

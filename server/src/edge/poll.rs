@@ -6,6 +6,7 @@
 //! way it says `next`, where the following poll continues, so a poll loop
 //! sees every message once.
 
+use crate::MetricsExt;
 use std::time::Duration;
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -17,7 +18,7 @@ use serde::Deserialize;
 
 use super::json::{self, GapJson, Page};
 use super::{ApiError, EdgeState};
-use crate::subscription::{Event, StartFrom};
+use fanlog_broker::{Event, StartFrom};
 
 /// The longest a poll waits.
 pub(crate) const MAX_TIMEOUT: Duration = Duration::from_secs(60);

@@ -1,6 +1,7 @@
 //! `GET /metrics`: Prometheus text (see [`crate::metrics`]). An admin token
 //! is needed when the broker has tokens.
 
+use crate::MetricsExt;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;

@@ -10,7 +10,7 @@ use std::io::{self, IoSlice};
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use crate::record::RecordRun;
+use fanlog_broker::RecordRun;
 
 /// A piece of outgoing bytes.
 pub(crate) enum Chunk {

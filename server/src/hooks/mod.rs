@@ -29,9 +29,9 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::broker::Broker;
-use crate::error::BrokerError;
-use crate::subscription::StartFrom;
+use fanlog_broker::Broker;
+use fanlog_broker::BrokerError;
+use fanlog_broker::StartFrom;
 use guard::Guard;
 use sign::Secret;
 pub use store::Delivery;
@@ -448,7 +448,8 @@ impl Hooks {
     /// [`HookError::Invalid`] for a bad topic, URL, refused target, secret
     /// or start; broker and storage errors.
     pub async fn create(&self, new: NewHook) -> Result<(HookView, String), HookError> {
-        crate::TopicName::new(new.topic.as_str()).map_err(|e| HookError::Invalid(e.to_string()))?;
+        fanlog_broker::TopicName::new(new.topic.as_str())
+            .map_err(|e| HookError::Invalid(e.to_string()))?;
         let url = reqwest::Url::parse(&new.url)
             .map_err(|e| HookError::Invalid(format!("url {:?}: {e}", new.url)))?;
         self.inner

@@ -10,8 +10,8 @@ use base64::Engine;
 use serde::Serialize;
 
 use super::ApiError;
-use crate::record::Record;
-use crate::subscription::StartFrom;
+use fanlog_broker::Record;
+use fanlog_broker::StartFrom;
 
 /// A JSON response with `status`.
 pub(crate) fn body(status: StatusCode, value: &impl Serialize) -> Response {

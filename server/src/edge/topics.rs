@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use super::json::{self, GapJson, Page};
 use super::{ApiError, EdgeState};
-use crate::broker::TopicInfo;
 use crate::cloudevents;
-use crate::subscription::StartFrom;
+use fanlog_broker::StartFrom;
+use fanlog_broker::TopicInfo;
 
 #[derive(Serialize)]
 pub(crate) struct TopicJson {

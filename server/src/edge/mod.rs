@@ -2,7 +2,7 @@
 //! (Server-Sent Events, WebSocket, long polling) plus a live console page.
 //!
 //! Every handler is a thin adapter over the same [`Broker`] the binary
-//! transports use; a browser stream is a [`crate::Subscription`], read
+//! transports use; a browser stream is a [`fanlog_broker::Subscription`], read
 //! straight from the log, so an idle connection holds no message queue and
 //! a slow one only lags. Routes and bodies follow the outside contract
 //! (`CONTRACT.md`); [`router`] builds them so tests can drive the service
@@ -20,6 +20,7 @@ mod sse;
 mod topics;
 mod ws;
 
+use crate::MetricsExt;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,8 +35,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::broker::Broker;
-use crate::error::BrokerError;
+use fanlog_broker::Broker;
+use fanlog_broker::BrokerError;
+use fanlog_protocol::frame::ErrorCode;
 
 pub use asyncapi::ApiServer;
 pub use ws::{PublishOp, close_code, parse_op};
@@ -592,21 +594,32 @@ impl From<BrokerError> for ApiError {
                 retry_after: Some(5),
             };
         }
-        let status = match &e {
-            BrokerError::InvalidName(_)
-            | BrokerError::EmptyBatch
-            | BrokerError::OffsetOutOfRange { .. } => StatusCode::BAD_REQUEST,
-            BrokerError::TopicNotFound(_) => StatusCode::NOT_FOUND,
-            BrokerError::TopicExists(_) => StatusCode::CONFLICT,
-            BrokerError::IdempotencyConflict { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            BrokerError::LimitReached(_) => StatusCode::FORBIDDEN,
-            BrokerError::MessageTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            BrokerError::Poisoned { .. }
-            | BrokerError::Closed
-            | BrokerError::TopicFailed { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        Self::new(status, e.to_string())
+        Self::new(status_of(e.code()), e.to_string())
+    }
+}
+
+/// The HTTP status of a refusal, from the one classification every
+/// interface shares ([`BrokerError::code`]).
+#[must_use]
+pub fn status_of(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::InvalidName
+        | ErrorCode::EmptyBatch
+        | ErrorCode::OffsetOutOfRange
+        | ErrorCode::BadFrame
+        | ErrorCode::UnknownFrame => StatusCode::BAD_REQUEST,
+        ErrorCode::Unauthorized | ErrorCode::HandshakeRequired => StatusCode::UNAUTHORIZED,
+        ErrorCode::Forbidden | ErrorCode::LimitReached => StatusCode::FORBIDDEN,
+        ErrorCode::TopicNotFound | ErrorCode::UnknownSubscription => StatusCode::NOT_FOUND,
+        ErrorCode::TopicExists | ErrorCode::DuplicateSubscription => StatusCode::CONFLICT,
+        ErrorCode::MessageTooLarge | ErrorCode::FrameTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::IdempotencyConflict => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::Unavailable | ErrorCode::ShuttingDown | ErrorCode::TooManyConnections => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        // UnsupportedVersion, Internal, and codes this version does not know.
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 

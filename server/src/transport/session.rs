@@ -8,6 +8,7 @@
 //! is small, so a slow reader costs a bounded amount of memory: the log is
 //! the buffer.
 
+use crate::MetricsExt;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -26,10 +27,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::outbox::{self, Chunk, Outbox};
 use crate::auth::{Auth, Grant};
-use crate::broker::Broker;
-use crate::error::BrokerError;
-use crate::record::RecordRun;
-use crate::subscription::{Event, StartFrom, Subscription};
+use fanlog_broker::Broker;
+use fanlog_broker::BrokerError;
+use fanlog_broker::RecordRun;
+use fanlog_broker::{Event, StartFrom, Subscription};
 
 /// Limits of one session.
 #[derive(Debug, Clone)]
@@ -66,27 +67,6 @@ impl Default for SessionLimits {
 
 /// Most bytes of records packed into one Deliver frame.
 const DELIVER_CHUNK: usize = 64 << 10;
-
-/// The protocol error code for a broker error.
-pub fn error_code(e: &BrokerError) -> ErrorCode {
-    match e {
-        BrokerError::InvalidName(_) => ErrorCode::InvalidName,
-        BrokerError::TopicNotFound(_) => ErrorCode::TopicNotFound,
-        BrokerError::MessageTooLarge { .. } => ErrorCode::MessageTooLarge,
-        BrokerError::EmptyBatch => ErrorCode::EmptyBatch,
-        BrokerError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
-        BrokerError::Poisoned { .. }
-        | BrokerError::Io { .. }
-        | BrokerError::Corrupt { .. }
-        | BrokerError::TopicFailed { .. } => ErrorCode::Unavailable,
-        BrokerError::Closed => ErrorCode::ShuttingDown,
-        BrokerError::LimitReached(_) => ErrorCode::LimitReached,
-        BrokerError::RateLimited(_) => ErrorCode::RateLimited,
-        BrokerError::IdempotencyConflict { .. } => ErrorCode::IdempotencyConflict,
-        e if e.is_out_of_space() => ErrorCode::Unavailable,
-        _ => ErrorCode::Internal,
-    }
-}
 
 struct Slot {
     sub: Subscription,
@@ -170,7 +150,7 @@ pub(crate) async fn run<R, W>(
             Step::Send(Err(_)) => break, // writer gone: the peer hung up
             Step::Ack((id, result)) => match result {
                 Ok(seqs) => s.send(id, &Frame::PublishAck { seqs }),
-                Err(e) => s.send_error(id, error_code(&e), &e.to_string()),
+                Err(e) => s.send_error(id, e.code(), &e.to_string()),
             },
             Step::Read(Ok(0)) | Step::Read(Err(_)) => break,
             Step::Read(Ok(_)) => s.handle_input(),
@@ -355,11 +335,11 @@ impl Session {
             }
             Frame::Commit { topic, group, seq } => match self.broker.commit(topic, group, seq) {
                 Ok(()) => self.send(id, &Frame::Ok),
-                Err(e) => self.send_error(id, error_code(&e), &e.to_string()),
+                Err(e) => self.send_error(id, e.code(), &e.to_string()),
             },
             Frame::Committed { topic, group } => match self.broker.committed(topic, group) {
                 Ok(seq) => self.send(id, &Frame::CommittedOffset { seq }),
-                Err(e) => self.send_error(id, error_code(&e), &e.to_string()),
+                Err(e) => self.send_error(id, e.code(), &e.to_string()),
             },
             Frame::Fetch {
                 topic,
@@ -424,7 +404,7 @@ impl Session {
             .as_ref()
             .map(|g| g.charge_publish(messages.len()))
         {
-            return self.send_error(id, error_code(&e), &e.to_string());
+            return self.send_error(id, e.code(), &e.to_string());
         }
         let mut batch = Vec::with_capacity(messages.len());
         for (i, m) in messages.iter().enumerate() {
@@ -500,7 +480,7 @@ impl Session {
                     },
                 );
             }
-            Err(e) => self.send_error(id, error_code(&e), &e.to_string()),
+            Err(e) => self.send_error(id, e.code(), &e.to_string()),
         }
     }
 
@@ -510,7 +490,7 @@ impl Session {
             .read(topic, from, max_count.min(10_000) as usize)
         {
             Ok(b) => b,
-            Err(e) => return self.send_error(id, error_code(&e), &e.to_string()),
+            Err(e) => return self.send_error(id, e.code(), &e.to_string()),
         };
         let budget = (max_bytes as usize).min(self.limits.max_frame - 64);
         let mut bytes = Vec::new();
@@ -570,7 +550,7 @@ impl Session {
                     break;
                 }
                 Some(Err(e)) => {
-                    let (code, msg) = (error_code(&e), e.to_string());
+                    let (code, msg) = (e.code(), e.to_string());
                     pending.flush(&mut self.out, id);
                     self.subs.remove(&id);
                     let _ = Frame::SubEnd {
@@ -614,7 +594,7 @@ struct Pending {
 
 impl Pending {
     /// Adds a record; returns its size on the wire.
-    fn push(&mut self, r: &crate::Record) -> usize {
+    fn push(&mut self, r: &fanlog_broker::Record) -> usize {
         let n = r.padded_len();
         if !self.runs.last_mut().is_some_and(|run| run.extend(r)) {
             self.runs.push(RecordRun::new(r));

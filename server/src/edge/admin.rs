@@ -15,7 +15,7 @@ use super::auth::Caller;
 use super::json;
 use super::topics::TopicJson;
 use super::{ApiError, EdgeState};
-use crate::config::TopicOverrides;
+use fanlog_broker::TopicOverrides;
 
 /// `PUT /topics/{topic}` with [`TopicOverrides`] as the body: `201` and
 /// the topic; `409` when it exists.

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use crate::config::TopicPattern;
+use fanlog_broker::TopicPattern;
 
 /// The `[auth]` section of the config file.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -196,12 +196,12 @@ impl Grant {
     /// Charges `messages` publishes to the token's rate.
     ///
     /// # Errors
-    /// [`crate::BrokerError::RateLimited`] with the wait before a retry.
-    pub fn charge_publish(&self, messages: usize) -> crate::Result<()> {
+    /// [`fanlog_broker::BrokerError::RateLimited`] with the wait before a retry.
+    pub fn charge_publish(&self, messages: usize) -> fanlog_broker::Result<()> {
         match &self.limiter {
             Some(b) => b.take(messages as f64).map_err(|r| match r {
-                Refused::Wait(d) => crate::BrokerError::RateLimited(d),
-                Refused::OverBurst(burst) => crate::BrokerError::LimitReached(format!(
+                Refused::Wait(d) => fanlog_broker::BrokerError::RateLimited(d),
+                Refused::OverBurst(burst) => fanlog_broker::BrokerError::LimitReached(format!(
                     "a batch of {messages} messages is over the token's publish rate of {burst} per second; send smaller batches"
                 )),
             }),

@@ -8,4 +8,4 @@ pub(crate) mod sessions;
 pub mod tcp;
 pub mod tls;
 
-pub use session::{SessionLimits, error_code};
+pub use session::SessionLimits;

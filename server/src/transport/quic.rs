@@ -3,6 +3,7 @@
 //! and one stream per subscription, so a slow subscription never holds up
 //! another (no head-of-line blocking across streams).
 
+use crate::MetricsExt;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use super::session::{self, SessionLimits};
 use super::sessions::Sessions;
 use crate::auth::Auth;
-use crate::broker::Broker;
+use fanlog_broker::Broker;
 
 /// ALPN protocol id of the binary protocol over QUIC.
 pub const ALPN: &[u8] = b"fanlog/1";

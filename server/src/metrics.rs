@@ -6,8 +6,7 @@
 //! once; per-topic and per-group figures are read from the topics at each
 //! scrape, so a topic costs nothing between scrapes.
 
-use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -17,7 +16,20 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::flusher::Registry as Topics;
+use fanlog_broker::{Broker, TopicFigures, WeakBroker};
+
+/// The metrics of a broker: one set per broker, made on first use and
+/// shared by every server over it.
+pub trait MetricsExt {
+    /// This broker's metrics.
+    fn metrics(&self) -> Arc<Metrics>;
+}
+
+impl MetricsExt for Broker {
+    fn metrics(&self) -> Arc<Metrics> {
+        self.extension(Metrics::new)
+    }
+}
 
 /// The consumer groups that hold hooks' cursors start with this.
 pub(crate) const HOOK_GROUP_PREFIX: &str = "_hooks.";
@@ -38,11 +50,13 @@ pub struct Metrics {
     connections: Family<TransportLabel, Gauge>,
     deliveries: Family<TransportLabel, Counter>,
     hook_retries: Counter,
-    fsync: Histogram,
 }
 
 impl Metrics {
-    pub(crate) fn new(topics: Topics) -> Self {
+    /// Registers the metrics of `broker`: the figures of its topics read at
+    /// each scrape, and the time of each of its syncs. Use
+    /// [`MetricsExt::metrics`], which makes one per broker.
+    fn new(broker: &Broker) -> Self {
         let mut registry = Registry::with_prefix("fanlog");
         let refusals = Family::<RefusalLabels, Counter>::default();
         registry.register(
@@ -75,14 +89,17 @@ impl Metrics {
             "Time one sync (fdatasync) of a topic took",
             fsync.clone(),
         );
-        registry.register_collector(Box::new(TopicCollector { topics }));
+        let observed = fsync.clone();
+        broker.on_sync(move |took| observed.observe(took.as_secs_f64()));
+        registry.register_collector(Box::new(TopicCollector {
+            broker: broker.downgrade(),
+        }));
         Self {
             registry,
             refusals,
             connections,
             deliveries,
             hook_retries,
-            fsync,
         }
     }
 
@@ -147,11 +164,6 @@ impl Metrics {
         self.hook_retries.inc();
     }
 
-    /// Records how long one sync took.
-    pub(crate) fn synced(&self, took: Duration) {
-        self.fsync.observe(took.as_secs_f64());
-    }
-
     /// Everything, in the Prometheus text format (version 0.0.4).
     #[must_use]
     pub fn render(&self) -> String {
@@ -180,31 +192,35 @@ impl Drop for ConnectionGuard {
 /// Per-topic and per-group figures, read at each scrape.
 #[derive(Debug)]
 struct TopicCollector {
-    topics: Topics,
+    /// Weak: the broker holds its metrics.
+    broker: WeakBroker,
 }
 
 impl Collector for TopicCollector {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-        let mut topics: Vec<_> = self.topics.read().values().cloned().collect();
-        topics.sort_by(|a, b| a.log.name().cmp(b.log.name()));
-        let label = |t: &crate::broker::Topic| [("topic", t.log.name().as_str().to_owned())];
+        let topics = self
+            .broker
+            .upgrade()
+            .map(|b| b.open_topic_figures())
+            .unwrap_or_default();
+        let label = |t: &TopicFigures| [("topic", t.name.as_str().to_owned())];
 
-        type Read = fn(&crate::broker::Topic) -> u64;
+        type Read = fn(&TopicFigures) -> u64;
         let counters: [(&str, &str, Read); 3] = [
             (
                 "topic_messages_in",
                 "Messages appended to a topic since the broker started",
-                |t| t.messages_in.load(Ordering::Relaxed),
+                |t| t.messages_in,
             ),
             (
                 "topic_bytes_in",
                 "Payload bytes appended to a topic since the broker started",
-                |t| t.bytes_in.load(Ordering::Relaxed),
+                |t| t.bytes_in,
             ),
             (
                 "topic_corrupt_reads",
                 "Records refused to a reader because they failed their checksum (bit rot on disk)",
-                |t| t.corrupt_reads.load(Ordering::Relaxed),
+                |t| t.corrupt_reads,
             ),
         ];
         for (name, help, read) in counters {
@@ -222,22 +238,22 @@ impl Collector for TopicCollector {
             (
                 "topic_next_seq",
                 "The seq the next message of a topic will get",
-                |t| t.log.next_seq(),
+                |t| t.next_seq,
             ),
             (
                 "topic_first_seq",
                 "The first seq a topic still stores",
-                |t| t.log.first_seq(),
+                |t| t.first_seq,
             ),
             (
                 "topic_bytes",
                 "Bytes of records a topic stores on disk",
-                |t| t.log.bytes(),
+                |t| t.bytes,
             ),
             (
                 "topic_quarantined_records",
                 "Records that failed their checksum when the topic was opened: kept on disk, served as a gap",
-                |t| t.log.recovery_report().quarantined_records,
+                |t| t.quarantined_records,
             ),
         ];
         for (name, help, read) in gauges {
@@ -256,12 +272,11 @@ impl Collector for TopicCollector {
         let lags: Vec<(String, String, i64)> = topics
             .iter()
             .flat_map(|t| {
-                let next = t.log.next_seq();
-                t.offsets.groups().into_iter().map(move |(g, committed)| {
+                t.groups.iter().map(move |(g, committed)| {
                     (
-                        t.log.name().as_str().to_owned(),
+                        t.name.as_str().to_owned(),
                         g.as_str().to_owned(),
-                        next.saturating_sub(committed) as i64,
+                        t.next_seq.saturating_sub(*committed) as i64,
                     )
                 })
             })

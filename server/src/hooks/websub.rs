@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use super::{HookError, HookSpec, Hooks, WebSubSpec, group, now_ms};
-use crate::subscription::StartFrom;
+use fanlog_broker::StartFrom;
 
 /// A `POST /websub` form: every `hub.*` parameter; unknown ones ignored.
 #[derive(Debug, Clone, Default)]
@@ -42,7 +42,9 @@ fn topic_of(topic_url: &str) -> Option<String> {
     else {
         return None;
     };
-    crate::TopicName::new(name).ok().map(|n| n.to_string())
+    fanlog_broker::TopicName::new(name)
+        .ok()
+        .map(|n| n.to_string())
 }
 
 enum Mode {

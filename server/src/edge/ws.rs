@@ -13,6 +13,7 @@
 //! its reason, `{"reason": "...", "resume_from": SEQ}`: reconnect with
 //! `?from=SEQ` to continue with no gap and no duplicate.
 
+use crate::MetricsExt;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
@@ -30,8 +31,8 @@ use std::time::Duration;
 
 use super::json::{GapJson, MessageJson};
 use super::{ApiError, EdgeState};
-use crate::error::BrokerError;
-use crate::subscription::{Event, StartFrom, Subscription};
+use fanlog_broker::BrokerError;
+use fanlog_broker::{Event, StartFrom, Subscription};
 
 /// Close codes the broker uses (the 4000-4999 range is the application's).
 /// The close reason is JSON with the seq to resume from.
