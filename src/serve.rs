@@ -4,12 +4,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use fanlog::server::transport::{quic, tcp, tls};
-use fanlog::server::{edge, hooks};
+use fanlog::server::transport::SessionLimits;
+use fanlog::server::{Server, ServerBuilder, edge, hooks};
 use fanlog::{Broker, Durability};
 use tokio::io::AsyncWriteExt;
-use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Listen, LogFormat, LogOverrides, Overrides};
 
@@ -162,12 +160,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let limits = &cfg.limits;
     let broker_config = cfg.broker().map_err(anyhow::Error::msg)?;
-    let session_limits = fanlog::server::transport::SessionLimits {
-        max_frame: limits.max_frame_bytes,
-        max_subscriptions: limits.max_subscriptions_per_connection,
-        hello_timeout: limits.hello_timeout.0,
-        ..Default::default()
-    };
     let broker = Broker::open(&cfg.data, broker_config)
         .with_context(|| format!("cannot open {}", cfg.data.display()))?;
     let trust_pem = args
@@ -175,160 +167,51 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .iter()
         .map(|p| std::fs::read(p).with_context(|| format!("cannot read {}", p.display())))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let hooks = hooks::Hooks::open(
-        broker.clone(),
-        hooks::HooksConfig {
+    let mut builder = Server::builder(broker)
+        .tcp(cfg.tcp)
+        .auth(auth)
+        .session_limits(SessionLimits {
+            max_frame: limits.max_frame_bytes,
+            max_subscriptions: limits.max_subscriptions_per_connection,
+            hello_timeout: limits.hello_timeout.0,
+            ..Default::default()
+        })
+        .connection_limits(limits.max_connections, limits.max_connections_per_ip)
+        .hooks(hooks::HooksConfig {
             allow_targets: cfg.allow_hook_targets.clone(),
             trust_pem,
             max_hooks: limits.max_hooks,
             ..cfg.hooks.hooks_config().map_err(anyhow::Error::msg)?
-        },
-    )
-    .context("cannot start the webhooks")?;
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = move |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
-
-    let identity = || {
-        quic::identity(&cfg.data, cfg.tls_cert.as_deref(), cfg.tls_key.as_deref())
-            .context("cannot load the TLS certificate")
-    };
-    let mut listening: Vec<(&str, SocketAddr)> = Vec::new();
-    let mut servers = tokio::task::JoinSet::new();
-    let tcp_config = tcp::TcpConfig {
-        auth: auth.clone(),
-        max_connections: limits.max_connections,
-        max_connections_per_ip: limits.max_connections_per_ip,
-        limits: session_limits.clone(),
-        tls: None,
-    };
-    let listener = tokio::net::TcpListener::bind(cfg.tcp)
-        .await
-        .with_context(|| format!("cannot listen on tcp {}", cfg.tcp))?;
-    listening.push(("tcp", listener.local_addr()?));
-    servers.spawn(tcp::serve(
-        listener,
-        broker.clone(),
-        tcp_config.clone(),
-        stopped(stop_rx.clone()),
-    ));
-    if let Listen::At(addr) = cfg.tls {
-        let acceptor = tls::Acceptor::new(&identity()?, &[quic::ALPN])?;
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on tls {addr}"))?;
-        listening.push(("tls", listener.local_addr()?));
-        servers.spawn(tcp::serve(
-            listener,
-            broker.clone(),
-            tcp::TcpConfig {
-                tls: Some(acceptor),
-                ..tcp_config
-            },
-            stopped(stop_rx.clone()),
-        ));
-    }
-    if let Listen::At(addr) = cfg.quic {
-        let identity = identity()?;
-        tracing::info!(cert = %identity.cert_path.display(), "TLS certificate (pass it to clients with --ca)");
-        let config = quic::QuicConfig {
-            auth: auth.clone(),
-            max_connections: limits.max_connections,
-            max_connections_per_ip: limits.max_connections_per_ip,
-            limits: session_limits.clone(),
-            ..quic::QuicConfig::default()
-        };
-        let endpoint = quic::endpoint(addr, identity, &config)
-            .with_context(|| format!("cannot listen on quic {addr}"))?;
-        listening.push(("quic", endpoint.local_addr()?));
-        servers.spawn(quic::serve(
-            endpoint,
-            broker.clone(),
-            config,
-            stopped(stop_rx.clone()),
-        ));
-    }
-    if matches!(cfg.http, Listen::At(_)) || matches!(cfg.https, Listen::At(_)) {
-        let api_servers = listening
-            .iter()
-            .map(|(kind, a)| {
-                let (protocol, description) = match *kind {
-                    "tcp" => (
-                        "fanlog",
-                        "fanlog's binary protocol over TCP (the client crate).",
-                    ),
-                    "tls" => ("fanlog-tls", "fanlog's binary protocol over TLS."),
-                    _ => (
-                        "fanlog-quic",
-                        "fanlog's binary protocol over QUIC, one stream per session.",
-                    ),
-                };
-                edge::ApiServer {
-                    name: (*kind).into(),
-                    host: a.to_string(),
-                    protocol: protocol.into(),
-                    description: description.into(),
-                }
-            })
-            .collect();
-        // Bound first: the public URL defaults to the listener's address.
-        let http_listener = match cfg.http {
-            Listen::At(addr) => Some(
-                tokio::net::TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("cannot listen on http {addr}"))?,
-            ),
-            Listen::Off => None,
-        };
-        let https_listener = match cfg.https {
-            Listen::At(addr) => Some(
-                tokio::net::TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("cannot listen on https {addr}"))?,
-            ),
-            Listen::Off => None,
-        };
-        let public_url = match (&cfg.public_url, &https_listener, &http_listener) {
-            (Some(u), _, _) => Some(u.trim_end_matches('/').to_owned()),
-            (None, Some(l), _) => Some(format!("https://{}", l.local_addr()?)),
-            (None, None, Some(l)) => Some(format!("http://{}", l.local_addr()?)),
-            (None, None, None) => None,
-        };
-        let config = edge::HttpConfig {
+        })
+        .http_config(edge::HttpConfig {
             cors_origins: cfg.cors_origins.clone(),
-            public_url,
-            api_servers,
+            public_url: cfg.public_url.clone(),
             max_body: limits.max_request_body,
-            max_connections: limits.max_connections,
-            max_connections_per_ip: limits.max_connections_per_ip,
             header_timeout: limits.header_timeout.0,
             body_timeout: limits.body_timeout.0,
             ..edge::HttpConfig::default()
-        };
-        let state = edge::EdgeState::new(broker.clone(), config, CancellationToken::new())
-            .map_err(anyhow::Error::msg)?
-            .with_hooks(hooks.clone())
-            .with_auth(auth.clone());
-        if let Some(listener) = http_listener {
-            listening.push(("http", listener.local_addr()?));
-            servers.spawn(edge::serve(
-                listener,
-                state.clone(),
-                stopped(stop_rx.clone()),
-            ));
-        }
-        if let Some(listener) = https_listener {
-            let acceptor = tls::Acceptor::new(&identity()?, &[b"http/1.1"])?;
-            listening.push(("https", listener.local_addr()?));
-            servers.spawn(edge::serve_tls(
-                listener,
-                acceptor,
-                state,
-                stopped(stop_rx.clone()),
-            ));
+        });
+    if let (Some(cert), Some(key)) = (&cfg.tls_cert, &cfg.tls_key) {
+        builder = builder.certificate(cert, key);
+    }
+    for (listen, set) in [
+        (
+            cfg.tls,
+            ServerBuilder::tls as fn(ServerBuilder, SocketAddr) -> ServerBuilder,
+        ),
+        (cfg.quic, ServerBuilder::quic),
+        (cfg.http, ServerBuilder::http),
+        (cfg.https, ServerBuilder::https),
+    ] {
+        if let Listen::At(addr) = listen {
+            builder = set(builder, addr);
         }
     }
+    let server = builder.start().await?;
+    if let Some(cert) = server.certificate() {
+        tracing::info!(cert = %cert.display(), "TLS certificate (pass it to clients with --ca)");
+    }
+    let listening = server.listeners();
 
     let signals = ShutdownSignals::install()?;
     let mut out = tokio::io::stdout();
@@ -349,14 +232,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         eprintln!("console: {scheme}://{a}/");
     }
 
-    signals.wait().await;
-    tracing::info!("shutting down");
-    let _ = stop_tx.send(true);
-    while let Some(r) = servers.join_next().await {
-        r.context("a listener task failed")??;
-    }
-    hooks.shutdown().await;
-    broker.close()?;
+    server
+        .wait(async {
+            signals.wait().await;
+            tracing::info!("shutting down");
+        })
+        .await?;
     Ok(())
 }
 

@@ -205,19 +205,15 @@ async fn producer_batches_pipelines_and_keeps_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_over_the_limit_are_refused_with_an_error() {
-    use fanlog::server::transport::tcp;
     let dir = tempfile::tempdir().unwrap();
     let broker = common::open(dir.path(), &common::config(Durability::Never, 1 << 20));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let config = tcp::TcpConfig {
-        max_connections: 2,
-        ..Default::default()
-    };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(tcp::serve(listener, broker.clone(), config, async move {
-        let _ = stopped.await;
-    }));
+    let server = fanlog::server::Server::builder(broker)
+        .tcp(([127, 0, 0, 1], 0).into())
+        .connection_limits(2, 10_000)
+        .start()
+        .await
+        .unwrap();
+    let addr = server.addr("tcp").unwrap().to_string();
     let a = Client::connect(&addr).await.unwrap();
     let b = Client::connect(&addr).await.unwrap();
     let e = Client::connect(&addr).await.unwrap_err();
@@ -238,7 +234,6 @@ async fn connections_over_the_limit_are_refused_with_an_error() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(admitted.is_some(), "a freed slot is reused");
-    stop.send(()).unwrap();
     drop((b, admitted));
-    server.await.unwrap().unwrap();
+    server.stop().await.unwrap();
 }

@@ -9,6 +9,7 @@
 //! - `auth`: tokens, their rights per topic pattern, tickets and sessions
 //! - `cloudevents`: CloudEvents 1.0 over HTTP
 //! - `metrics`: `GET /metrics`, one set per broker
+//! - `server`: [`Server`], the composition root that wires them
 
 #![warn(missing_docs)]
 
@@ -17,6 +18,8 @@ pub mod cloudevents;
 pub mod edge;
 pub mod hooks;
 pub mod metrics;
+mod server;
 pub mod transport;
 
 pub use metrics::MetricsExt;
+pub use server::{Server, ServerBuilder, ServerError, Shutdown};

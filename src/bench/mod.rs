@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use fanlog::client::{ConnectOptions, QuicOptions, Transport};
+use fanlog::server::Server;
 use fanlog::{Broker, BrokerConfig, Durability, TopicConfig};
 
 #[derive(
@@ -199,9 +200,7 @@ impl Target {
 }
 
 struct Embedded {
-    broker: Broker,
-    stop: tokio::sync::watch::Sender<bool>,
-    servers: tokio::task::JoinSet<std::io::Result<()>>,
+    server: Server,
     _dir: tempfile::TempDir,
 }
 
@@ -295,10 +294,9 @@ async fn spawn_broker(args: &BenchArgs) -> anyhow::Result<(ChildBroker, Addrs)> 
     Ok((ChildBroker { child, _dir: dir }, addrs))
 }
 
-/// A broker in this process on a temporary directory.
+/// A broker in this process on a temporary directory, served by the same
+/// composition root as `fanlog serve`.
 async fn embed_broker(args: &BenchArgs) -> anyhow::Result<(Embedded, Addrs)> {
-    use fanlog::server::edge;
-    use fanlog::server::transport::{quic, tcp};
     let dir = tempfile::tempdir().context("temporary directory")?;
     let config = BrokerConfig {
         topic: TopicConfig {
@@ -311,46 +309,23 @@ async fn embed_broker(args: &BenchArgs) -> anyhow::Result<(Embedded, Addrs)> {
         ..BrokerConfig::default()
     };
     let broker = Broker::open(dir.path(), config)?;
-    let (stop, rx) = tokio::sync::watch::channel(false);
-    let stopped = move |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
-    let mut servers = tokio::task::JoinSet::new();
-    let mut addrs = Addrs::default();
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    addrs.tcp = Some(l.local_addr()?.to_string());
-    servers.spawn(tcp::serve(
-        l,
-        broker.clone(),
-        tcp::TcpConfig::default(),
-        stopped(rx.clone()),
-    ));
+    let any: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
+    let mut builder = Server::builder(broker).tcp(any);
     if args.transport == TransportArg::Quic {
-        let identity = quic::identity(dir.path(), None, None)?;
-        addrs.ca = Some(identity.cert_path.clone());
-        let cfg = quic::QuicConfig::default();
-        let e = quic::endpoint(([127, 0, 0, 1], 0).into(), identity, &cfg)?;
-        addrs.quic = Some(e.local_addr()?.to_string());
-        servers.spawn(quic::serve(e, broker.clone(), cfg, stopped(rx.clone())));
+        builder = builder.quic(any);
     }
     if args.transport.is_http() {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        addrs.http = Some(l.local_addr()?.to_string());
-        let state = edge::EdgeState::new(
-            broker.clone(),
-            edge::HttpConfig::default(),
-            tokio_util::sync::CancellationToken::new(),
-        )
-        .map_err(anyhow::Error::msg)?;
-        servers.spawn(edge::serve(l, state, stopped(rx)));
+        builder = builder.http(any);
     }
-    let embedded = Embedded {
-        broker,
-        stop,
-        servers,
-        _dir: dir,
+    let server = builder.start().await?;
+    let addr = |kind: &str| server.addr(kind).map(|a| a.to_string());
+    let addrs = Addrs {
+        tcp: addr("tcp"),
+        quic: addr("quic"),
+        http: addr("http"),
+        ca: server.certificate().map(std::path::Path::to_owned),
     };
-    Ok((embedded, addrs))
+    Ok((Embedded { server, _dir: dir }, addrs))
 }
 
 async fn target(args: &BenchArgs) -> anyhow::Result<Target> {
@@ -452,10 +427,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         remove_topic(&args, &topic).await;
     }
     if let Some(e) = target.embedded.take() {
-        let _ = e.stop.send(true);
-        let mut servers = e.servers;
-        while servers.join_next().await.is_some() {}
-        e.broker.close()?;
+        e.server.stop().await?;
     }
     if let Some(child) = target.child.take() {
         child.stop().await?;

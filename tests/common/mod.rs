@@ -127,14 +127,14 @@ pub fn retention_config(
     }
 }
 
-/// A broker serving TCP and QUIC on 127.0.0.1 port 0, in this process.
+/// A broker serving TCP and QUIC on 127.0.0.1 port 0, in this process,
+/// through the same composition root as `fanlog serve`.
 pub struct TestServer {
     pub broker: Broker,
     pub tcp: std::net::SocketAddr,
     pub quic: std::net::SocketAddr,
     pub cert: PathBuf,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    tasks: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
+    server: fanlog::server::Server,
 }
 
 impl TestServer {
@@ -143,40 +143,21 @@ impl TestServer {
         dir: &Path,
         cfg: &BrokerConfig,
         tcp: std::net::SocketAddr,
-        quic_at: std::net::SocketAddr,
+        quic: std::net::SocketAddr,
     ) -> Self {
-        use fanlog::server::transport::{quic, tcp as tcp_server};
         let broker = open(dir, cfg);
-        let listener = tokio::net::TcpListener::bind(tcp).await.expect("bind tcp");
-        let tcp = listener.local_addr().unwrap();
-        let identity = quic::identity(dir, None, None).expect("identity");
-        let cert = identity.cert_path.clone();
-        let qcfg = quic::QuicConfig::default();
-        let endpoint = quic::endpoint(quic_at, identity, &qcfg).expect("bind quic");
-        let quic_addr = endpoint.local_addr().unwrap();
-        let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-        let shared = futures_util::FutureExt::shared(rx);
-        let t1 = tokio::spawn(tcp_server::serve(
-            listener,
-            broker.clone(),
-            tcp_server::TcpConfig::default(),
-            {
-                let s = shared.clone();
-                async move {
-                    let _ = s.await;
-                }
-            },
-        ));
-        let t2 = tokio::spawn(quic::serve(endpoint, broker.clone(), qcfg, async move {
-            let _ = shared.await;
-        }));
+        let server = fanlog::server::Server::builder(broker.clone())
+            .tcp(tcp)
+            .quic(quic)
+            .start()
+            .await
+            .expect("serve");
         Self {
             broker,
-            tcp,
-            quic: quic_addr,
-            cert,
-            stop: Some(stop),
-            tasks: vec![t1, t2],
+            tcp: server.addr("tcp").unwrap(),
+            quic: server.addr("quic").unwrap(),
+            cert: server.certificate().unwrap().to_owned(),
+            server,
         }
     }
 
@@ -186,14 +167,8 @@ impl TestServer {
     }
 
     /// Graceful stop: listeners tell their sessions, wait, then the broker closes.
-    pub async fn stop(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        for t in self.tasks.drain(..) {
-            t.await.expect("server task").expect("server");
-        }
-        self.broker.close().expect("close broker");
+    pub async fn stop(self) {
+        self.server.stop().await.expect("graceful stop");
     }
 
     pub fn tcp_options(&self) -> fanlog::client::ConnectOptions {
@@ -429,39 +404,28 @@ pub fn rss_kb(pid: u32) -> (u64, u64) {
     (anon, total)
 }
 
-/// The HTTP edge over `broker` on 127.0.0.1 port 0, in this process.
+/// The HTTP edge over `broker` on 127.0.0.1 port 0, in this process,
+/// through the same composition root as `fanlog serve`.
 pub struct HttpServer {
     pub addr: std::net::SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    server: fanlog::server::Server,
 }
 
 impl HttpServer {
     pub async fn start(broker: &Broker, config: fanlog::server::edge::HttpConfig) -> Self {
-        let state = fanlog::server::edge::EdgeState::new(
-            broker.clone(),
-            config,
-            tokio_util::sync::CancellationToken::new(),
-        )
-        .expect("valid HTTP config");
-        Self::serve(state).await
+        let server = fanlog::server::Server::builder(broker.clone())
+            .http(([127, 0, 0, 1], 0).into())
+            .http_config(config)
+            .start()
+            .await
+            .expect("serve http");
+        Self::of(server)
     }
 
-    /// The edge over `state` (e.g. with hooks).
-    pub async fn serve(state: fanlog::server::edge::EdgeState) -> Self {
-        use fanlog::server::edge;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind http");
-        let addr = listener.local_addr().unwrap();
-        let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(edge::serve(listener, state, async move {
-            let _ = rx.await;
-        }));
+    fn of(server: fanlog::server::Server) -> Self {
         Self {
-            addr,
-            stop: Some(stop),
-            task: Some(task),
+            addr: server.addr("http").expect("an http listener"),
+            server,
         }
     }
 
@@ -469,14 +433,10 @@ impl HttpServer {
         format!("http://{}{path}", self.addr)
     }
 
-    /// Graceful stop: open streams end, then the server task finishes.
-    pub async fn stop(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.task.take() {
-            t.await.expect("http task").expect("http server");
-        }
+    /// Graceful stop: open streams end, the server tasks finish, then the
+    /// broker closes.
+    pub async fn stop(self) {
+        self.server.stop().await.expect("graceful stop");
     }
 }
 
@@ -496,28 +456,23 @@ impl Rig {
                 1 << 20,
             ),
         );
-        let hooks = fanlog::server::hooks::Hooks::open(broker.clone(), hooks).unwrap();
-        let state = fanlog::server::edge::EdgeState::new(
-            broker.clone(),
-            fanlog::server::edge::HttpConfig::default(),
-            tokio_util::sync::CancellationToken::new(),
-        )
-        .unwrap()
-        .with_hooks(hooks.clone());
-        let http = HttpServer::serve(state).await;
+        let server = fanlog::server::Server::builder(broker.clone())
+            .http(([127, 0, 0, 1], 0).into())
+            .hooks(hooks)
+            .start()
+            .await
+            .unwrap();
         Self {
             broker,
-            hooks,
-            http,
+            hooks: server.hooks().unwrap().clone(),
+            http: HttpServer::of(server),
         }
     }
 
+    /// Graceful stop: the edge, then the hooks, then the broker.
     pub async fn stop(self) {
         self.http.stop().await;
-        self.hooks.shutdown().await;
-        self.broker.close().unwrap();
     }
-
     pub async fn create(
         &self,
         body: serde_json::Value,
