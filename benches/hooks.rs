@@ -1,6 +1,8 @@
 //! 1,000 webhooks on one topic, each receiving 1,000 messages, against a
 //! local receiver on 127.0.0.1: deliveries per second, every hook checked
-//! for order. `cargo bench --bench hooks [-- HOOKS MESSAGES]`.
+//! for order. `cargo bench --bench hooks [-- HOOKS MESSAGES [FSYNC]]`, FSYNC
+//! one of `always`, `interval:MS` (default `interval:100`), `never`: under
+//! `always` every cursor commit is durable before the next delivery.
 //!
 //! The baseline in the same run is the receiver alone: the same number of
 //! POSTs sent straight to it by the same HTTP client (1,000 concurrent
@@ -91,6 +93,13 @@ fn main() {
     let hooks_n = nums.first().copied().unwrap_or(1000) as usize;
     let msgs = nums.get(1).copied().unwrap_or(1000);
     let want = hooks_n as u64 * msgs;
+    let fsync: Durability = std::env::args()
+        .find_map(|a| {
+            a.parse()
+                .ok()
+                .filter(|_| !a.starts_with('-') && a.parse::<u64>().is_err())
+        })
+        .unwrap_or(Durability::Interval(Duration::from_millis(100)));
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let raise = rustix::process::getrlimit(rustix::process::Resource::Nofile);
@@ -144,7 +153,7 @@ fn main() {
             dir.path(),
             BrokerConfig {
                 topic: TopicConfig {
-                    durability: Durability::Interval(Duration::from_millis(100)),
+                    durability: fsync,
                     ..TopicConfig::default()
                 },
                 ..BrokerConfig::default()
@@ -192,7 +201,7 @@ fn main() {
 
         let direct = want as f64 / direct_secs;
         let fanlog = want as f64 / hook_secs;
-        println!("{hooks_n} hooks x {msgs} messages = {want} deliveries (64 B, local receiver)");
+        println!("{hooks_n} hooks x {msgs} messages = {want} deliveries (64 B, local receiver, fsync {fsync})");
         println!("  direct POSTs (baseline): {direct:>10.0} /s  ({direct_secs:.2} s)");
         println!("  fanlog hooks:            {fanlog:>10.0} /s  ({hook_secs:.2} s)  = {:.2}x the baseline", fanlog / direct);
         println!("  hooks that got every message in order: {complete} of {hooks_n}; out of order: {out_of_order}");
