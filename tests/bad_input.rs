@@ -34,7 +34,7 @@ async fn invalid_topic_names_are_refused_everywhere_and_touch_no_disk() {
             Err(BrokerError::InvalidName(_))
         ));
         assert!(matches!(
-            broker.commit(bad, "g", 0),
+            broker.commit(bad, "g", 0).await,
             Err(BrokerError::InvalidName(_))
         ));
     }
@@ -47,7 +47,7 @@ async fn invalid_topic_names_are_refused_everywhere_and_touch_no_disk() {
     broker.publish("ok", Message::new("x")).await.unwrap();
     for bad_group in ["", "../g", "a/b"] {
         assert!(matches!(
-            broker.commit("ok", bad_group, 0),
+            broker.commit("ok", bad_group, 0).await,
             Err(BrokerError::InvalidName(_))
         ));
     }
@@ -114,8 +114,8 @@ async fn commit_past_the_end_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let broker = common::open(dir.path(), &common::config(Durability::Never, 1 << 20));
     broker.publish("t", Message::new("a")).await.unwrap();
-    broker.commit("t", "g", 1).unwrap();
-    let e = broker.commit("t", "g", 2).unwrap_err();
+    broker.commit("t", "g", 1).await.unwrap();
+    let e = broker.commit("t", "g", 2).await.unwrap_err();
     assert!(
         matches!(
             e,

@@ -35,7 +35,7 @@ fn offsets_child() {
             .unwrap();
         writeln!(out, "PUB\t{key}\t{seq}").unwrap();
         let group = format!("g{}", i % 4);
-        broker.commit("jobs", &group, seq + 1).unwrap();
+        rt.block_on(broker.commit("jobs", &group, seq + 1)).unwrap();
         writeln!(out, "COMMIT\t{group}\t{}", seq + 1).unwrap();
         out.flush().unwrap();
     }
@@ -203,7 +203,7 @@ fn group_offsets_survive_reopen_and_resume_subscriptions() {
         rt.block_on(broker.publish("q", Message::new(format!("{i}"))))
             .unwrap();
     }
-    broker.commit("q", "workers", 6).unwrap();
+    rt.block_on(broker.commit("q", "workers", 6)).unwrap();
     drop(broker);
     let broker = common::open(dir.path(), &cfg);
     assert_eq!(broker.committed("q", "workers").unwrap(), Some(6));

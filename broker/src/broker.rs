@@ -140,6 +140,29 @@ pub struct TopicFigures {
     pub groups: Vec<(GroupName, u64)>,
 }
 
+/// A commit written but perhaps not yet durable (see
+/// [`Broker::begin_commit`]).
+#[derive(Debug)]
+#[must_use = "a commit is durable only once `durable` resolves"]
+pub struct Committing {
+    /// The topic and the commit's ticket, under `always`.
+    wait: Option<(Arc<Topic>, u64)>,
+}
+
+impl Committing {
+    /// Resolves once the commit is durable under its topic's mode: at once
+    /// unless the mode is `always`, else after the next sync.
+    ///
+    /// # Errors
+    /// The sync of the offsets failed.
+    pub async fn durable(self) -> Result<()> {
+        match self.wait {
+            Some((t, ticket)) => t.offsets.durable(ticket).await,
+            None => Ok(()),
+        }
+    }
+}
+
 /// A [`Broker`] handle that does not keep it open: upgrade it to use it.
 #[derive(Debug, Clone)]
 pub struct WeakBroker(std::sync::Weak<Inner>);
@@ -210,7 +233,7 @@ struct Inner {
 ///     Some(Ok(Event::Record(r))) => assert_eq!(r.payload(), b"hello"),
 ///     other => panic!("{other:?}"),
 /// }
-/// broker.commit("orders", "billing", 1)?;
+/// broker.commit("orders", "billing", 1).await?;
 /// assert_eq!(broker.committed("orders", "billing")?, Some(1));
 /// # Ok(()) }
 /// ```
@@ -822,13 +845,26 @@ impl Broker {
 
     /// Commits `group`'s offset on `topic`: the next seq the group will read.
     /// Durable under the broker's durability mode; survives a process crash
-    /// in every mode. May block for a sync under [`Durability::Always`].
+    /// in every mode. Under [`Durability::Always`] it resolves after the
+    /// flusher's next sync of the offsets, which every commit made meanwhile
+    /// shares; the sync never runs on the caller's thread.
     ///
     /// # Errors
     /// [`BrokerError::OffsetOutOfRange`] past the end of the topic,
     /// [`BrokerError::TopicNotFound`], [`BrokerError::InvalidName`],
     /// [`BrokerError::Io`].
-    pub fn commit(&self, topic: &str, group: &str, seq: u64) -> Result<()> {
+    pub async fn commit(&self, topic: &str, group: &str, seq: u64) -> Result<()> {
+        self.begin_commit(topic, group, seq)?.durable().await
+    }
+
+    /// [`Broker::commit`] in two steps, for a caller that holds a lock it
+    /// must not hold across a wait: the commit is written (readers of the
+    /// group's offset see it) when this returns, and durable once
+    /// [`Committing::durable`] resolves.
+    ///
+    /// # Errors
+    /// As [`Broker::commit`].
+    pub fn begin_commit(&self, topic: &str, group: &str, seq: u64) -> Result<Committing> {
         let t = self.existing(topic)?;
         let group = GroupName::new(group)?;
         let next_seq = t.log.next_seq();
@@ -840,8 +876,15 @@ impl Broker {
                 next_seq,
             });
         }
-        t.offsets
-            .commit(&group, seq, self.inner.config.max_groups_per_topic)
+        let ticket = t
+            .offsets
+            .commit(&group, seq, self.inner.config.max_groups_per_topic)?;
+        if ticket.is_some() {
+            self.inner.flusher.request_offsets(t.clone());
+        }
+        Ok(Committing {
+            wait: ticket.map(|n| (t, n)),
+        })
     }
 
     /// The committed offset of `group` on `topic`, if it ever committed.

@@ -50,7 +50,10 @@ impl std::fmt::Debug for SyncObserver {
 }
 
 enum Msg {
+    /// Sync a topic's log (a publisher under `always` waits).
     Sync(Arc<Topic>),
+    /// Sync a topic's consumer offsets (a committer under `always` waits).
+    SyncOffsets(Arc<Topic>),
     Stop,
 }
 
@@ -64,6 +67,7 @@ impl std::fmt::Debug for Msg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Msg::Sync(_) => "Sync",
+            Msg::SyncOffsets(_) => "SyncOffsets",
             Msg::Stop => "Stop",
         })
     }
@@ -90,6 +94,11 @@ impl Flusher {
         let _ = self.tx.send(Msg::Sync(topic));
     }
 
+    /// Asks for `topic`'s consumer offsets to be synced soon.
+    pub(crate) fn request_offsets(&self, topic: Arc<Topic>) {
+        let _ = self.tx.send(Msg::SyncOffsets(topic));
+    }
+
     /// Stops the thread and waits for it.
     pub(crate) fn stop(&self) {
         let _ = self.tx.send(Msg::Stop);
@@ -113,20 +122,30 @@ fn run(registry: &Registry, rx: &Receiver<Msg>, period: Duration, observer: &Syn
             recv(rx) -> msg => {
                 // Every sender gone: the broker is gone.
                 let Ok(first) = msg else { return };
-                let mut batch: Vec<Arc<Topic>> = Vec::new();
+                // Every request that arrived meanwhile is served by one
+                // sync of each topic (group commit).
+                let mut logs: Vec<Arc<Topic>> = Vec::new();
+                let mut offsets: Vec<Arc<Topic>> = Vec::new();
                 let mut stop = false;
+                let once = |batch: &mut Vec<Arc<Topic>>, t: Arc<Topic>| {
+                    if !batch.iter().any(|b| Arc::ptr_eq(b, &t)) {
+                        batch.push(t);
+                    }
+                };
                 for m in std::iter::once(first).chain(rx.try_iter()) {
                     match m {
-                        Msg::Sync(t) => {
-                            if !batch.iter().any(|b| Arc::ptr_eq(b, &t)) {
-                                batch.push(t);
-                            }
-                        }
+                        Msg::Sync(t) => once(&mut logs, t),
+                        Msg::SyncOffsets(t) => once(&mut offsets, t),
                         Msg::Stop => stop = true,
                     }
                 }
-                for t in &batch {
+                for t in &logs {
                     timed_sync(t, observer);
+                }
+                for t in &offsets {
+                    if let Err(e) = t.offsets.sync() {
+                        tracing::error!(topic = %t.log.name(), error = %e, "offsets sync failed");
+                    }
                 }
                 if stop {
                     return;

@@ -46,7 +46,9 @@ mod record;
 mod subscription;
 mod topic_settings;
 
-pub use broker::{Appended, Broker, ReadBatch, TopicFigures, TopicInfo, TopicStats, WeakBroker};
+pub use broker::{
+    Appended, Broker, Committing, ReadBatch, TopicFigures, TopicInfo, TopicStats, WeakBroker,
+};
 pub use config::{
     BrokerConfig, Durability, ParseDurabilityError, ParsePatternError, TopicConfig, TopicOverrides,
     TopicPattern,

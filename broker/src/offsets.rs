@@ -17,11 +17,18 @@
 //! corrupt tail is cut off; a corrupt commit in the middle is skipped (the
 //! scan finds the next commit that verifies) and the file is written anew. When the file grows well past its live contents
 //! it is compacted: written anew beside it, synced, and renamed over it.
+//!
+//! A commit writes its record at once (so it survives a process crash);
+//! every sync, and compaction, runs on the flusher thread, never on the
+//! committer's. Under [`Durability::Always`] a committer waits for the next
+//! sync, and commits that arrive while one runs share the one after it
+//! (group commit, as publishes do).
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use fanlog_protocol::GroupName;
 use parking_lot::Mutex;
@@ -35,10 +42,22 @@ const COMPACT_AT: u64 = 64 << 10;
 
 #[derive(Debug)]
 struct State {
-    file: File,
+    /// Shared with a sync in progress, which runs outside the lock.
+    file: Arc<File>,
     len: u64,
     groups: HashMap<GroupName, u64>,
     dirty: bool,
+    /// Commits written since open.
+    written: u64,
+}
+
+/// How far commits are synced.
+#[derive(Debug, Clone, Copy, Default)]
+struct Synced {
+    /// Commits `1..=upto` are durable.
+    upto: u64,
+    /// A sync failed: no later commit is acknowledged as durable.
+    failed: bool,
 }
 
 #[derive(Debug)]
@@ -46,6 +65,9 @@ pub(crate) struct OffsetStore {
     dir: PathBuf,
     durability: Durability,
     state: Mutex<State>,
+    synced: tokio::sync::watch::Sender<Synced>,
+    /// Syncs that wrote something, since open.
+    syncs: std::sync::atomic::AtomicU64,
 }
 
 fn encode(group: &GroupName, seq: u64, out: &mut Vec<u8>) {
@@ -137,11 +159,14 @@ impl OffsetStore {
             dir: dir.to_owned(),
             durability,
             state: Mutex::new(State {
-                file,
+                file: Arc::new(file),
                 len: valid as u64,
                 groups,
                 dirty: false,
+                written: 0,
             }),
+            synced: tokio::sync::watch::Sender::new(Synced::default()),
+            syncs: std::sync::atomic::AtomicU64::new(0),
         };
         if skipped > 0 {
             // Written anew, so the bad bytes cannot be read again.
@@ -170,10 +195,19 @@ impl OffsetStore {
     }
 
     /// Records `seq` as `group`'s offset. The write reaches the kernel before
-    /// this returns (so it survives a process crash); under
-    /// [`Durability::Always`] it is also synced.
-    pub(crate) fn commit(&self, group: &GroupName, seq: u64, max_groups: usize) -> Result<()> {
+    /// this returns (so it survives a process crash). Under
+    /// [`Durability::Always`] the commit's ticket is returned: it is durable
+    /// once [`OffsetStore::durable`] says so, after the flusher's next sync.
+    pub(crate) fn commit(
+        &self,
+        group: &GroupName,
+        seq: u64,
+        max_groups: usize,
+    ) -> Result<Option<u64>> {
         let path = self.dir.join(FILE);
+        if self.synced.borrow().failed {
+            return Err(sync_failed(&path));
+        }
         let mut st = self.state.lock();
         if !st.groups.contains_key(group) && st.groups.len() >= max_groups {
             return Err(BrokerError::LimitReached(format!(
@@ -182,35 +216,67 @@ impl OffsetStore {
         }
         let mut rec = Vec::with_capacity(13 + group.as_str().len());
         encode(group, seq, &mut rec);
-        st.file.write_all(&rec).map_err(BrokerError::io(&path))?;
+        (&*st.file)
+            .write_all(&rec)
+            .map_err(BrokerError::io(&path))?;
         st.len += rec.len() as u64;
         st.groups.insert(group.clone(), seq);
         st.dirty = true;
-        if self.durability == Durability::Always {
-            st.file.sync_data().map_err(BrokerError::io(&path))?;
-            st.dirty = false;
-        }
-        if st.len > COMPACT_AT && st.len > 8 * live_len(&st.groups) {
-            self.compact(&mut st)?;
-        }
-        Ok(())
+        st.written += 1;
+        Ok((self.durability == Durability::Always).then_some(st.written))
     }
 
     #[cfg(test)]
     fn commit_any(&self, group: &GroupName, seq: u64) -> Result<()> {
-        self.commit(group, seq, usize::MAX)
+        self.commit(group, seq, usize::MAX).map(drop)
     }
 
-    /// Syncs commits written since the last sync.
-    pub(crate) fn sync(&self) -> Result<()> {
-        let mut st = self.state.lock();
-        if st.dirty {
-            st.file
-                .sync_data()
-                .map_err(BrokerError::io(self.dir.join(FILE)))?;
-            st.dirty = false;
+    /// Waits until the commit of `ticket` is synced.
+    ///
+    /// # Errors
+    /// A sync of the offsets failed.
+    pub(crate) async fn durable(&self, ticket: u64) -> Result<()> {
+        let mut rx = self.synced.subscribe();
+        match rx.wait_for(|s| s.upto >= ticket || s.failed).await {
+            Ok(s) if s.upto >= ticket => Ok(()),
+            _ => Err(sync_failed(&self.dir.join(FILE))),
         }
-        Ok(())
+    }
+
+    /// Syncs the commits written since the last sync, compacting the file
+    /// first when it has grown well past its live contents. Called on the
+    /// flusher thread (and at close); the lock is not held while the disk
+    /// syncs, so commits go on meanwhile and share the next sync.
+    pub(crate) fn sync(&self) -> Result<()> {
+        let path = self.dir.join(FILE);
+        let (upto, file) = {
+            let mut st = self.state.lock();
+            if st.len > COMPACT_AT && st.len > 8 * live_len(&st.groups) {
+                // Compaction syncs what it writes.
+                let upto = st.written;
+                let compacted = self.compact(&mut st);
+                drop(st);
+                return self.synced_upto(upto, compacted);
+            }
+            if !st.dirty {
+                return Ok(());
+            }
+            st.dirty = false;
+            (st.written, Arc::clone(&st.file))
+        };
+        let synced = file.sync_data().map_err(BrokerError::io(&path));
+        self.syncs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.synced_upto(upto, synced)
+    }
+
+    /// Tells the waiters how a sync of commits `..=upto` went.
+    fn synced_upto(&self, upto: u64, result: Result<()>) -> Result<()> {
+        match &result {
+            Ok(()) => self.synced.send_modify(|s| s.upto = s.upto.max(upto)),
+            Err(_) => self.synced.send_modify(|s| s.failed = true),
+        }
+        result
     }
 
     fn compact(&self, st: &mut State) -> Result<()> {
@@ -226,14 +292,26 @@ impl OffsetStore {
         f.sync_all().map_err(io(&tmp))?;
         std::fs::rename(&tmp, &path).map_err(io(&path))?;
         sync_dir(&self.dir).map_err(io(&self.dir))?;
-        st.file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .open(&path)
-            .map_err(io(&path))?;
+        st.file = Arc::new(
+            OpenOptions::new()
+                .read(true)
+                .append(true)
+                .open(&path)
+                .map_err(io(&path))?,
+        );
         st.len = bytes.len() as u64;
         st.dirty = false;
         Ok(())
+    }
+}
+
+/// The error of a commit that cannot be made durable.
+fn sync_failed(path: &Path) -> BrokerError {
+    BrokerError::Io {
+        path: path.to_owned(),
+        source: std::io::Error::other(
+            "a sync of the consumer offsets failed; no commit is acknowledged",
+        ),
     }
 }
 
@@ -313,6 +391,59 @@ mod tests {
         assert_eq!(s.groups(), groups);
     }
 
+    /// Under `always` commits wait for a sync that others share: many
+    /// concurrent committers, far fewer syncs, and each commit durable only
+    /// once its sync has run.
+    #[test]
+    fn commits_under_always_share_syncs() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let s = std::sync::Arc::new(OffsetStore::open(dir.path(), Durability::Always).unwrap());
+        // Nothing is durable before a sync runs.
+        let first = s.commit(&g("early"), 1, usize::MAX).unwrap().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let waited = rt.block_on(async {
+            tokio::time::timeout(std::time::Duration::from_millis(50), s.durable(first)).await
+        });
+        assert!(waited.is_err(), "durable before any sync");
+        // A flusher: syncs every millisecond until the committers are done.
+        let done = std::sync::Arc::new(AtomicBool::new(false));
+        let flusher = {
+            let (s, done) = (s.clone(), done.clone());
+            std::thread::spawn(move || {
+                while !done.load(Ordering::Relaxed) {
+                    s.sync().unwrap();
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+            })
+        };
+        rt.block_on(async {
+            let committers: Vec<_> = (0..200u64)
+                .map(|i| {
+                    let s = s.clone();
+                    async move {
+                        let ticket = s
+                            .commit(&g(&format!("g{}", i % 10)), i, usize::MAX)
+                            .unwrap();
+                        s.durable(ticket.unwrap()).await.unwrap();
+                    }
+                })
+                .collect();
+            futures_util::future::join_all(committers).await;
+        });
+        done.store(true, Ordering::Relaxed);
+        flusher.join().unwrap();
+        let syncs = s.syncs.load(Ordering::Relaxed);
+        assert!((1..200).contains(&syncs), "{syncs} syncs for 201 commits");
+        drop(s);
+        let s = OffsetStore::open(dir.path(), Durability::Always).unwrap();
+        assert_eq!(s.committed(&g("g9")), Some(199));
+        assert_eq!(s.committed(&g("early")), Some(1));
+    }
+
     #[test]
     fn compaction_keeps_every_group() {
         let dir = tempfile::tempdir().unwrap();
@@ -320,6 +451,10 @@ mod tests {
         for i in 0..10_000u64 {
             s.commit_any(&g(if i % 2 == 0 { "even" } else { "odd" }), i)
                 .unwrap();
+            // The flusher syncs, and compacts, about every tick.
+            if i % 100 == 99 {
+                s.sync().unwrap();
+            }
         }
         let len = std::fs::metadata(dir.path().join(FILE)).unwrap().len();
         assert!(len < COMPACT_AT + 100, "compacted: {len}");

@@ -327,7 +327,7 @@ impl Client {
     pub async fn commit(&self, topic: &str, group: &str, seq: u64) -> Result<(), ClientError> {
         #[cfg(feature = "embedded")]
         if let Backend::Embedded(b) = &*self.backend {
-            return Ok(b.commit(topic, group, seq)?);
+            return Ok(b.commit(topic, group, seq).await?);
         }
         let (reply, rx) = oneshot::channel();
         self.remote(Cmd::Commit {

@@ -129,7 +129,7 @@ pub(crate) async fn reset(
         (None, Some(t)) => s.broker.seek_time(&topic, json::parse_time(t)?)?,
         _ => return Err(ApiError::bad_request("give one of seq and time")),
     };
-    s.broker.commit(&topic, &group, seq)?;
+    s.broker.commit(&topic, &group, seq).await?;
     let next = s.broker.topic_info(&topic)?.next_seq;
     Ok(json::body(
         StatusCode::OK,

@@ -397,7 +397,8 @@ impl Hooks {
         let moved = self
             .inner
             .broker
-            .commit(&entry.spec.topic, &group(id), from);
+            .commit(&entry.spec.topic, &group(id), from)
+            .await;
         self.start(entry.spec)?;
         moved?;
         self.get(id)
@@ -471,7 +472,29 @@ impl Hooks {
             self.handshake(&url, secret.as_str()).await?;
         }
         let id = format!("hook_{:016x}", rand::random::<u64>());
-        let _topics = self.inner.topics.lock();
+        let committing = {
+            let _topics = self.inner.topics.lock();
+            self.register_new(&id, new, &url, &secret)?
+        };
+        if let Err(e) = committing.durable().await {
+            self.forget(&id);
+            let _ = self.save();
+            return Err(e.into());
+        }
+        let view = self.get(&id).ok_or(HookError::NotFound(id))?;
+        Ok((view, secret.as_str().to_owned()))
+    }
+
+    /// The part of [`Hooks::create`] under the topics lock: the cursor,
+    /// the registry and `hooks.json`. The cursor's commit is written; the
+    /// caller waits for it to be durable once the lock is released.
+    fn register_new(
+        &self,
+        id: &str,
+        new: NewHook,
+        url: &reqwest::Url,
+        secret: &Secret,
+    ) -> Result<fanlog_broker::Committing, HookError> {
         let next = self
             .inner
             .broker
@@ -484,9 +507,12 @@ impl Hooks {
                 new.topic
             )));
         }
-        self.inner.broker.commit(&new.topic, &group(&id), start)?;
+        let committing = self
+            .inner
+            .broker
+            .begin_commit(&new.topic, &group(id), start)?;
         let spec = HookSpec {
-            id: id.clone(),
+            id: id.to_owned(),
             topic: new.topic,
             url: url.to_string(),
             secret: secret.as_str().to_owned(),
@@ -500,11 +526,10 @@ impl Hooks {
         };
         self.start(spec)?;
         if let Err(e) = self.save() {
-            self.forget(&id);
+            self.forget(id);
             return Err(e);
         }
-        let view = self.get(&id).ok_or(HookError::NotFound(id))?;
-        Ok((view, secret.as_str().to_owned()))
+        Ok(committing)
     }
 
     /// Refuses a new hook at the limit.

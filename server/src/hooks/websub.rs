@@ -249,7 +249,9 @@ impl Hooks {
                     .broker
                     .subscribe(topic, StartFrom::Latest)?
                     .position();
-                self.inner.broker.commit(topic, &group(&id), next)?;
+                // Written now; the worker starts from it either way, and
+                // a restart finds it once the flusher's next tick synced it.
+                drop(self.inner.broker.begin_commit(topic, &group(&id), next)?);
                 (id, now_ms())
             }
         };

@@ -188,7 +188,7 @@ pub(super) async fn run(job: Job) {
                 }
                 None => return,
             };
-            if let Err(e) = broker.commit(&job.spec.topic, &group, next) {
+            if let Err(e) = broker.commit(&job.spec.topic, &group, next).await {
                 // The subscription goes on; the commit is retried with the
                 // next message, and a restart re-sends from the last one.
                 tracing::error!(hook = %id, "cannot commit the hook's cursor: {e}");

@@ -73,11 +73,17 @@ struct Slot {
     credit: i64,
 }
 
-type Ack = Pin<Box<dyn Future<Output = (u32, Result<Vec<u64>, BrokerError>)> + Send>>;
+/// A reply that waits for durability: a publish's seqs, or a commit's Ok.
+enum Answer {
+    Published(Vec<u64>),
+    Committed,
+}
+
+type Ack = Pin<Box<dyn Future<Output = (u32, Result<Answer, BrokerError>)> + Send>>;
 
 enum Step {
     Read(std::io::Result<usize>),
-    Ack((u32, Result<Vec<u64>, BrokerError>)),
+    Ack((u32, Result<Answer, BrokerError>)),
     Deliver(u32, Option<Result<Event, BrokerError>>),
     Send(Result<mpsc::OwnedPermit<Vec<Chunk>>, mpsc::error::SendError<()>>),
     Shutdown,
@@ -149,7 +155,8 @@ pub(crate) async fn run<R, W>(
             }
             Step::Send(Err(_)) => break, // writer gone: the peer hung up
             Step::Ack((id, result)) => match result {
-                Ok(seqs) => s.send(id, &Frame::PublishAck { seqs }),
+                Ok(Answer::Published(seqs)) => s.send(id, &Frame::PublishAck { seqs }),
+                Ok(Answer::Committed) => s.send(id, &Frame::Ok),
                 Err(e) => s.send_error(id, e.code(), &e.to_string()),
             },
             Step::Read(Ok(0)) | Step::Read(Err(_)) => break,
@@ -333,10 +340,16 @@ impl Session {
                     );
                 }
             }
-            Frame::Commit { topic, group, seq } => match self.broker.commit(topic, group, seq) {
-                Ok(()) => self.send(id, &Frame::Ok),
-                Err(e) => self.send_error(id, e.code(), &e.to_string()),
-            },
+            Frame::Commit { topic, group, seq } => {
+                // Answered once durable (a sync under `always`, shared with
+                // every commit meanwhile), in order behind earlier acks.
+                let (broker, topic, group) =
+                    (self.broker.clone(), topic.to_owned(), group.to_owned());
+                self.acks.push_back(Box::pin(async move {
+                    let r = broker.commit(&topic, &group, seq).await;
+                    (id, r.map(|()| Answer::Committed))
+                }));
+            }
             Frame::Committed { topic, group } => match self.broker.committed(topic, group) {
                 Ok(seq) => self.send(id, &Frame::CommittedOffset { seq }),
                 Err(e) => self.send_error(id, e.code(), &e.to_string()),
@@ -427,7 +440,11 @@ impl Session {
         }
         // Refusals queue behind earlier acks, so replies stay in request order.
         let ack: Ack = match self.broker.append(topic, &batch) {
-            Ok(appended) => Box::pin(appended.durable().map(move |r| (id, r))),
+            Ok(appended) => Box::pin(
+                appended
+                    .durable()
+                    .map(move |r| (id, r.map(Answer::Published))),
+            ),
             Err(e) => Box::pin(async move { (id, Err(e)) }),
         };
         self.acks.push_back(ack);
