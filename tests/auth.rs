@@ -109,7 +109,7 @@ async fn tokens_on_the_binary_protocol_over_tcp_and_quic() {
             .await
             .unwrap()
             .into_iter()
-            .map(|t| t.name)
+            .map(|t| t.name.to_string())
             .collect();
         assert!(
             names.contains(&"a.x".to_owned()) && !names.contains(&"b".to_owned()),

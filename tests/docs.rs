@@ -21,7 +21,7 @@ fn layout_lines(path: &str) -> Vec<String> {
 fn the_protocol_page_repeats_the_codec_layouts() {
     let page = read("docs/protocol.md");
     let page_lines: Vec<&str> = page.lines().map(str::trim).collect();
-    for file in ["protocol/src/frame.rs", "protocol/src/record.rs"] {
+    for file in ["protocol/src/frame/mod.rs", "protocol/src/record.rs"] {
         let lines = layout_lines(file);
         assert!(lines.len() >= 8, "{file}: {lines:?}");
         for l in lines {

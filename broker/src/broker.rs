@@ -64,18 +64,7 @@ impl Topic {
     }
 }
 
-/// A topic's vital numbers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TopicInfo {
-    /// The topic.
-    pub name: TopicName,
-    /// The first seq still stored (retention moves it up).
-    pub first_seq: u64,
-    /// The seq the next message will get.
-    pub next_seq: u64,
-    /// Bytes of records stored.
-    pub bytes: u64,
-}
+pub use fanlog_protocol::TopicInfo;
 
 /// Messages appended by [`Broker::append`], not yet known durable.
 #[derive(Debug)]
@@ -799,12 +788,19 @@ impl Broker {
     /// [`BrokerError::InvalidName`] for a bad topic or group name,
     /// [`BrokerError::Io`] when the topic cannot be created.
     pub fn subscribe(&self, topic: &str, from: StartFrom) -> Result<Subscription> {
+        // A bad group name is refused before the topic is looked up or made.
+        let group = match &from {
+            StartFrom::Group(g) => Some(GroupName::new(g.as_str())?),
+            _ => None,
+        };
         let t = self.topic_or_create(topic)?;
         let start = match from {
             StartFrom::Earliest => t.log.first_seq(),
             StartFrom::Latest => t.log.next_seq(),
             StartFrom::Seq(s) => s,
-            StartFrom::Group(g) => t.offsets.committed(&g).unwrap_or_else(|| t.log.first_seq()),
+            StartFrom::Group(_) => group
+                .and_then(|g| t.offsets.committed(&g))
+                .unwrap_or_else(|| t.log.first_seq()),
             StartFrom::Time(ts_us) => t.log.seek_time(ts_us)?,
         };
         Ok(Subscription::new(t, start))

@@ -13,38 +13,10 @@ use crate::error::BrokerError;
 use crate::log::{ReadAt, Segment};
 use crate::record::Record;
 
-/// What a subscription yields.
-#[derive(Debug, Clone)]
-pub enum Event {
-    /// The next record, in seq order.
-    Record(Record),
-    /// Records `from..to` cannot be read: removed by retention before they
-    /// were read, or quarantined by recovery because they failed their
-    /// checksum. The subscription continues at `to`.
-    Gap {
-        /// The first seq that was wanted.
-        from: u64,
-        /// The first seq still available.
-        to: u64,
-    },
-}
+/// What a subscription yields: the next [`Record`] or a gap.
+pub type Event = fanlog_protocol::Event<Record>;
 
-/// Where a subscription starts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StartFrom {
-    /// The first record still in the log.
-    Earliest,
-    /// Only records appended after subscribing.
-    Latest,
-    /// The record with this seq (waiting for it if it does not exist yet).
-    Seq(u64),
-    /// A consumer group's committed offset; the earliest record when the
-    /// group has never committed.
-    Group(fanlog_protocol::GroupName),
-    /// The first record appended at or after this time, in microseconds
-    /// since the Unix epoch (the live tail when every record is older).
-    Time(u64),
-}
+pub use fanlog_protocol::StartFrom;
 
 /// A stream of a topic's records from a start position, in seq order, with
 /// no gap and no duplicate.

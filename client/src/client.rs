@@ -71,45 +71,7 @@ impl ConnectOptions {
     }
 }
 
-/// Where a subscription starts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StartFrom {
-    /// The first record still stored.
-    Earliest,
-    /// Only records appended after subscribing.
-    Latest,
-    /// The record with this seq.
-    Seq(u64),
-    /// The group's committed offset (the earliest record when none).
-    Group(String),
-    /// The first record appended at or after this time (the live tail when
-    /// every record is older). Use [`StartFrom::time`] to build it.
-    Time(u64),
-}
-
-impl StartFrom {
-    /// The first record appended at or after `t`.
-    #[must_use]
-    pub fn time(t: std::time::SystemTime) -> Self {
-        let us = t
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
-        StartFrom::Time(us)
-    }
-}
-
-/// A topic's numbers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TopicInfo {
-    /// Name.
-    pub name: String,
-    /// First stored seq.
-    pub first_seq: u64,
-    /// The seq the next message will get.
-    pub next_seq: u64,
-    /// Bytes stored.
-    pub bytes: u64,
-}
+pub use fanlog_protocol::{StartFrom, TopicInfo};
 
 /// Records pulled by [`Client::fetch`].
 #[derive(Debug, Clone)]
@@ -296,21 +258,6 @@ impl Client {
             }
             #[cfg(feature = "embedded")]
             Backend::Embedded(b) => {
-                use fanlog_broker::StartFrom as S;
-                let from = match from {
-                    StartFrom::Earliest => S::Earliest,
-                    StartFrom::Latest => S::Latest,
-                    StartFrom::Seq(s) => S::Seq(s),
-                    StartFrom::Time(ts) => S::Time(ts),
-                    StartFrom::Group(g) => {
-                        S::Group(g.parse().map_err(|e: fanlog_protocol::NameError| {
-                            ClientError::Server {
-                                code: fanlog_protocol::frame::ErrorCode::InvalidName,
-                                message: e.to_string(),
-                            }
-                        })?)
-                    }
-                };
                 let sub = b.subscribe(topic, from)?;
                 Ok(Subscription {
                     start: sub.position(),
@@ -364,16 +311,7 @@ impl Client {
     pub async fn topics(&self) -> Result<Vec<TopicInfo>, ClientError> {
         #[cfg(feature = "embedded")]
         if let Backend::Embedded(b) = &*self.backend {
-            return Ok(b
-                .topics()
-                .into_iter()
-                .map(|t| TopicInfo {
-                    name: t.name.to_string(),
-                    first_seq: t.first_seq,
-                    next_seq: t.next_seq,
-                    bytes: t.bytes,
-                })
-                .collect());
+            return Ok(b.topics());
         }
         let (reply, rx) = oneshot::channel();
         self.remote(Cmd::Topics { reply })?;

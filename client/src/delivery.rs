@@ -95,16 +95,5 @@ impl fmt::Debug for Delivery {
     }
 }
 
-/// What a subscription yields.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
-    /// The next record, in seq order.
-    Record(Delivery),
-    /// Records `from..to` were removed by retention before they were read.
-    Gap {
-        /// The first seq that was wanted.
-        from: u64,
-        /// The first seq still available.
-        to: u64,
-    },
-}
+/// What a subscription yields: the next [`Delivery`] or a gap.
+pub type Event = fanlog_protocol::Event<Delivery>;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use fanlog_protocol::frame::{self, ErrorCode, Frame, Start, WireMessage};
-use fanlog_protocol::{Message, Producer};
+use fanlog_protocol::{Message, Producer, TopicName};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::client::{ConnectOptions, Fetched, StartFrom, TopicInfo};
@@ -302,11 +302,7 @@ impl Driver {
         };
         let start = match (state.next, &state.from) {
             (Some(next), _) => Start::Seq(next),
-            (None, StartFrom::Earliest) => Start::Earliest,
-            (None, StartFrom::Latest) => Start::Latest,
-            (None, StartFrom::Seq(s)) => Start::Seq(*s),
-            (None, StartFrom::Group(g)) => Start::Group(g),
-            (None, StartFrom::Time(ts)) => Start::Time(*ts),
+            (None, from) => from.to_wire(),
         };
         let mut buf = Vec::new();
         Frame::Subscribe {
@@ -639,15 +635,21 @@ impl Driver {
             Waiter::Topics(r) => match f {
                 Frame::TopicList { topics } => send_reply(
                     r,
-                    Ok(topics
+                    topics
                         .iter()
-                        .map(|t| TopicInfo {
-                            name: t.name.to_owned(),
-                            first_seq: t.first_seq,
-                            next_seq: t.next_seq,
-                            bytes: t.bytes,
+                        .map(|t| {
+                            Ok(TopicInfo {
+                                name: TopicName::new(t.name).map_err(|e| {
+                                    ClientError::Protocol(format!(
+                                        "the broker listed a bad topic name: {e}"
+                                    ))
+                                })?,
+                                first_seq: t.first_seq,
+                                next_seq: t.next_seq,
+                                bytes: t.bytes,
+                            })
                         })
-                        .collect()),
+                        .collect(),
                 ),
                 _ => send_reply(r, Err(unexpected())),
             },

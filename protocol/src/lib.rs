@@ -22,7 +22,9 @@ pub mod frame;
 pub mod message;
 pub mod name;
 pub mod record;
+pub mod stream;
 
 pub use message::Message;
 pub use name::{GroupName, NameError, TopicName};
 pub use record::{Header, Producer, RecordMeta};
+pub use stream::{Event, StartFrom, TopicInfo};

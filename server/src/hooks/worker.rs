@@ -84,7 +84,7 @@ pub(super) async fn run(job: Job) {
     'subscribe: loop {
         // Verified: a receiver cannot check a record's checksum.
         let mut sub = match broker
-            .subscribe(&job.spec.topic, StartFrom::Group(group_name.clone()))
+            .subscribe(&job.spec.topic, StartFrom::Group(group_name.to_string()))
             .map(fanlog_broker::Subscription::verified)
         {
             Ok(s) => s,

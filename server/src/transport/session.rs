@@ -16,7 +16,7 @@ use std::task::{Context, Poll};
 
 use bytes::BytesMut;
 use fanlog_protocol::frame::{self, ErrorCode, Frame, Records, Start, TopicEntry, WireMessage};
-use fanlog_protocol::{GroupName, Message, RecordMeta};
+use fanlog_protocol::{Message, RecordMeta};
 use futures_util::stream::FuturesOrdered;
 use std::sync::Arc;
 
@@ -270,45 +270,11 @@ impl Session {
         }
     }
 
+    /// The dispatch table: one small handler per request a client may send,
+    /// after the Hello and the rights check.
     fn handle(&mut self, id: u32, f: Frame<'_>, raw: &bytes::Bytes) {
         if !self.hello {
-            match f {
-                Frame::Hello { version, token, .. } if version == frame::VERSION => {
-                    let token = (!token.is_empty()).then_some(token);
-                    let Some(grant) = self.auth.authenticate(token) else {
-                        return self.close(
-                            ErrorCode::Unauthorized,
-                            if token.is_some() {
-                                "the token is not known"
-                            } else {
-                                "this broker needs a token in the Hello"
-                            },
-                        );
-                    };
-                    self.grant = Some(grant);
-                    self.hello = true;
-                    self.send(
-                        id,
-                        &Frame::HelloOk {
-                            version: frame::VERSION,
-                            max_frame: self.limits.max_frame as u32,
-                            server: concat!("fanlog ", env!("CARGO_PKG_VERSION")),
-                        },
-                    );
-                }
-                Frame::Hello { version, .. } => self.close(
-                    ErrorCode::UnsupportedVersion,
-                    &format!(
-                        "protocol version {version} is not supported; this broker speaks {}",
-                        frame::VERSION
-                    ),
-                ),
-                _ => self.close(
-                    ErrorCode::HandshakeRequired,
-                    "the first frame must be Hello",
-                ),
-            }
-            return;
+            return self.on_hello(id, f);
         }
         if let Some(refusal) = self.refuse(&f) {
             return self.send_error(id, ErrorCode::Forbidden, &refusal);
@@ -321,60 +287,17 @@ impl Session {
                 start,
                 credit,
             } => self.subscribe(id, sub, topic, start, credit),
-            Frame::Credit { sub, bytes } => match self.subs.get_mut(&sub) {
-                Some(slot) => slot.credit = slot.credit.saturating_add(i64::from(bytes)),
-                None => self.send_error(
-                    id,
-                    ErrorCode::UnknownSubscription,
-                    &format!("no subscription {sub}"),
-                ),
-            },
-            Frame::Unsubscribe { sub } => {
-                if self.subs.remove(&sub).is_some() {
-                    self.send(id, &Frame::Ok);
-                } else {
-                    self.send_error(
-                        id,
-                        ErrorCode::UnknownSubscription,
-                        &format!("no subscription {sub}"),
-                    );
-                }
-            }
-            Frame::Commit { topic, group, seq } => {
-                // Answered once durable (a sync under `always`, shared with
-                // every commit meanwhile), in order behind earlier acks.
-                let (broker, topic, group) =
-                    (self.broker.clone(), topic.to_owned(), group.to_owned());
-                self.acks.push_back(Box::pin(async move {
-                    let r = broker.commit(&topic, &group, seq).await;
-                    (id, r.map(|()| Answer::Committed))
-                }));
-            }
-            Frame::Committed { topic, group } => match self.broker.committed(topic, group) {
-                Ok(seq) => self.send(id, &Frame::CommittedOffset { seq }),
-                Err(e) => self.send_error(id, e.code(), &e.to_string()),
-            },
+            Frame::Credit { sub, bytes } => self.on_credit(id, sub, bytes),
+            Frame::Unsubscribe { sub } => self.on_unsubscribe(id, sub),
+            Frame::Commit { topic, group, seq } => self.on_commit(id, topic, group, seq),
+            Frame::Committed { topic, group } => self.on_committed(id, topic, group),
             Frame::Fetch {
                 topic,
                 from,
                 max_count,
                 max_bytes,
             } => self.fetch(id, topic, from, max_count, max_bytes),
-            Frame::Topics => {
-                let topics = self.broker.topics();
-                let grant = self.grant.clone();
-                let list: Vec<TopicEntry<'_>> = topics
-                    .iter()
-                    .filter(|t| grant.as_ref().is_some_and(|g| g.can_see(t.name.as_str())))
-                    .map(|t| TopicEntry {
-                        name: t.name.as_str(),
-                        first_seq: t.first_seq,
-                        next_seq: t.next_seq,
-                        bytes: t.bytes,
-                    })
-                    .collect();
-                self.send(id, &Frame::TopicList { topics: list });
-            }
+            Frame::Topics => self.on_topics(id),
             Frame::Ping { nonce } => self.send(id, &Frame::Pong { nonce }),
             Frame::Close { .. } => self.closing = true,
             Frame::Hello { .. } => {
@@ -385,6 +308,104 @@ impl Session {
                 &format!("{:?} frames are not accepted from clients", other.kind()),
             ),
         }
+    }
+
+    /// The first frame: a Hello of our version with a known token (or none
+    /// on an open broker); anything else closes the session.
+    fn on_hello(&mut self, id: u32, f: Frame<'_>) {
+        match f {
+            Frame::Hello { version, token, .. } if version == frame::VERSION => {
+                let token = (!token.is_empty()).then_some(token);
+                let Some(grant) = self.auth.authenticate(token) else {
+                    return self.close(
+                        ErrorCode::Unauthorized,
+                        if token.is_some() {
+                            "the token is not known"
+                        } else {
+                            "this broker needs a token in the Hello"
+                        },
+                    );
+                };
+                self.grant = Some(grant);
+                self.hello = true;
+                self.send(
+                    id,
+                    &Frame::HelloOk {
+                        version: frame::VERSION,
+                        max_frame: self.limits.max_frame as u32,
+                        server: concat!("fanlog ", env!("CARGO_PKG_VERSION")),
+                    },
+                );
+            }
+            Frame::Hello { version, .. } => self.close(
+                ErrorCode::UnsupportedVersion,
+                &format!(
+                    "protocol version {version} is not supported; this broker speaks {}",
+                    frame::VERSION
+                ),
+            ),
+            _ => self.close(
+                ErrorCode::HandshakeRequired,
+                "the first frame must be Hello",
+            ),
+        }
+    }
+
+    fn on_credit(&mut self, id: u32, sub: u32, bytes: u32) {
+        match self.subs.get_mut(&sub) {
+            Some(slot) => slot.credit = slot.credit.saturating_add(i64::from(bytes)),
+            None => self.send_error(
+                id,
+                ErrorCode::UnknownSubscription,
+                &format!("no subscription {sub}"),
+            ),
+        }
+    }
+
+    fn on_unsubscribe(&mut self, id: u32, sub: u32) {
+        if self.subs.remove(&sub).is_some() {
+            self.send(id, &Frame::Ok);
+        } else {
+            self.send_error(
+                id,
+                ErrorCode::UnknownSubscription,
+                &format!("no subscription {sub}"),
+            );
+        }
+    }
+
+    /// Answered once durable (a sync under `always`, shared with every
+    /// commit meanwhile), in order behind earlier acks.
+    fn on_commit(&mut self, id: u32, topic: &str, group: &str, seq: u64) {
+        let (broker, topic, group) = (self.broker.clone(), topic.to_owned(), group.to_owned());
+        self.acks.push_back(Box::pin(async move {
+            let r = broker.commit(&topic, &group, seq).await;
+            (id, r.map(|()| Answer::Committed))
+        }));
+    }
+
+    fn on_committed(&mut self, id: u32, topic: &str, group: &str) {
+        match self.broker.committed(topic, group) {
+            Ok(seq) => self.send(id, &Frame::CommittedOffset { seq }),
+            Err(e) => self.send_error(id, e.code(), &e.to_string()),
+        }
+    }
+
+    /// The topics this session's token may see.
+    fn on_topics(&mut self, id: u32) {
+        let topics = self.broker.topics();
+        let grant = self.grant.clone();
+        let list: Vec<TopicEntry<'_>> = topics
+            .iter()
+            .filter(|t| grant.as_ref().is_some_and(|g| g.can_see(t.name.as_str())))
+            .map(|t| TopicEntry {
+                name: t.name.as_str(),
+                first_seq: t.first_seq,
+                next_seq: t.next_seq,
+                bytes: t.bytes,
+            })
+            .collect();
+        self.send(id, &Frame::TopicList { topics: list });
     }
 
     /// Why the session's token may not make this request, if it may not.
@@ -468,16 +489,7 @@ impl Session {
                 ),
             );
         }
-        let from = match start {
-            Start::Earliest => StartFrom::Earliest,
-            Start::Latest => StartFrom::Latest,
-            Start::Seq(s) => StartFrom::Seq(s),
-            Start::Time(ts) => StartFrom::Time(ts),
-            Start::Group(g) => match GroupName::new(g) {
-                Ok(g) => StartFrom::Group(g),
-                Err(e) => return self.send_error(id, ErrorCode::InvalidName, &e.to_string()),
-            },
-        };
+        let from = StartFrom::from(start);
         // Unverified: the client checks every record's checksum itself.
         let may_publish = self.grant.as_ref().is_some_and(|g| g.can_publish(topic));
         match self.broker.subscribe_as(topic, from, may_publish) {
