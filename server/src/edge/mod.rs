@@ -25,7 +25,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::transport::sessions::{Permit, Sessions};
+use crate::transport::connections::{Connections, Permit};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, Method, StatusCode, header};
@@ -265,7 +265,7 @@ async fn serve_on(
         tcp,
         tls,
         handshakes: tokio::task::JoinSet::new(),
-        sessions: Sessions::new(
+        connections: Connections::new(
             state.config.max_connections,
             state.config.max_connections_per_ip,
         ),
@@ -458,7 +458,7 @@ struct EdgeListener {
     tcp: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     handshakes: tokio::task::JoinSet<Option<(Conn, std::net::SocketAddr)>>,
-    sessions: Sessions,
+    connections: Connections,
     broker: Broker,
 }
 
@@ -481,7 +481,7 @@ impl axum::serve::Listener for EdgeListener {
                     // Events go out as they happen: no Nagle delay behind
                     // a small write.
                     let _ = stream.set_nodelay(true);
-                    let place = match self.sessions.admit(peer.ip()) {
+                    let place = match self.connections.admit(peer.ip()) {
                         Ok(p) => p,
                         Err(refusal) => {
                             tracing::debug!(%peer, ?refusal, "HTTP connection refused");

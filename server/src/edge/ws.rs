@@ -87,7 +87,7 @@ pub(crate) async fn upgrade(
         // keep resident. Frames from browsers are small; a large one grows
         // the buffer to its size as it arrives.
         .read_buffer_size(WS_READ_BUFFER)
-        .on_upgrade(move |socket| Session::new(s, topic, sub, caller.grant).run(socket)))
+        .on_upgrade(move |socket| WsStream::new(s, topic, sub, caller.grant).run(socket)))
 }
 
 /// Bytes read from a WebSocket per system call.
@@ -159,7 +159,8 @@ enum End {
     Close(u16, String),
 }
 
-struct Session {
+/// One WebSocket of the edge: a subscription out, publish ops in.
+struct WsStream {
     state: EdgeState,
     topic: String,
     sub: Subscription,
@@ -173,7 +174,7 @@ struct Session {
     grant: std::sync::Arc<crate::auth::Grant>,
 }
 
-impl Session {
+impl WsStream {
     fn new(
         state: EdgeState,
         topic: String,

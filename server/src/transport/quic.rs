@@ -13,8 +13,8 @@ use quinn::crypto::rustls::QuicServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
+use super::connections::Connections;
 use super::session::{self, SessionLimits};
-use super::sessions::Sessions;
 use crate::auth::Auth;
 use fanlog_broker::Broker;
 
@@ -177,19 +177,19 @@ pub async fn serve(
     config: QuicConfig,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let sessions = Sessions::new(config.max_connections, config.max_connections_per_ip);
+    let connections = Connections::new(config.max_connections, config.max_connections_per_ip);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
             incoming = endpoint.accept() => {
                 let Some(incoming) = incoming else { break };
-                let Ok(permit) = sessions.admit(incoming.remote_address().ip()) else {
+                let Ok(permit) = connections.admit(incoming.remote_address().ip()) else {
                     incoming.refuse();
                     continue;
                 };
-                let (broker, limits, auth, streams) = (broker.clone(), config.limits.clone(), config.auth.clone(), sessions.clone());
-                sessions.spawn(async move {
+                let (broker, limits, auth, streams) = (broker.clone(), config.limits.clone(), config.auth.clone(), connections.clone());
+                connections.spawn(async move {
                     let conn = match incoming.await {
                         Ok(c) => c,
                         Err(e) => {
@@ -220,7 +220,7 @@ pub async fn serve(
             }
         }
     }
-    sessions.shutdown().await;
+    connections.shutdown().await;
     endpoint.close(0u32.into(), b"shutting down");
     endpoint.wait_idle().await;
     Ok(())

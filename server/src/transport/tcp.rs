@@ -6,8 +6,8 @@ use std::future::Future;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
+use super::connections::{Connections, Refusal};
 use super::session::{self, SessionLimits};
-use super::sessions::{Refusal, Sessions};
 use super::tls::{Acceptor, HANDSHAKE_TIMEOUT};
 use crate::auth::Auth;
 use fanlog_broker::Broker;
@@ -50,7 +50,7 @@ pub async fn serve(
     config: TcpConfig,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let sessions = Sessions::new(config.max_connections, config.max_connections_per_ip);
+    let connections = Connections::new(config.max_connections, config.max_connections_per_ip);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -67,10 +67,10 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                match sessions.admit(peer.ip()) {
+                match connections.admit(peer.ip()) {
                     Ok(permit) => {
-                        let (broker, limits, auth, tls, token) = (broker.clone(), config.limits.clone(), config.auth.clone(), config.tls.clone(), sessions.token());
-                        sessions.spawn(async move {
+                        let (broker, limits, auth, tls, token) = (broker.clone(), config.limits.clone(), config.auth.clone(), config.tls.clone(), connections.token());
+                        connections.spawn(async move {
                             let transport = if tls.is_some() { "tls" } else { "tcp" };
                             let _open = broker.metrics().connection(transport);
                             match tls {
@@ -95,7 +95,7 @@ pub async fn serve(
                     }
                     Err(refusal) => {
                         broker.metrics().refused("binary", format!("{refusal:?}Connections"));
-                        sessions.spawn(async move {
+                        connections.spawn(async move {
                         let mut stream = stream;
                         let mut buf = Vec::new();
                         let (code, message) = match refusal {
@@ -112,6 +112,6 @@ pub async fn serve(
             }
         }
     }
-    sessions.shutdown().await;
+    connections.shutdown().await;
     Ok(())
 }

@@ -1,5 +1,5 @@
 //! The bookkeeping every listener shares: a connection limit, the tasks of
-//! live sessions, and the signal that tells them to end.
+//! live connections, and the signal that tells them to end.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -12,9 +12,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Live sessions of one listener.
+/// Live connections of one listener.
 #[derive(Debug, Clone)]
-pub(crate) struct Sessions {
+pub(crate) struct Connections {
     token: CancellationToken,
     tracker: TaskTracker,
     slots: Arc<Semaphore>,
@@ -51,7 +51,7 @@ impl Drop for Permit {
     }
 }
 
-impl Sessions {
+impl Connections {
     pub(crate) fn new(max_connections: usize, max_per_ip: usize) -> Self {
         Self {
             token: CancellationToken::new(),
