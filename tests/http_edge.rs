@@ -642,3 +642,29 @@ async fn cors_allows_only_the_configured_origins() {
     assert_eq!(allow(&r).as_deref(), Some("http://app.example"));
     http.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_with_many_publishes_in_flight_is_read_only_as_acks_go_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = common::open(dir.path(), &common::config(Durability::Always, 1 << 20));
+    let config = HttpConfig {
+        ws_max_inflight_publishes: 2,
+        ..HttpConfig::default()
+    };
+    let http = common::HttpServer::start(&b, config).await;
+    // Subscribed past the end, so only acks come back.
+    let mut ws = ws_connect(&http, "/topics/bounded/ws?from=1000000").await;
+    // 200 publish ops sent at once; the broker holds at most 2 awaiting
+    // their (synced) acks and reads the rest as acks go out.
+    for i in 0..200 {
+        let op = serde_json::json!({ "op": "publish", "data": format!("m{i}"), "id": i });
+        ws.send(WsMessage::text(op.to_string())).await.unwrap();
+    }
+    for i in 0..200u64 {
+        let ack = ws_json(&mut ws).await;
+        assert_eq!(ack, serde_json::json!({ "op": "ack", "seq": i, "id": i }));
+    }
+    let stored = b.read("bounded", 0, 1000).unwrap();
+    assert_eq!(stored.next, 200);
+    http.stop().await;
+}

@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use super::auth::Caller;
+use super::auth::{Admin, Granted};
 use super::json;
 use super::topics::TopicJson;
 use super::{ApiError, EdgeState};
@@ -21,14 +21,13 @@ use fanlog_broker::TopicOverrides;
 /// the topic; `409` when it exists.
 pub(crate) async fn create(
     State(s): State<EdgeState>,
-    axum::Extension(caller): axum::Extension<Caller>,
-    topic: Result<Path<String>, PathRejection>,
+    granted: Granted<Admin>,
     body: Result<Json<TopicOverrides>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Path(topic) = topic?;
-    caller.admin(&topic)?;
+    let Granted { topic, .. } = granted;
     let Json(settings) = body?;
-    let info = s.broker.create_topic(&topic, &settings)?;
+    // Directories, settings.json and their syncs: off the runtime's threads.
+    let info = blocking(move || s.broker.create_topic(&topic, &settings)).await??;
     Ok(json::body(StatusCode::CREATED, &TopicJson::from(info)))
 }
 
@@ -37,15 +36,15 @@ pub(crate) async fn create(
 /// gone).
 pub(crate) async fn delete(
     State(s): State<EdgeState>,
-    axum::Extension(caller): axum::Extension<Caller>,
-    topic: Result<Path<String>, PathRejection>,
+    granted: Granted<Admin>,
 ) -> Result<Response, ApiError> {
-    let Path(topic) = topic?;
-    caller.admin(&topic)?;
-    match &s.hooks {
-        Some(hooks) => hooks.delete_topic(&topic)?,
-        None => s.broker.delete_topic(&topic)?,
-    }
+    let Granted { topic, .. } = granted;
+    // Closing the log and removing its directory: off the runtime's threads.
+    blocking(move || match &s.hooks {
+        Some(hooks) => hooks.delete_topic(&topic).map_err(ApiError::from),
+        None => s.broker.delete_topic(&topic).map_err(ApiError::from),
+    })
+    .await??;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -59,18 +58,33 @@ pub(crate) struct TruncateJson {
 /// `POST /topics/{topic}/truncate` `{"before": SEQ}`: `{"first_seq": N}`.
 pub(crate) async fn truncate(
     State(s): State<EdgeState>,
-    axum::Extension(caller): axum::Extension<Caller>,
-    topic: Result<Path<String>, PathRejection>,
+    granted: Granted<Admin>,
     body: Result<Json<TruncateJson>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Path(topic) = topic?;
-    caller.admin(&topic)?;
+    let Granted { topic, .. } = granted;
     let Json(b) = body?;
-    let first_seq = s.broker.truncate(&topic, b.before)?;
+    let broker = s.broker.clone();
+    let truncated = topic.clone();
+    // Segment removal and its directory sync: off the runtime's threads.
+    let first_seq = blocking(move || broker.truncate(&truncated, b.before)).await??;
     Ok(json::body(
         StatusCode::OK,
         &serde_json::json!({ "topic": topic, "first_seq": first_seq }),
     ))
+}
+
+/// Runs file-system work (creating and removing directories, renames,
+/// syncs) on tokio's blocking pool, so that it never stalls a runtime
+/// thread that serves sockets.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the operation did not complete: {e}"),
+        )
+    })
 }
 
 #[derive(Debug, Serialize)]
@@ -85,11 +99,9 @@ struct GroupJson {
 /// `GET /topics/{topic}/groups`: every consumer group, with its lag.
 pub(crate) async fn groups(
     State(s): State<EdgeState>,
-    axum::Extension(caller): axum::Extension<Caller>,
-    topic: Result<Path<String>, PathRejection>,
+    granted: Granted<Admin>,
 ) -> Result<Response, ApiError> {
-    let Path(topic) = topic?;
-    caller.admin(&topic)?;
+    let Granted { topic, .. } = granted;
     let next = s.broker.topic_info(&topic)?.next_seq;
     let groups: Vec<GroupJson> = s
         .broker
@@ -117,12 +129,11 @@ pub(crate) struct ResetJson {
 /// moves the group's offset (back to re-read, ahead to skip).
 pub(crate) async fn reset(
     State(s): State<EdgeState>,
-    axum::Extension(caller): axum::Extension<Caller>,
+    _granted: Granted<Admin>,
     path: Result<Path<(String, String)>, PathRejection>,
     body: Result<Json<ResetJson>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Path((topic, group)) = path?;
-    caller.admin(&topic)?;
     let Json(b) = body?;
     let seq = match (b.seq, b.time.as_deref()) {
         (Some(seq), None) => seq,

@@ -6,11 +6,16 @@
 //! Every request gets a [`Caller`]; a request with credentials that do not
 //! hold is refused with 401 before it reaches a handler, and so is one
 //! without any when the broker has tokens (except the console page and
-//! `/healthz`). Handlers check the caller's rights on the topic: 403.
+//! `/healthz`). A route's `{topic}` comes to its handler only through
+//! [`Granted`], which checks the caller's right on it (403) and the topic
+//! name (400) once, before the handler runs.
 
+use std::collections::HashMap;
+use std::marker::PhantomData;
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::{FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -31,27 +36,10 @@ pub(crate) struct Caller {
 }
 
 impl Caller {
-    pub(crate) fn publish(&self, topic: &str) -> Result<(), ApiError> {
-        self.check(self.grant.can_publish(topic), "publish to", topic)
-    }
-
     /// True when the caller may publish to `topic` (so creating it by
     /// subscribing gives it nothing it could not do anyway).
     pub(crate) fn may_publish(&self, topic: &str) -> bool {
         self.grant.can_publish(topic)
-    }
-
-    pub(crate) fn subscribe(&self, topic: &str) -> Result<(), ApiError> {
-        self.check(self.grant.can_subscribe(topic), "read", topic)
-    }
-
-    pub(crate) fn see(&self, topic: &str) -> Result<(), ApiError> {
-        self.check(self.grant.can_see(topic), "see", topic)
-    }
-
-    /// Topic and consumer-group administration: an admin token.
-    pub(crate) fn admin(&self, topic: &str) -> Result<(), ApiError> {
-        self.check(self.grant.is_admin(), "administer", topic)
     }
 
     /// Hooks and WebSub: an admin, or a token that may read the topic.
@@ -69,6 +57,91 @@ impl Caller {
                 format!("this token may not {what} {topic}"),
             ))
         }
+    }
+}
+
+/// A right a route needs on its `{topic}`.
+pub(crate) trait Right: Send + Sync + 'static {
+    /// The refusal's verb: "this token may not {WHAT} {topic}".
+    const WHAT: &'static str;
+    /// Whether `grant` has the right on `topic`.
+    fn allows(grant: &Grant, topic: &str) -> bool;
+    /// What using the right costs the caller (a publish, against its rate).
+    fn charge(_grant: &Grant) -> Result<(), ApiError> {
+        Ok(())
+    }
+}
+
+/// Read a topic: pages, SSE, WebSocket, long poll.
+pub(crate) enum Read {}
+/// Publish one message (charged against the token's rate).
+pub(crate) enum Publish {}
+/// See that a topic exists and its numbers.
+pub(crate) enum See {}
+/// Administer a topic and its consumer groups.
+pub(crate) enum Admin {}
+
+impl Right for Read {
+    const WHAT: &'static str = "read";
+    fn allows(grant: &Grant, topic: &str) -> bool {
+        grant.can_subscribe(topic)
+    }
+}
+
+impl Right for Publish {
+    const WHAT: &'static str = "publish to";
+    fn allows(grant: &Grant, topic: &str) -> bool {
+        grant.can_publish(topic)
+    }
+    fn charge(grant: &Grant) -> Result<(), ApiError> {
+        Ok(grant.charge_publish(1)?)
+    }
+}
+
+impl Right for See {
+    const WHAT: &'static str = "see";
+    fn allows(grant: &Grant, topic: &str) -> bool {
+        grant.can_see(topic)
+    }
+}
+
+impl Right for Admin {
+    const WHAT: &'static str = "administer";
+    fn allows(grant: &Grant, _topic: &str) -> bool {
+        grant.is_admin()
+    }
+}
+
+/// The route's `{topic}` with the caller, once the caller's right `R` on it
+/// and the topic name held: the one policy check of the HTTP edge.
+pub(crate) struct Granted<R> {
+    pub(crate) topic: String,
+    pub(crate) caller: Caller,
+    right: PhantomData<R>,
+}
+
+impl<S: Send + Sync, R: Right> FromRequestParts<S> for Granted<R> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let caller = parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "no caller"))?;
+        let Path(params) =
+            Path::<HashMap<String, String>>::from_request_parts(parts, state).await?;
+        let topic = params.get("topic").cloned().ok_or_else(|| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "no {topic} in the route")
+        })?;
+        caller.check(R::allows(&caller.grant, &topic), R::WHAT, &topic)?;
+        fanlog_broker::TopicName::new(topic.as_str()).map_err(fanlog_broker::BrokerError::from)?;
+        R::charge(&caller.grant)?;
+        Ok(Self {
+            topic,
+            caller,
+            right: PhantomData,
+        })
     }
 }
 

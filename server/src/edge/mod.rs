@@ -72,6 +72,10 @@ pub struct HttpConfig {
     /// Bytes of messages put in one response page: a paged read, a long-poll
     /// answer, or one WebSocket write.
     pub page_bytes: usize,
+    /// WebSocket publish ops awaiting their acks, per socket; at the bound
+    /// the socket is not read until an ack goes out (TCP pushes back on the
+    /// client), so a client that never reads its acks costs bounded memory.
+    pub ws_max_inflight_publishes: usize,
     /// The binary-protocol listeners to list in `/asyncapi.json` (the HTTP
     /// edge lists itself from the request's `Host`).
     pub api_servers: Vec<ApiServer>,
@@ -105,6 +109,7 @@ impl Default for HttpConfig {
             ws_ping: Duration::from_secs(20),
             slow_consumer_timeout: Duration::from_secs(30),
             page_bytes: 256 << 10,
+            ws_max_inflight_publishes: 1024,
             api_servers: Vec::new(),
             max_connections: 10_000,
             max_connections_per_ip: 10_000,

@@ -9,13 +9,14 @@
 use crate::MetricsExt;
 use std::time::Duration;
 
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use futures_util::StreamExt;
 use serde::Deserialize;
 
+use super::auth::{Granted, Read};
 use super::json::{self, GapJson, Page};
 use super::{ApiError, EdgeState};
 use fanlog_broker::{Event, StartFrom};
@@ -36,12 +37,10 @@ pub(crate) struct PollQuery {
 /// `GET /topics/{topic}/poll`
 pub(crate) async fn poll(
     State(s): State<EdgeState>,
-    topic: Result<Path<String>, PathRejection>,
+    granted: Granted<Read>,
     query: Result<Query<PollQuery>, QueryRejection>,
-    axum::Extension(caller): axum::Extension<super::auth::Caller>,
 ) -> Result<Response, ApiError> {
-    let Path(topic) = topic?;
-    caller.subscribe(&topic)?;
+    let Granted { topic, caller, .. } = granted;
     let Query(q) = query?;
     let timeout = match q.timeout {
         None => DEFAULT_TIMEOUT,

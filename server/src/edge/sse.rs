@@ -11,14 +11,15 @@
 use crate::MetricsExt;
 use std::convert::Infallible;
 
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::{StreamExt, stream};
 use serde::Deserialize;
 
+use super::auth::{Granted, Read};
 use super::json::{self, GapJson};
 use super::{ApiError, EdgeState};
 use fanlog_broker::{Event, StartFrom, Subscription};
@@ -57,13 +58,11 @@ fn start(headers: &HeaderMap, q: &EventsQuery) -> Result<StartFrom, ApiError> {
 /// `GET /topics/{topic}/events`
 pub(crate) async fn events(
     State(s): State<EdgeState>,
-    topic: Result<Path<String>, PathRejection>,
+    granted: Granted<Read>,
     headers: HeaderMap,
     query: Result<Query<EventsQuery>, QueryRejection>,
-    axum::Extension(caller): axum::Extension<super::auth::Caller>,
 ) -> Result<Response, ApiError> {
-    let Path(topic) = topic?;
-    caller.subscribe(&topic)?;
+    let Granted { topic, caller, .. } = granted;
     let Query(q) = query?;
     let sub = s
         .broker

@@ -1,13 +1,14 @@
 //! REST routes over topics: publish, list, info, paged read.
 
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use fanlog_protocol::{Header, Message, RecordMeta};
 use serde::{Deserialize, Serialize};
 
+use super::auth::{Granted, Publish, Read, See};
 use super::json::{self, GapJson, Page};
 use super::{ApiError, EdgeState};
 use crate::cloudevents;
@@ -53,12 +54,10 @@ pub(crate) async fn list(
 /// (discovery).
 pub(crate) async fn info(
     State(s): State<EdgeState>,
-    topic: Result<Path<String>, PathRejection>,
+    granted: Granted<See>,
     headers: HeaderMap,
-    axum::Extension(caller): axum::Extension<super::auth::Caller>,
 ) -> Result<Response, ApiError> {
-    let Path(topic) = topic?;
-    caller.see(&topic)?;
+    let Granted { topic, .. } = granted;
     let info = s.broker.topic_info(&topic)?;
     let mut response = json::body(StatusCode::OK, &TopicJson::from(info));
     if let Some(links) = super::hooks::discovery_links(&s, &headers, &topic) {
@@ -72,14 +71,11 @@ pub(crate) async fn info(
 /// Answers once the message is as durable as the topic's mode promises.
 pub(crate) async fn publish(
     State(s): State<EdgeState>,
-    topic: Result<Path<String>, PathRejection>,
+    granted: Granted<Publish>,
     headers: HeaderMap,
-    axum::Extension(caller): axum::Extension<super::auth::Caller>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let Path(topic) = topic?;
-    caller.publish(&topic)?;
-    caller.grant.charge_publish(1)?;
+    let Granted { topic, caller, .. } = granted;
     let body = body?;
     let text = |name: header::HeaderName| -> Result<Option<String>, ApiError> {
         headers
@@ -165,12 +161,10 @@ pub(crate) struct ReadQuery {
 /// at or after `from_time`, with the seq to ask next.
 pub(crate) async fn read(
     State(s): State<EdgeState>,
-    topic: Result<Path<String>, PathRejection>,
+    granted: Granted<Read>,
     query: Result<Query<ReadQuery>, QueryRejection>,
-    axum::Extension(caller): axum::Extension<super::auth::Caller>,
 ) -> Result<Response, ApiError> {
-    let Path(topic) = topic?;
-    caller.subscribe(&topic)?;
+    let Granted { topic, .. } = granted;
     let Query(q) = query?;
     let info = s.broker.topic_info(&topic)?;
     let from = match json::start_from(q.from, q.from_time.as_deref(), StartFrom::Earliest)? {

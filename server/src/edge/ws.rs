@@ -14,10 +14,10 @@
 //! `?from=SEQ` to continue with no gap and no duplicate.
 
 use crate::MetricsExt;
-use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::response::Response;
 use base64::Engine;
 use bytes::Bytes;
@@ -29,6 +29,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use super::auth::{Granted, Read};
 use super::json::{GapJson, MessageJson};
 use super::{ApiError, EdgeState};
 use fanlog_broker::BrokerError;
@@ -62,13 +63,11 @@ pub(crate) struct WsQuery {
 /// time the socket opens.
 pub(crate) async fn upgrade(
     State(s): State<EdgeState>,
-    topic: Result<Path<String>, PathRejection>,
+    granted: Granted<Read>,
     query: Result<Query<WsQuery>, QueryRejection>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-    axum::Extension(caller): axum::Extension<super::auth::Caller>,
 ) -> Result<Response, ApiError> {
-    let Path(topic) = topic?;
-    caller.subscribe(&topic)?;
+    let Granted { topic, caller, .. } = granted;
     let Query(q) = query?;
     let ws = ws.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
     let from = super::json::start_from(q.from, q.from_time.as_deref(), StartFrom::Latest)?;
@@ -216,7 +215,7 @@ impl WsStream {
                         break end;
                     }
                 }
-                msg = socket.recv() => match msg {
+                msg = socket.recv(), if self.acks.len() < self.state.config.ws_max_inflight_publishes.max(1) => match msg {
                     None | Some(Err(_)) | Some(Ok(WsMessage::Close(_))) => break End::PeerGone,
                     Some(Ok(WsMessage::Text(text))) => {
                         if let Err((code, why)) = self.op(text.as_str()) {
