@@ -193,7 +193,8 @@ pub struct Config {
     /// Limits on what clients may ask for.
     pub limits: Limits,
     /// Webhook and WebSub delivery.
-    pub hooks: HooksSection,
+    /// The `[hooks]` section, as the hooks take it.
+    pub hooks: hooks::HooksConfig,
     /// Tokens and their rights.
     pub auth: AuthConfig,
     /// Per-topic settings by topic pattern (an exact name, or a prefix
@@ -220,7 +221,7 @@ impl Default for Config {
             allow_open_network: false,
             log: LogConfig::default(),
             limits: Limits::default(),
-            hooks: HooksSection::default(),
+            hooks: hooks::HooksConfig::default(),
             auth: AuthConfig::default(),
             topics: BTreeMap::new(),
         }
@@ -316,89 +317,6 @@ impl Default for Limits {
             header_timeout: Age(edge::HttpConfig::default().header_timeout),
             body_timeout: Age(edge::HttpConfig::default().body_timeout),
         }
-    }
-}
-
-/// The `[hooks]` section: how webhooks and WebSub deliveries are retried.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HooksSection {
-    /// An attempt with no complete answer by then failed (`15s`).
-    #[serde(with = "as_string")]
-    pub timeout: Age,
-    /// Waits after the 1st, 2nd, ... consecutive failure; the last repeats.
-    pub retry_schedule: Vec<String>,
-    /// Relative jitter of each wait, 0.0 to 1.0.
-    pub jitter: f64,
-    /// A hook with no success for this long is disabled (`5days`).
-    #[serde(with = "as_string")]
-    pub disable_after: Age,
-    /// Most deliveries per second to one hook, unless the hook sets its own.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rate_limit: Option<f64>,
-    /// WebSub lease when a subscriber asks for none, and the range granted.
-    #[serde(with = "as_string")]
-    pub lease_default: Age,
-    #[serde(with = "as_string")]
-    pub lease_min: Age,
-    #[serde(with = "as_string")]
-    pub lease_max: Age,
-}
-
-impl Default for HooksSection {
-    fn default() -> Self {
-        let d = hooks::HooksConfig::default();
-        Self {
-            timeout: Age(d.timeout),
-            retry_schedule: d
-                .retry_schedule
-                .iter()
-                .map(|w| Age(*w).to_string())
-                .collect(),
-            jitter: d.jitter,
-            disable_after: Age(d.disable_after),
-            rate_limit: d.rate_limit,
-            lease_default: Age(d.lease_default),
-            lease_min: Age(d.lease_min),
-            lease_max: Age(d.lease_max),
-        }
-    }
-}
-
-impl HooksSection {
-    /// The hooks' settings (targets, CAs and the count limit come from
-    /// elsewhere in the configuration).
-    ///
-    /// # Errors
-    /// A retry wait that is not a duration, an empty schedule, or a jitter
-    /// outside 0..=1.
-    pub fn hooks_config(&self) -> Result<hooks::HooksConfig, String> {
-        let retry_schedule = self
-            .retry_schedule
-            .iter()
-            .map(|w| {
-                w.parse::<Age>()
-                    .map(|a| a.0)
-                    .map_err(|e| format!("hooks.retry_schedule: {w:?}: {e}"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        if retry_schedule.is_empty() {
-            return Err("hooks.retry_schedule: give at least one wait".into());
-        }
-        if !(0.0..=1.0).contains(&self.jitter) {
-            return Err(format!("hooks.jitter {} is outside 0..=1", self.jitter));
-        }
-        Ok(hooks::HooksConfig {
-            timeout: self.timeout.0,
-            retry_schedule,
-            jitter: self.jitter,
-            disable_after: self.disable_after.0,
-            rate_limit: self.rate_limit,
-            lease_default: self.lease_default.0,
-            lease_min: self.lease_min.0,
-            lease_max: self.lease_max.0,
-            ..hooks::HooksConfig::default()
-        })
     }
 }
 
@@ -504,7 +422,7 @@ impl Config {
                 anyhow::anyhow!("bad configuration ({file}): {}", describe(&e))
             })?;
         config.broker().map_err(anyhow::Error::msg)?;
-        config.hooks.hooks_config().map_err(anyhow::Error::msg)?;
+        config.hooks.validate().map_err(anyhow::Error::msg)?;
         Ok(config)
     }
 

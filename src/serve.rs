@@ -181,7 +181,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             allow_targets: cfg.allow_hook_targets.clone(),
             trust_pem,
             max_hooks: limits.max_hooks,
-            ..cfg.hooks.hooks_config().map_err(anyhow::Error::msg)?
+            ..cfg.hooks.clone()
         })
         .http_config(edge::HttpConfig {
             cors_origins: cfg.cors_origins.clone(),

@@ -280,3 +280,46 @@ fn client_and_unrelated_variables_do_not_stop_serve() {
     assert!(printed.contains("http = \"127.0.0.1:7481\""), "{printed}");
     assert!(err.contains("ignoring FANLOG_TOKEN"), "{err}");
 }
+
+#[test]
+fn the_hooks_section_is_the_hooks_settings_as_they_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        "[hooks]\ntimeout = \"3s\"\nretry_schedule = [\"1s\", \"2m\"]\njitter = 0.5\nrate_limit = 20.0\n",
+    );
+    let out = serve(&["--config", &path, "--print-config"], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let c: toml::Table = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let hooks = &c["hooks"];
+    assert_eq!(hooks["timeout"].as_str(), Some("3s"), "{text}");
+    let schedule: Vec<&str> = hooks["retry_schedule"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(schedule, ["1s", "2m"], "{text}");
+    assert_eq!(hooks["jitter"].as_float(), Some(0.5));
+    assert_eq!(hooks["rate_limit"].as_float(), Some(20.0));
+    // Defaults fill what the file leaves out; keys of other sections are
+    // not part of it.
+    assert_eq!(hooks["disable_after"].as_str(), Some("5days"), "{text}");
+    assert!(hooks.get("max_hooks").is_none(), "{text}");
+
+    for (bad, says) in [
+        ("[hooks]\njitter = 2.0\n", "jitter"),
+        ("[hooks]\nretry_schedule = []\n", "retry_schedule"),
+        ("[hooks]\ntimeout = \"soon\"\n", "soon"),
+        ("[hooks]\nretries = 3\n", "retries"),
+    ] {
+        let path = write_config(dir.path(), bad);
+        let e = refusal(&["--config", &path, "--print-config"], &[]);
+        assert!(e.contains(says), "{bad}: {e}");
+    }
+}

@@ -38,33 +38,47 @@ pub use store::Delivery;
 use store::{HookSpec, OldSecret, Store, WebSubSpec};
 pub use websub::WebSubRequest;
 
-/// Settings of push delivery.
-#[derive(Debug, Clone)]
+/// Settings of push delivery. Also the `[hooks]` section of `fanlog
+/// serve`'s configuration, as it is: durations are written like `15s`,
+/// `5m` or `5days`; the networks, CAs and the count limit come from other
+/// keys and are not part of the section.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct HooksConfig {
     /// A delivery attempt that has no complete answer by then failed.
+    #[serde(with = "text::duration")]
     pub timeout: Duration,
     /// Waits after the 1st, 2nd, ... consecutive failure of a message; the
     /// last one repeats. Each is jittered by up to ±[`Self::jitter`].
+    #[serde(with = "text::durations")]
     pub retry_schedule: Vec<Duration>,
     /// Relative jitter of each retry wait, 0.0 to 1.0.
     pub jitter: f64,
     /// A hook with no success for this long is disabled.
+    #[serde(with = "text::duration")]
     pub disable_after: Duration,
     /// Networks deliveries may reach although the guard refuses them
     /// (loopback, private, ...): `127.0.0.1`, `10.0.0.0/8`.
+    #[serde(skip)]
     pub allow_targets: Vec<String>,
     /// Most deliveries per second to one hook, if limited.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<f64>,
     /// CA certificates (PEM) trusted for https targets, beside the
     /// Mozilla root store.
+    #[serde(skip)]
     pub trust_pem: Vec<Vec<u8>>,
     /// Most hooks and WebSub subscriptions; creating one more is refused.
+    #[serde(skip)]
     pub max_hooks: usize,
     /// WebSub lease when the subscriber asks for none.
+    #[serde(with = "text::duration")]
     pub lease_default: Duration,
     /// Shortest and longest WebSub lease granted.
+    #[serde(with = "text::duration")]
     pub lease_min: Duration,
     /// See `lease_min`.
+    #[serde(with = "text::duration")]
     pub lease_max: Duration,
 }
 
@@ -91,6 +105,75 @@ impl Default for HooksConfig {
             lease_default: Duration::from_secs(10 * 24 * 3600),
             lease_min: Duration::from_secs(60),
             lease_max: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+}
+
+impl HooksConfig {
+    /// Checks the settings that can be wrong on their own.
+    ///
+    /// # Errors
+    /// An empty retry schedule, a jitter outside 0..=1, a rate limit that is
+    /// not a positive number, or a default lease outside `lease_min..=lease_max`.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.retry_schedule.is_empty() {
+            return Err("hooks.retry_schedule: give at least one wait".into());
+        }
+        if !(0.0..=1.0).contains(&self.jitter) {
+            return Err(format!("hooks.jitter {} is outside 0..=1", self.jitter));
+        }
+        if self.rate_limit.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+            return Err("hooks.rate_limit must be a positive number".into());
+        }
+        if !(self.lease_min <= self.lease_default && self.lease_default <= self.lease_max) {
+            return Err("hooks.lease_default must lie within lease_min..=lease_max".into());
+        }
+        Ok(())
+    }
+}
+
+/// Durations as text (`15s`, `5m`, `5days`), for the configuration.
+mod text {
+    pub(super) mod duration {
+        use serde::{Deserialize, Deserializer, Serializer, de::Error};
+        use std::time::Duration;
+
+        pub(crate) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_str(&humantime::format_duration(*d))
+        }
+
+        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+            let text = String::deserialize(d)?;
+            humantime::parse_duration(&text).map_err(|e| {
+                D::Error::custom(format!("{text:?} is not a duration like 15s or 5m: {e}"))
+            })
+        }
+    }
+
+    pub(super) mod durations {
+        use serde::ser::SerializeSeq;
+        use serde::{Deserialize, Deserializer, Serializer, de::Error};
+        use std::time::Duration;
+
+        pub(crate) fn serialize<S: Serializer>(v: &[Duration], s: S) -> Result<S::Ok, S::Error> {
+            let mut seq = s.serialize_seq(Some(v.len()))?;
+            for d in v {
+                seq.serialize_element(&humantime::format_duration(*d).to_string())?;
+            }
+            seq.end()
+        }
+
+        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Vec<Duration>, D::Error> {
+            Vec::<String>::deserialize(d)?
+                .iter()
+                .map(|text| {
+                    humantime::parse_duration(text).map_err(|e| {
+                        D::Error::custom(format!("{text:?} is not a duration like 15s or 5m: {e}"))
+                    })
+                })
+                .collect()
         }
     }
 }
