@@ -45,6 +45,22 @@ fn write_config(dir: &std::path::Path, text: &str) -> String {
     path.to_str().unwrap().to_owned()
 }
 
+/// What `serve ARGS` printed with `--print-config`, parsed, and as text.
+fn printed(args: &[&str], envs: &[(&str, &str)]) -> (toml::Table, String) {
+    print_out(serve(args, envs))
+}
+
+fn print_out(out: Output) -> (toml::Table, String) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let c: toml::Table = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    (c, text)
+}
+
 fn refusal(args: &[&str], envs: &[(&str, &str)]) -> String {
     let out = serve(args, envs);
     assert!(
@@ -75,13 +91,7 @@ fn flags_win_over_the_environment_which_wins_over_the_file() {
             ("FANLOG_TOPICS__audit__SEGMENT_BYTES", "4194304"),
         ],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    let c: toml::Table = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let (c, text) = print_out(out);
     assert_eq!(c["tcp"].as_str(), Some("127.0.0.1:6666"), "flag: {text}");
     assert_eq!(c["http"].as_str(), Some("127.0.0.1:3333"), "env: {text}");
     assert_eq!(c["fsync"].as_str(), Some("never"), "file: {text}");
@@ -288,14 +298,7 @@ fn the_hooks_section_is_the_hooks_settings_as_they_are() {
         dir.path(),
         "[hooks]\ntimeout = \"3s\"\nretry_schedule = [\"1s\", \"2m\"]\njitter = 0.5\nrate_limit = 20.0\n",
     );
-    let out = serve(&["--config", &path, "--print-config"], &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    let c: toml::Table = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let (c, text) = printed(&["--config", &path, "--print-config"], &[]);
     let hooks = &c["hooks"];
     assert_eq!(hooks["timeout"].as_str(), Some("3s"), "{text}");
     let schedule: Vec<&str> = hooks["retry_schedule"]
