@@ -2,21 +2,6 @@
 //! (binary protocol on TCP, TLS and QUIC; HTTP and HTTPS), its hooks, its
 //! metrics and one shutdown. `fanlog serve`, the load tool and the test
 //! helpers all start their servers here.
-//!
-//! ```
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use fanlog_broker::{Broker, BrokerConfig};
-//! use fanlog_server::Server;
-//!
-//! let dir = tempfile::tempdir()?;
-//! let broker = Broker::open(dir.path(), BrokerConfig::default())?;
-//! let any = "127.0.0.1:0".parse()?;
-//! let server = Server::builder(broker).tcp(any).http(any).start().await?;
-//! assert!(server.addr("tcp").is_some() && server.addr("http").is_some());
-//! server.stop().await?; // listeners, then hooks, then the broker
-//! # Ok(()) }
-//! ```
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -339,7 +324,23 @@ fn api_servers(listening: &[(&'static str, SocketAddr)]) -> Vec<ApiServer> {
         .collect()
 }
 
-/// A broker served on its listeners: see the [module](self).
+/// A broker served on its listeners (TCP, TLS, QUIC, HTTP, HTTPS), with
+/// its hooks, metrics and one shutdown; made by [`Server::builder`].
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use fanlog_broker::{Broker, BrokerConfig};
+/// use fanlog_server::Server;
+///
+/// let dir = tempfile::tempdir()?;
+/// let broker = Broker::open(dir.path(), BrokerConfig::default())?;
+/// let any = "127.0.0.1:0".parse()?;
+/// let server = Server::builder(broker).tcp(any).http(any).start().await?;
+/// assert!(server.addr("tcp").is_some() && server.addr("http").is_some());
+/// server.stop().await?; // listeners, then hooks, then the broker
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct Server {
     broker: Broker,
