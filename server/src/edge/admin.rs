@@ -76,7 +76,7 @@ pub(crate) async fn truncate(
 /// Runs file-system work (creating and removing directories, renames,
 /// syncs) on tokio's blocking pool, so that it never stalls a runtime
 /// thread that serves sockets.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(work).await.map_err(|e| {

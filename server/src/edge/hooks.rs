@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Form, Json};
 use serde::Deserialize;
 
+use super::admin::blocking;
 use super::auth::Caller;
 use super::json;
 use super::{ApiError, EdgeState};
@@ -167,13 +168,13 @@ pub(crate) async fn patch(
             )));
         }
     };
-    let view = hooks(&s)?.update(
-        &id,
-        HookUpdate {
-            enabled,
-            rate_limit: b.rate_limit,
-        },
-    )?;
+    let hooks = hooks(&s)?.clone();
+    // The update is stored (hooks.json): off the runtime's threads.
+    let update = HookUpdate {
+        enabled,
+        rate_limit: b.rate_limit,
+    };
+    let view = blocking(move || hooks.update(&id, update)).await??;
     Ok(json::body(StatusCode::OK, &view))
 }
 
@@ -189,7 +190,9 @@ pub(crate) async fn rotate(
     own(&s, &caller, &id)?;
     let Json(b) = body?;
     let grace = std::time::Duration::from_secs(b.grace_seconds.unwrap_or(24 * 3600));
-    let secret = hooks(&s)?.rotate(&id, b.secret, grace)?;
+    let hooks = hooks(&s)?.clone();
+    let rotated = id.clone();
+    let secret = blocking(move || hooks.rotate(&rotated, b.secret, grace)).await??;
     Ok(json::body(
         StatusCode::OK,
         &serde_json::json!({ "id": id, "secret": secret }),
@@ -204,7 +207,8 @@ pub(crate) async fn delete(
 ) -> Result<Response, ApiError> {
     let Path(id) = id?;
     own(&s, &caller, &id)?;
-    hooks(&s)?.delete(&id)?;
+    let hooks = hooks(&s)?.clone();
+    blocking(move || hooks.delete(&id)).await??;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -559,18 +559,24 @@ impl Hooks {
             let _topics = self.inner.topics.lock();
             self.register_new(&id, new, &url, &secret)?
         };
+        // Stored, and its cursor durable, before the hook is acknowledged.
+        if let Err(e) = self.save_off_runtime().await {
+            self.forget(&id);
+            return Err(e);
+        }
         if let Err(e) = committing.durable().await {
             self.forget(&id);
-            let _ = self.save();
+            let _ = self.save_off_runtime().await;
             return Err(e.into());
         }
         let view = self.get(&id).ok_or(HookError::NotFound(id))?;
         Ok((view, secret.as_str().to_owned()))
     }
 
-    /// The part of [`Hooks::create`] under the topics lock: the cursor,
-    /// the registry and `hooks.json`. The cursor's commit is written; the
-    /// caller waits for it to be durable once the lock is released.
+    /// The part of [`Hooks::create`] under the topics lock: the cursor and
+    /// the registry. The cursor's commit is written; the caller stores the
+    /// registry and waits for the commit to be durable once the lock is
+    /// released.
     fn register_new(
         &self,
         id: &str,
@@ -608,11 +614,16 @@ impl Hooks {
             rate_limit: new.rate_limit,
         };
         self.start(spec)?;
-        if let Err(e) = self.save() {
-            self.forget(id);
-            return Err(e);
-        }
         Ok(committing)
+    }
+
+    /// Writes `hooks.json` on the blocking pool (a rename and syncs), so a
+    /// runtime thread never waits for the disk.
+    async fn save_off_runtime(&self) -> Result<(), HookError> {
+        let hooks = self.clone();
+        tokio::task::spawn_blocking(move || hooks.save())
+            .await
+            .map_err(|e| HookError::Io(std::io::Error::other(e)))?
     }
 
     /// Refuses a new hook at the limit.

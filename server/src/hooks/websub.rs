@@ -132,15 +132,33 @@ impl Hooks {
                         secret,
                         expires_ms: now_ms().saturating_add(lease.as_millis() as u64),
                     };
-                    if let Err(e) = hooks.websub_subscribe(&topic, callback.as_str(), spec) {
-                        tracing::error!(%callback, "WebSub subscription not stored: {e}");
+                    // Stored in hooks.json: off the runtime's threads.
+                    let (store, cb) = (hooks.clone(), callback.to_string());
+                    let stored = tokio::task::spawn_blocking(move || {
+                        store.websub_subscribe(&topic, &cb, spec)
+                    })
+                    .await;
+                    match stored {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            tracing::error!(%callback, "WebSub subscription not stored: {e}")
+                        }
+                        Err(e) => tracing::error!(%callback, "WebSub subscription not stored: {e}"),
                     }
                 }
                 (Mode::Unsubscribe, Ok(())) => {
-                    for id in hooks.websub_ids(callback.as_str(), &topic_url) {
-                        if let Err(e) = hooks.delete(&id) {
-                            tracing::error!(%callback, "WebSub unsubscribe: {e}");
-                        }
+                    let ids = hooks.websub_ids(callback.as_str(), &topic_url);
+                    let store = hooks.clone();
+                    let deleted = tokio::task::spawn_blocking(move || {
+                        ids.iter()
+                            .filter_map(|id| store.delete(id).err())
+                            .map(|e| e.to_string())
+                            .collect::<Vec<_>>()
+                    })
+                    .await
+                    .unwrap_or_else(|e| vec![e.to_string()]);
+                    for e in deleted {
+                        tracing::error!(%callback, "WebSub unsubscribe: {e}");
                     }
                 }
             }
