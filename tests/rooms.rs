@@ -1,6 +1,7 @@
 //! The crates keep to their rooms: an embedded user's build has no HTTP,
 //! TLS or metrics stack, and the broker core knows no transport. Read from
-//! `cargo tree` over the workspace's lock file.
+//! `cargo tree` over the workspace's lock file (it may fetch the registry
+//! index on a machine that never built these crates).
 
 use std::process::Command;
 
