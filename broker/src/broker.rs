@@ -109,20 +109,14 @@ pub struct TopicStats {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TopicFigures {
-    /// The topic.
-    pub name: TopicName,
+    /// The topic's name, first and next seq and bytes stored.
+    pub info: TopicInfo,
     /// Messages appended since the broker opened.
     pub messages_in: u64,
     /// Payload bytes appended since the broker opened.
     pub bytes_in: u64,
     /// Records refused to a reader because they failed their checksum.
     pub corrupt_reads: u64,
-    /// The first seq still stored.
-    pub first_seq: u64,
-    /// The seq the next message gets.
-    pub next_seq: u64,
-    /// Bytes of records stored.
-    pub bytes: u64,
     /// Records quarantined when the topic was opened.
     pub quarantined_records: u64,
     /// Consumer groups and their committed offsets.
@@ -355,18 +349,15 @@ impl Broker {
             .read()
             .values()
             .map(|t| TopicFigures {
-                name: t.log.name().clone(),
+                info: info(t),
                 messages_in: t.messages_in.load(Ordering::Relaxed),
                 bytes_in: t.bytes_in.load(Ordering::Relaxed),
                 corrupt_reads: t.corrupt_reads.load(Ordering::Relaxed),
-                first_seq: t.log.first_seq(),
-                next_seq: t.log.next_seq(),
-                bytes: t.log.bytes(),
                 quarantined_records: t.log.recovery_report().quarantined_records,
                 groups: t.offsets.groups(),
             })
             .collect();
-        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all.sort_by(|a, b| a.info.name.cmp(&b.info.name));
         all
     }
 

@@ -143,9 +143,7 @@ fn run(registry: &Registry, rx: &Receiver<Msg>, period: Duration, observer: &Syn
                     timed_sync(t, observer);
                 }
                 for t in &offsets {
-                    if let Err(e) = t.offsets.sync() {
-                        tracing::error!(topic = %t.log.name(), error = %e, "offsets sync failed");
-                    }
+                    sync_offsets(t);
                 }
                 if stop {
                     return;
@@ -165,9 +163,7 @@ fn run(registry: &Registry, rx: &Receiver<Msg>, period: Duration, observer: &Syn
                             }
                         }
                     }
-                    if let Err(e) = t.offsets.sync() {
-                        tracing::error!(topic = %t.log.name(), error = %e, "offsets sync failed");
-                    }
+                    sync_offsets(t);
                 }
                 if last_retention.elapsed() >= Duration::from_secs(1) {
                     last_retention = Instant::now();
@@ -188,6 +184,14 @@ fn run(registry: &Registry, rx: &Receiver<Msg>, period: Duration, observer: &Syn
                 }
             }
         }
+    }
+}
+
+/// Syncs `t`'s consumer offsets; a failure is recorded in the store (no
+/// later commit is acknowledged) and reported to its waiters.
+fn sync_offsets(t: &Topic) {
+    if let Err(e) = t.offsets.sync() {
+        tracing::error!(topic = %t.log.name(), error = %e, "offsets sync failed");
     }
 }
 

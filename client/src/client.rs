@@ -411,10 +411,7 @@ impl Stream for Subscription {
             SubInner::Embedded(s) => {
                 let item = std::task::ready!(Pin::new(&mut **s).poll_next(cx));
                 Poll::Ready(item.map(|r| match r {
-                    Ok(fanlog_broker::Event::Record(rec)) => {
-                        Ok(Event::Record(embedded_delivery(&rec)))
-                    }
-                    Ok(fanlog_broker::Event::Gap { from, to }) => Ok(Event::Gap { from, to }),
+                    Ok(ev) => Ok(ev.map(|rec| embedded_delivery(&rec))),
                     Err(e) => Err(e.into()),
                 }))
             }

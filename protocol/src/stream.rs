@@ -79,6 +79,17 @@ pub enum Event<R> {
     },
 }
 
+impl<R> Event<R> {
+    /// The same event over another record type: `f` makes the record, a
+    /// gap stays the gap.
+    pub fn map<S>(self, f: impl FnOnce(R) -> S) -> Event<S> {
+        match self {
+            Event::Record(r) => Event::Record(f(r)),
+            Event::Gap { from, to } => Event::Gap { from, to },
+        }
+    }
+}
+
 /// A topic's numbers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicInfo {

@@ -203,7 +203,7 @@ impl Collector for TopicCollector {
             .upgrade()
             .map(|b| b.open_topic_figures())
             .unwrap_or_default();
-        let label = |t: &TopicFigures| [("topic", t.name.as_str().to_owned())];
+        let label = |t: &TopicFigures| [("topic", t.info.name.as_str().to_owned())];
 
         type Read = fn(&TopicFigures) -> u64;
         let counters: [(&str, &str, Read); 3] = [
@@ -238,17 +238,17 @@ impl Collector for TopicCollector {
             (
                 "topic_next_seq",
                 "The seq the next message of a topic will get",
-                |t| t.next_seq,
+                |t| t.info.next_seq,
             ),
             (
                 "topic_first_seq",
                 "The first seq a topic still stores",
-                |t| t.first_seq,
+                |t| t.info.first_seq,
             ),
             (
                 "topic_bytes",
                 "Bytes of records a topic stores on disk",
-                |t| t.bytes,
+                |t| t.info.bytes,
             ),
             (
                 "topic_quarantined_records",
@@ -274,9 +274,9 @@ impl Collector for TopicCollector {
             .flat_map(|t| {
                 t.groups.iter().map(move |(g, committed)| {
                     (
-                        t.name.as_str().to_owned(),
+                        t.info.name.as_str().to_owned(),
                         g.as_str().to_owned(),
-                        t.next_seq.saturating_sub(*committed) as i64,
+                        t.info.next_seq.saturating_sub(*committed) as i64,
                     )
                 })
             })

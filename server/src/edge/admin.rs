@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::auth::{Admin, Granted};
 use super::json;
 use super::topics::TopicJson;
-use super::{ApiError, EdgeState};
+use super::{ApiError, EdgeState, blocking};
 use fanlog_broker::TopicOverrides;
 
 /// `PUT /topics/{topic}` with [`TopicOverrides`] as the body: `201` and
@@ -73,20 +73,6 @@ pub(crate) async fn truncate(
     ))
 }
 
-/// Runs file-system work (creating and removing directories, renames,
-/// syncs) on tokio's blocking pool, so that it never stalls a runtime
-/// thread that serves sockets.
-pub(crate) async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(work).await.map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("the operation did not complete: {e}"),
-        )
-    })
-}
-
 #[derive(Debug, Serialize)]
 struct GroupJson {
     group: String,
@@ -129,11 +115,12 @@ pub(crate) struct ResetJson {
 /// moves the group's offset (back to re-read, ahead to skip).
 pub(crate) async fn reset(
     State(s): State<EdgeState>,
-    _granted: Granted<Admin>,
+    granted: Granted<Admin>,
     path: Result<Path<(String, String)>, PathRejection>,
     body: Result<Json<ResetJson>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Path((topic, group)) = path?;
+    let Granted { topic, .. } = granted;
+    let Path((_, group)) = path?;
     let Json(b) = body?;
     let seq = match (b.seq, b.time.as_deref()) {
         (Some(seq), None) => seq,

@@ -11,10 +11,9 @@ use axum::response::{IntoResponse, Response};
 use axum::{Form, Json};
 use serde::Deserialize;
 
-use super::admin::blocking;
 use super::auth::Caller;
 use super::json;
-use super::{ApiError, EdgeState};
+use super::{ApiError, EdgeState, blocking};
 use crate::hooks::{Delivery, HookError, HookUpdate, Hooks, NewHook, WebSubRequest};
 
 #[derive(Deserialize)]

@@ -603,6 +603,20 @@ impl From<BrokerError> for ApiError {
     }
 }
 
+/// Runs file-system work (creating and removing directories, renames,
+/// syncs) on tokio's blocking pool, so that it never stalls a runtime
+/// thread that serves sockets.
+pub(crate) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the operation did not complete: {e}"),
+        )
+    })
+}
+
 /// The HTTP status of a refusal, from the one classification every
 /// interface shares ([`BrokerError::code`]).
 #[must_use]

@@ -138,12 +138,16 @@ impl Hooks {
                         store.websub_subscribe(&topic, &cb, spec)
                     })
                     .await;
-                    match stored {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => {
-                            tracing::error!(%callback, "WebSub subscription not stored: {e}")
+                    let durable = match stored {
+                        Ok(Ok(Some(committing))) => {
+                            committing.durable().await.map_err(HookError::from)
                         }
-                        Err(e) => tracing::error!(%callback, "WebSub subscription not stored: {e}"),
+                        Ok(Ok(None)) => Ok(()),
+                        Ok(Err(e)) => Err(e),
+                        Err(e) => Err(HookError::Io(std::io::Error::other(e))),
+                    };
+                    if let Err(e) = durable {
+                        tracing::error!(%callback, "WebSub subscription not stored: {e}");
                     }
                 }
                 (Mode::Unsubscribe, Ok(())) => {
@@ -238,14 +242,17 @@ impl Hooks {
 
     /// Activates a verified subscription: a new hook from the live tail, or
     /// the existing one with its new lease and secret (its cursor kept).
+    /// A new hook's cursor commit is returned to be awaited once the lock
+    /// is released.
     fn websub_subscribe(
         &self,
         topic: &str,
         callback: &str,
         spec: WebSubSpec,
-    ) -> Result<(), HookError> {
+    ) -> Result<Option<fanlog_broker::Committing>, HookError> {
         let _topics = self.inner.topics.lock();
         let existing = self.websub_ids(callback, &spec.topic_url);
+        let mut committing = None;
         let (id, created_ms) = match existing.first() {
             Some(id) => {
                 let created = self
@@ -267,9 +274,7 @@ impl Hooks {
                     .broker
                     .subscribe(topic, StartFrom::Latest)?
                     .position();
-                // Written now; the worker starts from it either way, and
-                // a restart finds it once the flusher's next tick synced it.
-                drop(self.inner.broker.begin_commit(topic, &group(&id), next)?);
+                committing = Some(self.inner.broker.begin_commit(topic, &group(&id), next)?);
                 (id, now_ms())
             }
         };
@@ -286,7 +291,8 @@ impl Hooks {
             types: Vec::new(),
             websub: Some(spec),
         })?;
-        self.save()
+        self.save()?;
+        Ok(committing)
     }
 }
 
