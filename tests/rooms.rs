@@ -68,6 +68,18 @@ fn the_broker_core_knows_no_transport_http_or_metrics() {
 }
 
 #[test]
+fn storage_knows_neither_the_core_nor_the_servers() {
+    let crates = tree("fanlog-storage", &[]);
+    assert!(crates.iter().any(|c| c == "memmap2"), "{crates:?}");
+    for c in SERVER_STACK.iter().chain(&["fanlog-broker"]) {
+        assert!(!crates.iter().any(|have| have == c), "{c} in {crates:?}");
+    }
+    // The core reaches the files only through the storage crate.
+    let core = tree("fanlog-broker", &[]);
+    assert!(core.iter().any(|c| c == "fanlog-storage"), "{core:?}");
+}
+
+#[test]
 fn the_default_client_still_speaks_tls_and_quic() {
     let crates = tree("fanlog-client", &[]);
     for c in ["quinn", "rustls", "fanlog-broker"] {

@@ -2,7 +2,6 @@
 //! cloneable handle.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -10,16 +9,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fanlog_protocol::{GroupName, TopicName};
 use parking_lot::{Mutex, RwLock};
-use rustix::fs::{FlockOperation, flock};
 
 use crate::config::{BrokerConfig, Durability, TopicOverrides};
 use crate::error::{BrokerError, Result};
 use crate::flusher::{Flusher, Registry};
-use crate::log::{Entry, ReadAt, RecoveryReport, TopicLog};
-use crate::offsets::OffsetStore;
-use crate::record::Record;
 use crate::subscription::{StartFrom, Subscription};
 use fanlog_protocol::Message;
+use fanlog_storage::local::LocalStorage;
+use fanlog_storage::{
+    Entry, MetaStore, OffsetStore, OpenedTopic, ReadAt, ReadCursor, Record, RecoveryReport,
+    Storage, TopicLog,
+};
 
 /// Microseconds since the Unix epoch, now.
 pub(crate) fn now_us() -> u64 {
@@ -31,8 +31,8 @@ pub(crate) fn now_us() -> u64 {
 /// A topic: its log and its consumer groups' offsets.
 #[derive(Debug)]
 pub(crate) struct Topic {
-    pub(crate) log: TopicLog,
-    pub(crate) offsets: OffsetStore,
+    pub(crate) log: Box<dyn TopicLog>,
+    pub(crate) offsets: Box<dyn OffsetStore>,
     /// Messages and payload bytes appended since the broker opened.
     pub(crate) messages_in: AtomicU64,
     pub(crate) bytes_in: AtomicU64,
@@ -47,7 +47,7 @@ impl Topic {
     /// Checks `r`'s checksum before its bytes leave for a client that cannot
     /// check it (every interface but the binary protocol, whose client
     /// verifies each record itself).
-    pub(crate) fn verified(&self, r: crate::record::Record) -> Result<crate::record::Record> {
+    pub(crate) fn verified(&self, r: Record) -> Result<Record> {
         match r.verify() {
             Ok(()) => Ok(r),
             Err(reason) => {
@@ -140,7 +140,7 @@ impl Committing {
     /// The sync of the offsets failed.
     pub async fn durable(self) -> Result<()> {
         match self.wait {
-            Some((t, ticket)) => t.offsets.durable(ticket).await,
+            Some((t, ticket)) => Ok(t.offsets.durable(ticket).await?),
             None => Ok(()),
         }
     }
@@ -173,6 +173,8 @@ pub struct ReadBatch {
 #[derive(Debug)]
 struct Inner {
     dir: PathBuf,
+    /// Where topics and metadata are kept.
+    storage: Box<dyn Storage>,
     config: BrokerConfig,
     /// Open topics.
     topics: Registry,
@@ -194,7 +196,6 @@ struct Inner {
     /// Values that other layers keep one of per broker (see
     /// [`Broker::extension`]).
     extensions: Mutex<Vec<Arc<dyn std::any::Any + Send + Sync>>>,
-    _lock: File,
 }
 
 /// The broker as a library: open a data directory, publish, read, subscribe,
@@ -235,43 +236,34 @@ impl Broker {
     /// [`BrokerError::Io`] when files cannot be opened.
     pub fn open(dir: impl AsRef<Path>, config: BrokerConfig) -> Result<Self> {
         config.validate().map_err(BrokerError::Config)?;
-        let dir = dir.as_ref().to_owned();
-        let topics_dir = dir.join("topics");
-        std::fs::create_dir_all(&topics_dir).map_err(BrokerError::io(&topics_dir))?;
-        let lock_path = dir.join("LOCK");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(BrokerError::io(&lock_path))?;
-        flock(&lock, FlockOperation::NonBlockingLockExclusive)
-            .map_err(|_| BrokerError::DataDirInUse(dir.clone()))?;
+        let storage = LocalStorage::open(dir.as_ref())?;
+        Self::with_storage(dir, Box::new(storage), config)
+    }
 
+    /// Opens a broker over `storage`, recovering every topic in it; `dir`
+    /// is this process's own data directory (for what is not shared, such
+    /// as a generated certificate).
+    ///
+    /// # Errors
+    /// As [`Broker::open`].
+    pub fn with_storage(
+        dir: impl AsRef<Path>,
+        storage: Box<dyn Storage>,
+        config: BrokerConfig,
+    ) -> Result<Self> {
+        config.validate().map_err(BrokerError::Config)?;
+        let dir = dir.as_ref().to_owned();
         let registry: Registry = Arc::new(RwLock::new(HashMap::new()));
         let mut closed = HashMap::new();
         let mut failed = HashMap::new();
         let max_open = config.open_topics_limit();
-        // Written once every topic has a settings.json: from then on a
-        // missing one was deleted, not never written.
-        let marker = dir.join(SETTINGS_MARKER);
-        let settings_required = marker.exists();
         let now = now_us();
-        for entry in std::fs::read_dir(&topics_dir).map_err(BrokerError::io(&topics_dir))? {
-            let entry = entry.map_err(BrokerError::io(&topics_dir))?;
-            let Some(name) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| TopicName::new(n).ok())
-            else {
-                tracing::warn!(path = %entry.path().display(), "ignoring a directory that is not a topic name");
-                continue;
-            };
+        for name in storage.topics()? {
             // Every topic is recovered now, so that damage shows at start;
             // past the open limit each is closed again right after (recovery
             // synced it), so a broker starts with any number of topics. A
             // topic that cannot be opened is refused, and only it.
-            let opened = open_topic(&topics_dir, name.clone(), &config, now, settings_required);
+            let opened = open_topic(&*storage, &name, &config, false, now);
             let topic = match opened {
                 Ok(t) => t,
                 Err(e) => {
@@ -286,10 +278,6 @@ impl Broker {
                 closed.insert(name, info(&topic));
             }
         }
-        if !settings_required {
-            std::fs::write(&marker, b"every topic directory holds settings.json\n")
-                .map_err(BrokerError::io(&marker))?;
-        }
         let period = config.shortest_interval().unwrap_or(Duration::from_secs(1));
         let sync_observer = crate::flusher::SyncObserver::default();
         let flusher = Flusher::start(registry.clone(), period, sync_observer.clone())
@@ -297,6 +285,7 @@ impl Broker {
         Ok(Self {
             inner: Arc::new(Inner {
                 dir,
+                storage,
                 config,
                 topics: registry,
                 idle: Mutex::new(closed),
@@ -307,7 +296,6 @@ impl Broker {
                 closed: AtomicBool::new(false),
                 sync_observer,
                 extensions: Mutex::new(Vec::new()),
-                _lock: lock,
             }),
         })
     }
@@ -361,9 +349,23 @@ impl Broker {
         all
     }
 
-    /// The data directory.
+    /// This process's own data directory.
     pub fn dir(&self) -> &Path {
         &self.inner.dir
+    }
+
+    /// The metadata documents of the broker's storage (the hook registry
+    /// is one), for the layers above the core.
+    #[must_use]
+    pub fn meta(&self) -> &dyn MetaStore {
+        self.inner.storage.meta()
+    }
+
+    /// The leases of the broker's storage: exclusive, expiring ownership
+    /// of a name.
+    #[must_use]
+    pub fn leases(&self) -> &dyn fanlog_storage::Leases {
+        self.inner.storage.leases()
     }
 
     /// The configuration the broker runs with.
@@ -409,13 +411,12 @@ impl Broker {
             return Err(BrokerError::TopicNotFound(topic.to_owned()));
         }
         self.make_room();
-        let topics_dir = self.inner.dir.join("topics");
         let t = match open_topic(
-            &topics_dir,
-            name.clone(),
+            &*self.inner.storage,
+            &name,
             &self.inner.config,
+            false,
             now_us(),
-            true,
         ) {
             Ok(t) => Arc::new(t),
             Err(e) => {
@@ -490,12 +491,17 @@ impl Broker {
             drop(_g);
             return self.existing(topic);
         }
-        self.create_locked(name)
+        self.create_locked(name, None)
     }
 
-    /// Creates topic `name`; the create lock is held and it does not exist.
-    /// A topic that cannot be made leaves nothing on disk.
-    fn create_locked(&self, name: TopicName) -> Result<Arc<Topic>> {
+    /// Creates topic `name`, with `settings` of its own when given; the
+    /// create lock is held and it does not exist. A topic that cannot be
+    /// made leaves nothing in storage.
+    fn create_locked(
+        &self,
+        name: TopicName,
+        settings: Option<&TopicOverrides>,
+    ) -> Result<Arc<Topic>> {
         let count = self.inner.topics.read().len()
             + self.inner.idle.lock().len()
             + self.inner.failed.lock().len();
@@ -506,22 +512,26 @@ impl Broker {
             )));
         }
         self.make_room();
-        let topics_dir = self.inner.dir.join("topics");
-        let dir = topics_dir.join(name.as_str());
-        let existed = dir.exists();
-        let made = open_topic(
-            &topics_dir,
-            name.clone(),
-            &self.inner.config,
-            now_us(),
-            false,
-        )
-        .and_then(|t| {
-            if t.log.config().durability != Durability::Never {
-                crate::log::mmap::sync_dir(&topics_dir).map_err(BrokerError::io(&topics_dir))?;
-            }
-            Ok(t)
-        });
+        let made = match settings {
+            None => open_topic(
+                &*self.inner.storage,
+                &name,
+                &self.inner.config,
+                true,
+                now_us(),
+            ),
+            Some(own) => self
+                .inner
+                .storage
+                .create(
+                    &name,
+                    self.inner.config.topic_config(name.as_str()),
+                    own,
+                    now_us(),
+                )
+                .map_err(BrokerError::from)
+                .map(topic),
+        };
         match made {
             Ok(t) => {
                 let t = Arc::new(t);
@@ -529,10 +539,6 @@ impl Broker {
                 Ok(t)
             }
             Err(e) => {
-                // Closed by now (dropped), so nothing writes into it.
-                if !existed {
-                    let _ = std::fs::remove_dir_all(&dir);
-                }
                 tracing::warn!(topic = %name, error = %e, "cannot create topic");
                 Err(e)
             }
@@ -562,19 +568,7 @@ impl Broker {
         let mut c = self.inner.config.topic_config(topic);
         settings.apply(&mut c);
         c.validate().map_err(BrokerError::Config)?;
-        let dir = self.inner.dir.join("topics").join(topic);
-        std::fs::create_dir_all(&dir).map_err(BrokerError::io(&dir))?;
-        // A directory left behind would be opened as a topic at the next
-        // start: it goes again if the topic cannot be made.
-        let made =
-            crate::topic_settings::store(&dir, settings).and_then(|()| self.create_locked(name));
-        match made {
-            Ok(t) => Ok(info(&t)),
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&dir);
-                Err(e)
-            }
-        }
+        Ok(info(&*self.create_locked(name, Some(settings))?))
     }
 
     /// Deletes a topic: its subscriptions end, its files and consumer
@@ -586,15 +580,14 @@ impl Broker {
     /// [`BrokerError::Io`].
     pub fn delete_topic(&self, topic: &str) -> Result<()> {
         self.check_open()?;
-        TopicName::new(topic)?;
+        let name = TopicName::new(topic)?;
         let _g = self.inner.create.lock();
-        let dir = match self.inner.topics.write().remove(topic) {
+        match self.inner.topics.write().remove(topic) {
             Some(t) => {
                 // No append is under way once this returns, so nothing
-                // writes into the directory while it is removed (or after a
-                // new topic of the same name is created in it).
+                // writes into the topic while it is removed (or after a
+                // new topic of the same name is created).
                 t.log.close_and_wait();
-                t.log.dir().to_owned()
             }
             None => {
                 // Closed, or failed to open: its directory goes all the same.
@@ -603,13 +596,9 @@ impl Broker {
                 if !(idle || failed) {
                     return Err(BrokerError::TopicNotFound(topic.to_owned()));
                 }
-                self.inner.dir.join("topics").join(topic)
             }
-        };
-        std::fs::remove_dir_all(&dir).map_err(BrokerError::io(&dir))?;
-        let topics_dir = self.inner.dir.join("topics");
-        crate::log::mmap::sync_dir(&topics_dir).map_err(BrokerError::io(&topics_dir))?;
-        Ok(())
+        }
+        Ok(self.inner.storage.remove(&name)?)
     }
 
     /// Retention now: removes the segments of `topic` whose messages all
@@ -620,7 +609,7 @@ impl Broker {
     /// [`BrokerError::TopicNotFound`], [`BrokerError::InvalidName`],
     /// [`BrokerError::Io`], [`BrokerError::Poisoned`].
     pub fn truncate(&self, topic: &str, before: u64) -> Result<u64> {
-        self.existing(topic)?.log.truncate(before, now_us())
+        Ok(self.existing(topic)?.log.truncate(before, now_us())?)
     }
 
     /// Publishes one message, creating the topic on first use, and returns
@@ -723,7 +712,10 @@ impl Broker {
             Ok(())
         } else {
             // The sync failed: the topic is poisoned and says why.
-            Err(t.log.poisoned().unwrap_or(BrokerError::Closed))
+            Err(t
+                .log
+                .poisoned()
+                .map_or(BrokerError::Closed, BrokerError::from))
         }
     }
 
@@ -753,9 +745,9 @@ impl Broker {
         let mut records = Vec::with_capacity(max.min(1024));
         let mut gap = None;
         let mut next = from;
-        let mut hint = None;
+        let mut cursor = ReadCursor::default();
         while records.len() < max {
-            match t.log.read_at(next, &mut hint)? {
+            match t.log.read_at(next, &mut cursor)? {
                 ReadAt::Record(r) => {
                     records.push(if verify { t.verified(r)? } else { r });
                     next += 1;
@@ -827,7 +819,7 @@ impl Broker {
     /// [`BrokerError::TopicNotFound`], [`BrokerError::InvalidName`],
     /// [`BrokerError::Corrupt`].
     pub fn seek_time(&self, topic: &str, ts_us: u64) -> Result<u64> {
-        self.existing(topic)?.log.seek_time(ts_us)
+        Ok(self.existing(topic)?.log.seek_time(ts_us)?)
     }
 
     /// Commits `group`'s offset on `topic`: the next seq the group will read.
@@ -930,7 +922,7 @@ impl Broker {
                 first_err.get_or_insert(e);
             }
         }
-        first_err.map_or(Ok(()), Err)
+        first_err.map_or(Ok(()), |e| Err(e.into()))
     }
 
     /// Flushes everything and stops the background flusher; afterwards every
@@ -979,55 +971,28 @@ impl Drop for Inner {
     }
 }
 
-/// The file in the data directory that says every topic directory holds a
-/// `settings.json`.
-const SETTINGS_MARKER: &str = "SETTINGS";
-
-/// Opens (or creates) a topic. `settings_required`: a topic that has
-/// records but no `settings.json` lost it (refused, never opened with the
-/// broker's settings); otherwise a missing one is written as `{}`.
+/// Opens `name` from `storage` under the broker's settings for it (see
+/// [`Storage::open`]).
 fn open_topic(
-    topics_dir: &Path,
-    name: TopicName,
+    storage: &dyn Storage,
+    name: &TopicName,
     config: &BrokerConfig,
+    create: bool,
     now: u64,
-    settings_required: bool,
 ) -> Result<Topic> {
-    let dir = topics_dir.join(name.as_str());
-    let mut topic_config = config.topic_config(name.as_str());
-    match crate::topic_settings::load(&dir) {
-        Ok(Some(own)) => own.apply(&mut topic_config),
-        Ok(None) if settings_required && crate::log::has_segments(&dir) => {
-            return Err(BrokerError::TopicFailed {
-                topic: name.to_string(),
-                reason: format!(
-                    "{} is missing: the topic's own settings (its durability among them) are unknown. Restore the file, or write {{}} into it to run the topic with the broker's settings",
-                    dir.join("settings.json").display()
-                ),
-            });
-        }
-        Ok(None) => {
-            std::fs::create_dir_all(&dir).map_err(BrokerError::io(&dir))?;
-            crate::topic_settings::store(&dir, &crate::config::TopicOverrides::default())?;
-        }
-        Err(e) => {
-            return Err(BrokerError::TopicFailed {
-                topic: name.to_string(),
-                reason: format!("{e}. Fix the file (or remove the topic)"),
-            });
-        }
-    }
-    let durability = topic_config.durability;
-    let log = TopicLog::open(name, &dir, topic_config, now)?;
-    let offsets = OffsetStore::open(&dir, durability)?;
-    Ok(Topic {
-        log,
-        offsets,
+    let opened = storage.open(name, config.topic_config(name.as_str()), create, now)?;
+    Ok(topic(opened))
+}
+
+fn topic(opened: OpenedTopic) -> Topic {
+    Topic {
+        log: opened.log,
+        offsets: opened.offsets,
         messages_in: AtomicU64::new(0),
         bytes_in: AtomicU64::new(0),
         corrupt_reads: AtomicU64::new(0),
-        last_used: AtomicU64::new(now),
-    })
+        last_used: AtomicU64::new(now_us()),
+    }
 }
 
 fn info(t: &Topic) -> TopicInfo {

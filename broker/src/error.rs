@@ -159,5 +159,26 @@ impl BrokerError {
     }
 }
 
+impl From<fanlog_storage::StorageError> for BrokerError {
+    fn from(e: fanlog_storage::StorageError) -> Self {
+        use fanlog_storage::StorageError as S;
+        match e {
+            S::Io { path, source } => BrokerError::Io { path, source },
+            S::Corrupt { topic, seq, reason } => BrokerError::Corrupt { topic, seq, reason },
+            S::Poisoned { topic, reason } => BrokerError::Poisoned { topic, reason },
+            S::IdempotencyConflict { topic, seq } => {
+                BrokerError::IdempotencyConflict { topic, seq }
+            }
+            S::TopicFailed { topic, reason } => BrokerError::TopicFailed { topic, reason },
+            S::LimitReached(m) => BrokerError::LimitReached(m),
+            S::InUse(dir) => BrokerError::DataDirInUse(dir),
+            S::Closed => BrokerError::Closed,
+            // A conflicting metadata write, or anything newer: refused as
+            // a configuration problem with its own words.
+            other => BrokerError::Config(other.to_string()),
+        }
+    }
+}
+
 /// Result alias for broker operations.
 pub type Result<T, E = BrokerError> = std::result::Result<T, E>;

@@ -11,9 +11,11 @@
 //! (`fanlog-server`: TCP, QUIC, the HTTP edge, hooks, auth, metrics) are
 //! peers over the same [`Broker`] handle.
 //!
+//! Storage is reached only through the traits of [`storage`]
+//! (`fanlog-storage`): [`Broker::open`] uses its embedded default, a data
+//! directory of mmap-backed logs; [`Broker::with_storage`] takes another.
+//!
 //! # Layout
-//! - `log/`: segments, the mmap module (all `unsafe`), recovery, the writer
-//! - `offsets`: consumer group offsets
 //! - `flusher`: background syncs (group commit) and retention
 //! - `subscription`: the subscriber stream
 //! - `broker`: the embedded API
@@ -40,11 +42,7 @@ mod broker;
 mod config;
 mod error;
 mod flusher;
-mod log;
-mod offsets;
-mod record;
 mod subscription;
-mod topic_settings;
 
 pub use broker::{
     Appended, Broker, Committing, ReadBatch, TopicFigures, TopicInfo, TopicStats, WeakBroker,
@@ -55,6 +53,5 @@ pub use config::{
 };
 pub use error::{BrokerError, Result};
 pub use fanlog_protocol::{GroupName, Header, Message, Producer, RecordMeta, TopicName};
-pub use log::RecoveryReport;
-pub use record::{Record, RecordRun};
+pub use fanlog_storage::{self as storage, Record, RecordRun, RecoveryReport};
 pub use subscription::{Event, StartFrom, Subscription};

@@ -10,8 +10,7 @@ use tokio_stream::wrappers::WatchStream;
 
 use crate::broker::Topic;
 use crate::error::BrokerError;
-use crate::log::{ReadAt, Segment};
-use crate::record::Record;
+use fanlog_storage::{ReadAt, ReadCursor, Record};
 
 /// What a subscription yields: the next [`Record`] or a gap.
 pub type Event = fanlog_protocol::Event<Record>;
@@ -28,7 +27,7 @@ pub use fanlog_protocol::StartFrom;
 pub struct Subscription {
     topic: Arc<Topic>,
     next: u64,
-    hint: Option<Arc<Segment>>,
+    cursor: ReadCursor,
     wake: WatchStream<u64>,
     /// Check each record's checksum before yielding it.
     verify: bool,
@@ -40,7 +39,7 @@ impl Subscription {
         Self {
             topic,
             next,
-            hint: None,
+            cursor: ReadCursor::default(),
             wake,
             verify: false,
         }
@@ -75,7 +74,7 @@ impl Subscription {
     /// # Errors
     /// [`BrokerError::Corrupt`] when the log fails validation.
     pub fn try_next(&mut self) -> Result<Option<Event>, BrokerError> {
-        match self.topic.log.read_at(self.next, &mut self.hint)? {
+        match self.topic.log.read_at(self.next, &mut self.cursor)? {
             ReadAt::Record(r) => {
                 let r = if self.verify {
                     self.topic.verified(r)?

@@ -371,7 +371,7 @@ impl Hooks {
             .user_agent(concat!("fanlog/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| HookError::Invalid(format!("HTTP client: {e}")))?;
-        let store = Store::new(broker.dir());
+        let store = Store::new(broker.clone());
         let specs = store.load()?;
         let hooks = Self {
             inner: Arc::new(Inner {

@@ -1,12 +1,14 @@
-//! The hook registry on disk: `DATA/hooks.json`, rewritten whole (write a
-//! temporary file, sync it, rename it over the old one, sync the directory)
-//! on every change, so a crash leaves the old registry or the new one.
+//! The hook registry: the `hooks.json` document of the broker's metadata
+//! store (in the local store, `DATA/hooks.json`), rewritten whole on every
+//! change, atomically, so a crash leaves the old registry or the new one.
 //! Hook cursors are not in it: they are consumer offsets of the topic.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-
+use fanlog_broker::Broker;
+use fanlog_broker::storage::{Expect, Namespace};
 use serde::{Deserialize, Serialize};
+
+/// The registry's key in [`Namespace::Hooks`].
+const KEY: &str = "hooks.json";
 
 /// One hook as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -92,40 +94,43 @@ struct RawFile {
 
 #[derive(Debug)]
 pub struct Store {
-    path: PathBuf,
+    broker: Broker,
+}
+
+fn io(e: fanlog_broker::storage::StorageError) -> std::io::Error {
+    std::io::Error::other(e)
 }
 
 impl Store {
-    pub fn new(dir: &Path) -> Self {
-        Self {
-            path: dir.join("hooks.json"),
-        }
+    pub fn new(broker: Broker) -> Self {
+        Self { broker }
     }
 
     /// Every stored hook; none when the file does not exist yet.
     ///
     /// A damaged file stops no more than what it damages: an entry that is
     /// not a valid hook is skipped (and kept in `hooks.rejected-MS.json`),
-    /// and a file that is not JSON at all is moved aside to
+    /// and a document that is not JSON at all is moved aside to
     /// `hooks.json.bad-MS`, so that nothing is lost when the registry is
     /// written next. Each is logged as an error.
     ///
     /// # Errors
-    /// The file cannot be read or moved aside.
+    /// The registry cannot be read or moved aside.
     pub fn load(&self) -> std::io::Result<Vec<HookSpec>> {
-        let bytes = match std::fs::read(&self.path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e),
+        let meta = self.broker.meta();
+        let Some(doc) = meta.get(Namespace::Hooks, KEY).map_err(io)? else {
+            return Ok(Vec::new());
         };
         let ms = super::now_ms();
-        let entries = match serde_json::from_slice::<RawFile>(&bytes) {
+        let entries = match serde_json::from_slice::<RawFile>(&doc.value) {
             Ok(f) => f.hooks,
             Err(e) => {
-                let aside = self.path.with_extension(format!("json.bad-{ms}"));
-                std::fs::rename(&self.path, &aside)?;
+                let aside = format!("{KEY}.bad-{ms}");
+                meta.put(Namespace::Hooks, &aside, &doc.value, Expect::Any)
+                    .and_then(|_| meta.delete(Namespace::Hooks, KEY))
+                    .map_err(io)?;
                 tracing::error!(
-                    file = %self.path.display(), moved_to = %aside.display(), error = %e,
+                    document = KEY, moved_to = %aside, error = %e,
                     "the hooks registry is not valid JSON: moved aside, starting without its hooks"
                 );
                 return Ok(Vec::new());
@@ -137,47 +142,36 @@ impl Store {
             match serde_json::from_value::<HookSpec>(v.clone()) {
                 Ok(h) => hooks.push(h),
                 Err(e) => {
-                    tracing::error!(file = %self.path.display(), entry = i, error = %e, "a stored hook is not valid: skipped");
+                    tracing::error!(document = KEY, entry = i, error = %e, "a stored hook is not valid: skipped");
                     rejected.push(v);
                 }
             }
         }
         if !rejected.is_empty() {
-            let aside = self
-                .path
-                .with_file_name(format!("hooks.rejected-{ms}.json"));
             let body = serde_json::to_vec_pretty(&rejected).map_err(std::io::Error::other)?;
-            std::fs::write(&aside, body)?;
+            meta.put(
+                Namespace::Hooks,
+                &format!("hooks.rejected-{ms}.json"),
+                &body,
+                Expect::Any,
+            )
+            .map_err(io)?;
         }
         Ok(hooks)
     }
 
-    /// Replaces the registry with `hooks`, durably, through a temporary
-    /// file of its own (two writers never share one). Callers serialize
-    /// their writes.
+    /// Replaces the registry with `hooks`, durably and atomically.
+    /// Callers serialize their writes.
     pub fn save(&self, hooks: &[HookSpec]) -> std::io::Result<()> {
-        let tmp = self
-            .path
-            .with_extension(format!("json.{:016x}.tmp", rand::random::<u64>()));
         let body = serde_json::to_vec_pretty(&File {
             hooks: hooks.to_vec(),
         })
         .map_err(std::io::Error::other)?;
-        let written = (|| {
-            let mut f = std::fs::File::create_new(&tmp)?;
-            f.write_all(&body)?;
-            f.sync_all()?;
-            drop(f);
-            std::fs::rename(&tmp, &self.path)
-        })();
-        if let Err(e) = written {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
-        }
-        if let Some(dir) = self.path.parent() {
-            std::fs::File::open(dir)?.sync_all()?;
-        }
-        Ok(())
+        self.broker
+            .meta()
+            .put(Namespace::Hooks, KEY, &body, Expect::Any)
+            .map(drop)
+            .map_err(io)
     }
 }
 
@@ -188,7 +182,8 @@ mod tests {
     #[test]
     fn round_trips_and_starts_empty() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::new(dir.path());
+        let broker = Broker::open(dir.path(), fanlog_broker::BrokerConfig::default()).unwrap();
+        let s = Store::new(broker.clone());
         assert!(s.load().unwrap().is_empty());
         let h = HookSpec {
             id: "hook_1".into(),
@@ -212,7 +207,7 @@ mod tests {
             }),
         };
         s.save(std::slice::from_ref(&h)).unwrap();
-        assert_eq!(Store::new(dir.path()).load().unwrap(), vec![h.clone()]);
+        assert_eq!(Store::new(broker).load().unwrap(), vec![h.clone()]);
         // One bad entry: the others load, it is kept aside.
         let mut v: serde_json::Value =
             serde_json::from_slice(&std::fs::read(dir.path().join("hooks.json")).unwrap()).unwrap();

@@ -33,9 +33,9 @@ use std::sync::Arc;
 use fanlog_protocol::GroupName;
 use parking_lot::Mutex;
 
-use crate::config::Durability;
-use crate::error::{BrokerError, Result};
-use crate::log::mmap::sync_dir;
+use super::mmap::sync_dir;
+use crate::Durability;
+use crate::{Result, StorageError};
 
 const FILE: &str = "offsets.log";
 const COMPACT_AT: u64 = 64 << 10;
@@ -60,8 +60,10 @@ struct Synced {
     failed: bool,
 }
 
+/// A topic's consumer group offsets in `offsets.log`; the local
+/// [`crate::OffsetStore`].
 #[derive(Debug)]
-pub(crate) struct OffsetStore {
+pub struct LocalOffsets {
     dir: PathBuf,
     durability: Durability,
     state: Mutex<State>,
@@ -132,20 +134,20 @@ fn replay(bytes: &[u8]) -> Replayed {
     r
 }
 
-impl OffsetStore {
+impl LocalOffsets {
     /// Opens the offsets of the topic in `dir`, cutting a torn tail.
     pub(crate) fn open(dir: &Path, durability: Durability) -> Result<Self> {
         let path = dir.join(FILE);
-        let io = BrokerError::io(&path);
+        let io = StorageError::io(&path);
         let mut file = OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
             .open(&path)
-            .map_err(BrokerError::io(&path))?;
+            .map_err(StorageError::io(&path))?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)
-            .map_err(BrokerError::io(&path))?;
+            .map_err(StorageError::io(&path))?;
         let Replayed {
             groups,
             valid_end: valid,
@@ -197,7 +199,7 @@ impl OffsetStore {
     /// Records `seq` as `group`'s offset. The write reaches the kernel before
     /// this returns (so it survives a process crash). Under
     /// [`Durability::Always`] the commit's ticket is returned: it is durable
-    /// once [`OffsetStore::durable`] says so, after the flusher's next sync.
+    /// once [`LocalOffsets::durable`] says so, after the flusher's next sync.
     pub(crate) fn commit(
         &self,
         group: &GroupName,
@@ -210,7 +212,7 @@ impl OffsetStore {
         }
         let mut st = self.state.lock();
         if !st.groups.contains_key(group) && st.groups.len() >= max_groups {
-            return Err(BrokerError::LimitReached(format!(
+            return Err(StorageError::LimitReached(format!(
                 "the topic holds its limit of {max_groups} consumer groups"
             )));
         }
@@ -218,7 +220,7 @@ impl OffsetStore {
         encode(group, seq, &mut rec);
         (&*st.file)
             .write_all(&rec)
-            .map_err(BrokerError::io(&path))?;
+            .map_err(StorageError::io(&path))?;
         st.len += rec.len() as u64;
         st.groups.insert(group.clone(), seq);
         st.dirty = true;
@@ -264,7 +266,7 @@ impl OffsetStore {
             st.dirty = false;
             (st.written, Arc::clone(&st.file))
         };
-        let synced = file.sync_data().map_err(BrokerError::io(&path));
+        let synced = file.sync_data().map_err(StorageError::io(&path));
         self.syncs
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.synced_upto(upto, synced)
@@ -286,7 +288,7 @@ impl OffsetStore {
         for (g, s) in &st.groups {
             encode(g, *s, &mut bytes);
         }
-        let io = BrokerError::io;
+        let io = StorageError::io;
         let mut f = File::create(&tmp).map_err(io(&tmp))?;
         f.write_all(&bytes).map_err(io(&tmp))?;
         f.sync_all().map_err(io(&tmp))?;
@@ -306,8 +308,8 @@ impl OffsetStore {
 }
 
 /// The error of a commit that cannot be made durable.
-fn sync_failed(path: &Path) -> BrokerError {
-    BrokerError::Io {
+fn sync_failed(path: &Path) -> StorageError {
+    StorageError::Io {
         path: path.to_owned(),
         source: std::io::Error::other(
             "a sync of the consumer offsets failed; no commit is acknowledged",
@@ -317,6 +319,24 @@ fn sync_failed(path: &Path) -> BrokerError {
 
 fn live_len(groups: &HashMap<GroupName, u64>) -> u64 {
     groups.keys().map(|g| 13 + g.as_str().len() as u64).sum()
+}
+
+impl crate::OffsetStore for LocalOffsets {
+    fn committed(&self, group: &GroupName) -> Option<u64> {
+        LocalOffsets::committed(self, group)
+    }
+    fn groups(&self) -> Vec<(GroupName, u64)> {
+        LocalOffsets::groups(self)
+    }
+    fn commit(&self, group: &GroupName, seq: u64, max_groups: usize) -> Result<Option<u64>> {
+        LocalOffsets::commit(self, group, seq, max_groups)
+    }
+    fn durable(&self, ticket: u64) -> crate::DurableWait<'_> {
+        Box::pin(LocalOffsets::durable(self, ticket))
+    }
+    fn sync(&self) -> Result<()> {
+        LocalOffsets::sync(self)
+    }
 }
 
 #[cfg(test)]
@@ -330,12 +350,12 @@ mod tests {
     #[test]
     fn commits_replay_and_last_wins() {
         let dir = tempfile::tempdir().unwrap();
-        let s = OffsetStore::open(dir.path(), Durability::Never).unwrap();
+        let s = LocalOffsets::open(dir.path(), Durability::Never).unwrap();
         s.commit_any(&g("a"), 5).unwrap();
         s.commit_any(&g("b"), 1).unwrap();
         s.commit_any(&g("a"), 9).unwrap();
         drop(s);
-        let s = OffsetStore::open(dir.path(), Durability::Never).unwrap();
+        let s = LocalOffsets::open(dir.path(), Durability::Never).unwrap();
         assert_eq!(s.committed(&g("a")), Some(9));
         assert_eq!(s.committed(&g("b")), Some(1));
         assert_eq!(s.committed(&g("c")), None);
@@ -344,7 +364,7 @@ mod tests {
     #[test]
     fn torn_tail_is_cut_and_earlier_commits_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let s = OffsetStore::open(dir.path(), Durability::Never).unwrap();
+        let s = LocalOffsets::open(dir.path(), Durability::Never).unwrap();
         s.commit_any(&g("a"), 5).unwrap();
         s.commit_any(&g("a"), 6).unwrap();
         drop(s);
@@ -353,7 +373,7 @@ mod tests {
         // Tear the second record, then corrupt variant: flip a byte.
         let f = OpenOptions::new().write(true).open(&path).unwrap();
         f.set_len(len - 3).unwrap();
-        let s = OffsetStore::open(dir.path(), Durability::Never).unwrap();
+        let s = LocalOffsets::open(dir.path(), Durability::Never).unwrap();
         assert_eq!(s.committed(&g("a")), Some(5));
         s.commit_any(&g("a"), 7).unwrap();
         drop(s);
@@ -361,14 +381,14 @@ mod tests {
         let last = bytes.len() - 1;
         bytes[last] ^= 0x20;
         std::fs::write(&path, &bytes).unwrap();
-        let s = OffsetStore::open(dir.path(), Durability::Never).unwrap();
+        let s = LocalOffsets::open(dir.path(), Durability::Never).unwrap();
         assert_eq!(s.committed(&g("a")), Some(5));
     }
 
     #[test]
     fn a_bad_byte_mid_file_costs_one_commit_not_the_rest() {
         let dir = tempfile::tempdir().unwrap();
-        let s = OffsetStore::open(dir.path(), Durability::Never).unwrap();
+        let s = LocalOffsets::open(dir.path(), Durability::Never).unwrap();
         for i in 0..100u64 {
             s.commit_any(&g(&format!("group-{i}")), i + 1).unwrap();
         }
@@ -379,7 +399,7 @@ mod tests {
         // Inside commit 3 (each is 13 + 7 or 8 bytes).
         bytes[3 * 20 + 6] ^= 0x40;
         std::fs::write(&path, &bytes).unwrap();
-        let s = OffsetStore::open(dir.path(), Durability::Never).unwrap();
+        let s = LocalOffsets::open(dir.path(), Durability::Never).unwrap();
         let groups = s.groups();
         assert_eq!(groups.len(), 99, "only the damaged group's commit is lost");
         assert_eq!(s.committed(&g("group-3")), None);
@@ -387,7 +407,7 @@ mod tests {
         assert_eq!(s.committed(&g("group-7")), Some(1000));
         drop(s);
         // Written anew: a second open finds no damage and the same groups.
-        let s = OffsetStore::open(dir.path(), Durability::Never).unwrap();
+        let s = LocalOffsets::open(dir.path(), Durability::Never).unwrap();
         assert_eq!(s.groups(), groups);
     }
 
@@ -398,7 +418,7 @@ mod tests {
     fn commits_under_always_share_syncs() {
         use std::sync::atomic::{AtomicBool, Ordering};
         let dir = tempfile::tempdir().unwrap();
-        let s = std::sync::Arc::new(OffsetStore::open(dir.path(), Durability::Always).unwrap());
+        let s = std::sync::Arc::new(LocalOffsets::open(dir.path(), Durability::Always).unwrap());
         // Nothing is durable before a sync runs.
         let first = s.commit(&g("early"), 1, usize::MAX).unwrap().unwrap();
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -439,7 +459,7 @@ mod tests {
         let syncs = s.syncs.load(Ordering::Relaxed);
         assert!((1..200).contains(&syncs), "{syncs} syncs for 201 commits");
         drop(s);
-        let s = OffsetStore::open(dir.path(), Durability::Always).unwrap();
+        let s = LocalOffsets::open(dir.path(), Durability::Always).unwrap();
         assert_eq!(s.committed(&g("g9")), Some(199));
         assert_eq!(s.committed(&g("early")), Some(1));
     }
@@ -447,7 +467,7 @@ mod tests {
     #[test]
     fn compaction_keeps_every_group() {
         let dir = tempfile::tempdir().unwrap();
-        let s = OffsetStore::open(dir.path(), Durability::Never).unwrap();
+        let s = LocalOffsets::open(dir.path(), Durability::Never).unwrap();
         for i in 0..10_000u64 {
             s.commit_any(&g(if i % 2 == 0 { "even" } else { "odd" }), i)
                 .unwrap();
@@ -459,7 +479,7 @@ mod tests {
         let len = std::fs::metadata(dir.path().join(FILE)).unwrap().len();
         assert!(len < COMPACT_AT + 100, "compacted: {len}");
         drop(s);
-        let s = OffsetStore::open(dir.path(), Durability::Never).unwrap();
+        let s = LocalOffsets::open(dir.path(), Durability::Never).unwrap();
         assert_eq!(s.committed(&g("even")), Some(9998));
         assert_eq!(s.committed(&g("odd")), Some(9999));
     }

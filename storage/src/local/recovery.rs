@@ -24,7 +24,7 @@ use std::sync::Arc;
 use fanlog_protocol::record::{RECORD_ALIGN, RecordView};
 
 use super::segment::{self, QUARANTINED, Segment};
-use crate::config::TopicConfig;
+use crate::TopicConfig;
 
 /// What recovery found and did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

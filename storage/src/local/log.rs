@@ -23,59 +23,21 @@
 //! 5. A failed sync poisons the log: no further append is accepted, because
 //!    what is acknowledged next could not be promised durable.
 
-mod dedupe;
-pub(crate) mod mmap;
-mod recovery;
-mod segment;
-
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
+use fanlog_protocol::TopicName;
 use fanlog_protocol::record::RecordParts;
-use fanlog_protocol::{Producer, TopicName};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
-pub use recovery::RecoveryReport;
-pub(crate) use segment::Segment;
-
-use crate::config::{Durability, TopicConfig};
-use crate::error::{BrokerError, Result};
-use crate::record::Record;
-use dedupe::Dedupe;
-
-/// One message to append, borrowed; its metadata already archived.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Entry<'a> {
-    pub(crate) producer: Option<Producer>,
-    pub(crate) idempotency_key: Option<&'a [u8]>,
-    pub(crate) meta: &'a [u8],
-    pub(crate) key: &'a [u8],
-    pub(crate) payload: &'a [u8],
-}
-
-/// Durability watermark: records below `upto` are synced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Durable {
-    pub(crate) upto: u64,
-    pub(crate) failed: bool,
-}
-
-/// The result of looking up one seq.
-#[derive(Debug)]
-pub(crate) enum ReadAt {
-    /// The record.
-    Record(Record),
-    /// The seq was removed by retention; the log now starts at `to`.
-    Gap { to: u64 },
-    /// The seq, and those up to `to`, were quarantined by recovery (they
-    /// failed their checksum); the record at `to` (if any) is readable.
-    Lost { to: u64 },
-    /// The seq is not (yet) readable.
-    End,
-}
+use super::dedupe::Dedupe;
+use super::recovery::{self, RecoveryReport};
+use super::segment::{self, Segment};
+use crate::{Durability, TopicConfig};
+use crate::{Durable, Entry, ReadAt, ReadCursor, Record};
+use crate::{Result, StorageError};
 
 #[derive(Debug)]
 struct Writer {
@@ -117,8 +79,10 @@ impl Writer {
     }
 }
 
+/// A topic's log in a directory of memory-mapped segments (see the
+/// module's invariants); the local [`crate::TopicLog`].
 #[derive(Debug)]
-pub(crate) struct TopicLog {
+pub struct LocalLog {
     name: TopicName,
     dir: PathBuf,
     config: TopicConfig,
@@ -153,7 +117,7 @@ pub(crate) fn has_segments(dir: &Path) -> bool {
     })
 }
 
-impl TopicLog {
+impl LocalLog {
     /// Opens the log in `dir` (created when missing), recovering it.
     pub(crate) fn open(
         name: TopicName,
@@ -161,13 +125,13 @@ impl TopicLog {
         config: TopicConfig,
         now_us: u64,
     ) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(BrokerError::io(dir))?;
-        let rec = recovery::recover(dir, &config).map_err(BrokerError::io(dir))?;
+        std::fs::create_dir_all(dir).map_err(StorageError::io(dir))?;
+        let rec = recovery::recover(dir, &config).map_err(StorageError::io(dir))?;
         let active = rec
             .segments
             .last()
             .cloned()
-            .ok_or_else(|| BrokerError::Corrupt {
+            .ok_or_else(|| StorageError::Corrupt {
                 topic: name.to_string(),
                 seq: 0,
                 reason: "recovery produced no segment".into(),
@@ -252,8 +216,8 @@ impl TopicLog {
     }
 
     /// Why the log refuses writes, once a sync failed.
-    pub(crate) fn poisoned(&self) -> Option<BrokerError> {
-        self.poison.get().map(|reason| BrokerError::Poisoned {
+    pub(crate) fn poisoned(&self) -> Option<StorageError> {
+        self.poison.get().map(|reason| StorageError::Poisoned {
             topic: self.name.to_string(),
             reason: reason.clone(),
         })
@@ -284,7 +248,7 @@ impl TopicLog {
         // Closed (the broker closing, or the topic deleted): nothing more
         // is written into its files.
         if self.is_closed() {
-            return Err(BrokerError::Closed);
+            return Err(StorageError::Closed);
         }
         let ts = now_us.max(w.last_timestamp_us);
         // Expired identities must not match: a retry after the window is new.
@@ -296,7 +260,7 @@ impl TopicLog {
                 // A retry carries the same message; anything else reusing
                 // its identity is refused, never answered as stored.
                 if self.stored_differs(w, seq, e) {
-                    result = Err(BrokerError::IdempotencyConflict {
+                    result = Err(StorageError::IdempotencyConflict {
                         topic: self.name.to_string(),
                         seq,
                     });
@@ -325,7 +289,7 @@ impl TopicLog {
             }
             let at = w.pos + w.staged_len();
             if let Err(err) = parts.encode(&mut w.stage) {
-                result = Err(BrokerError::Corrupt {
+                result = Err(StorageError::Corrupt {
                     topic: self.name.to_string(),
                     seq: parts.seq,
                     reason: format!("cannot encode record: {err}"),
@@ -406,7 +370,7 @@ impl TopicLog {
             Err(e) => {
                 w.next_seq -= staged;
                 w.dedupe.forget_from(w.next_seq);
-                Err(BrokerError::Io {
+                Err(StorageError::Io {
                     path: w.active.data_path().to_owned(),
                     source: e,
                 })
@@ -422,14 +386,14 @@ impl TopicLog {
         w.active.publish(w.count, w.pos as u64, w.last_timestamp_us);
         w.active
             .seal()
-            .map_err(BrokerError::io(w.active.data_path()))?;
+            .map_err(StorageError::io(w.active.data_path()))?;
         if self.config.durability == Durability::Never {
             w.active.release_files();
         }
         let seg = Segment::create(&self.dir, w.next_seq, self.config.segment_bytes)
-            .map_err(BrokerError::io(&self.dir))?;
+            .map_err(StorageError::io(&self.dir))?;
         if self.config.durability != Durability::Never {
-            mmap::sync_dir(&self.dir).map_err(BrokerError::io(&self.dir))?;
+            super::mmap::sync_dir(&self.dir).map_err(StorageError::io(&self.dir))?;
         }
         let seg = Arc::new(seg);
         {
@@ -555,7 +519,7 @@ impl TopicLog {
                 tracing::error!(topic = %self.name, %reason, "poisoning topic");
                 let _ = self.poison.set(reason);
                 self.durable_tx.send_modify(|d| d.failed = true);
-                return Err(self.poisoned().unwrap_or(BrokerError::Io {
+                return Err(self.poisoned().unwrap_or(StorageError::Io {
                     path: seg.data_path().to_owned(),
                     source: e,
                 }));
@@ -599,11 +563,6 @@ impl TopicLog {
         drop(self.writer.lock());
     }
 
-    /// The topic's directory.
-    pub(crate) fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
     }
@@ -634,7 +593,7 @@ impl TopicLog {
                 });
             }
             Err(reason) => {
-                return Err(BrokerError::Corrupt {
+                return Err(StorageError::Corrupt {
                     topic: self.name.to_string(),
                     seq,
                     reason,
@@ -698,13 +657,75 @@ impl TopicLog {
         w.dedupe.forget(now_us);
         Ok(())
     }
+}
 
-    /// Interval to sync at, when the durability mode asks for one.
-    pub(crate) fn sync_interval(&self) -> Option<Duration> {
-        match self.config.durability {
-            Durability::Interval(d) => Some(d),
-            _ => None,
-        }
+impl crate::TopicLog for LocalLog {
+    fn name(&self) -> &TopicName {
+        LocalLog::name(self)
+    }
+    fn config(&self) -> &TopicConfig {
+        LocalLog::config(self)
+    }
+    fn recovery_report(&self) -> &RecoveryReport {
+        LocalLog::recovery_report(self)
+    }
+    fn first_seq(&self) -> u64 {
+        LocalLog::first_seq(self)
+    }
+    fn next_seq(&self) -> u64 {
+        LocalLog::next_seq(self)
+    }
+    fn bytes(&self) -> u64 {
+        LocalLog::bytes(self)
+    }
+    fn watch_readable(&self) -> watch::Receiver<u64> {
+        LocalLog::watch_readable(self)
+    }
+    fn watch_durable(&self) -> watch::Receiver<Durable> {
+        LocalLog::watch_durable(self)
+    }
+    fn poisoned(&self) -> Option<StorageError> {
+        LocalLog::poisoned(self)
+    }
+    fn append(&self, entries: &[Entry<'_>], now_us: u64, seqs: &mut Vec<u64>) -> Result<u64> {
+        LocalLog::append(self, entries, now_us, seqs)
+    }
+    fn read_at(&self, seq: u64, cursor: &mut ReadCursor) -> Result<ReadAt> {
+        // The cursor holds the segment of the previous read.
+        let mut hint = cursor.0.take().and_then(|s| s.downcast::<Segment>().ok());
+        let found = LocalLog::read_at(self, seq, &mut hint);
+        cursor.0 = hint.map(|s| s as Arc<dyn std::any::Any + Send + Sync>);
+        found
+    }
+    fn seek_time(&self, ts_us: u64) -> Result<u64> {
+        LocalLog::seek_time(self, ts_us)
+    }
+    fn truncate(&self, before: u64, now_us: u64) -> Result<u64> {
+        LocalLog::truncate(self, before, now_us)
+    }
+    fn enforce_retention(&self, now_us: u64) {
+        LocalLog::enforce_retention(self, now_us);
+    }
+    fn dirty(&self) -> bool {
+        LocalLog::dirty(self)
+    }
+    fn sync(&self) -> Result<()> {
+        LocalLog::sync(self)
+    }
+    fn syncs(&self) -> u64 {
+        LocalLog::syncs(self)
+    }
+    fn durable_seq(&self) -> u64 {
+        LocalLog::durable_seq(self)
+    }
+    fn close(&self) {
+        LocalLog::close(self);
+    }
+    fn close_and_wait(&self) {
+        LocalLog::close_and_wait(self);
+    }
+    fn is_closed(&self) -> bool {
+        LocalLog::is_closed(self)
     }
 }
 
@@ -730,7 +751,7 @@ mod tests {
             ..TopicConfig::default()
         };
         let log =
-            TopicLog::open(TopicName::new("p").unwrap(), dir.path(), config.clone(), 1).unwrap();
+            LocalLog::open(TopicName::new("p").unwrap(), dir.path(), config.clone(), 1).unwrap();
         let mut seqs = Vec::new();
         log.append(&[entry(b"acked")], 2, &mut seqs).unwrap();
         log.sync().unwrap();
@@ -739,14 +760,14 @@ mod tests {
         log.fail_syncs.store(true, Ordering::Relaxed);
         log.append(&[entry(b"never acked")], 3, &mut seqs).unwrap();
         let err = log.sync().unwrap_err();
-        assert!(matches!(err, BrokerError::Poisoned { .. }), "{err}");
+        assert!(matches!(err, StorageError::Poisoned { .. }), "{err}");
         assert!(err.to_string().contains("injected sync failure"), "{err}");
         assert!(log.durable_tx.borrow().failed);
         // Not durable, so never readable under Always.
         assert_eq!(log.next_seq(), 1);
         // No more writes, and later syncs keep failing: nothing is acked again.
         let err = log.append(&[entry(b"x")], 4, &mut seqs).unwrap_err();
-        assert!(matches!(err, BrokerError::Poisoned { .. }), "{err}");
+        assert!(matches!(err, StorageError::Poisoned { .. }), "{err}");
         log.fail_syncs.store(false, Ordering::Relaxed);
         assert!(log.sync().is_err());
         // Readers keep reading what was acknowledged.
@@ -757,7 +778,7 @@ mod tests {
         }
         drop(log);
         // A reopen starts clean and keeps the acknowledged record.
-        let log = TopicLog::open(TopicName::new("p").unwrap(), dir.path(), config, 5).unwrap();
+        let log = LocalLog::open(TopicName::new("p").unwrap(), dir.path(), config, 5).unwrap();
         let mut hint = None;
         assert!(matches!(
             log.read_at(0, &mut hint).unwrap(),
@@ -775,7 +796,7 @@ mod tests {
             ..TopicConfig::default()
         };
         let name = TopicName::new("t").unwrap();
-        let log = TopicLog::open(name.clone(), dir.path(), config.clone(), 1).unwrap();
+        let log = LocalLog::open(name.clone(), dir.path(), config.clone(), 1).unwrap();
         let mut seqs = Vec::new();
         // Ten records per time step, over several segments; the clock goes
         // back once (at 55), and the writer keeps the time from going down.
@@ -787,7 +808,7 @@ mod tests {
             }
         }
         assert!(log.segments.read().len() > 2, "several segments");
-        let check = |log: &TopicLog| {
+        let check = |log: &LocalLog| {
             assert_eq!(log.seek_time(0).unwrap(), 0);
             assert_eq!(log.seek_time(10).unwrap(), 0);
             assert_eq!(log.seek_time(11).unwrap(), 10);
@@ -802,7 +823,7 @@ mod tests {
         check(&log);
         drop(log);
         // After a reopen, from the records themselves.
-        let log = TopicLog::open(name, dir.path(), config, 100).unwrap();
+        let log = LocalLog::open(name, dir.path(), config, 100).unwrap();
         check(&log);
     }
 }

@@ -1,40 +1,75 @@
-//! A record read from a topic: a zero-copy view into the log's mapping.
+//! A record handed out of storage: a reference-counted view of its bytes,
+//! whatever holds them.
 
 use std::fmt;
 use std::sync::Arc;
 
 use fanlog_protocol::Producer;
-use fanlog_protocol::record::{ArchivedRecordMeta, RecordView, padded_len};
+use fanlog_protocol::record::{ArchivedRecordMeta, RecordError, RecordView, padded_len};
 
-use crate::log::Segment;
+/// What holds records' bytes for as long as any [`Record`] of it lives: a
+/// segment's mapping in the local store (no copy), a buffer elsewhere.
+pub trait RecordSource: Send + Sync + 'static {
+    /// `len` bytes from `pos`, or `None` when the range is not (yet) a
+    /// published part of the source.
+    fn bytes(&self, pos: usize, len: usize) -> Option<&[u8]>;
+}
 
-/// One message read from a topic, borrowed in place from the log's memory
-/// mapping: no copy is made, and the segment stays mapped while any record of
-/// it is alive (even if retention removes its file meanwhile).
+/// A buffer that holds one record, padded or not (see [`Record::from_bytes`]).
+struct Owned(Box<[u8]>);
+
+impl RecordSource for Owned {
+    fn bytes(&self, pos: usize, len: usize) -> Option<&[u8]> {
+        self.0.get(pos..pos.checked_add(len)?)
+    }
+}
+
+/// One message read from a topic: a reference-counted view of its bytes in
+/// their source. In the local store no copy is made, and the segment stays
+/// mapped while any record of it is alive (even if retention removes its
+/// file meanwhile).
 #[derive(Clone)]
 pub struct Record {
-    segment: Arc<Segment>,
+    source: Arc<dyn RecordSource>,
     pos: usize,
     len: usize,
 }
 
 impl Record {
-    pub(crate) fn new(segment: Arc<Segment>, pos: usize, len: usize) -> Self {
-        Self { segment, pos, len }
+    /// The record of `len` bytes at `pos` of `source`. The caller has
+    /// parsed it there (structure and seq), and the source never changes
+    /// those bytes while it lives.
+    #[must_use]
+    pub fn new(source: Arc<dyn RecordSource>, pos: usize, len: usize) -> Self {
+        Self { source, pos, len }
+    }
+
+    /// A record owning a copy of `bytes`, one encoded record as stored: for
+    /// a store that reads records into buffers.
+    ///
+    /// # Errors
+    /// The bytes are not exactly one record (its structure is checked, its
+    /// checksum is not: see [`Record::verify`]).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, RecordError> {
+        let len = RecordView::parse_trusted_unpadded(bytes)?.as_bytes().len();
+        let mut padded = vec![0; padded_len(len)];
+        padded[..len].copy_from_slice(bytes);
+        Ok(Self::new(Arc::new(Owned(padded.into())), 0, len))
     }
 
     /// The parsed record. Its structure was checked when this handle was made
-    /// and log bytes below the head never change, so parsing cannot fail here.
-    pub(crate) fn view(&self) -> RecordView<'_> {
-        match self
-            .segment
-            .view_at(self.pos, (self.pos + self.padded_len()) as u64)
-        {
+    /// and a source never changes published bytes, so parsing cannot fail.
+    pub fn view(&self) -> RecordView<'_> {
+        match RecordView::parse_trusted_unpadded(self.unpadded()) {
             Ok(v) => v,
-            // Invariant 4 of the log: bytes below the head are immutable, and
-            // this record was validated (structure and seq) when it was read.
+            // Invariant: published bytes are immutable, and this record was
+            // validated (structure and seq) when it was read.
             Err(e) => unreachable!("validated record changed under a reader: {e}"),
         }
+    }
+
+    fn unpadded(&self) -> &[u8] {
+        &self.padded_bytes()[..self.len]
     }
 
     /// Checks the record's checksum, computed once at append, against its
@@ -99,20 +134,20 @@ impl Record {
     /// The record with its zero padding to 8 bytes: what a delivery frame
     /// carries, straight from the log's mapping.
     pub fn padded_bytes(&self) -> &[u8] {
-        match self.segment.bytes(self.pos, self.padded_len()) {
+        match self.source.bytes(self.pos, self.padded_len()) {
             Some(b) => b,
-            // Invariant: the padded record lies below the published
-            // `written` of its segment, checked when this handle was made.
-            None => unreachable!("published record outside its segment"),
+            // Invariant: the padded record was published in its source,
+            // checked when this handle was made.
+            None => unreachable!("published record outside its source"),
         }
     }
 }
 
-/// Records lying back to back in one segment, as one slice of the mapping:
-/// what a delivery hands to a vectored socket write without copying.
+/// Records lying back to back in one source, as one slice of it: what a
+/// delivery hands to a vectored socket write without copying.
 #[derive(Clone)]
 pub struct RecordRun {
-    segment: Arc<Segment>,
+    source: Arc<dyn RecordSource>,
     start: usize,
     end: usize,
 }
@@ -122,15 +157,15 @@ impl RecordRun {
     #[must_use]
     pub fn new(r: &Record) -> Self {
         Self {
-            segment: Arc::clone(&r.segment),
+            source: Arc::clone(&r.source),
             start: r.pos,
             end: r.pos + r.padded_len(),
         }
     }
 
-    /// Appends `r` when it directly follows the run in the same segment.
+    /// Appends `r` when it directly follows the run in the same source.
     pub fn extend(&mut self, r: &Record) -> bool {
-        if Arc::ptr_eq(&self.segment, &r.segment) && r.pos == self.end {
+        if Arc::ptr_eq(&self.source, &r.source) && r.pos == self.end {
             self.end += r.padded_len();
             true
         } else {
@@ -150,14 +185,14 @@ impl RecordRun {
         self.end == self.start
     }
 
-    /// The padded records, straight from the mapping.
+    /// The padded records, straight from their source.
     #[must_use]
     pub fn as_slice(&self) -> &[u8] {
-        match self.segment.bytes(self.start, self.end - self.start) {
+        match self.source.bytes(self.start, self.end - self.start) {
             Some(b) => b,
-            // Invariant: every record of the run was published, so the run
-            // lies below the segment's `written`.
-            None => unreachable!("published run outside its segment"),
+            // Invariant: every record of the run was published in its
+            // source.
+            None => unreachable!("published run outside its source"),
         }
     }
 }

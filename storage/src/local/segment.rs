@@ -355,6 +355,12 @@ impl Segment {
     }
 }
 
+impl crate::RecordSource for Segment {
+    fn bytes(&self, pos: usize, len: usize) -> Option<&[u8]> {
+        Segment::bytes(self, pos, len)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
