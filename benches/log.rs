@@ -37,6 +37,9 @@ fn config() -> BrokerConfig {
 }
 
 /// A fresh, preallocated, prefaulted file mapping, like a new segment.
+// The raw baseline is not fanlog's code: the one `unsafe` outside
+// storage/src/local/mmap.rs, allowed here by name.
+#[allow(unsafe_code)]
 fn fresh_map(path: &Path) -> MmapMut {
     let _ = std::fs::remove_file(path);
     let f = OpenOptions::new()

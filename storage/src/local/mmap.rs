@@ -1,5 +1,6 @@
 //! Memory-mapped files. The only module that turns raw mapping pointers into
-//! slices; every `unsafe` block of the log lives here.
+//! slices; every `unsafe` block of the crate lives here, and this module
+//! alone keeps what makes them sound.
 //!
 //! Files are mapped read-only and shared: readers slice records straight out
 //! of the page cache. The single writer appends with positional writes
@@ -8,13 +9,16 @@
 //! writeback write-protects each written page again (one TLB-shootdown IPI
 //! per page), and prefaulting zero-fills pages only to overwrite them.
 //!
-//! # Invariants the callers keep
-//! - The single writer writes only bytes that no reader has been told about
-//!   yet (beyond the published head), and never rewrites bytes below it while
-//!   the log is open. Recovery, which does rewrite, runs before any reader
-//!   exists.
-//! - A file is never shortened below a byte range that a reader may still
-//!   slice; sealing a segment shortens it only past its last record.
+//! # How a slice stays immutable
+//! Each file has a published watermark. [`MappedFile::read`] (shared
+//! access) hands out bytes only below it; [`MappedFile::write_at`] and
+//! [`MappedFile::truncate`] refuse to touch anything below it, and the
+//! watermark only grows. So a slice from `read` is never written while it
+//! lives, whatever the caller does. Recovery, which reads and rewrites
+//! bytes that were never published, does so through `&mut self`
+//! ([`MappedFile::read_exclusive`], [`MappedFile::zero_tail`]): the borrow
+//! checker proves that no other access to the file exists meanwhile (and the
+//! data directory's lock keeps other processes out).
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -48,6 +52,9 @@ pub(crate) struct MappedFile {
     /// Bytes from 0 whose blocks are reserved (or written); only the single
     /// writer (or recovery) moves it.
     reserved: AtomicUsize,
+    /// Bytes from 0 that readers may see: complete, and never written
+    /// again while the file is mapped. Only grows.
+    published: AtomicUsize,
 }
 
 impl MappedFile {
@@ -96,6 +103,7 @@ impl MappedFile {
             file: RwLock::new(Some(file)),
             map,
             reserved: AtomicUsize::new(0),
+            published: AtomicUsize::new(0),
         })
     }
 
@@ -148,27 +156,60 @@ impl MappedFile {
         self.with_file(|f| Ok(f.metadata()?.len()))
     }
 
-    /// Bytes `[at, at + len)` of the mapping, or `None` when out of bounds.
-    ///
-    /// # Safety
-    /// No write ([`Self::write_at`], [`Self::zero_tail`]) may touch the range
-    /// while the returned slice lives; the log ensures this by reading only
-    /// below the head that its single writer published with a release store.
-    pub(crate) unsafe fn slice(&self, at: usize, len: usize) -> Option<&[u8]> {
+    /// Makes bytes `[0, upto)` readable through [`Self::read`], and
+    /// immutable from now on (release: whatever was written below `upto`
+    /// before this call is what readers see). Never moves back.
+    pub(crate) fn publish(&self, upto: usize) {
+        self.published
+            .fetch_max(upto.min(self.map.len()), Ordering::Release);
+    }
+
+    /// The published length (acquire).
+    pub(crate) fn published(&self) -> usize {
+        self.published.load(Ordering::Acquire)
+    }
+
+    /// Published bytes `[at, at + len)`, or `None` when any of them is not
+    /// published.
+    pub(crate) fn read(&self, at: usize, len: usize) -> Option<&[u8]> {
+        let end = at.checked_add(len)?;
+        if end > self.published() {
+            return None;
+        }
+        // SAFETY: `[at, end)` lies inside the mapping (published never
+        // exceeds its length) and the mapping lives as long as `self`. The
+        // bytes are published, and nothing writes or truncates below the
+        // published mark (`write_at` and `truncate` refuse; `zero_tail`
+        // needs `&mut self`, impossible while this borrow lives), so they
+        // do not change while the slice lives.
+        Some(unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(at), len) })
+    }
+
+    /// Bytes `[at, at + len)` of the mapping, published or not, or `None`
+    /// past its end: for recovery, which owns the file alone.
+    pub(crate) fn read_exclusive(&mut self, at: usize, len: usize) -> Option<&[u8]> {
         let end = at.checked_add(len)?;
         if end > self.map.len() {
             return None;
         }
-        // SAFETY: the range is inside the mapping (checked above), the mapping
-        // lives as long as `self`, and the caller guarantees no concurrent
-        // mutable alias.
+        // SAFETY: inside the mapping (checked above), which lives as long
+        // as `self`; `&mut self` is held for the slice's life, so no write
+        // through this file can happen meanwhile.
         Some(unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(at), len) })
     }
 
-    /// Writes `bytes` at `at`, which must lie inside the mapping so readers
-    /// can see them. Only the single writer (beyond the published head) or
-    /// recovery (alone) calls this.
+    /// Writes `bytes` at `at`, at or past the published mark and inside
+    /// the mapping (so readers can see them once published).
     pub(crate) fn write_at(&self, at: usize, bytes: &[u8]) -> io::Result<()> {
+        if at < self.published() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "write at {at}, below the published {}: published bytes never change",
+                    self.published()
+                ),
+            ));
+        }
         let Some(end) = at
             .checked_add(bytes.len())
             .filter(|&end| end <= self.map.len())
@@ -194,8 +235,8 @@ impl MappedFile {
     /// Zeroes `[at, end of mapping)`: by punching a hole (cheap, and reads back
     /// as zeros), falling back to writing zeros where the file system cannot.
     ///
-    /// Only for recovery, before any reader exists.
-    pub(crate) fn zero_tail(&self, at: usize) -> io::Result<()> {
+    /// Only for recovery, which owns the file alone.
+    pub(crate) fn zero_tail(&mut self, at: usize) -> io::Result<()> {
         let len = self.map.len().saturating_sub(at);
         if len == 0 {
             return Ok(());
@@ -224,9 +265,19 @@ impl MappedFile {
         self.sync_data()
     }
 
-    /// Shortens the file to `len` bytes (sealing a segment). The mapping keeps
-    /// its length; nothing may touch it past `len` afterwards.
+    /// Shortens the file to `len` bytes, never below the published mark
+    /// (sealing a segment). The mapping keeps its length; nothing may touch
+    /// it past `len` afterwards.
     pub(crate) fn truncate(&self, len: u64) -> io::Result<()> {
+        if len < self.published() as u64 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "truncate to {len}, below the published {}",
+                    self.published()
+                ),
+            ));
+        }
         self.with_file(|f| f.set_len(len))
     }
 }
@@ -278,7 +329,26 @@ mod tests {
             "reserved ahead is bounded by what is written: {used}"
         );
         // Zeroing the tail gives the reservation back.
+        let mut f = f;
         f.zero_tail(4096).unwrap();
         assert!(on_disk(&path) < 1 << 20, "{}", on_disk(&path));
+    }
+
+    #[test]
+    fn published_bytes_are_readable_and_never_written_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = MappedFile::create(&dir.path().join("f"), 64 * 1024).unwrap();
+        f.write_at(0, b"abcdefgh").unwrap();
+        assert_eq!(f.read(0, 8), None, "not published yet");
+        f.publish(8);
+        assert_eq!(f.read(0, 8), Some(&b"abcdefgh"[..]));
+        assert_eq!(f.read(4, 8), None, "past the mark");
+        assert!(f.write_at(7, b"x").is_err(), "below the mark");
+        assert!(f.truncate(4).is_err(), "below the mark");
+        f.write_at(8, b"ijkl").unwrap();
+        f.publish(4);
+        assert_eq!(f.published(), 8, "the mark never moves back");
+        f.publish(12);
+        assert_eq!(f.read(8, 4), Some(&b"ijkl"[..]));
     }
 }

@@ -21,9 +21,9 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
-use fanlog_protocol::record::{RECORD_ALIGN, RecordView};
+use fanlog_protocol::record::RECORD_ALIGN;
 
-use super::segment::{self, QUARANTINED, Segment};
+use super::segment::{self, Found, QUARANTINED, Segment};
 use crate::TopicConfig;
 
 /// What recovery found and did.
@@ -62,12 +62,12 @@ struct Scan {
 
 /// The record at `pos` if it verifies (checksum, alignment) and has seq
 /// `want`; returns its padded length and timestamp.
-fn valid_at(seg: &Segment, pos: usize, want: u64) -> Option<(usize, u64)> {
+fn valid_at(seg: &mut Segment, pos: usize, want: u64) -> Option<(usize, u64)> {
     if !pos.is_multiple_of(RECORD_ALIGN) {
         return None;
     }
     match seg.verify_at(pos) {
-        Ok((view, used)) if view.seq() == want => Some((used, view.timestamp_us())),
+        Ok(found) if found.seq == want => Some((found.used, found.timestamp_us)),
         _ => None,
     }
 }
@@ -80,26 +80,24 @@ fn valid_at(seg: &Segment, pos: usize, want: u64) -> Option<(usize, u64)> {
 /// Nothing is looked for at or past `limit`, the end of the segment's
 /// non-zero bytes.
 fn resync(
-    seg: &Segment,
+    seg: &mut Segment,
     from: usize,
     limit: usize,
     want: u64,
     seq_limit: u64,
     min_ts: u64,
 ) -> Option<(usize, u64)> {
-    let fits = |view: &RecordView<'_>| {
-        view.seq() > want && view.seq() < seq_limit && view.timestamp_us() >= min_ts
-    };
+    let fits = |r: &Found| r.seq > want && r.seq < seq_limit && r.timestamp_us >= min_ts;
     let mut pos = from + RECORD_ALIGN;
     while pos < limit {
         // The cheap structural parse first; the checksum only for a
         // candidate whose seq and time fit.
-        if let Ok(view) = seg.view_at(pos, limit as u64)
-            && fits(&view)
-            && let Ok((view, _)) = seg.verify_at(pos)
-            && fits(&view)
+        if let Ok(found) = seg.peek_at(pos, limit)
+            && fits(&found)
+            && let Ok(found) = seg.verify_at(pos)
+            && fits(&found)
         {
-            return Some((pos, view.seq()));
+            return Some((pos, found.seq));
         }
         pos += RECORD_ALIGN;
     }
@@ -113,18 +111,19 @@ const LOOK_AHEAD: usize = 64 * 1024;
 /// True when something follows a zero header at `pos` (entry `i`): non-zero
 /// data within [`LOOK_AHEAD`], or a later index entry. Bounded, so that a
 /// clean end costs a few pages, not a read of the whole preallocated file.
-fn more_after(seg: &Segment, pos: usize, i: u64) -> bool {
+fn more_after(seg: &mut Segment, pos: usize, i: u64) -> bool {
     let data = !seg.is_zero(pos, LOOK_AHEAD);
+    let capacity = seg.index_capacity();
     let index = (i + 1..i + 1 + (LOOK_AHEAD / segment::INDEX_ENTRY) as u64)
-        .take_while(|&k| k < seg.index_capacity())
-        .any(|k| seg.entry(k).is_some_and(|e| e != 0));
+        .take_while(|&k| k < capacity)
+        .any(|k| seg.stored_entry(k).is_some_and(|e| e != 0));
     data || index
 }
 
 /// Scans records from position 0, checking checksum and seq, rewriting index
 /// entries, quarantining records that fail when a valid record follows them.
 /// Stops at the end of the records (or after `max` entries).
-fn scan(seg: &Segment, max: Option<u64>) -> io::Result<Scan> {
+fn scan(seg: &mut Segment, max: Option<u64>) -> io::Result<Scan> {
     let cap = max.map_or(seg.index_capacity(), |m| m.min(seg.index_capacity()));
     let seq_limit = seg.base() + cap;
     let mut found = Scan {
@@ -175,7 +174,7 @@ fn scan(seg: &Segment, max: Option<u64>) -> io::Result<Scan> {
 
 /// Checks a sealed segment's index without reading every record. Returns
 /// (end position, newest timestamp) or why it is not trustworthy.
-fn validate_sealed(seg: &Segment, expected: u64) -> Result<(usize, u64), String> {
+fn validate_sealed(seg: &mut Segment, expected: u64) -> Result<(usize, u64), String> {
     let index_len = seg.index_file_len().map_err(|e| e.to_string())?;
     if index_len < expected * segment::INDEX_ENTRY as u64 {
         return Err(format!(
@@ -188,7 +187,7 @@ fn validate_sealed(seg: &Segment, expected: u64) -> Result<(usize, u64), String>
     let mut last = None;
     for i in 0..expected {
         let entry = seg
-            .entry(i)
+            .stored_entry(i)
             .ok_or_else(|| format!("index entry {i} unreadable"))?;
         if entry == QUARANTINED {
             continue;
@@ -207,21 +206,21 @@ fn validate_sealed(seg: &Segment, expected: u64) -> Result<(usize, u64), String>
     let Some((i, last)) = last else {
         return Ok((0, 0));
     };
-    let (view, used) = seg
+    let found = seg
         .verify_at(last)
         .map_err(|e| format!("last record: {e}"))?;
-    if view.seq() != seg.base() + i {
+    if found.seq != seg.base() + i {
         return Err(format!(
             "last record has seq {}, expected {}",
-            view.seq(),
+            found.seq,
             seg.base() + i
         ));
     }
-    let end = last + used;
+    let end = last + found.used;
     if end as u64 > data_len {
         return Err("last record runs past the end of the file".into());
     }
-    Ok((end, view.timestamp_us()))
+    Ok((end, found.timestamp_us))
 }
 
 /// Opens (or creates) the segments of the topic in `dir`.
@@ -247,13 +246,13 @@ pub(crate) fn recover(dir: &Path, config: &TopicConfig) -> io::Result<Recovered>
     for k in 0..bases.len() - 1 {
         let (base, next) = (bases[k], bases[k + 1]);
         let expected = next - base;
-        let seg = Segment::open(dir, base, 0, expected)?;
-        let (end, ts) = match validate_sealed(&seg, expected) {
+        let mut seg = Segment::open(dir, base, 0, expected)?;
+        let (end, ts) = match validate_sealed(&mut seg, expected) {
             Ok(found) => found,
             Err(why) => {
                 tracing::warn!(segment = %seg.data_path().display(), %why, "rebuilding index");
                 report.rebuilt_indexes += 1;
-                let mut found = scan(&seg, Some(expected))?;
+                let mut found = scan(&mut seg, Some(expected))?;
                 if found.count < expected {
                     // The segment ends short (its end is lost): the seqs up
                     // to the next segment's base stay reserved, quarantined,
@@ -277,8 +276,8 @@ pub(crate) fn recover(dir: &Path, config: &TopicConfig) -> io::Result<Recovered>
     }
 
     let base = bases[bases.len() - 1];
-    let seg = Segment::open(dir, base, config.segment_bytes, 0)?;
-    let found = scan(&seg, None)?;
+    let mut seg = Segment::open(dir, base, config.segment_bytes, 0)?;
+    let found = scan(&mut seg, None)?;
     report.quarantined_records += found.quarantined;
     let (count, end, ts) = (found.count, found.end, found.ts);
     if !seg.is_zero(end, fanlog_protocol::record::HEADER_LEN) {

@@ -54,13 +54,11 @@ pub(crate) struct Segment {
     base: u64,
     data_path: PathBuf,
     index_path: PathBuf,
+    /// Records; its published mark is the bytes of complete records.
     data: MappedFile,
+    /// Index entries; its published mark is the records' count times
+    /// [`INDEX_ENTRY`], moved after the data's.
     index: MappedFile,
-    /// Bytes of complete records; release-stored by the writer after the
-    /// bytes and index entries are written.
-    written: AtomicU64,
-    /// Records in the segment (= index entries), stored like `written`.
-    count: AtomicU64,
     /// Durable prefix of the data and index files; touched only under the
     /// topic's sync lock.
     synced_bytes: AtomicU64,
@@ -113,8 +111,6 @@ impl Segment {
             index_path,
             data,
             index,
-            written: AtomicU64::new(0),
-            count: AtomicU64::new(0),
             synced_bytes: AtomicU64::new(0),
             synced_count: AtomicU64::new(0),
             last_timestamp_us: AtomicU64::new(0),
@@ -132,12 +128,12 @@ impl Segment {
 
     /// Records published in this segment.
     pub(crate) fn count(&self) -> u64 {
-        self.count.load(Ordering::Acquire)
+        (self.index.published() / INDEX_ENTRY) as u64
     }
 
     /// Bytes of published records.
     pub(crate) fn written(&self) -> u64 {
-        self.written.load(Ordering::Acquire)
+        self.data.published() as u64
     }
 
     pub(crate) fn capacity(&self) -> usize {
@@ -152,13 +148,10 @@ impl Segment {
         self.last_timestamp_us.load(Ordering::Relaxed)
     }
 
-    /// Index entry `i`, or `None` when it lies outside the index file.
+    /// Published index entry `i` (of a published record), else `None`.
     pub(crate) fn entry(&self, i: u64) -> Option<u32> {
         let at = usize::try_from(i).ok()?.checked_mul(INDEX_ENTRY)?;
-        // SAFETY: callers read entries below the published count (or recovery
-        // runs alone); the writer only writes the entry at the count.
-        let b = unsafe { self.index.slice(at, INDEX_ENTRY) }?;
-        Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        self.index.read(at, INDEX_ENTRY).map(le_u32)
     }
 
     /// The record with `seq`, which the caller knows to be published in this
@@ -200,58 +193,20 @@ impl Segment {
         s
     }
 
-    /// One past the last non-zero byte of the mapping, rounded up to the
-    /// record alignment (recovery: nothing can be found beyond it).
-    pub(crate) fn nonzero_end(&self) -> usize {
-        // SAFETY: recovery runs before the segment is shared.
-        let all = unsafe { self.data.slice(0, self.data.len()) }.unwrap_or(&[]);
-        // Whole pages first (the common tail is zero pages), then bytes.
-        let mut end = all.len();
-        while end >= 4096 && all[end - 4096..end].iter().all(|&b| b == 0) {
-            end -= 4096;
-        }
-        let end = all[..end]
-            .iter()
-            .rposition(|&b| b != 0)
-            .map_or(0, |i| i + 1);
-        fanlog_protocol::record::padded_len(end)
-    }
-
-    /// Published bytes `[pos, pos + len)`, or `None` past the mapping.
+    /// Published bytes `[pos, pos + len)`, else `None`.
     pub(crate) fn bytes(&self, pos: usize, len: usize) -> Option<&[u8]> {
-        if (pos + len) as u64 > self.written() {
-            return None;
-        }
-        // SAFETY: the range lies below the published `written`, which the
-        // writer never touches again.
-        unsafe { self.data.slice(pos, len) }
+        self.data.read(pos, len)
     }
 
-    /// Parses the record at `pos` without its checksum, reading no further
-    /// than `limit` bytes into the segment.
+    /// Parses the published record at `pos` without its checksum, reading
+    /// no further than `limit` bytes into the segment.
     pub(crate) fn view_at(&self, pos: usize, limit: u64) -> Result<RecordView<'_>, RecordError> {
-        let limit = (limit as usize).min(self.data.len());
-        let avail = limit.saturating_sub(pos);
-        // SAFETY: `[pos, limit)` lies below the published `written` (callers
-        // pass it as `limit`) or recovery runs alone.
-        let bytes = unsafe { self.data.slice(pos, avail) }.unwrap_or(&[]);
+        let limit = (limit as usize).min(self.data.published());
+        let bytes = self
+            .data
+            .read(pos, limit.saturating_sub(pos))
+            .unwrap_or(&[]);
         RecordView::parse_trusted(bytes).map(|(v, _)| v)
-    }
-
-    /// True when `len` bytes at `pos` are zero or lie past the mapping
-    /// (recovery: a clean end of the log).
-    pub(crate) fn is_zero(&self, pos: usize, len: usize) -> bool {
-        let len = len.min(self.data.len().saturating_sub(pos));
-        // SAFETY: recovery runs before the segment is shared.
-        unsafe { self.data.slice(pos, len) }.is_none_or(|b| b.iter().all(|&x| x == 0))
-    }
-
-    /// Parses and checksums the record at `pos` (recovery).
-    pub(crate) fn verify_at(&self, pos: usize) -> Result<(RecordView<'_>, usize), RecordError> {
-        let avail = self.data.len().saturating_sub(pos);
-        // SAFETY: recovery runs before the segment is shared.
-        let bytes = unsafe { self.data.slice(pos, avail) }.unwrap_or(&[]);
-        RecordView::parse(bytes)
     }
 
     /// Writes encoded records at `pos`; not yet visible. Only the topic's
@@ -266,12 +221,14 @@ impl Segment {
         self.index.write_at(first as usize * INDEX_ENTRY, entries)
     }
 
-    /// Makes `count` records / `written` bytes visible (release).
+    /// Makes `count` records / `written` bytes visible and immutable:
+    /// the data first, then the index, so a reader that sees an entry
+    /// sees its record.
     pub(crate) fn publish(&self, count: u64, written: u64, last_timestamp_us: u64) {
         self.last_timestamp_us
             .store(last_timestamp_us, Ordering::Relaxed);
-        self.written.store(written, Ordering::Release);
-        self.count.store(count, Ordering::Release);
+        self.data.publish(written as usize);
+        self.index.publish(count as usize * INDEX_ENTRY);
     }
 
     /// True when published bytes are not yet synced.
@@ -334,7 +291,7 @@ impl Segment {
 
     /// Zeroes the data file from `pos` and the index from entry `count`
     /// (recovery, after a torn tail).
-    pub(crate) fn zero_tail(&self, pos: usize, count: u64) -> io::Result<()> {
+    pub(crate) fn zero_tail(&mut self, pos: usize, count: u64) -> io::Result<()> {
         self.data.zero_tail(pos)?;
         self.index.zero_tail(count as usize * INDEX_ENTRY)
     }
@@ -353,6 +310,84 @@ impl Segment {
         std::fs::remove_file(&self.data_path)?;
         std::fs::remove_file(&self.index_path)
     }
+}
+
+/// A record that recovery found whole at a position.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Found {
+    pub(crate) seq: u64,
+    pub(crate) timestamp_us: u64,
+    /// Bytes it takes, padding included.
+    pub(crate) used: usize,
+}
+
+impl Found {
+    fn of(view: &RecordView<'_>, used: usize) -> Self {
+        Self {
+            seq: view.seq(),
+            timestamp_us: view.timestamp_us(),
+            used,
+        }
+    }
+}
+
+/// Recovery's access: bytes that were never published, read and rewritten
+/// while recovery owns the segment alone (`&mut`, before it is shared).
+/// Answers are owned, so no borrow outlives a call.
+impl Segment {
+    /// Index entry `i`, published or not, or `None` outside the index.
+    pub(crate) fn stored_entry(&mut self, i: u64) -> Option<u32> {
+        let at = usize::try_from(i).ok()?.checked_mul(INDEX_ENTRY)?;
+        self.index.read_exclusive(at, INDEX_ENTRY).map(le_u32)
+    }
+
+    /// One past the last non-zero byte of the mapping, rounded up to the
+    /// record alignment: nothing can be found beyond it.
+    pub(crate) fn nonzero_end(&mut self) -> usize {
+        let len = self.data.len();
+        let all = self.data.read_exclusive(0, len).unwrap_or(&[]);
+        // Whole pages first (the common tail is zero pages), then bytes.
+        let mut end = all.len();
+        while end >= 4096 && all[end - 4096..end].iter().all(|&b| b == 0) {
+            end -= 4096;
+        }
+        let end = all[..end]
+            .iter()
+            .rposition(|&b| b != 0)
+            .map_or(0, |i| i + 1);
+        fanlog_protocol::record::padded_len(end)
+    }
+
+    /// True when `len` bytes at `pos` are zero or lie past the mapping: a
+    /// clean end of the log.
+    pub(crate) fn is_zero(&mut self, pos: usize, len: usize) -> bool {
+        let len = len.min(self.data.len().saturating_sub(pos));
+        self.data
+            .read_exclusive(pos, len)
+            .is_none_or(|b| b.iter().all(|&x| x == 0))
+    }
+
+    /// The record at `pos`, structure only (no checksum), reading no
+    /// further than `limit`.
+    pub(crate) fn peek_at(&mut self, pos: usize, limit: usize) -> Result<Found, RecordError> {
+        let limit = limit.min(self.data.len());
+        let bytes = self
+            .data
+            .read_exclusive(pos, limit.saturating_sub(pos))
+            .unwrap_or(&[]);
+        RecordView::parse_trusted(bytes).map(|(v, used)| Found::of(&v, used))
+    }
+
+    /// The record at `pos`, structure and checksum.
+    pub(crate) fn verify_at(&mut self, pos: usize) -> Result<Found, RecordError> {
+        let avail = self.data.len().saturating_sub(pos);
+        let bytes = self.data.read_exclusive(pos, avail).unwrap_or(&[]);
+        RecordView::parse(bytes).map(|(v, used)| Found::of(&v, used))
+    }
+}
+
+fn le_u32(b: &[u8]) -> u32 {
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
 }
 
 impl crate::RecordSource for Segment {
