@@ -2,6 +2,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -53,6 +54,15 @@ pub struct ConnectOptions {
     pub connect_timeout: Duration,
     /// Longest wait between reconnect attempts.
     pub max_backoff: Duration,
+    /// Requests (publishes, commits, fetches...) queued for the
+    /// connection's task and not yet taken by it. When the queue is full a
+    /// call waits (when awaited) for room: backpressure, not memory.
+    pub command_queue: usize,
+    /// Requests sent to the broker and not yet answered. Past this the
+    /// connection's task takes no new request until an answer comes, so
+    /// the queue above fills and callers wait. Unanswered requests are kept
+    /// (to send again after a reconnect), so this bounds that memory too.
+    pub max_in_flight: usize,
 }
 
 impl ConnectOptions {
@@ -67,6 +77,8 @@ impl ConnectOptions {
             max_frame: DEFAULT_MAX_FRAME,
             connect_timeout: Duration::from_secs(5),
             max_backoff: Duration::from_secs(2),
+            command_queue: 1024,
+            max_in_flight: 1024,
         }
     }
 }
@@ -87,7 +99,17 @@ pub struct Fetched {
 #[derive(Debug, Clone)]
 enum Backend {
     Remote {
-        cmds: mpsc::UnboundedSender<Cmd>,
+        /// Requests, bounded by [`ConnectOptions::command_queue`].
+        cmds: mpsc::Sender<Cmd>,
+        /// Credit and unsubscribe notices of subscriptions. Unbounded but
+        /// bounded by construction: a subscription sends one credit notice
+        /// per half window the application consumed, and the broker sends
+        /// nothing past the window until the notice is taken, so at most
+        /// two wait per subscription; plus one unsubscribe when it drops.
+        ctl: mpsc::UnboundedSender<Cmd>,
+        /// Publishes that found the queue full and wait for room: while
+        /// any does, new publishes queue behind them.
+        waiting: Arc<AtomicUsize>,
         window: u32,
     },
     #[cfg(feature = "embedded")]
@@ -135,11 +157,17 @@ impl Client {
     /// As [`Client::connect`], plus [`ClientError::Tls`] for QUIC setup.
     pub async fn connect_with(options: ConnectOptions) -> Result<Self, ClientError> {
         let window = options.window;
-        let (cmds, rx) = mpsc::unbounded_channel();
-        let driver = Driver::connect(options, rx).await?;
+        let (cmds, rx) = mpsc::channel(options.command_queue.max(1));
+        let (ctl, ctl_rx) = mpsc::unbounded_channel();
+        let driver = Driver::connect(options, rx, ctl_rx).await?;
         tokio::spawn(driver.run());
         Ok(Self {
-            backend: Arc::new(Backend::Remote { cmds, window }),
+            backend: Arc::new(Backend::Remote {
+                cmds,
+                ctl,
+                waiting: Arc::new(AtomicUsize::new(0)),
+                window,
+            }),
         })
     }
 
@@ -152,9 +180,10 @@ impl Client {
         }
     }
 
-    fn remote(&self, cmd: Cmd) -> Result<(), ClientError> {
+    /// Queues a request, waiting for room in the queue.
+    async fn remote(&self, cmd: Cmd) -> Result<(), ClientError> {
         match &*self.backend {
-            Backend::Remote { cmds, .. } => cmds.send(cmd).map_err(closed),
+            Backend::Remote { cmds, .. } => cmds.send(cmd).await.map_err(closed),
             #[cfg(feature = "embedded")]
             Backend::Embedded(_) => Err(ClientError::Protocol("not a remote client".into())),
         }
@@ -177,6 +206,14 @@ impl Client {
     /// published one after another from one task are appended in that order
     /// even when their futures are awaited later (pipelining).
     ///
+    /// That holds while the request queue ([`ConnectOptions::command_queue`])
+    /// has room. A call that finds it full (the broker answers slower than
+    /// requests come) is queued when its future is awaited, and every call
+    /// made while such a one waits queues behind it, in the order the
+    /// futures are awaited: memory stays bounded, and a caller that awaits
+    /// in call order keeps its order. Such a future dropped before it was
+    /// awaited sends nothing.
+    ///
     /// A batch that was sent but not answered when the connection broke is
     /// sent again after reconnecting; the broker appends it once.
     ///
@@ -187,16 +224,30 @@ impl Client {
         topic: &str,
         messages: Vec<Message>,
     ) -> impl std::future::Future<Output = Result<Vec<u64>, ClientError>> + Send + 'static {
-        let queued: Result<oneshot::Receiver<_>, ClientError> = match &*self.backend {
-            Backend::Remote { cmds, .. } => {
+        let queued: Result<Queued, ClientError> = match &*self.backend {
+            Backend::Remote { cmds, waiting, .. } => {
                 let (reply, rx) = oneshot::channel();
-                cmds.send(Cmd::Publish {
+                let cmd = Cmd::Publish {
                     topic: topic.to_owned(),
                     messages,
                     reply,
-                })
-                .map(|()| rx)
-                .map_err(closed)
+                };
+                // In call order while nobody waits for room.
+                let now = if waiting.load(Ordering::Acquire) == 0 {
+                    cmds.try_send(cmd)
+                } else {
+                    Err(mpsc::error::TrySendError::Full(cmd))
+                };
+                match now {
+                    Ok(()) => Ok(Queued::Sent(rx)),
+                    Err(mpsc::error::TrySendError::Full(cmd)) => Ok(Queued::Later {
+                        cmd,
+                        cmds: cmds.clone(),
+                        waiter: Waiter::new(waiting),
+                        rx,
+                    }),
+                    Err(mpsc::error::TrySendError::Closed(_)) => Err(ClientError::Closed),
+                }
             }
             #[cfg(feature = "embedded")]
             Backend::Embedded(b) => {
@@ -211,10 +262,25 @@ impl Client {
                         let _ = reply.send(Err(e.into()));
                     }
                 }
-                Ok(rx)
+                Ok(Queued::Sent(rx))
             }
         };
-        async move { queued?.await.map_err(closed)? }
+        async move {
+            let rx = match queued? {
+                Queued::Sent(rx) => rx,
+                Queued::Later {
+                    cmd,
+                    cmds,
+                    waiter,
+                    rx,
+                } => {
+                    cmds.send(cmd).await.map_err(closed)?;
+                    drop(waiter);
+                    rx
+                }
+            };
+            rx.await.map_err(closed)?
+        }
     }
 
     /// A producer for `topic` that batches messages automatically (by size
@@ -233,7 +299,11 @@ impl Client {
         from: StartFrom,
     ) -> Result<Subscription, ClientError> {
         match &*self.backend {
-            Backend::Remote { cmds, window } => {
+            Backend::Remote {
+                cmds, ctl, window, ..
+            } => {
+                // Bounded by the window: the broker sends at most `window`
+                // bytes of records until the application consumes them.
                 let (events, rx) = mpsc::unbounded_channel();
                 let (reply, answered) = oneshot::channel();
                 cmds.send(Cmd::Subscribe {
@@ -243,6 +313,7 @@ impl Client {
                     events,
                     reply,
                 })
+                .await
                 .map_err(closed)?;
                 let (sub, start) = answered.await.map_err(closed)??;
                 Ok(Subscription {
@@ -250,7 +321,7 @@ impl Client {
                     inner: SubInner::Remote {
                         sub,
                         rx,
-                        cmds: cmds.clone(),
+                        ctl: ctl.clone(),
                         window: *window,
                         consumed: 0,
                     },
@@ -282,7 +353,8 @@ impl Client {
             group: group.into(),
             seq,
             reply,
-        })?;
+        })
+        .await?;
         rx.await.map_err(closed)?
     }
 
@@ -300,7 +372,8 @@ impl Client {
             topic: topic.into(),
             group: group.into(),
             reply,
-        })?;
+        })
+        .await?;
         rx.await.map_err(closed)?
     }
 
@@ -314,7 +387,7 @@ impl Client {
             return Ok(b.topics());
         }
         let (reply, rx) = oneshot::channel();
-        self.remote(Cmd::Topics { reply })?;
+        self.remote(Cmd::Topics { reply }).await?;
         rx.await.map_err(closed)?
     }
 
@@ -338,8 +411,37 @@ impl Client {
             from,
             max,
             reply,
-        })?;
+        })
+        .await?;
         rx.await.map_err(closed)?
+    }
+}
+
+/// A publish request, queued or to be queued when awaited.
+enum Queued {
+    Sent(oneshot::Receiver<Result<Vec<u64>, ClientError>>),
+    Later {
+        cmd: Cmd,
+        cmds: mpsc::Sender<Cmd>,
+        waiter: Waiter,
+        rx: oneshot::Receiver<Result<Vec<u64>, ClientError>>,
+    },
+}
+
+/// Counts a publish waiting for room in the queue, from the call until it
+/// is queued (or its future is dropped).
+struct Waiter(Arc<AtomicUsize>);
+
+impl Waiter {
+    fn new(waiting: &Arc<AtomicUsize>) -> Self {
+        waiting.fetch_add(1, Ordering::AcqRel);
+        Self(waiting.clone())
+    }
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -353,7 +455,7 @@ enum SubInner {
     Remote {
         sub: u32,
         rx: mpsc::UnboundedReceiver<Result<Event, ClientError>>,
-        cmds: mpsc::UnboundedSender<Cmd>,
+        ctl: mpsc::UnboundedSender<Cmd>,
         window: u32,
         consumed: u32,
     },
@@ -388,7 +490,7 @@ impl Stream for Subscription {
             SubInner::Remote {
                 sub,
                 rx,
-                cmds,
+                ctl,
                 window,
                 consumed,
             } => {
@@ -398,7 +500,7 @@ impl Stream for Subscription {
                     // chunks of half the window.
                     *consumed = consumed.saturating_add(d.wire_len() as u32);
                     if *consumed >= *window / 2 {
-                        let _ = cmds.send(Cmd::Credit {
+                        let _ = ctl.send(Cmd::Credit {
                             sub: *sub,
                             bytes: *consumed,
                         });
@@ -423,8 +525,8 @@ impl Drop for Subscription {
     // Without the `embedded` feature a subscription is always remote.
     #[cfg_attr(not(feature = "embedded"), allow(irrefutable_let_patterns))]
     fn drop(&mut self) {
-        if let SubInner::Remote { sub, cmds, .. } = &self.inner {
-            let _ = cmds.send(Cmd::Unsubscribe { sub: *sub });
+        if let SubInner::Remote { sub, ctl, .. } = &self.inner {
+            let _ = ctl.send(Cmd::Unsubscribe { sub: *sub });
         }
     }
 }

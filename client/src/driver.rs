@@ -105,7 +105,13 @@ enum Stop {
 
 pub(crate) struct Driver {
     opts: ConnectOptions,
-    cmds: mpsc::UnboundedReceiver<Cmd>,
+    /// Requests, bounded (see [`ConnectOptions::command_queue`]); taken
+    /// only while fewer than [`ConnectOptions::max_in_flight`] await
+    /// answers.
+    cmds: mpsc::Receiver<Cmd>,
+    /// Credit and unsubscribe notices (see `Backend::Remote`); closed once
+    /// every handle, client or subscription, is gone.
+    ctl: mpsc::UnboundedReceiver<Cmd>,
     incoming_tx: mpsc::UnboundedSender<Incoming>,
     incoming: mpsc::UnboundedReceiver<Incoming>,
     generation: u64,
@@ -129,12 +135,14 @@ impl Driver {
     /// returns the driver to spawn.
     pub(crate) async fn connect(
         opts: ConnectOptions,
-        cmds: mpsc::UnboundedReceiver<Cmd>,
+        cmds: mpsc::Receiver<Cmd>,
+        ctl: mpsc::UnboundedReceiver<Cmd>,
     ) -> Result<Self, ClientError> {
         let (incoming_tx, incoming) = mpsc::unbounded_channel();
         let mut d = Self {
             opts,
             cmds,
+            ctl,
             incoming_tx,
             incoming,
             generation: 0,
@@ -165,7 +173,7 @@ impl Driver {
                 let jitter =
                     Duration::from_millis(rand::random_range(0..=backoff.as_millis() as u64 / 2));
                 tokio::time::sleep(backoff + jitter).await;
-                if self.cmds.is_closed() {
+                if self.ctl.is_closed() {
                     return;
                 }
                 match self.establish().await {
@@ -333,17 +341,39 @@ impl Driver {
     }
 
     async fn serve(&mut self) -> Stop {
+        // False once every client handle is gone (subscriptions may live
+        // on: they end with the control channel).
+        let mut requests = true;
         loop {
+            let room = requests && self.pending.len() < self.opts.max_in_flight.max(1);
             tokio::select! {
-                cmd = self.cmds.recv() => match cmd {
+                // Requests only while the answers awaited are few: past
+                // that the queue fills and callers wait (backpressure).
+                cmd = self.cmds.recv(), if room => match cmd {
+                    Some(cmd) => {
+                        if let Err(why) = self.command(cmd).await {
+                            return Stop::Lost(why);
+                        }
+                    }
+                    None => requests = false,
+                },
+                cmd = self.ctl.recv() => match cmd {
                     Some(cmd) => {
                         if let Err(why) = self.command(cmd).await {
                             return Stop::Lost(why);
                         }
                     }
                     // Every handle (clients and subscriptions) is gone:
-                    // nobody can receive an answer any more.
-                    None => return Stop::Closed,
+                    // nobody can receive an answer any more. Requests
+                    // still queued are sent first, as before they closed.
+                    None => {
+                        while let Ok(cmd) = self.cmds.try_recv() {
+                            if let Err(why) = self.command(cmd).await {
+                                return Stop::Lost(why);
+                            }
+                        }
+                        return Stop::Closed;
+                    }
                 },
                 inc = self.incoming.recv() => match inc {
                     Some(inc) => if let Err(why) = self.incoming(inc) { return Stop::Lost(why) },

@@ -19,6 +19,16 @@ pub(crate) struct Incoming {
 }
 
 /// The sending side of a link.
+///
+/// Its queue has no bound of its own because the driver bounds what enters
+/// it: one frame per request in flight (at most
+/// [`ConnectOptions::max_in_flight`](crate::ConnectOptions::max_in_flight),
+/// resends after a reconnect included), at most two credit notices per
+/// subscription, one unsubscribe each. Likewise `incoming` (frames read
+/// for the driver) holds at most the answers to those requests plus each
+/// subscription's credit window of records: the broker sends nothing
+/// else. A bounded channel there could only deadlock the driver against
+/// a broker blocked writing to it.
 #[derive(Debug, Clone)]
 pub(crate) struct Link {
     tx: mpsc::UnboundedSender<Vec<u8>>,
