@@ -175,3 +175,54 @@ async fn a_read_only_token_cannot_create_topics_by_subscribing() {
     assert_eq!(topic_dirs(dir.path()), ["r5"]);
     assert!(serve.terminate().success());
 }
+
+/// A segment filling up is rolled by the broker's flusher thread ahead of
+/// need, so an append finds room without creating files or syncing a
+/// directory on its own (a runtime's) thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_flusher_rolls_a_filling_segment_before_an_append_needs_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = fanlog::BrokerConfig::default();
+    config.topic.segment_bytes = 64 * 1024;
+    config.topic.max_message_bytes = 1024;
+    let broker = fanlog::Broker::open(dir.path(), config).unwrap();
+    let segments = || {
+        let mut v: Vec<String> = std::fs::read_dir(dir.path().join("topics/t"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.len() == 24 && n.ends_with(".log"))
+            .collect();
+        v.sort();
+        v
+    };
+    // 48 records of about 1 KiB: past three quarters of the 64 KiB
+    // segment, and every one of them fits it.
+    let message = fanlog::Message::new(vec![7u8; 1000]);
+    for _ in 0..48 {
+        broker.publish("t", message.clone()).await.unwrap();
+    }
+    let bytes = broker.topic_info("t").unwrap().bytes;
+    assert!((48 * 1024..64 * 1024).contains(&bytes), "{bytes}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while segments().len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no segment rolled ahead: {:?}",
+            segments()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(segments().len(), 2, "{:?}", segments());
+    // The next record goes into the new segment, readable in order.
+    let seq = broker.publish("t", message.clone()).await.unwrap();
+    assert_eq!(seq, 48);
+    let batch = broker.read("t", 0, 100).unwrap();
+    assert_eq!(batch.records.len(), 49);
+    assert!(
+        batch
+            .records
+            .iter()
+            .enumerate()
+            .all(|(i, r)| r.seq() == i as u64)
+    );
+}

@@ -638,7 +638,54 @@ impl Broker {
     /// # Errors
     /// As [`Broker::publish`], plus [`BrokerError::EmptyBatch`].
     pub async fn publish_batch(&self, topic: &str, messages: &[Message]) -> Result<Vec<u64>> {
+        if !self.is_open(topic) {
+            // Refused before anything is made: a refused publish leaves no
+            // trace.
+            self.check(topic, messages)?;
+            self.ready(topic, true).await?;
+        }
         self.append(topic, messages)?.durable().await
+    }
+
+    /// Makes `topic` open for use without blocking the caller's runtime: a
+    /// topic already open is ready at once; one that must be reopened
+    /// (recovery reads and syncs its files) or, with `create`, made (its
+    /// directory, settings and segment files, synced) is opened on the
+    /// runtime's blocking pool. The async paths call this before the
+    /// synchronous ones ([`Broker::append`], [`Broker::subscribe`]), which
+    /// would otherwise do that work on the calling thread. Outside a tokio
+    /// runtime the work runs inline.
+    ///
+    /// # Errors
+    /// As [`Broker::subscribe`] with `create`, else
+    /// [`BrokerError::TopicNotFound`] too.
+    pub async fn ready(&self, topic: &str, create: bool) -> Result<()> {
+        if self.is_open(topic) {
+            return Ok(());
+        }
+        let broker = self.clone();
+        let topic = topic.to_owned();
+        let open = move || {
+            if create {
+                broker.topic_or_create(&topic).map(drop)
+            } else {
+                broker.existing(&topic).map(drop)
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => rt.spawn_blocking(open).await.map_err(|e| BrokerError::Io {
+                path: self.inner.dir.clone(),
+                source: std::io::Error::other(e),
+            })?,
+            Err(_) => open(),
+        }
+    }
+
+    /// Whether `topic` is open now (its operations do no file work to
+    /// reach it).
+    #[must_use]
+    pub fn is_open(&self, topic: &str) -> bool {
+        self.inner.topics.read().contains_key(topic)
     }
 
     /// Appends messages like [`Broker::publish_batch`] but returns as soon as
@@ -650,10 +697,45 @@ impl Broker {
     /// # Errors
     /// As [`Broker::publish_batch`].
     pub fn append(&self, topic: &str, messages: &[Message]) -> Result<Appended> {
+        let metas = self.check(topic, messages)?;
+        let t = self.topic_or_create(topic)?;
+        let entries: Vec<Entry<'_>> = messages
+            .iter()
+            .zip(&metas)
+            .map(|(m, meta)| Entry {
+                producer: m.producer,
+                idempotency_key: m.meta.idempotency_key.as_deref(),
+                meta,
+                key: &m.key,
+                payload: &m.payload,
+            })
+            .collect();
+        let mut seqs = Vec::with_capacity(messages.len());
+        let upto = t.log.append(&entries, now_us(), &mut seqs)?;
+        if t.log.take_maintenance() {
+            self.inner.flusher.request_maintenance(t.clone());
+        }
+        t.messages_in
+            .fetch_add(messages.len() as u64, Ordering::Relaxed);
+        t.bytes_in.fetch_add(
+            messages.iter().map(|m| m.payload.len() as u64).sum(),
+            Ordering::Relaxed,
+        );
+        let wait = (t.log.config().durability == Durability::Always).then_some((t, upto));
+        Ok(Appended {
+            broker: self.clone(),
+            seqs,
+            wait,
+        })
+    }
+
+    /// Validates a batch for `topic` against its limits (the topic's own
+    /// when open, else the broker's for its name) and archives each
+    /// message's metadata.
+    fn check(&self, topic: &str, messages: &[Message]) -> Result<Vec<Vec<u8>>> {
         if messages.is_empty() {
             return Err(BrokerError::EmptyBatch);
         }
-        // Validate before creating anything: a refused publish leaves no trace.
         let max = match self.inner.topics.read().get(topic) {
             Some(t) => t.log.config().max_message_bytes,
             None => self.inner.config.topic_config(topic).max_message_bytes,
@@ -670,32 +752,7 @@ impl Broker {
             }
             metas.push(meta);
         }
-        let t = self.topic_or_create(topic)?;
-        let entries: Vec<Entry<'_>> = messages
-            .iter()
-            .zip(&metas)
-            .map(|(m, meta)| Entry {
-                producer: m.producer,
-                idempotency_key: m.meta.idempotency_key.as_deref(),
-                meta,
-                key: &m.key,
-                payload: &m.payload,
-            })
-            .collect();
-        let mut seqs = Vec::with_capacity(messages.len());
-        let upto = t.log.append(&entries, now_us(), &mut seqs)?;
-        t.messages_in
-            .fetch_add(messages.len() as u64, Ordering::Relaxed);
-        t.bytes_in.fetch_add(
-            messages.iter().map(|m| m.payload.len() as u64).sum(),
-            Ordering::Relaxed,
-        );
-        let wait = (t.log.config().durability == Durability::Always).then_some((t, upto));
-        Ok(Appended {
-            broker: self.clone(),
-            seqs,
-            wait,
-        })
+        Ok(metas)
     }
 
     async fn wait_durable(&self, t: &Arc<Topic>, upto: u64) -> Result<()> {
@@ -804,10 +861,17 @@ impl Broker {
         from: StartFrom,
         may_publish: bool,
     ) -> Result<Subscription> {
-        if !(may_publish || self.inner.config.subscribe_creates_topics) {
+        if !self.creates_on_subscribe(may_publish) {
             self.existing(topic)?;
         }
         self.subscribe(topic, from)
+    }
+
+    /// Whether a subscription of a caller who `may_publish` (or not)
+    /// creates a missing topic (see [`Broker::subscribe_as`]).
+    #[must_use]
+    pub fn creates_on_subscribe(&self, may_publish: bool) -> bool {
+        may_publish || self.inner.config.subscribe_creates_topics
     }
 
     /// The seq of the first message of `topic` appended at or after

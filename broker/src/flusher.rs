@@ -54,6 +54,8 @@ enum Msg {
     Sync(Arc<Topic>),
     /// Sync a topic's consumer offsets (a committer under `always` waits).
     SyncOffsets(Arc<Topic>),
+    /// A topic's log asked for background work (a segment roll ahead).
+    Maintain(Arc<Topic>),
     Stop,
 }
 
@@ -68,6 +70,7 @@ impl std::fmt::Debug for Msg {
         f.write_str(match self {
             Msg::Sync(_) => "Sync",
             Msg::SyncOffsets(_) => "SyncOffsets",
+            Msg::Maintain(_) => "Maintain",
             Msg::Stop => "Stop",
         })
     }
@@ -99,6 +102,11 @@ impl Flusher {
         let _ = self.tx.send(Msg::SyncOffsets(topic));
     }
 
+    /// Asks for `topic`'s background work (see `TopicLog::maintain`).
+    pub(crate) fn request_maintenance(&self, topic: Arc<Topic>) {
+        let _ = self.tx.send(Msg::Maintain(topic));
+    }
+
     /// Stops the thread and waits for it.
     pub(crate) fn stop(&self) {
         let _ = self.tx.send(Msg::Stop);
@@ -126,6 +134,7 @@ fn run(registry: &Registry, rx: &Receiver<Msg>, period: Duration, observer: &Syn
                 // sync of each topic (group commit).
                 let mut logs: Vec<Arc<Topic>> = Vec::new();
                 let mut offsets: Vec<Arc<Topic>> = Vec::new();
+                let mut maintain: Vec<Arc<Topic>> = Vec::new();
                 let mut stop = false;
                 let once = |batch: &mut Vec<Arc<Topic>>, t: Arc<Topic>| {
                     if !batch.iter().any(|b| Arc::ptr_eq(b, &t)) {
@@ -136,6 +145,7 @@ fn run(registry: &Registry, rx: &Receiver<Msg>, period: Duration, observer: &Syn
                     match m {
                         Msg::Sync(t) => once(&mut logs, t),
                         Msg::SyncOffsets(t) => once(&mut offsets, t),
+                        Msg::Maintain(t) => once(&mut maintain, t),
                         Msg::Stop => stop = true,
                     }
                 }
@@ -144,6 +154,9 @@ fn run(registry: &Registry, rx: &Receiver<Msg>, period: Duration, observer: &Syn
                 }
                 for t in &offsets {
                     sync_offsets(t);
+                }
+                for t in &maintain {
+                    t.log.maintain(now_us());
                 }
                 if stop {
                     return;

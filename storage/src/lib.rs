@@ -170,6 +170,16 @@ pub trait TopicLog: Send + Sync + fmt::Debug {
             _ => None,
         }
     }
+    /// Takes the log's request for [`TopicLog::maintain`]: true once after
+    /// an append made background work due.
+    fn take_maintenance(&self) -> bool {
+        false
+    }
+    /// Background work that must not run on a writer's thread (the local
+    /// log rolls a filling segment ahead of need, so that an append does
+    /// not create files or sync a directory). The broker runs it on its
+    /// flusher thread.
+    fn maintain(&self, _now_us: u64) {}
     /// Refuses appends from now on; readers end at the head.
     fn close(&self);
     /// [`TopicLog::close`], then waits until no append is under way.

@@ -122,6 +122,7 @@ pub(crate) async fn reset(
     let Granted { topic, .. } = granted;
     let Path((_, group)) = path?;
     let Json(b) = body?;
+    s.broker.ready(&topic, false).await?;
     let seq = match (b.seq, b.time.as_deref()) {
         (Some(seq), None) => seq,
         (None, Some(t)) => s.broker.seek_time(&topic, json::parse_time(t)?)?,

@@ -64,6 +64,9 @@ pub(crate) async fn events(
 ) -> Result<Response, ApiError> {
     let Granted { topic, caller, .. } = granted;
     let Query(q) = query?;
+    // Opened or made on the blocking pool, not on this thread.
+    let may_create = s.broker.creates_on_subscribe(caller.may_publish(&topic));
+    s.broker.ready(&topic, may_create).await?;
     let sub = s
         .broker
         .subscribe_as(&topic, start(&headers, &q)?, caller.may_publish(&topic))?

@@ -166,6 +166,8 @@ pub(crate) async fn read(
 ) -> Result<Response, ApiError> {
     let Granted { topic, .. } = granted;
     let Query(q) = query?;
+    // An idle topic is reopened on the blocking pool, not on this thread.
+    s.broker.ready(&topic, false).await?;
     let info = s.broker.topic_info(&topic)?;
     let from = match json::start_from(q.from, q.from_time.as_deref(), StartFrom::Earliest)? {
         StartFrom::Seq(seq) => seq,

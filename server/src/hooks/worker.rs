@@ -82,6 +82,9 @@ pub(super) async fn run(job: Job) {
     tokio::pin!(expired);
     let mut last_sent: Option<Instant> = None;
     'subscribe: loop {
+        // An idle topic is reopened on the blocking pool; the subscribe
+        // below reports any failure.
+        let _ = broker.ready(&job.spec.topic, true).await;
         // Verified: a receiver cannot check a record's checksum.
         let mut sub = match broker
             .subscribe(&job.spec.topic, StartFrom::Group(group_name.to_string()))

@@ -81,6 +81,25 @@ enum Answer {
 
 type Ack = Pin<Box<dyn Future<Output = (u32, Result<Answer, BrokerError>)> + Send>>;
 
+/// A request held until its topic is open: opening (recovery) or making
+/// one does file work and syncs, which run on the blocking pool, never on
+/// the session's thread. The session reads nothing more meanwhile, so
+/// requests keep their order.
+struct Parked {
+    id: u32,
+    /// The whole frame, handled again once the topic is open.
+    raw: bytes::Bytes,
+    ready: Pin<Box<dyn Future<Output = Result<(), BrokerError>> + Send>>,
+}
+
+/// Resolves when the parked request's topic is open (never without one).
+async fn parked_ready(parked: &mut Option<Parked>) -> Result<(), BrokerError> {
+    match parked {
+        Some(p) => p.ready.as_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
 enum Step {
     Read(std::io::Result<usize>),
     Ack((u32, Result<Answer, BrokerError>)),
@@ -88,6 +107,7 @@ enum Step {
     Send(Result<mpsc::OwnedPermit<Vec<Chunk>>, mpsc::error::SendError<()>>),
     Shutdown,
     HelloTimeout,
+    Ready(Result<(), BrokerError>),
 }
 
 /// Runs one session until the peer closes, a protocol error, or `shutdown`.
@@ -120,11 +140,13 @@ pub(crate) async fn run<R, W>(
         subs: HashMap::new(),
         acks: FuturesOrdered::new(),
         closing: false,
+        parked: None,
     };
     let hello_deadline = tokio::time::sleep(s.limits.hello_timeout);
     tokio::pin!(hello_deadline);
     loop {
         let can_read = !s.closing
+            && s.parked.is_none()
             && s.out.len() < s.limits.max_buffered
             && s.acks.len() < s.limits.max_inflight_publishes;
         let can_deliver = !s.closing
@@ -136,6 +158,7 @@ pub(crate) async fn run<R, W>(
             () = &mut hello_deadline, if !s.hello && !s.closing => Step::HelloTimeout,
             p = tx.clone().reserve_owned(), if !s.out.is_empty() => Step::Send(p),
             a = s.acks.next(), if !s.acks.is_empty() => match a { Some(a) => Step::Ack(a), None => continue },
+            r = parked_ready(&mut s.parked), if s.parked.is_some() => Step::Ready(r),
             r = rd.read_buf(&mut s.inbuf), if can_read => Step::Read(r),
             (id, ev) = poll_subs(&mut s.subs), if can_deliver => Step::Deliver(id, ev),
         };
@@ -162,6 +185,7 @@ pub(crate) async fn run<R, W>(
             Step::Read(Ok(0)) | Step::Read(Err(_)) => break,
             Step::Read(Ok(_)) => s.handle_input(),
             Step::Deliver(id, ev) => s.deliver(id, ev),
+            Step::Ready(r) => s.unpark(r),
         }
         if s.closing && s.out.is_empty() && s.acks.is_empty() {
             break;
@@ -215,6 +239,8 @@ struct Session {
     subs: HashMap<u32, Slot>,
     acks: FuturesOrdered<Ack>,
     closing: bool,
+    /// A request waiting for its topic to open; nothing is read meanwhile.
+    parked: Option<Parked>,
 }
 
 impl Session {
@@ -240,7 +266,7 @@ impl Session {
     }
 
     fn handle_input(&mut self) {
-        while !self.closing {
+        while !self.closing && self.parked.is_none() {
             // Before the Hello only a Hello-sized frame: a peer that has not
             // authenticated cannot make the session reserve a large buffer.
             let max_frame = if self.hello {
@@ -270,6 +296,64 @@ impl Session {
         }
     }
 
+    /// Holds a request whose topic is not open (see [`Parked`]); true when
+    /// it did. A publish over the size limit is refused first, so that a
+    /// refused publish makes no topic.
+    fn park(&mut self, id: u32, f: &Frame<'_>, raw: &bytes::Bytes) -> bool {
+        let (topic, create) = match f {
+            Frame::Publish { topic, messages } => {
+                if !self.broker.is_open(topic) {
+                    let max = self.broker.config().topic_config(topic).max_message_bytes;
+                    let size = |m: &WireMessage<'_>| m.payload.len() + m.key.len() + m.meta.len();
+                    if let Some((index, m)) =
+                        messages.iter().enumerate().find(|(_, m)| size(m) > max)
+                    {
+                        let e = BrokerError::MessageTooLarge {
+                            index,
+                            size: size(m),
+                            max,
+                        };
+                        self.send_error(id, e.code(), &e.to_string());
+                        return true;
+                    }
+                }
+                (*topic, true)
+            }
+            Frame::Subscribe { topic, .. } => {
+                let may_publish = self.grant.as_ref().is_some_and(|g| g.can_publish(topic));
+                (*topic, self.broker.creates_on_subscribe(may_publish))
+            }
+            Frame::Fetch { topic, .. }
+            | Frame::Commit { topic, .. }
+            | Frame::Committed { topic, .. } => (*topic, false),
+            _ => return false,
+        };
+        if self.broker.is_open(topic) {
+            return false;
+        }
+        let (broker, name) = (self.broker.clone(), topic.to_owned());
+        self.parked = Some(Parked {
+            id,
+            raw: raw.clone(),
+            ready: Box::pin(async move { broker.ready(&name, create).await }),
+        });
+        true
+    }
+
+    /// The parked request's topic is open (or cannot be): handle it, then
+    /// what was read after it.
+    fn unpark(&mut self, r: Result<(), BrokerError>) {
+        let Some(p) = self.parked.take() else { return };
+        match r {
+            Ok(()) => match frame::decode(&p.raw, self.limits.max_frame) {
+                Ok(Some((id, f, _))) => self.handle_ready(id, f, &p.raw),
+                _ => self.close(ErrorCode::Internal, "a parked frame no longer decodes"),
+            },
+            Err(e) => self.send_error(p.id, e.code(), &e.to_string()),
+        }
+        self.handle_input();
+    }
+
     /// The dispatch table: one small handler per request a client may send,
     /// after the Hello and the rights check.
     fn handle(&mut self, id: u32, f: Frame<'_>, raw: &bytes::Bytes) {
@@ -279,6 +363,14 @@ impl Session {
         if let Some(refusal) = self.refuse(&f) {
             return self.send_error(id, ErrorCode::Forbidden, &refusal);
         }
+        if self.park(id, &f, raw) {
+            return;
+        }
+        self.handle_ready(id, f, raw);
+    }
+
+    /// Dispatches a request whose caller is checked and whose topic is open.
+    fn handle_ready(&mut self, id: u32, f: Frame<'_>, raw: &bytes::Bytes) {
         match f {
             Frame::Publish { topic, messages } => self.publish(id, topic, &messages, raw),
             Frame::Subscribe {

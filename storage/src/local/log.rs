@@ -52,6 +52,8 @@ struct Writer {
     stage: Vec<u8>,
     stage_lead: usize,
     stage_index: Vec<u8>,
+    /// The flusher was asked to roll the active segment ahead.
+    roll_asked: bool,
 }
 
 /// Copies whose source and destination sit a few bytes apart modulo 4 KiB run
@@ -100,6 +102,12 @@ pub struct LocalLog {
     /// many publishes each sync served (group commit).
     syncs: AtomicU64,
     closed: std::sync::atomic::AtomicBool,
+    /// Set when an append filled the active segment past
+    /// [`ROLL_AHEAD_AT`]: the flusher should roll it (see `maintain`).
+    roll_wanted: std::sync::atomic::AtomicBool,
+    /// Rolls made by an append itself: the segment filled before the
+    /// flusher rolled it ahead (a burst of more than a quarter segment).
+    inline_rolls: AtomicU64,
     /// Makes the next syncs fail, to test poisoning.
     #[cfg(test)]
     fail_syncs: std::sync::atomic::AtomicBool,
@@ -148,6 +156,7 @@ impl LocalLog {
             stage: Vec::new(),
             stage_lead: 0,
             stage_index: Vec::new(),
+            roll_asked: false,
             dedupe: Dedupe::new(window_us, config.dedupe_max_entries),
         };
         let log = Self {
@@ -168,6 +177,8 @@ impl LocalLog {
             report: rec.report,
             syncs: AtomicU64::new(0),
             closed: std::sync::atomic::AtomicBool::new(false),
+            roll_wanted: std::sync::atomic::AtomicBool::new(false),
+            inline_rolls: AtomicU64::new(0),
             #[cfg(test)]
             fail_syncs: std::sync::atomic::AtomicBool::new(false),
             config,
@@ -278,11 +289,13 @@ impl LocalLog {
                 key: e.key,
                 payload: e.payload,
             };
-            if w.pos + w.staged_len() + parts.padded_len() > w.active.capacity()
-                && let Err(err) = self.flush_stage(w).and_then(|()| self.roll(w, ts))
-            {
-                result = Err(err);
-                break;
+            if w.pos + w.staged_len() + parts.padded_len() > w.active.capacity() {
+                // Full before the flusher rolled it ahead: roll here.
+                self.inline_rolls.fetch_add(1, Ordering::Relaxed);
+                if let Err(err) = self.flush_stage(w).and_then(|()| self.roll(w, ts)) {
+                    result = Err(err);
+                    break;
+                }
             }
             if w.staged_len() == 0 {
                 w.start_stage();
@@ -309,6 +322,10 @@ impl LocalLog {
         }
         w.last_timestamp_us = ts;
         w.active.publish(w.count, w.pos as u64, ts);
+        if !w.roll_asked && roll_due(w) {
+            w.roll_asked = true;
+            self.roll_wanted.store(true, Ordering::Release);
+        }
         let head = w.next_seq;
         self.append_head.store(head, Ordering::Release);
         drop(guard);
@@ -381,6 +398,26 @@ impl LocalLog {
         result
     }
 
+    /// Rolls the active segment once it is past [`ROLL_AHEAD_AT`], off the
+    /// writers' threads (the broker's flusher calls this when asked).
+    fn roll_ahead(&self, now_us: u64) {
+        let mut guard = self.writer.lock();
+        let w = &mut *guard;
+        if self.is_closed() || self.poison.get().is_some() || !roll_due(w) {
+            return;
+        }
+        let ts = now_us.max(w.last_timestamp_us);
+        if let Err(e) = self.roll(w, ts) {
+            // The next append that does not fit rolls, and reports it.
+            tracing::warn!(topic = %self.name, error = %e, "rolling a segment ahead failed");
+        }
+    }
+
+    /// Rolls made by appends themselves since open (see `inline_rolls`).
+    pub fn inline_rolls(&self) -> u64 {
+        self.inline_rolls.load(Ordering::Relaxed)
+    }
+
     /// Seals the active segment and starts a new one at the writer's next seq.
     fn roll(&self, w: &mut Writer, now_us: u64) -> Result<()> {
         w.active.publish(w.count, w.pos as u64, w.last_timestamp_us);
@@ -405,6 +442,7 @@ impl LocalLog {
         w.active = seg;
         w.pos = 0;
         w.count = 0;
+        w.roll_asked = false;
         self.retain(now_us);
         Ok(())
     }
@@ -659,7 +697,22 @@ impl LocalLog {
     }
 }
 
+/// The share of a segment past which the flusher rolls it ahead: an
+/// append then finds room without creating files itself, unless a burst
+/// writes the last quarter before the flusher wakes.
+const ROLL_AHEAD_AT: (usize, usize) = (3, 4);
+
+fn roll_due(w: &Writer) -> bool {
+    w.count > 0 && w.pos >= w.active.capacity() / ROLL_AHEAD_AT.1 * ROLL_AHEAD_AT.0
+}
+
 impl crate::TopicLog for LocalLog {
+    fn take_maintenance(&self) -> bool {
+        self.roll_wanted.swap(false, Ordering::AcqRel)
+    }
+    fn maintain(&self, now_us: u64) {
+        self.roll_ahead(now_us);
+    }
     fn name(&self) -> &TopicName {
         LocalLog::name(self)
     }
