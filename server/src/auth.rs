@@ -20,6 +20,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use fanlog_broker::TopicPattern;
+use fanlog_broker::storage::{MetaStore, Namespace};
 
 /// The `[auth]` section of the config file.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -250,7 +251,6 @@ const MAX_OUTSTANDING: usize = 100_000;
 #[derive(Debug)]
 struct Inner {
     tokens: Vec<([u8; 32], Arc<Grant>)>,
-    tickets: Mutex<HashMap<String, (Arc<Grant>, Instant)>>,
     sessions: Mutex<HashMap<String, (Arc<Grant>, Instant)>>,
 }
 
@@ -309,7 +309,6 @@ impl Auth {
         Self {
             inner: Arc::new(Inner {
                 tokens: Vec::new(),
-                tickets: Mutex::default(),
                 sessions: Mutex::default(),
             }),
             all: Arc::new(Grant::all()),
@@ -361,7 +360,6 @@ impl Auth {
         Ok(Self {
             inner: Arc::new(Inner {
                 tokens,
-                tickets: Mutex::default(),
                 sessions: Mutex::default(),
             }),
             all: Arc::new(Grant::all()),
@@ -407,17 +405,49 @@ impl Auth {
         id
     }
 
-    /// A single-use ticket for `grant`, good for [`TICKET_TTL`].
-    #[must_use]
-    pub fn issue_ticket(&self, grant: Arc<Grant>) -> String {
-        Self::issue(&self.inner.tickets, grant, TICKET_TTL)
+    /// Which configured token `grant` is (`None` for the open broker's).
+    fn token_of(&self, grant: &Arc<Grant>) -> Option<Option<usize>> {
+        if Arc::ptr_eq(grant, &self.all) {
+            return Some(None);
+        }
+        self.inner
+            .tokens
+            .iter()
+            .position(|(_, g)| Arc::ptr_eq(g, grant))
+            .map(Some)
     }
 
-    /// The rights of a ticket, which is used up.
+    /// A single-use ticket for `grant`, good for [`TICKET_TTL`], kept in
+    /// the broker's metadata store (as the token it stands for, never the
+    /// token itself).
+    ///
+    /// # Errors
+    /// A grant that is no configured token's, or the store's refusal (too
+    /// many tickets outstanding).
+    pub fn issue_ticket(&self, meta: &dyn MetaStore, grant: &Arc<Grant>) -> Result<String, String> {
+        let token = self
+            .token_of(grant)
+            .ok_or("tickets are issued for a configured token only")?;
+        let id = random_id();
+        let doc = serde_json::json!({ "token": token }).to_string();
+        meta.put_expiring(Namespace::Tickets, &id, doc.as_bytes(), TICKET_TTL)
+            .map_err(|e| e.to_string())?;
+        Ok(id)
+    }
+
+    /// The rights of a ticket, which is used up (taken from the store, so
+    /// of two requests with one ticket only one gets in).
     #[must_use]
-    pub fn redeem_ticket(&self, ticket: &str) -> Option<Arc<Grant>> {
-        let (grant, until) = self.inner.tickets.lock().remove(ticket)?;
-        (until > Instant::now()).then_some(grant)
+    pub fn redeem_ticket(&self, meta: &dyn MetaStore, ticket: &str) -> Option<Arc<Grant>> {
+        let doc = meta.take(Namespace::Tickets, ticket).ok()??;
+        let v: serde_json::Value = serde_json::from_slice(&doc.value).ok()?;
+        match v.get("token")? {
+            serde_json::Value::Null if self.is_open() => Some(self.all.clone()),
+            n => {
+                let i = usize::try_from(n.as_u64()?).ok()?;
+                self.inner.tokens.get(i).map(|(_, g)| g.clone())
+            }
+        }
     }
 
     /// A session (the value of an HttpOnly cookie) for `grant`.
@@ -493,10 +523,17 @@ mod tests {
             ..TokenConfig::default()
         }]);
         let g = auth.authenticate(Some("t")).unwrap();
-        let ticket = auth.issue_ticket(g.clone());
-        assert_eq!(auth.redeem_ticket(&ticket), Some(g.clone()));
-        assert_eq!(auth.redeem_ticket(&ticket), None);
-        assert_eq!(auth.redeem_ticket("made-up"), None);
+        let dir = tempfile::tempdir().unwrap();
+        let broker =
+            fanlog_broker::Broker::open(dir.path(), fanlog_broker::BrokerConfig::default())
+                .unwrap();
+        let meta = broker.meta();
+        let ticket = auth.issue_ticket(meta, &g).unwrap();
+        assert_eq!(auth.redeem_ticket(meta, &ticket), Some(g.clone()));
+        assert_eq!(auth.redeem_ticket(meta, &ticket), None);
+        assert_eq!(auth.redeem_ticket(meta, "made-up"), None);
+        // A grant that is no token's gets no ticket.
+        assert!(auth.issue_ticket(meta, &Arc::new(Grant::none())).is_err());
         let s = auth.open_session(g.clone());
         assert_eq!(auth.session(&s), Some(g.clone()));
         assert_eq!(auth.session(&s), Some(g));

@@ -232,6 +232,9 @@ pub enum Namespace {
     Settings,
     /// The hook registry and what was set aside from it.
     Hooks,
+    /// Single-use tickets, each stored with a time to live
+    /// ([`MetaStore::put_expiring`]) and redeemed by [`MetaStore::take`].
+    Tickets,
 }
 
 /// A document with the revision it was read at.
@@ -275,6 +278,21 @@ pub trait MetaStore: Send + Sync + fmt::Debug {
     /// # Errors
     /// [`StorageError::Io`].
     fn delete(&self, ns: Namespace, key: &str) -> Result<()>;
+    /// Stores a new document that is gone after `ttl` (a ticket); the key
+    /// must not exist.
+    ///
+    /// # Errors
+    /// [`StorageError::Conflict`] when the key exists,
+    /// [`StorageError::LimitReached`] when too many live documents are
+    /// stored, [`StorageError::Io`].
+    fn put_expiring(&self, ns: Namespace, key: &str, value: &[u8], ttl: Duration) -> Result<u64>;
+    /// Removes the document and returns it, atomically: of two callers
+    /// taking one key, one gets it and the other `None` (a single-use
+    /// ticket). An expired document is `None`.
+    ///
+    /// # Errors
+    /// [`StorageError::Io`].
+    fn take(&self, ns: Namespace, key: &str) -> Result<Option<Versioned>>;
 }
 
 /// Where the broker core keeps topics and metadata. The embedded default

@@ -268,7 +268,7 @@ pub(crate) async fn layer(State(s): State<EdgeState>, mut req: Request, next: Ne
                 "a ticket opens one stream only: GET /topics/{topic}/events, /ws or /poll",
             );
         }
-        match auth.redeem_ticket(ticket) {
+        match auth.redeem_ticket(s.broker.meta(), ticket) {
             Some(grant) => Caller {
                 grant,
                 by_token: false,
@@ -308,7 +308,10 @@ pub(crate) async fn ticket(
     axum::Extension(caller): axum::Extension<Caller>,
 ) -> Result<Response, ApiError> {
     by_token(&caller)?;
-    let ticket = s.auth.issue_ticket(caller.grant);
+    let ticket = s
+        .auth
+        .issue_ticket(s.broker.meta(), &caller.grant)
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, &e))?;
     Ok(json::body(
         StatusCode::CREATED,
         &serde_json::json!({ "ticket": ticket, "expires_in": TICKET_TTL.as_secs() }),

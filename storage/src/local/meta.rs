@@ -11,6 +11,9 @@
 //!   noticed: a topic whose `settings.json` is missing or bad is not opened
 //!   rather than opened with the broker's settings, which could be weaker.
 //! - [`Namespace::Hooks`]: `DATA/KEY` (the registry is `hooks.json`).
+//! - [`Namespace::Tickets`]: in memory. A ticket lives seconds and is
+//!   good for one connection to this process, so it need not survive a
+//!   restart; at most [`MAX_EXPIRING`] live at once.
 //!
 //! Revisions live in memory: one process owns the directory (its `LOCK`),
 //! so a revision read in this process is the one to compare against.
@@ -18,6 +21,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use fanlog_protocol::TopicName;
 use parking_lot::Mutex;
@@ -34,14 +38,32 @@ pub struct LocalMeta {
     /// The revision of each document read or written since open; a
     /// document first seen on disk is at revision 1.
     revisions: Mutex<HashMap<(Namespace, String), u64>>,
+    /// Documents kept in memory with their expiry (tickets).
+    memory: Mutex<HashMap<(Namespace, String), (Versioned, Instant)>>,
 }
+
+/// Most in-memory documents alive at once.
+pub const MAX_EXPIRING: usize = 100_000;
 
 impl LocalMeta {
     pub(crate) fn new(dir: &Path) -> Self {
         Self {
             dir: dir.to_owned(),
             revisions: Mutex::new(HashMap::new()),
+            memory: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// A live in-memory document (expired ones count as absent).
+    fn live(&self, ns: Namespace, key: &str, take: bool) -> Option<Versioned> {
+        let mut memory = self.memory.lock();
+        let slot = (ns, key.to_owned());
+        let (doc, until) = if take {
+            memory.remove(&slot)?
+        } else {
+            memory.get(&slot).cloned()?
+        };
+        (until > Instant::now()).then_some(doc)
     }
 
     /// The file of a document; keys are plain file names (topic names for
@@ -53,6 +75,9 @@ impl LocalMeta {
                 Ok(self.dir.join("topics").join(key).join(SETTINGS_FILE))
             }
             Namespace::Hooks if plain => Ok(self.dir.join(key)),
+            Namespace::Tickets => Err(StorageError::Config(
+                "tickets are kept in memory: use put_expiring and take".into(),
+            )),
             _ => Err(StorageError::Config(format!(
                 "{key:?} is not a key of the {ns:?} documents"
             ))),
@@ -90,6 +115,9 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 impl MetaStore for LocalMeta {
     fn get(&self, ns: Namespace, key: &str) -> Result<Option<Versioned>> {
+        if ns == Namespace::Tickets {
+            return Ok(self.live(ns, key, false));
+        }
         let path = self.path(ns, key)?;
         let mut revisions = self.revisions.lock();
         let Some(value) = read(&path)? else {
@@ -100,6 +128,7 @@ impl MetaStore for LocalMeta {
     }
 
     fn put(&self, ns: Namespace, key: &str, value: &[u8], expect: Expect) -> Result<u64> {
+        // Tickets are refused here (they expire: `put_expiring`).
         let path = self.path(ns, key)?;
         // Held across the check and the write: a compare-and-swap.
         let mut revisions = self.revisions.lock();
@@ -123,7 +152,59 @@ impl MetaStore for LocalMeta {
         Ok(next)
     }
 
+    fn put_expiring(&self, ns: Namespace, key: &str, value: &[u8], ttl: Duration) -> Result<u64> {
+        if ns != Namespace::Tickets {
+            return Err(StorageError::Config(format!(
+                "{ns:?} documents do not expire"
+            )));
+        }
+        let now = Instant::now();
+        let mut memory = self.memory.lock();
+        if memory.len() >= MAX_EXPIRING {
+            memory.retain(|_, (_, until)| *until > now);
+        }
+        if memory.len() >= MAX_EXPIRING {
+            return Err(StorageError::LimitReached(format!(
+                "{MAX_EXPIRING} tickets are outstanding"
+            )));
+        }
+        let slot = (ns, key.to_owned());
+        if memory.get(&slot).is_some_and(|(_, until)| *until > now) {
+            return Err(StorageError::Conflict {
+                namespace: format!("{ns:?}"),
+                key: key.to_owned(),
+            });
+        }
+        let doc = Versioned {
+            value: value.to_vec(),
+            revision: 1,
+        };
+        memory.insert(slot, (doc, now + ttl));
+        Ok(1)
+    }
+
+    fn take(&self, ns: Namespace, key: &str) -> Result<Option<Versioned>> {
+        if ns == Namespace::Tickets {
+            return Ok(self.live(ns, key, true));
+        }
+        let mut revisions = self.revisions.lock();
+        let path = self.path(ns, key)?;
+        let Some(value) = read(&path)? else {
+            return Ok(None);
+        };
+        let revision = revisions.remove(&(ns, key.to_owned())).unwrap_or(1);
+        std::fs::remove_file(&path).map_err(StorageError::io(&path))?;
+        if let Some(dir) = path.parent() {
+            sync_dir(dir).map_err(StorageError::io(dir))?;
+        }
+        Ok(Some(Versioned { value, revision }))
+    }
+
     fn delete(&self, ns: Namespace, key: &str) -> Result<()> {
+        if ns == Namespace::Tickets {
+            self.memory.lock().remove(&(ns, key.to_owned()));
+            return Ok(());
+        }
         let path = self.path(ns, key)?;
         let mut revisions = self.revisions.lock();
         match std::fs::remove_file(&path) {
@@ -172,6 +253,23 @@ mod tests {
             assert!(m.put(Namespace::Hooks, bad, b"x", Expect::Any).is_err());
         }
         assert!(m.get(Namespace::Settings, "no/topic").is_err());
+        // Tickets: in memory, single use, gone after their time.
+        m.put_expiring(Namespace::Tickets, "t1", b"g", Duration::from_secs(60))
+            .unwrap();
+        assert!(matches!(
+            m.put_expiring(Namespace::Tickets, "t1", b"g", Duration::from_secs(60)),
+            Err(StorageError::Conflict { .. })
+        ));
+        assert_eq!(
+            m.take(Namespace::Tickets, "t1").unwrap().unwrap().value,
+            b"g"
+        );
+        assert_eq!(m.take(Namespace::Tickets, "t1").unwrap(), None);
+        m.put_expiring(Namespace::Tickets, "t2", b"g", Duration::from_millis(1))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(m.take(Namespace::Tickets, "t2").unwrap(), None, "expired");
+        assert!(m.put(Namespace::Tickets, "t3", b"g", Expect::Any).is_err());
         // No temporary file is left behind.
         let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert!(left.is_empty(), "{left:?}");
