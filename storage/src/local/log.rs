@@ -458,8 +458,17 @@ impl LocalLog {
         let mut total: u64 = list.iter().map(|s| s.written()).sum();
         let horizon = max_age
             .map(|a| now_us.saturating_sub(u64::try_from(a.as_micros()).unwrap_or(u64::MAX)));
+        // Never the active segment, nor the one holding the newest record
+        // (the sealed one before an active segment rolled ahead and still
+        // empty): retention leaves the newest records readable.
+        let newest = list.len()
+            - if list.len() >= 2 && list[list.len() - 1].count() == 0 {
+                2
+            } else {
+                1
+            };
         let mut drop_n = 0;
-        for seg in &list[..list.len() - 1] {
+        for seg in &list[..newest] {
             let too_big = max_bytes.is_some_and(|m| total > m);
             let too_old = horizon.is_some_and(|h| seg.last_timestamp_us() < h);
             if !(too_big || too_old) {
@@ -794,6 +803,42 @@ mod tests {
             key: &[],
             payload,
         }
+    }
+
+    #[test]
+    fn a_segment_rolls_ahead_once_and_retention_keeps_the_newest_records() {
+        use crate::TopicLog as _;
+        let dir = tempfile::tempdir().unwrap();
+        let config = TopicConfig {
+            segment_bytes: 4096,
+            max_message_bytes: 512,
+            retention_age: Some(std::time::Duration::from_micros(1)),
+            durability: Durability::Never,
+            ..TopicConfig::default()
+        };
+        let log = LocalLog::open(TopicName::new("p").unwrap(), dir.path(), config, 1).unwrap();
+        let mut seqs = Vec::new();
+        let mut asked = 0;
+        while log.segments.read().len() == 1 {
+            log.append(&[entry(&[7; 200])], 10, &mut seqs).unwrap();
+            if log.take_maintenance() {
+                asked += 1;
+                // What the broker's flusher does when asked.
+                log.maintain(10);
+            }
+        }
+        assert_eq!(asked, 1, "asked once, when three quarters were full");
+        assert_eq!(log.inline_rolls(), 0, "no append had to roll");
+        let head = log.next_seq();
+        assert_eq!(log.writer.lock().count, 0, "the new segment is empty");
+        // Everything is past its age, yet the newest records stay readable.
+        LocalLog::enforce_retention(&log, 1_000_000);
+        assert!(log.first_seq() < head);
+        let mut cursor = None;
+        assert!(matches!(
+            log.read_at(head - 1, &mut cursor).unwrap(),
+            ReadAt::Record(r) if r.seq() == head - 1
+        ));
     }
 
     #[test]
