@@ -237,3 +237,32 @@ async fn connections_over_the_limit_are_refused_with_an_error() {
     drop((b, admitted));
     server.stop().await.unwrap();
 }
+
+/// On a multi-threaded runtime the embedded client makes a new topic under
+/// `block_in_place` (file work off the runtime's other tasks); pipelined
+/// publishes to new topics keep their call order all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_publishes_to_new_topics_keep_call_order_on_a_multi_thread_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = fanlog::Broker::open(dir.path(), fanlog::BrokerConfig::default()).unwrap();
+    let client = Client::embedded(broker.clone());
+    for t in 0..5 {
+        let topic = format!("new{t}");
+        let futures: Vec<_> = (0..50)
+            .map(|i| client.publish_batch(&topic, vec![Message::new(format!("{i}"))]))
+            .collect();
+        let seqs: Vec<u64> = futures_util::future::join_all(futures)
+            .await
+            .into_iter()
+            .flat_map(Result::unwrap)
+            .collect();
+        assert_eq!(seqs, (0..50).collect::<Vec<u64>>());
+        let batch = broker.read(&topic, 0, 100).unwrap();
+        let payloads: Vec<String> = batch
+            .records
+            .iter()
+            .map(|r| String::from_utf8(r.payload().to_vec()).unwrap())
+            .collect();
+        assert_eq!(payloads, (0..50).map(|i| i.to_string()).collect::<Vec<_>>());
+    }
+}

@@ -252,7 +252,7 @@ impl Client {
             #[cfg(feature = "embedded")]
             Backend::Embedded(b) => {
                 let (reply, rx) = oneshot::channel();
-                match b.append(topic, &messages) {
+                match append_in_order(b, topic, &messages) {
                     Ok(appended) => {
                         tokio::spawn(async move {
                             let _ = reply.send(appended.durable().await.map_err(ClientError::from));
@@ -329,6 +329,8 @@ impl Client {
             }
             #[cfg(feature = "embedded")]
             Backend::Embedded(b) => {
+                // Made or reopened on the blocking pool.
+                b.ready(topic, true).await?;
                 let sub = b.subscribe(topic, from)?;
                 Ok(Subscription {
                     start: sub.position(),
@@ -442,6 +444,25 @@ impl Waiter {
 impl Drop for Waiter {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Appends at once (the call order is the append order). A first append
+/// to a topic that is not open makes or reopens it, which is file work:
+/// on a multi-threaded runtime it runs under `block_in_place`, so the
+/// runtime moves its other tasks off this thread meanwhile.
+#[cfg(feature = "embedded")]
+fn append_in_order(
+    b: &fanlog_broker::Broker,
+    topic: &str,
+    messages: &[Message],
+) -> Result<fanlog_broker::Appended, fanlog_broker::BrokerError> {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_thread && !b.is_open(topic) {
+        tokio::task::block_in_place(|| b.append(topic, messages))
+    } else {
+        b.append(topic, messages)
     }
 }
 
