@@ -170,3 +170,46 @@ async fn handshake_and_rate_limit() {
     }
     rig.stop().await;
 }
+
+/// One owner delivers a hook: while its worker runs, the hook's lease in
+/// the broker's leases is held and refused to anyone else; once the hook
+/// is deleted, it is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_hook_holds_its_delivery_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let rig = common::Rig::start(dir.path(), common::local_hooks()).await;
+    let rx = Receiver::start(Arc::new(|_, _| Reply::Status(200))).await;
+    let (_, hook) = rig.create(json!({"topic": "leased", "url": rx.url})).await;
+    let id = hook["id"].as_str().unwrap().to_owned();
+    rig.publish("leased", 3).await;
+    assert_eq!(
+        rx.wait_accepted(3, Duration::from_secs(10)).await,
+        ids("leased", 0..3)
+    );
+    let name = fanlog::server::hooks::lease_name(&id);
+    let ttl = Duration::from_secs(60);
+    assert!(
+        rig.broker
+            .leases()
+            .acquire(&name, "another-node", ttl)
+            .is_none(),
+        "the running hook owns its deliveries"
+    );
+    let (s, _) = send(
+        reqwest::Method::DELETE,
+        rig.http.url(&format!("/hooks/{id}")),
+        json!({}),
+    )
+    .await;
+    assert_eq!(s, 204);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let lease = loop {
+        if let Some(l) = rig.broker.leases().acquire(&name, "another-node", ttl) {
+            break l;
+        }
+        assert!(Instant::now() < deadline, "a deleted hook keeps its lease");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(lease.holder, "another-node");
+    rig.stop().await;
+}

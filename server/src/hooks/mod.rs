@@ -37,6 +37,7 @@ use sign::Secret;
 pub use store::Delivery;
 use store::{HookSpec, OldSecret, Store, WebSubSpec};
 pub use websub::WebSubRequest;
+pub use worker::{LEASE_TTL, lease_name};
 
 /// Settings of push delivery. Also the `[hooks]` section of `fanlog
 /// serve`'s configuration, as it is: durations are written like `15s`,

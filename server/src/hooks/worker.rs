@@ -46,6 +46,66 @@ enum Outcome {
     Stopped,
 }
 
+/// How long a hook's delivery lease lasts; its owner renews it every
+/// third of that.
+pub const LEASE_TTL: Duration = Duration::from_secs(10);
+
+/// The name of hook `id`'s delivery lease in the broker's leases.
+pub fn lease_name(id: &str) -> String {
+    format!("hooks/{id}")
+}
+
+/// This process, as a lease holder.
+fn node() -> &'static str {
+    static NODE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NODE.get_or_init(|| format!("node-{:016x}", rand::random::<u64>()))
+}
+
+/// The ownership of one hook's deliveries: one owner at a time delivers a
+/// hook and moves its cursor (what keeps two processes sharing storage
+/// from both delivering). Released when dropped.
+struct Owner {
+    broker: fanlog_broker::Broker,
+    name: String,
+    lease: Option<fanlog_broker::storage::Lease>,
+    renew_at: Instant,
+}
+
+impl Owner {
+    /// Waits until this process holds the lease (renewing it if it does);
+    /// false when stopped first.
+    async fn acquire(&mut self, job: &Job) -> bool {
+        loop {
+            if let Some(l) = self.broker.leases().acquire(&self.name, node(), LEASE_TTL) {
+                self.lease = Some(l);
+                self.renew_at = Instant::now() + LEASE_TTL / 3;
+                return true;
+            }
+            self.lease = None;
+            job.status.lock().last_error =
+                Some("another process owns this hook's deliveries".into());
+            if pause(&job.stop, LEASE_TTL / 3).await {
+                return false;
+            }
+        }
+    }
+
+    /// Whether the lease still holds: checked before the cursor moves.
+    fn holds(&self) -> bool {
+        self.lease
+            .as_ref()
+            .is_some_and(|l| self.broker.leases().holds(l))
+    }
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        if let Some(l) = &self.lease {
+            self.broker.leases().release(l);
+        }
+    }
+}
+
 pub(super) async fn run(job: Job) {
     let id = job.spec.id.clone();
     let group = group(&id);
@@ -81,7 +141,16 @@ pub(super) async fn run(job: Job) {
     };
     tokio::pin!(expired);
     let mut last_sent: Option<Instant> = None;
+    let mut owner = Owner {
+        broker: broker.clone(),
+        name: lease_name(&id),
+        lease: None,
+        renew_at: Instant::now(),
+    };
     'subscribe: loop {
+        if !owner.holds() && !owner.acquire(&job).await {
+            return;
+        }
         // An idle topic is reopened on the blocking pool; the subscribe
         // below reports any failure.
         let _ = broker.ready(&job.spec.topic, true).await;
@@ -102,6 +171,12 @@ pub(super) async fn run(job: Job) {
         loop {
             let ev = tokio::select! {
                 () = job.stop.cancelled() => return,
+                () = tokio::time::sleep_until(owner.renew_at) => {
+                    if !owner.acquire(&job).await {
+                        return;
+                    }
+                    continue;
+                }
                 () = &mut expired => {
                     tracing::info!(hook = %id, "WebSub lease ended");
                     if let Err(e) = job.hooks.delete(&id) {
@@ -191,6 +266,13 @@ pub(super) async fn run(job: Job) {
                 }
                 None => return,
             };
+            if !owner.holds() {
+                // Lost (this process stalled past the lease): the cursor is
+                // not moved; deliveries resume from it once owned again.
+                job.status.lock().last_error =
+                    Some("the delivery lease was lost: cursor not moved".into());
+                continue 'subscribe;
+            }
             if let Err(e) = broker.commit(&job.spec.topic, &group, next).await {
                 // The subscription goes on; the commit is retried with the
                 // next message, and a restart re-sends from the last one.
