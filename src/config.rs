@@ -276,6 +276,10 @@ pub struct Limits {
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
     pub max_subscriptions_per_connection: usize,
+    /// Publishes of one connection (binary protocol or WebSocket) awaiting
+    /// their acknowledgement before it reads no more: the memory a fast
+    /// publisher may hold in the broker.
+    pub max_inflight_publishes: usize,
     /// Whether subscribing creates a missing topic for a token that may only
     /// read it (a caller that may publish creates it either way).
     pub subscribe_creates_topics: bool,
@@ -310,6 +314,7 @@ impl Default for Limits {
             max_connections: tcp.max_connections,
             max_connections_per_ip: tcp.max_connections_per_ip,
             max_subscriptions_per_connection: tcp.limits.max_subscriptions,
+            max_inflight_publishes: tcp.limits.max_inflight_publishes,
             subscribe_creates_topics: broker.subscribe_creates_topics,
             max_open_topics: broker.max_open_topics,
             max_groups_per_topic: broker.max_groups_per_topic,

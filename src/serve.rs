@@ -173,6 +173,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .session_limits(SessionLimits {
             max_frame: limits.max_frame_bytes,
             max_subscriptions: limits.max_subscriptions_per_connection,
+            max_inflight_publishes: limits.max_inflight_publishes,
             hello_timeout: limits.hello_timeout.0,
             ..Default::default()
         })
@@ -189,6 +190,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             max_body: limits.max_request_body,
             header_timeout: limits.header_timeout.0,
             body_timeout: limits.body_timeout.0,
+            ws_max_inflight_publishes: limits.max_inflight_publishes,
             ..edge::HttpConfig::default()
         });
     if let (Some(cert), Some(key)) = (&cfg.tls_cert, &cfg.tls_key) {

@@ -326,3 +326,22 @@ fn the_hooks_section_is_the_hooks_settings_as_they_are() {
         assert!(e.contains(says), "{bad}: {e}");
     }
 }
+
+#[test]
+fn the_per_connection_publish_bound_is_a_limit_operators_can_set() {
+    let (c, text) = printed(&["--print-config"], &[]);
+    assert_eq!(
+        c["limits"]["max_inflight_publishes"].as_integer(),
+        Some(1024),
+        "the default: {text}"
+    );
+    let (c, text) = printed(
+        &["--print-config"],
+        &[("FANLOG_LIMITS__MAX_INFLIGHT_PUBLISHES", "16")],
+    );
+    assert_eq!(
+        c["limits"]["max_inflight_publishes"].as_integer(),
+        Some(16),
+        "{text}"
+    );
+}
