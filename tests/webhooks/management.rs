@@ -195,6 +195,26 @@ async fn a_running_hook_holds_its_delivery_lease() {
             .is_none(),
         "the running hook owns its deliveries"
     );
+    // A restart (a changed rate limit) hands the lease from the old worker
+    // to the new one: the old one letting go must not free it.
+    let (s, _) = send(
+        reqwest::Method::PATCH,
+        rig.http.url(&format!("/hooks/{id}")),
+        json!({"rate_limit": 1000}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        rig.broker
+            .leases()
+            .acquire(&name, "another-node", ttl)
+            .is_none(),
+        "the restarted hook's new worker owns its deliveries"
+    );
+    rig.publish("leased", 2).await;
+    let got = rx.wait_accepted(5, Duration::from_secs(10)).await;
+    assert_eq!(got, ids("leased", 0..5), "each message once, in order");
     let (s, _) = send(
         reqwest::Method::DELETE,
         rig.http.url(&format!("/hooks/{id}")),

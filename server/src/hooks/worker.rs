@@ -62,11 +62,15 @@ fn node() -> &'static str {
 }
 
 /// The ownership of one hook's deliveries: one owner at a time delivers a
-/// hook and moves its cursor (what keeps two processes sharing storage
-/// from both delivering). Released when dropped.
+/// hook and moves its cursor, whether the other would-be owner is another
+/// process sharing the storage or this hook's previous worker still
+/// finishing after a restart. Released when dropped.
 struct Owner {
     broker: fanlog_broker::Broker,
     name: String,
+    /// This worker, as a lease holder: the process and a number of its own,
+    /// so that a restarted hook's new worker waits for the old one.
+    holder: String,
     lease: Option<fanlog_broker::storage::Lease>,
     renew_at: Instant,
 }
@@ -74,19 +78,24 @@ struct Owner {
 impl Owner {
     /// Waits until this process holds the lease (renewing it if it does);
     /// false when stopped first.
-    async fn acquire(&mut self, job: &Job) -> bool {
+    async fn acquire(&mut self, status: &Mutex<Status>, stop: &CancellationToken) -> bool {
+        let mut wait = Duration::from_millis(10);
         loop {
-            if let Some(l) = self.broker.leases().acquire(&self.name, node(), LEASE_TTL) {
+            if let Some(l) = self
+                .broker
+                .leases()
+                .acquire(&self.name, &self.holder, LEASE_TTL)
+            {
                 self.lease = Some(l);
                 self.renew_at = Instant::now() + LEASE_TTL / 3;
                 return true;
             }
             self.lease = None;
-            job.status.lock().last_error =
-                Some("another process owns this hook's deliveries".into());
-            if pause(&job.stop, LEASE_TTL / 3).await {
+            status.lock().last_error = Some("another worker owns this hook's deliveries".into());
+            if pause(stop, wait).await {
                 return false;
             }
+            wait = (wait * 2).min(LEASE_TTL / 3);
         }
     }
 
@@ -144,11 +153,12 @@ pub(super) async fn run(job: Job) {
     let mut owner = Owner {
         broker: broker.clone(),
         name: lease_name(&id),
+        holder: format!("{}/{:016x}", node(), rand::random::<u64>()),
         lease: None,
         renew_at: Instant::now(),
     };
     'subscribe: loop {
-        if !owner.holds() && !owner.acquire(&job).await {
+        if !owner.holds() && !owner.acquire(&job.status, &job.stop).await {
             return;
         }
         // An idle topic is reopened on the blocking pool; the subscribe
@@ -172,7 +182,7 @@ pub(super) async fn run(job: Job) {
             let ev = tokio::select! {
                 () = job.stop.cancelled() => return,
                 () = tokio::time::sleep_until(owner.renew_at) => {
-                    if !owner.acquire(&job).await {
+                    if !owner.acquire(&job.status, &job.stop).await {
                         return;
                     }
                     continue;
@@ -596,6 +606,39 @@ async fn deliver(job: &Job, msg_id: &str, shaped: Shaped) -> Outcome {
 
 #[cfg(test)]
 mod tests {
+
+    /// A restarted hook's new worker waits for the old one to let go, and
+    /// the old one letting go does not free the new one's lease.
+    #[tokio::test]
+    async fn a_new_worker_takes_the_lease_only_from_a_finished_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker =
+            fanlog_broker::Broker::open(dir.path(), fanlog_broker::BrokerConfig::default())
+                .unwrap();
+        let owner = |n: u64| Owner {
+            broker: broker.clone(),
+            name: lease_name("h1"),
+            holder: format!("{}/{n}", node()),
+            lease: None,
+            renew_at: Instant::now(),
+        };
+        let (status, stop) = (Mutex::new(Status::default()), CancellationToken::new());
+        let mut old = owner(1);
+        assert!(old.acquire(&status, &stop).await);
+        let mut new = owner(2);
+        let waited =
+            tokio::time::timeout(Duration::from_millis(200), new.acquire(&status, &stop)).await;
+        assert!(
+            waited.is_err(),
+            "the new worker waits while the old one holds"
+        );
+        drop(old);
+        assert!(new.acquire(&status, &stop).await);
+        assert!(new.holds());
+        let other = broker.leases().acquire(&lease_name("h1"), "x", LEASE_TTL);
+        assert!(other.is_none(), "held by the new worker");
+    }
+
     use super::*;
 
     #[test]
