@@ -226,3 +226,42 @@ async fn the_flusher_rolls_a_filling_segment_before_an_append_needs_it() {
             .all(|(i, r)| r.seq() == i as u64)
     );
 }
+
+/// A subscribe that is refused anyway (a bad Last-Event-ID over SSE, a bad
+/// group name or a duplicate subscription over the binary protocol) makes
+/// no topic, although the caller may create topics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_subscribe_makes_no_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = common::ServeProcess::start(dir.path(), &["--http", "127.0.0.1:0"]);
+    let http = serve.http.clone().unwrap();
+    let topics = dir.path().join("topics");
+    let r = reqwest::Client::new()
+        .get(format!("http://{http}/topics/sse-new/events"))
+        .header("last-event-id", "not-a-seq")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(
+        !topics.join("sse-new").exists(),
+        "a refused SSE made a topic"
+    );
+
+    let client = Client::connect(&serve.tcp).await.unwrap();
+    let e = client
+        .subscribe("wire-new", StartFrom::Group("no spaces allowed".into()))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("name"), "{e}");
+    assert!(
+        !topics.join("wire-new").exists(),
+        "a refused subscribe made a topic"
+    );
+    // The same caller subscribing properly does make it.
+    let _sub = client
+        .subscribe("wire-new", StartFrom::Latest)
+        .await
+        .unwrap();
+    assert!(topics.join("wire-new").exists());
+}

@@ -638,13 +638,13 @@ impl Broker {
     /// # Errors
     /// As [`Broker::publish`], plus [`BrokerError::EmptyBatch`].
     pub async fn publish_batch(&self, topic: &str, messages: &[Message]) -> Result<Vec<u64>> {
-        if !self.is_open(topic) {
-            // Refused before anything is made: a refused publish leaves no
-            // trace.
-            self.check(topic, messages)?;
-            self.ready(topic, true).await?;
-        }
-        self.append(topic, messages)?.durable().await
+        // Refused before anything is made: a refused publish leaves no
+        // trace.
+        let metas = self.check(topic, messages)?;
+        self.ready(topic, true).await?;
+        self.append_checked(topic, messages, &metas)?
+            .durable()
+            .await
     }
 
     /// Makes `topic` open for use without blocking the caller's runtime: a
@@ -698,10 +698,32 @@ impl Broker {
     /// As [`Broker::publish_batch`].
     pub fn append(&self, topic: &str, messages: &[Message]) -> Result<Appended> {
         let metas = self.check(topic, messages)?;
+        self.append_checked(topic, messages, &metas)
+    }
+
+    /// The checks [`Broker::append`] makes before anything is written or
+    /// made (sizes against the topic's limits, metadata that archives), for
+    /// a caller that must refuse a batch before it opens the topic.
+    ///
+    /// # Errors
+    /// [`BrokerError::EmptyBatch`], [`BrokerError::MessageTooLarge`],
+    /// [`BrokerError::Config`].
+    pub fn validate(&self, topic: &str, messages: &[Message]) -> Result<()> {
+        self.check(topic, messages).map(drop)
+    }
+
+    /// [`Broker::append`] of a batch that `check` passed, with
+    /// the metadata it archived.
+    fn append_checked(
+        &self,
+        topic: &str,
+        messages: &[Message],
+        metas: &[Vec<u8>],
+    ) -> Result<Appended> {
         let t = self.topic_or_create(topic)?;
         let entries: Vec<Entry<'_>> = messages
             .iter()
-            .zip(&metas)
+            .zip(metas)
             .map(|(m, meta)| Entry {
                 producer: m.producer,
                 idempotency_key: m.meta.idempotency_key.as_deref(),
@@ -865,6 +887,27 @@ impl Broker {
             self.existing(topic)?;
         }
         self.subscribe(topic, from)
+    }
+
+    /// [`Broker::subscribe_as`] for async callers: a topic that must be
+    /// opened or made is opened on the blocking pool first (see
+    /// [`Broker::ready`]); a start that is refused anyway (a bad group
+    /// name) opens and makes nothing.
+    ///
+    /// # Errors
+    /// As [`Broker::subscribe_as`].
+    pub async fn subscribe_ready(
+        &self,
+        topic: &str,
+        from: StartFrom,
+        may_publish: bool,
+    ) -> Result<Subscription> {
+        if let StartFrom::Group(g) = &from {
+            GroupName::new(g.as_str())?;
+        }
+        self.ready(topic, self.creates_on_subscribe(may_publish))
+            .await?;
+        self.subscribe_as(topic, from, may_publish)
     }
 
     /// Whether a subscription of a caller who `may_publish` (or not)

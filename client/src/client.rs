@@ -330,8 +330,7 @@ impl Client {
             #[cfg(feature = "embedded")]
             Backend::Embedded(b) => {
                 // Made or reopened on the blocking pool.
-                b.ready(topic, true).await?;
-                let sub = b.subscribe(topic, from)?;
+                let sub = b.subscribe_ready(topic, from, true).await?;
                 Ok(Subscription {
                     start: sub.position(),
                     inner: SubInner::Embedded(Box::new(sub)),

@@ -62,11 +62,10 @@ pub(crate) async fn poll(
         .transpose()?;
     let from = json::start_from(after, q.from_time.as_deref(), StartFrom::Latest)?;
     // Opened or made on the blocking pool, not on this thread.
-    let may_create = s.broker.creates_on_subscribe(caller.may_publish(&topic));
-    s.broker.ready(&topic, may_create).await?;
     let mut sub = s
         .broker
-        .subscribe_as(&topic, from, caller.may_publish(&topic))?
+        .subscribe_ready(&topic, from, caller.may_publish(&topic))
+        .await?
         .verified();
     let mut page = Page::empty(sub.position());
     let first = tokio::select! {

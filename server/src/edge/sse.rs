@@ -64,12 +64,12 @@ pub(crate) async fn events(
 ) -> Result<Response, ApiError> {
     let Granted { topic, caller, .. } = granted;
     let Query(q) = query?;
+    let from = start(&headers, &q)?;
     // Opened or made on the blocking pool, not on this thread.
-    let may_create = s.broker.creates_on_subscribe(caller.may_publish(&topic));
-    s.broker.ready(&topic, may_create).await?;
     let sub = s
         .broker
-        .subscribe_as(&topic, start(&headers, &q)?, caller.may_publish(&topic))?
+        .subscribe_ready(&topic, from, caller.may_publish(&topic))
+        .await?
         .verified();
 
     // The retry hint goes first: it also gets the headers and the first

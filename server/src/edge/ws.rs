@@ -72,11 +72,10 @@ pub(crate) async fn upgrade(
     let ws = ws.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
     let from = super::json::start_from(q.from, q.from_time.as_deref(), StartFrom::Latest)?;
     // Opened or made on the blocking pool, not on this thread.
-    let may_create = s.broker.creates_on_subscribe(caller.may_publish(&topic));
-    s.broker.ready(&topic, may_create).await?;
     let sub = s
         .broker
-        .subscribe_as(&topic, from, caller.may_publish(&topic))?
+        .subscribe_ready(&topic, from, caller.may_publish(&topic))
+        .await?
         .verified();
     Ok(ws
         .max_message_size(s.config.max_body + 4096)

@@ -297,29 +297,20 @@ impl Session {
     }
 
     /// Holds a request whose topic is not open (see [`Parked`]); true when
-    /// it did. A publish over the size limit is refused first, so that a
-    /// refused publish makes no topic.
+    /// it did. A publish parks itself (`publish`), once its batch passed
+    /// the checks that make no topic.
     fn park(&mut self, id: u32, f: &Frame<'_>, raw: &bytes::Bytes) -> bool {
         let (topic, create) = match f {
-            Frame::Publish { topic, messages } => {
-                if !self.broker.is_open(topic) {
-                    let max = self.broker.config().topic_config(topic).max_message_bytes;
-                    let size = |m: &WireMessage<'_>| m.payload.len() + m.key.len() + m.meta.len();
-                    if let Some((index, m)) =
-                        messages.iter().enumerate().find(|(_, m)| size(m) > max)
-                    {
-                        let e = BrokerError::MessageTooLarge {
-                            index,
-                            size: size(m),
-                            max,
-                        };
-                        self.send_error(id, e.code(), &e.to_string());
-                        return true;
-                    }
+            Frame::Subscribe {
+                topic, sub, start, ..
+            } => {
+                // A subscribe refused anyway is answered without opening
+                // (or making) anything.
+                let bad_group =
+                    matches!(start, Start::Group(g) if fanlog_broker::GroupName::new(*g).is_err());
+                if bad_group || self.subscribe_refusal(*sub).is_some() {
+                    return false;
                 }
-                (*topic, true)
-            }
-            Frame::Subscribe { topic, .. } => {
                 let may_publish = self.grant.as_ref().is_some_and(|g| g.can_publish(topic));
                 (*topic, self.broker.creates_on_subscribe(may_publish))
             }
@@ -331,13 +322,23 @@ impl Session {
         if self.broker.is_open(topic) {
             return false;
         }
+        self.park_until_open(id, raw, topic, create);
+        true
+    }
+
+    fn park_until_open(&mut self, id: u32, raw: &bytes::Bytes, topic: &str, create: bool) {
         let (broker, name) = (self.broker.clone(), topic.to_owned());
         self.parked = Some(Parked {
             id,
             raw: raw.clone(),
             ready: Box::pin(async move { broker.ready(&name, create).await }),
         });
-        true
+    }
+
+    /// Answers `id` with `e` behind the answers already queued, so that
+    /// replies stay in request order.
+    fn refuse_in_order(&mut self, id: u32, e: BrokerError) {
+        self.acks.push_back(Box::pin(async move { (id, Err(e)) }));
     }
 
     /// The parked request's topic is open (or cannot be): handle it, then
@@ -349,7 +350,7 @@ impl Session {
                 Ok(Some((id, f, _))) => self.handle_ready(id, f, &p.raw),
                 _ => self.close(ErrorCode::Internal, "a parked frame no longer decodes"),
             },
-            Err(e) => self.send_error(p.id, e.code(), &e.to_string()),
+            Err(e) => self.refuse_in_order(p.id, e),
         }
         self.handle_input();
     }
@@ -525,6 +526,19 @@ impl Session {
     }
 
     fn publish(&mut self, id: u32, topic: &str, messages: &[WireMessage<'_>], raw: &bytes::Bytes) {
+        if !self.broker.is_open(topic) {
+            // Made (or reopened) off this thread first, unless the batch is
+            // refused: a refused publish makes no topic.
+            match self
+                .batch(messages, raw)
+                .map(|batch| self.broker.validate(topic, &batch))
+            {
+                Err(why) => self.send_error(id, ErrorCode::BadFrame, &why),
+                Ok(Err(e)) => self.refuse_in_order(id, e),
+                Ok(Ok(())) => self.park_until_open(id, raw, topic, true),
+            }
+            return;
+        }
         if let Some(Err(e)) = self
             .grant
             .as_ref()
@@ -532,14 +546,31 @@ impl Session {
         {
             return self.send_error(id, e.code(), &e.to_string());
         }
+        let batch = match self.batch(messages, raw) {
+            Ok(batch) => batch,
+            Err(why) => return self.send_error(id, ErrorCode::BadFrame, &why),
+        };
+        match self.broker.append(topic, &batch) {
+            Ok(appended) => self.acks.push_back(Box::pin(
+                appended
+                    .durable()
+                    .map(move |r| (id, r.map(Answer::Published))),
+            )),
+            Err(e) => self.refuse_in_order(id, e),
+        }
+    }
+
+    /// A publish frame's messages as the broker takes them: payloads and
+    /// keys stay slices of the frame, metadata is decoded, and the caller's
+    /// scope is applied to their identities.
+    fn batch(
+        &self,
+        messages: &[WireMessage<'_>],
+        raw: &bytes::Bytes,
+    ) -> Result<Vec<Message>, String> {
         let mut batch = Vec::with_capacity(messages.len());
         for (i, m) in messages.iter().enumerate() {
-            let meta = match RecordMeta::decode(m.meta) {
-                Ok(meta) => meta,
-                Err(e) => {
-                    return self.send_error(id, ErrorCode::BadFrame, &format!("message {i}: {e}"));
-                }
-            };
+            let meta = RecordMeta::decode(m.meta).map_err(|e| format!("message {i}: {e}"))?;
             let mut message = Message {
                 payload: raw.slice_ref(m.payload),
                 key: raw.slice_ref(m.key),
@@ -551,35 +582,32 @@ impl Session {
             }
             batch.push(message);
         }
-        // Refusals queue behind earlier acks, so replies stay in request order.
-        let ack: Ack = match self.broker.append(topic, &batch) {
-            Ok(appended) => Box::pin(
-                appended
-                    .durable()
-                    .map(move |r| (id, r.map(Answer::Published))),
-            ),
-            Err(e) => Box::pin(async move { (id, Err(e)) }),
-        };
-        self.acks.push_back(ack);
+        Ok(batch)
     }
 
-    fn subscribe(&mut self, id: u32, sub: u32, topic: &str, start: Start<'_>, credit: u32) {
+    /// Why this session refuses to open subscription `sub`, if it does.
+    fn subscribe_refusal(&self, sub: u32) -> Option<(ErrorCode, String)> {
         if self.subs.contains_key(&sub) {
-            return self.send_error(
-                id,
+            return Some((
                 ErrorCode::DuplicateSubscription,
-                &format!("subscription {sub} is already open"),
-            );
+                format!("subscription {sub} is already open"),
+            ));
         }
         if self.subs.len() >= self.limits.max_subscriptions {
-            return self.send_error(
-                id,
+            return Some((
                 ErrorCode::Forbidden,
-                &format!(
+                format!(
                     "at most {} subscriptions per connection",
                     self.limits.max_subscriptions
                 ),
-            );
+            ));
+        }
+        None
+    }
+
+    fn subscribe(&mut self, id: u32, sub: u32, topic: &str, start: Start<'_>, credit: u32) {
+        if let Some((code, why)) = self.subscribe_refusal(sub) {
+            return self.send_error(id, code, &why);
         }
         let from = StartFrom::from(start);
         // Unverified: the client checks every record's checksum itself.
