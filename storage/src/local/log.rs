@@ -36,7 +36,7 @@ use super::dedupe::Dedupe;
 use super::recovery::{self, RecoveryReport};
 use super::segment::{self, Segment};
 use crate::{Durability, TopicConfig};
-use crate::{Durable, Entry, ReadAt, ReadCursor, Record};
+use crate::{Durable, Entry, ReadAt, ReadCursor, Record, TopicLog};
 use crate::{Result, StorageError};
 
 #[derive(Debug)]
@@ -188,151 +188,6 @@ impl LocalLog {
         log.sync()?;
         log.rebuild_dedupe(now_us)?;
         Ok(log)
-    }
-
-    pub(crate) fn name(&self) -> &TopicName {
-        &self.name
-    }
-
-    pub(crate) fn config(&self) -> &TopicConfig {
-        &self.config
-    }
-
-    pub(crate) fn recovery_report(&self) -> &RecoveryReport {
-        &self.report
-    }
-
-    /// The first seq still in the log.
-    pub(crate) fn first_seq(&self) -> u64 {
-        self.first_seq.load(Ordering::Acquire)
-    }
-
-    /// One past the last seq a reader may read.
-    pub(crate) fn next_seq(&self) -> u64 {
-        self.readable_head.load(Ordering::Acquire)
-    }
-
-    /// Bytes of records on disk.
-    pub(crate) fn bytes(&self) -> u64 {
-        self.segments.read().iter().map(|s| s.written()).sum()
-    }
-
-    /// Changes of the readable head, for subscribers to wait on.
-    pub(crate) fn watch_readable(&self) -> watch::Receiver<u64> {
-        self.readable_tx.subscribe()
-    }
-
-    pub(crate) fn watch_durable(&self) -> watch::Receiver<Durable> {
-        self.durable_tx.subscribe()
-    }
-
-    /// Why the log refuses writes, once a sync failed.
-    pub(crate) fn poisoned(&self) -> Option<StorageError> {
-        self.poison.get().map(|reason| StorageError::Poisoned {
-            topic: self.name.to_string(),
-            reason: reason.clone(),
-        })
-    }
-
-    /// Appends entries in order, pushing each one's seq to `seqs` (the earlier
-    /// seq for a remembered duplicate). Returns one past the highest seq
-    /// appended or referred to, which is what a caller waits to be durable.
-    ///
-    /// Records are encoded into a staging buffer and written with one
-    /// positional write per batch (and per segment roll). Entries must already
-    /// be validated against the size limits. On an I/O error, records written
-    /// before it stay in the log (published); the rest are rolled back (seqs
-    /// and remembered identities), and the error is returned: the caller was
-    /// not acknowledged, so a retry with the same producer id or idempotency
-    /// key appends nothing twice.
-    pub(crate) fn append(
-        &self,
-        entries: &[Entry<'_>],
-        now_us: u64,
-        seqs: &mut Vec<u64>,
-    ) -> Result<u64> {
-        let mut guard = self.writer.lock();
-        let w = &mut *guard;
-        if let Some(e) = self.poisoned() {
-            return Err(e);
-        }
-        // Closed (the broker closing, or the topic deleted): nothing more
-        // is written into its files.
-        if self.is_closed() {
-            return Err(StorageError::Closed);
-        }
-        let ts = now_us.max(w.last_timestamp_us);
-        // Expired identities must not match: a retry after the window is new.
-        w.dedupe.forget(ts);
-        let mut upto = 0;
-        let mut result = Ok(());
-        for e in entries {
-            if let Some(seq) = w.dedupe.lookup(e.producer, e.idempotency_key) {
-                // A retry carries the same message; anything else reusing
-                // its identity is refused, never answered as stored.
-                if self.stored_differs(w, seq, e) {
-                    result = Err(StorageError::IdempotencyConflict {
-                        topic: self.name.to_string(),
-                        seq,
-                    });
-                    break;
-                }
-                seqs.push(seq);
-                upto = upto.max(seq + 1);
-                continue;
-            }
-            let parts = RecordParts {
-                seq: w.next_seq,
-                timestamp_us: ts,
-                producer: e.producer,
-                meta: e.meta,
-                key: e.key,
-                payload: e.payload,
-            };
-            if w.pos + w.staged_len() + parts.padded_len() > w.active.capacity() {
-                // Full before the flusher rolled it ahead: roll here.
-                self.inline_rolls.fetch_add(1, Ordering::Relaxed);
-                if let Err(err) = self.flush_stage(w).and_then(|()| self.roll(w, ts)) {
-                    result = Err(err);
-                    break;
-                }
-            }
-            if w.staged_len() == 0 {
-                w.start_stage();
-            }
-            let at = w.pos + w.staged_len();
-            if let Err(err) = parts.encode(&mut w.stage) {
-                result = Err(StorageError::Corrupt {
-                    topic: self.name.to_string(),
-                    seq: parts.seq,
-                    reason: format!("cannot encode record: {err}"),
-                });
-                break;
-            }
-            w.stage_index.extend_from_slice(&(at as u32).to_le_bytes());
-            let seq = w.next_seq;
-            w.next_seq += 1;
-            w.dedupe.insert(e.producer, e.idempotency_key, seq, ts);
-            seqs.push(seq);
-            upto = seq + 1;
-        }
-        let flushed = self.flush_stage(w);
-        if result.is_ok() {
-            result = flushed;
-        }
-        w.last_timestamp_us = ts;
-        w.active.publish(w.count, w.pos as u64, ts);
-        if !w.roll_asked && roll_due(w) {
-            w.roll_asked = true;
-            self.roll_wanted.store(true, Ordering::Release);
-        }
-        let head = w.next_seq;
-        self.append_head.store(head, Ordering::Release);
-        drop(guard);
-        if self.config.durability != Durability::Always {
-            self.advance_readable(head);
-        }
-        result.map(|()| upto)
     }
 
     /// True when the record stored as `seq` has another key or payload than
@@ -498,11 +353,264 @@ impl LocalLog {
         tracing::debug!(topic = %self.name, removed = drop_n, first_seq = first, "retention");
     }
 
+    fn advance_readable(&self, head: u64) {
+        self.readable_head.fetch_max(head, Ordering::Release);
+        self.readable_tx.send_if_modified(|h| {
+            let moved = *h < head;
+            *h = (*h).max(head);
+            moved
+        });
+    }
+
+    /// Looks up `seq`, reusing `hint` (the segment of the previous read).
+    fn read_hinted(&self, seq: u64, hint: &mut Option<Arc<Segment>>) -> Result<ReadAt> {
+        if seq >= self.readable_head.load(Ordering::Acquire) {
+            return Ok(ReadAt::End);
+        }
+        let first = self.first_seq();
+        if seq < first {
+            return Ok(ReadAt::Gap { to: first });
+        }
+        let seg = match hint {
+            Some(s) if s.base() <= seq && seq < s.base() + s.count() => s.clone(),
+            _ => match self.segment_holding(seq) {
+                Ok(s) => s,
+                Err(first) => return Ok(ReadAt::Gap { to: first }),
+            },
+        };
+        let limit = seg.written();
+        let (pos, len) = match seg.record(seq, limit) {
+            Ok(Some((pos, view))) => (pos, view.as_bytes().len()),
+            Ok(None) => {
+                *hint = Some(seg.clone());
+                return Ok(ReadAt::Lost {
+                    to: seg.quarantined_until(seq),
+                });
+            }
+            Err(reason) => {
+                return Err(StorageError::Corrupt {
+                    topic: self.name.to_string(),
+                    seq,
+                    reason,
+                });
+            }
+        };
+        *hint = Some(seg.clone());
+        Ok(ReadAt::Record(Record::new(seg, pos, len)))
+    }
+
+    /// Rebuilds the dedupe table from the records of the last window.
+    fn rebuild_dedupe(&self, now_us: u64) -> Result<()> {
+        let mut w = self.writer.lock();
+        let horizon = now_us.saturating_sub(w.dedupe.window_us());
+        let head = self.next_seq();
+        let mut hint = None;
+        let lo = self.seek_time(horizon)?;
+        let start = lo.max(head.saturating_sub(w.dedupe.max_entries() as u64));
+        for seq in start..head {
+            if let ReadAt::Record(r) = self.read_hinted(seq, &mut hint)? {
+                let view = r.view();
+                let key = match view.meta() {
+                    Ok(Some(m)) => m.idempotency_key.as_ref().map(|k| k.as_slice().to_vec()),
+                    _ => None,
+                };
+                if view.producer().is_some() || key.is_some() {
+                    w.dedupe
+                        .insert(view.producer(), key.as_deref(), seq, view.timestamp_us());
+                }
+            }
+        }
+        w.dedupe.forget(now_us);
+        Ok(())
+    }
+}
+
+/// The share of a segment past which the flusher rolls it ahead: an
+/// append then finds room without creating files itself, unless a burst
+/// writes the last quarter before the flusher wakes.
+const ROLL_AHEAD_AT: (usize, usize) = (3, 4);
+
+fn roll_due(w: &Writer) -> bool {
+    w.count > 0 && w.pos >= w.active.capacity() / ROLL_AHEAD_AT.1 * ROLL_AHEAD_AT.0
+}
+
+impl TopicLog for LocalLog {
+    fn take_maintenance(&self) -> bool {
+        self.roll_wanted.swap(false, Ordering::AcqRel)
+    }
+    fn maintain(&self, now_us: u64) {
+        self.roll_ahead(now_us);
+    }
+    fn name(&self) -> &TopicName {
+        &self.name
+    }
+    fn config(&self) -> &TopicConfig {
+        &self.config
+    }
+    fn recovery_report(&self) -> &RecoveryReport {
+        &self.report
+    }
+    /// The first seq still in the log.
+    fn first_seq(&self) -> u64 {
+        self.first_seq.load(Ordering::Acquire)
+    }
+    /// One past the last seq a reader may read.
+    fn next_seq(&self) -> u64 {
+        self.readable_head.load(Ordering::Acquire)
+    }
+    /// Bytes of records on disk.
+    fn bytes(&self) -> u64 {
+        self.segments.read().iter().map(|s| s.written()).sum()
+    }
+    /// Changes of the readable head, for subscribers to wait on.
+    fn watch_readable(&self) -> watch::Receiver<u64> {
+        self.readable_tx.subscribe()
+    }
+    fn watch_durable(&self) -> watch::Receiver<Durable> {
+        self.durable_tx.subscribe()
+    }
+    /// Why the log refuses writes, once a sync failed.
+    fn poisoned(&self) -> Option<StorageError> {
+        self.poison.get().map(|reason| StorageError::Poisoned {
+            topic: self.name.to_string(),
+            reason: reason.clone(),
+        })
+    }
+    /// Appends entries in order, pushing each one's seq to `seqs` (the earlier
+    /// seq for a remembered duplicate). Returns one past the highest seq
+    /// appended or referred to, which is what a caller waits to be durable.
+    ///
+    /// Records are encoded into a staging buffer and written with one
+    /// positional write per batch (and per segment roll). Entries must already
+    /// be validated against the size limits. On an I/O error, records written
+    /// before it stay in the log (published); the rest are rolled back (seqs
+    /// and remembered identities), and the error is returned: the caller was
+    /// not acknowledged, so a retry with the same producer id or idempotency
+    /// key appends nothing twice.
+    fn append(&self, entries: &[Entry<'_>], now_us: u64, seqs: &mut Vec<u64>) -> Result<u64> {
+        let mut guard = self.writer.lock();
+        let w = &mut *guard;
+        if let Some(e) = self.poisoned() {
+            return Err(e);
+        }
+        // Closed (the broker closing, or the topic deleted): nothing more
+        // is written into its files.
+        if self.is_closed() {
+            return Err(StorageError::Closed);
+        }
+        let ts = now_us.max(w.last_timestamp_us);
+        // Expired identities must not match: a retry after the window is new.
+        w.dedupe.forget(ts);
+        let mut upto = 0;
+        let mut result = Ok(());
+        for e in entries {
+            if let Some(seq) = w.dedupe.lookup(e.producer, e.idempotency_key) {
+                // A retry carries the same message; anything else reusing
+                // its identity is refused, never answered as stored.
+                if self.stored_differs(w, seq, e) {
+                    result = Err(StorageError::IdempotencyConflict {
+                        topic: self.name.to_string(),
+                        seq,
+                    });
+                    break;
+                }
+                seqs.push(seq);
+                upto = upto.max(seq + 1);
+                continue;
+            }
+            let parts = RecordParts {
+                seq: w.next_seq,
+                timestamp_us: ts,
+                producer: e.producer,
+                meta: e.meta,
+                key: e.key,
+                payload: e.payload,
+            };
+            if w.pos + w.staged_len() + parts.padded_len() > w.active.capacity() {
+                // Full before the flusher rolled it ahead: roll here.
+                self.inline_rolls.fetch_add(1, Ordering::Relaxed);
+                if let Err(err) = self.flush_stage(w).and_then(|()| self.roll(w, ts)) {
+                    result = Err(err);
+                    break;
+                }
+            }
+            if w.staged_len() == 0 {
+                w.start_stage();
+            }
+            let at = w.pos + w.staged_len();
+            if let Err(err) = parts.encode(&mut w.stage) {
+                result = Err(StorageError::Corrupt {
+                    topic: self.name.to_string(),
+                    seq: parts.seq,
+                    reason: format!("cannot encode record: {err}"),
+                });
+                break;
+            }
+            w.stage_index.extend_from_slice(&(at as u32).to_le_bytes());
+            let seq = w.next_seq;
+            w.next_seq += 1;
+            w.dedupe.insert(e.producer, e.idempotency_key, seq, ts);
+            seqs.push(seq);
+            upto = seq + 1;
+        }
+        let flushed = self.flush_stage(w);
+        if result.is_ok() {
+            result = flushed;
+        }
+        w.last_timestamp_us = ts;
+        w.active.publish(w.count, w.pos as u64, ts);
+        if !w.roll_asked && roll_due(w) {
+            w.roll_asked = true;
+            self.roll_wanted.store(true, Ordering::Release);
+        }
+        let head = w.next_seq;
+        self.append_head.store(head, Ordering::Release);
+        drop(guard);
+        if self.config.durability != Durability::Always {
+            self.advance_readable(head);
+        }
+        result.map(|()| upto)
+    }
+    fn read_at(&self, seq: u64, cursor: &mut ReadCursor) -> Result<ReadAt> {
+        // The cursor holds the segment of the previous read.
+        let mut hint = cursor.0.take().and_then(|s| s.downcast::<Segment>().ok());
+        let found = self.read_hinted(seq, &mut hint);
+        cursor.0 = hint.map(|s| s as Arc<dyn std::any::Any + Send + Sync>);
+        found
+    }
+    /// The first readable seq whose timestamp is at or after `ts_us`
+    /// (microseconds since the Unix epoch), or the head when there is none.
+    ///
+    /// The seq index is the time index: the writer never lets a timestamp
+    /// go below the one before it (its clock is clamped), so timestamps are
+    /// sorted along the log and a binary search over seqs reads O(log n)
+    /// record headers from the mapping.
+    fn seek_time(&self, ts_us: u64) -> Result<u64> {
+        let mut hint = None;
+        let (mut lo, mut hi) = (self.first_seq(), self.next_seq());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.read_hinted(mid, &mut hint)? {
+                ReadAt::Record(r) if r.timestamp_us() < ts_us => lo = mid + 1,
+                // Removed by retention meanwhile: what is left starts later.
+                ReadAt::Gap { to } if to > mid => lo = to.min(hi),
+                // Quarantined: its time is unknown, so it stands for the
+                // first readable record after it; none of the run is ever
+                // an answer.
+                ReadAt::Lost { to } => match self.read_hinted(to, &mut hint)? {
+                    ReadAt::Record(r) if r.timestamp_us() < ts_us => lo = (to + 1).min(hi),
+                    _ => hi = mid,
+                },
+                _ => hi = mid,
+            }
+        }
+        Ok(lo)
+    }
     /// Retention now: removes every segment whose records all lie below
     /// `before`; returns the new first seq. Only whole segments go (seqs
     /// stay dense, readers below get a gap); when `before` reaches the
     /// head, the active segment is sealed first so that it can go too.
-    pub(crate) fn truncate(&self, before: u64, now_us: u64) -> Result<u64> {
+    fn truncate(&self, before: u64, now_us: u64) -> Result<u64> {
         let mut guard = self.writer.lock();
         let w = &mut *guard;
         if let Some(e) = self.poisoned() {
@@ -519,30 +627,18 @@ impl LocalLog {
         self.drop_front(&list, drop_n);
         Ok(self.first_seq())
     }
-
     /// Applies retention by age (called periodically).
-    pub(crate) fn enforce_retention(&self, now_us: u64) {
+    fn enforce_retention(&self, now_us: u64) {
         let _w = self.writer.lock();
         self.retain(now_us);
     }
-
-    fn advance_readable(&self, head: u64) {
-        self.readable_head.fetch_max(head, Ordering::Release);
-        self.readable_tx.send_if_modified(|h| {
-            let moved = *h < head;
-            *h = (*h).max(head);
-            moved
-        });
-    }
-
     /// True when appended records are not yet synced.
-    pub(crate) fn dirty(&self) -> bool {
+    fn dirty(&self) -> bool {
         self.durable_tx.borrow().upto < self.append_head.load(Ordering::Acquire)
     }
-
     /// Syncs everything appended so far (group commit: one sync covers every
     /// append made before it started). A failure poisons the log.
-    pub(crate) fn sync(&self) -> Result<()> {
+    fn sync(&self) -> Result<()> {
         let _g = self.sync_lock.lock();
         if let Some(e) = self.poisoned() {
             return Err(e);
@@ -585,209 +681,28 @@ impl LocalLog {
         }
         Ok(())
     }
-
     /// Syncs performed that wrote something.
-    pub(crate) fn syncs(&self) -> u64 {
+    fn syncs(&self) -> u64 {
         self.syncs.load(Ordering::Relaxed)
     }
-
     /// Records below this seq are durable.
-    pub(crate) fn durable_seq(&self) -> u64 {
+    fn durable_seq(&self) -> u64 {
         self.durable_tx.borrow().upto
     }
-
     /// Marks the log closed and wakes every subscriber, so that subscribers
     /// end once they have read everything.
-    pub(crate) fn close(&self) {
+    fn close(&self) {
         self.closed.store(true, Ordering::Release);
         self.readable_tx.send_modify(|_| {});
     }
-
     /// Closes the log and waits for an append in progress to finish, so
     /// that nothing writes into its files afterwards.
-    pub(crate) fn close_and_wait(&self) {
+    fn close_and_wait(&self) {
         self.close();
         drop(self.writer.lock());
     }
-
-    pub(crate) fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
-    }
-
-    /// Looks up `seq`, reusing `hint` (the segment of the previous read).
-    pub(crate) fn read_at(&self, seq: u64, hint: &mut Option<Arc<Segment>>) -> Result<ReadAt> {
-        if seq >= self.readable_head.load(Ordering::Acquire) {
-            return Ok(ReadAt::End);
-        }
-        let first = self.first_seq();
-        if seq < first {
-            return Ok(ReadAt::Gap { to: first });
-        }
-        let seg = match hint {
-            Some(s) if s.base() <= seq && seq < s.base() + s.count() => s.clone(),
-            _ => match self.segment_holding(seq) {
-                Ok(s) => s,
-                Err(first) => return Ok(ReadAt::Gap { to: first }),
-            },
-        };
-        let limit = seg.written();
-        let (pos, len) = match seg.record(seq, limit) {
-            Ok(Some((pos, view))) => (pos, view.as_bytes().len()),
-            Ok(None) => {
-                *hint = Some(seg.clone());
-                return Ok(ReadAt::Lost {
-                    to: seg.quarantined_until(seq),
-                });
-            }
-            Err(reason) => {
-                return Err(StorageError::Corrupt {
-                    topic: self.name.to_string(),
-                    seq,
-                    reason,
-                });
-            }
-        };
-        *hint = Some(seg.clone());
-        Ok(ReadAt::Record(Record::new(seg, pos, len)))
-    }
-
-    /// The first readable seq whose timestamp is at or after `ts_us`
-    /// (microseconds since the Unix epoch), or the head when there is none.
-    ///
-    /// The seq index is the time index: the writer never lets a timestamp
-    /// go below the one before it (its clock is clamped), so timestamps are
-    /// sorted along the log and a binary search over seqs reads O(log n)
-    /// record headers from the mapping.
-    pub(crate) fn seek_time(&self, ts_us: u64) -> Result<u64> {
-        let mut hint = None;
-        let (mut lo, mut hi) = (self.first_seq(), self.next_seq());
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            match self.read_at(mid, &mut hint)? {
-                ReadAt::Record(r) if r.timestamp_us() < ts_us => lo = mid + 1,
-                // Removed by retention meanwhile: what is left starts later.
-                ReadAt::Gap { to } if to > mid => lo = to.min(hi),
-                // Quarantined: its time is unknown, so it stands for the
-                // first readable record after it; none of the run is ever
-                // an answer.
-                ReadAt::Lost { to } => match self.read_at(to, &mut hint)? {
-                    ReadAt::Record(r) if r.timestamp_us() < ts_us => lo = (to + 1).min(hi),
-                    _ => hi = mid,
-                },
-                _ => hi = mid,
-            }
-        }
-        Ok(lo)
-    }
-
-    /// Rebuilds the dedupe table from the records of the last window.
-    fn rebuild_dedupe(&self, now_us: u64) -> Result<()> {
-        let mut w = self.writer.lock();
-        let horizon = now_us.saturating_sub(w.dedupe.window_us());
-        let head = self.next_seq();
-        let mut hint = None;
-        let lo = self.seek_time(horizon)?;
-        let start = lo.max(head.saturating_sub(w.dedupe.max_entries() as u64));
-        for seq in start..head {
-            if let ReadAt::Record(r) = self.read_at(seq, &mut hint)? {
-                let view = r.view();
-                let key = match view.meta() {
-                    Ok(Some(m)) => m.idempotency_key.as_ref().map(|k| k.as_slice().to_vec()),
-                    _ => None,
-                };
-                if view.producer().is_some() || key.is_some() {
-                    w.dedupe
-                        .insert(view.producer(), key.as_deref(), seq, view.timestamp_us());
-                }
-            }
-        }
-        w.dedupe.forget(now_us);
-        Ok(())
-    }
-}
-
-/// The share of a segment past which the flusher rolls it ahead: an
-/// append then finds room without creating files itself, unless a burst
-/// writes the last quarter before the flusher wakes.
-const ROLL_AHEAD_AT: (usize, usize) = (3, 4);
-
-fn roll_due(w: &Writer) -> bool {
-    w.count > 0 && w.pos >= w.active.capacity() / ROLL_AHEAD_AT.1 * ROLL_AHEAD_AT.0
-}
-
-impl crate::TopicLog for LocalLog {
-    fn take_maintenance(&self) -> bool {
-        self.roll_wanted.swap(false, Ordering::AcqRel)
-    }
-    fn maintain(&self, now_us: u64) {
-        self.roll_ahead(now_us);
-    }
-    fn name(&self) -> &TopicName {
-        LocalLog::name(self)
-    }
-    fn config(&self) -> &TopicConfig {
-        LocalLog::config(self)
-    }
-    fn recovery_report(&self) -> &RecoveryReport {
-        LocalLog::recovery_report(self)
-    }
-    fn first_seq(&self) -> u64 {
-        LocalLog::first_seq(self)
-    }
-    fn next_seq(&self) -> u64 {
-        LocalLog::next_seq(self)
-    }
-    fn bytes(&self) -> u64 {
-        LocalLog::bytes(self)
-    }
-    fn watch_readable(&self) -> watch::Receiver<u64> {
-        LocalLog::watch_readable(self)
-    }
-    fn watch_durable(&self) -> watch::Receiver<Durable> {
-        LocalLog::watch_durable(self)
-    }
-    fn poisoned(&self) -> Option<StorageError> {
-        LocalLog::poisoned(self)
-    }
-    fn append(&self, entries: &[Entry<'_>], now_us: u64, seqs: &mut Vec<u64>) -> Result<u64> {
-        LocalLog::append(self, entries, now_us, seqs)
-    }
-    fn read_at(&self, seq: u64, cursor: &mut ReadCursor) -> Result<ReadAt> {
-        // The cursor holds the segment of the previous read.
-        let mut hint = cursor.0.take().and_then(|s| s.downcast::<Segment>().ok());
-        let found = LocalLog::read_at(self, seq, &mut hint);
-        cursor.0 = hint.map(|s| s as Arc<dyn std::any::Any + Send + Sync>);
-        found
-    }
-    fn seek_time(&self, ts_us: u64) -> Result<u64> {
-        LocalLog::seek_time(self, ts_us)
-    }
-    fn truncate(&self, before: u64, now_us: u64) -> Result<u64> {
-        LocalLog::truncate(self, before, now_us)
-    }
-    fn enforce_retention(&self, now_us: u64) {
-        LocalLog::enforce_retention(self, now_us);
-    }
-    fn dirty(&self) -> bool {
-        LocalLog::dirty(self)
-    }
-    fn sync(&self) -> Result<()> {
-        LocalLog::sync(self)
-    }
-    fn syncs(&self) -> u64 {
-        LocalLog::syncs(self)
-    }
-    fn durable_seq(&self) -> u64 {
-        LocalLog::durable_seq(self)
-    }
-    fn close(&self) {
-        LocalLog::close(self);
-    }
-    fn close_and_wait(&self) {
-        LocalLog::close_and_wait(self);
-    }
     fn is_closed(&self) -> bool {
-        LocalLog::is_closed(self)
+        self.closed.load(Ordering::Acquire)
     }
 }
 
@@ -836,7 +751,7 @@ mod tests {
         assert!(log.first_seq() < head);
         let mut cursor = None;
         assert!(matches!(
-            log.read_at(head - 1, &mut cursor).unwrap(),
+            log.read_hinted(head - 1, &mut cursor).unwrap(),
             ReadAt::Record(r) if r.seq() == head - 1
         ));
     }
@@ -870,7 +785,7 @@ mod tests {
         assert!(log.sync().is_err());
         // Readers keep reading what was acknowledged.
         let mut hint = None;
-        match log.read_at(0, &mut hint).unwrap() {
+        match log.read_hinted(0, &mut hint).unwrap() {
             ReadAt::Record(r) => assert_eq!(r.payload(), b"acked"),
             other => panic!("{other:?}"),
         }
@@ -879,7 +794,7 @@ mod tests {
         let log = LocalLog::open(TopicName::new("p").unwrap(), dir.path(), config, 5).unwrap();
         let mut hint = None;
         assert!(matches!(
-            log.read_at(0, &mut hint).unwrap(),
+            log.read_hinted(0, &mut hint).unwrap(),
             ReadAt::Record(_)
         ));
     }

@@ -127,10 +127,11 @@ impl LocalStorage {
         Ok(())
     }
 
-    /// The topic's own settings; a topic without them is refused, never
-    /// opened with the broker's (possibly weaker) settings.
+    /// The topic's own settings; a topic that has records but lost them is
+    /// refused, never opened with the broker's (possibly weaker) settings.
     fn own_settings(&self, name: &TopicName) -> Result<TopicOverrides> {
-        let path = self.topic_dir(name).join("settings.json");
+        let dir = self.topic_dir(name);
+        let path = dir.join("settings.json");
         let failed = |reason: String| StorageError::TopicFailed {
             topic: name.to_string(),
             reason,
@@ -142,6 +143,14 @@ impl LocalStorage {
                     path.display()
                 ))
             }),
+            Ok(None) if !log::has_segments(&dir) => {
+                // Made but never written to (a crash between its directory
+                // and its settings): it has nothing that settings could
+                // have governed, so it starts with none of its own.
+                std::fs::create_dir_all(&dir).map_err(StorageError::io(&dir))?;
+                self.store_settings(name, &TopicOverrides::default())?;
+                Ok(TopicOverrides::default())
+            }
             Ok(None) => Err(failed(format!(
                 "{} is missing: the topic's own settings (its durability among them) are unknown. Restore the file, or write {{}} into it to run the topic with the broker's settings",
                 path.display()
@@ -222,14 +231,6 @@ impl Storage for LocalStorage {
         let dir = self.topic_dir(name);
         if create && !dir.exists() {
             return self.make(name, config, &TopicOverrides::default(), now_us);
-        }
-        if !log::has_segments(&dir) && self.meta.get(Namespace::Settings, name.as_str())?.is_none()
-        {
-            // Made but never written to (a crash between its directory and
-            // its settings): it has nothing that settings could have
-            // governed, so it starts with none of its own.
-            std::fs::create_dir_all(&dir).map_err(StorageError::io(&dir))?;
-            self.store_settings(name, &TopicOverrides::default())?;
         }
         self.own_settings(name)?.apply(&mut config);
         self.open_dir(name, config, now_us)

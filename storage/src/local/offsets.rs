@@ -35,7 +35,7 @@ use parking_lot::Mutex;
 
 use super::mmap::sync_dir;
 use crate::Durability;
-use crate::{Result, StorageError};
+use crate::{OffsetStore, Result, StorageError};
 
 const FILE: &str = "offsets.log";
 const COMPACT_AT: u64 = 64 << 10;
@@ -178,98 +178,9 @@ impl LocalOffsets {
         Ok(store)
     }
 
-    /// The committed offset of `group`, if it ever committed.
-    pub(crate) fn committed(&self, group: &GroupName) -> Option<u64> {
-        self.state.lock().groups.get(group).copied()
-    }
-
-    /// Every group and its committed offset.
-    pub(crate) fn groups(&self) -> Vec<(GroupName, u64)> {
-        let mut v: Vec<_> = self
-            .state
-            .lock()
-            .groups
-            .iter()
-            .map(|(g, s)| (g.clone(), *s))
-            .collect();
-        v.sort();
-        v
-    }
-
-    /// Records `seq` as `group`'s offset. The write reaches the kernel before
-    /// this returns (so it survives a process crash). Under
-    /// [`Durability::Always`] the commit's ticket is returned: it is durable
-    /// once [`LocalOffsets::durable`] says so, after the flusher's next sync.
-    pub(crate) fn commit(
-        &self,
-        group: &GroupName,
-        seq: u64,
-        max_groups: usize,
-    ) -> Result<Option<u64>> {
-        let path = self.dir.join(FILE);
-        if self.synced.borrow().failed {
-            return Err(sync_failed(&path));
-        }
-        let mut st = self.state.lock();
-        if !st.groups.contains_key(group) && st.groups.len() >= max_groups {
-            return Err(StorageError::LimitReached(format!(
-                "the topic holds its limit of {max_groups} consumer groups"
-            )));
-        }
-        let mut rec = Vec::with_capacity(13 + group.as_str().len());
-        encode(group, seq, &mut rec);
-        (&*st.file)
-            .write_all(&rec)
-            .map_err(StorageError::io(&path))?;
-        st.len += rec.len() as u64;
-        st.groups.insert(group.clone(), seq);
-        st.dirty = true;
-        st.written += 1;
-        Ok((self.durability == Durability::Always).then_some(st.written))
-    }
-
     #[cfg(test)]
     fn commit_any(&self, group: &GroupName, seq: u64) -> Result<()> {
         self.commit(group, seq, usize::MAX).map(drop)
-    }
-
-    /// Waits until the commit of `ticket` is synced.
-    ///
-    /// # Errors
-    /// A sync of the offsets failed.
-    pub(crate) async fn durable(&self, ticket: u64) -> Result<()> {
-        let mut rx = self.synced.subscribe();
-        match rx.wait_for(|s| s.upto >= ticket || s.failed).await {
-            Ok(s) if s.upto >= ticket => Ok(()),
-            _ => Err(sync_failed(&self.dir.join(FILE))),
-        }
-    }
-
-    /// Syncs the commits written since the last sync, compacting the file
-    /// first when it has grown well past its live contents. Called on the
-    /// flusher thread (and at close); the lock is not held while the disk
-    /// syncs, so commits go on meanwhile and share the next sync.
-    pub(crate) fn sync(&self) -> Result<()> {
-        let path = self.dir.join(FILE);
-        let (upto, file) = {
-            let mut st = self.state.lock();
-            if st.len > COMPACT_AT && st.len > 8 * live_len(&st.groups) {
-                // Compaction syncs what it writes.
-                let upto = st.written;
-                let compacted = self.compact(&mut st);
-                drop(st);
-                return self.synced_upto(upto, compacted);
-            }
-            if !st.dirty {
-                return Ok(());
-            }
-            st.dirty = false;
-            (st.written, Arc::clone(&st.file))
-        };
-        let synced = file.sync_data().map_err(StorageError::io(&path));
-        self.syncs
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.synced_upto(upto, synced)
     }
 
     /// Tells the waiters how a sync of commits `..=upto` went.
@@ -321,21 +232,87 @@ fn live_len(groups: &HashMap<GroupName, u64>) -> u64 {
     groups.keys().map(|g| 13 + g.as_str().len() as u64).sum()
 }
 
-impl crate::OffsetStore for LocalOffsets {
+impl OffsetStore for LocalOffsets {
+    /// The committed offset of `group`, if it ever committed.
     fn committed(&self, group: &GroupName) -> Option<u64> {
-        LocalOffsets::committed(self, group)
+        self.state.lock().groups.get(group).copied()
     }
+    /// Every group and its committed offset.
     fn groups(&self) -> Vec<(GroupName, u64)> {
-        LocalOffsets::groups(self)
+        let mut v: Vec<_> = self
+            .state
+            .lock()
+            .groups
+            .iter()
+            .map(|(g, s)| (g.clone(), *s))
+            .collect();
+        v.sort();
+        v
     }
+    /// Records `seq` as `group`'s offset. The write reaches the kernel before
+    /// this returns (so it survives a process crash). Under
+    /// [`Durability::Always`] the commit's ticket is returned: it is durable
+    /// once [`OffsetStore::durable`] says so, after the flusher's next sync.
     fn commit(&self, group: &GroupName, seq: u64, max_groups: usize) -> Result<Option<u64>> {
-        LocalOffsets::commit(self, group, seq, max_groups)
+        let path = self.dir.join(FILE);
+        if self.synced.borrow().failed {
+            return Err(sync_failed(&path));
+        }
+        let mut st = self.state.lock();
+        if !st.groups.contains_key(group) && st.groups.len() >= max_groups {
+            return Err(StorageError::LimitReached(format!(
+                "the topic holds its limit of {max_groups} consumer groups"
+            )));
+        }
+        let mut rec = Vec::with_capacity(13 + group.as_str().len());
+        encode(group, seq, &mut rec);
+        (&*st.file)
+            .write_all(&rec)
+            .map_err(StorageError::io(&path))?;
+        st.len += rec.len() as u64;
+        st.groups.insert(group.clone(), seq);
+        st.dirty = true;
+        st.written += 1;
+        Ok((self.durability == Durability::Always).then_some(st.written))
     }
+    /// Waits until the commit of `ticket` is synced.
+    ///
+    /// # Errors
+    /// A sync of the offsets failed.
     fn durable(&self, ticket: u64) -> crate::DurableWait<'_> {
-        Box::pin(LocalOffsets::durable(self, ticket))
+        Box::pin(async move {
+            let mut rx = self.synced.subscribe();
+            match rx.wait_for(|s| s.upto >= ticket || s.failed).await {
+                Ok(s) if s.upto >= ticket => Ok(()),
+                _ => Err(sync_failed(&self.dir.join(FILE))),
+            }
+        })
     }
+    /// Syncs the commits written since the last sync, compacting the file
+    /// first when it has grown well past its live contents. Called on the
+    /// flusher thread (and at close); the lock is not held while the disk
+    /// syncs, so commits go on meanwhile and share the next sync.
     fn sync(&self) -> Result<()> {
-        LocalOffsets::sync(self)
+        let path = self.dir.join(FILE);
+        let (upto, file) = {
+            let mut st = self.state.lock();
+            if st.len > COMPACT_AT && st.len > 8 * live_len(&st.groups) {
+                // Compaction syncs what it writes.
+                let upto = st.written;
+                let compacted = self.compact(&mut st);
+                drop(st);
+                return self.synced_upto(upto, compacted);
+            }
+            if !st.dirty {
+                return Ok(());
+            }
+            st.dirty = false;
+            (st.written, Arc::clone(&st.file))
+        };
+        let synced = file.sync_data().map_err(StorageError::io(&path));
+        self.syncs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.synced_upto(upto, synced)
     }
 }
 
