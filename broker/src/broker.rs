@@ -17,7 +17,7 @@ use crate::subscription::{StartFrom, Subscription};
 use fanlog_protocol::Message;
 use fanlog_storage::local::LocalStorage;
 use fanlog_storage::{
-    Entry, MetaStore, OffsetStore, OpenedTopic, ReadAt, ReadCursor, Record, RecoveryReport,
+    Appending, Entry, MetaStore, OffsetStore, OpenedTopic, ReadAt, ReadCursor, Record, RecoveryReport,
     Storage, TopicLog,
 };
 
@@ -71,26 +71,47 @@ pub use fanlog_protocol::TopicInfo;
 #[must_use = "an append is acknowledged only once `durable` returns"]
 pub struct Appended {
     broker: Broker,
-    seqs: Vec<u64>,
-    wait: Option<(Arc<Topic>, u64)>,
+    state: AppendState,
+}
+
+/// Where an append's acknowledgement comes from.
+enum AppendState {
+    /// Numbered by the local log; under `Always` durable past `upto`.
+    Stored {
+        seqs: Vec<u64>,
+        wait: Option<(Arc<Topic>, u64)>,
+    },
+    /// Numbered and made durable by the cluster's engine.
+    Replicating(fanlog_storage::AckFuture),
+}
+
+impl std::fmt::Debug for AppendState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Stored { seqs, .. } => f.debug_struct("Stored").field("seqs", seqs).finish(),
+            Self::Replicating(_) => f.write_str("Replicating"),
+        }
+    }
 }
 
 impl Appended {
-    /// Each message's seq, in order.
-    pub fn seqs(&self) -> &[u64] {
-        &self.seqs
-    }
-
     /// Waits until the messages are as durable as the topic's mode promises
-    /// (at once unless [`Durability::Always`]) and returns their seqs.
+    /// (at once unless [`Durability::Always`]; in a cluster, once the
+    /// engine acknowledged them) and returns their seqs.
     ///
     /// # Errors
-    /// [`BrokerError::Poisoned`] when the sync failed.
+    /// [`BrokerError::Poisoned`] when the sync failed;
+    /// [`BrokerError::Unavailable`] when a cluster cannot acknowledge.
     pub async fn durable(self) -> Result<Vec<u64>> {
-        if let Some((t, upto)) = &self.wait {
-            self.broker.wait_durable(t, *upto).await?;
+        match self.state {
+            AppendState::Stored { seqs, wait } => {
+                if let Some((t, upto)) = &wait {
+                    self.broker.wait_durable(t, *upto).await?;
+                }
+                Ok(seqs)
+            }
+            AppendState::Replicating(ack) => Ok(ack.await?),
         }
-        Ok(self.seqs)
     }
 }
 
@@ -733,7 +754,7 @@ impl Broker {
             })
             .collect();
         let mut seqs = Vec::with_capacity(messages.len());
-        let upto = t.log.append(&entries, now_us(), &mut seqs)?;
+        let appending = t.log.append(&entries, now_us(), &mut seqs)?;
         if t.log.take_maintenance() {
             self.inner.flusher.request_maintenance(t.clone());
         }
@@ -743,11 +764,16 @@ impl Broker {
             messages.iter().map(|m| m.payload.len() as u64).sum(),
             Ordering::Relaxed,
         );
-        let wait = (t.log.config().durability == Durability::Always).then_some((t, upto));
+        let state = match appending {
+            Appending::Stored { upto } => {
+                let wait = (t.log.config().durability == Durability::Always).then_some((t, upto));
+                AppendState::Stored { seqs, wait }
+            }
+            Appending::Replicating(ack) => AppendState::Replicating(ack),
+        };
         Ok(Appended {
             broker: self.clone(),
-            seqs,
-            wait,
+            state,
         })
     }
 

@@ -10,6 +10,10 @@ use fanlog_protocol::frame::ErrorCode;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BrokerError {
+    /// The cluster's engine cannot take the operation now (no quorum, a
+    /// leader election under way, no connection); retrying may pass.
+    #[error("{0}")]
+    Unavailable(String),
     /// A topic or group name breaks the naming rules.
     #[error(transparent)]
     InvalidName(#[from] NameError),
@@ -130,7 +134,8 @@ impl BrokerError {
             BrokerError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
             BrokerError::Poisoned { .. }
             | BrokerError::Io { .. }
-            | BrokerError::TopicFailed { .. } => ErrorCode::Unavailable,
+            | BrokerError::TopicFailed { .. }
+            | BrokerError::Unavailable(_) => ErrorCode::Unavailable,
             BrokerError::Closed => ErrorCode::ShuttingDown,
             BrokerError::LimitReached(_) => ErrorCode::LimitReached,
             BrokerError::RateLimited(_) => ErrorCode::RateLimited,
@@ -173,6 +178,7 @@ impl From<fanlog_storage::StorageError> for BrokerError {
             S::LimitReached(m) => BrokerError::LimitReached(m),
             S::InUse(dir) => BrokerError::DataDirInUse(dir),
             S::Closed => BrokerError::Closed,
+            S::Unavailable(m) => BrokerError::Unavailable(m),
             // A conflicting metadata write, or anything newer: refused as
             // a configuration problem with its own words.
             other => BrokerError::Config(other.to_string()),

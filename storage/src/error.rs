@@ -76,6 +76,10 @@ pub enum StorageError {
     /// The log or store was closed.
     #[error("storage is closed")]
     Closed,
+    /// The cluster's engine cannot take the operation now (no quorum, no
+    /// connection, a leader election under way); it may pass.
+    #[error("the cluster cannot take this now: {0}")]
+    Unavailable(String),
 }
 
 impl StorageError {

@@ -126,15 +126,19 @@ pub trait TopicLog: Send + Sync + fmt::Debug {
     fn watch_durable(&self) -> watch::Receiver<Durable>;
     /// Why the log refuses writes, once a sync failed.
     fn poisoned(&self) -> Option<StorageError>;
-    /// Appends `entries` in order, pushing each one's seq to `seqs` (for a
-    /// remembered duplicate, the seq the original got); returns the head to
-    /// wait for with [`TopicLog::watch_durable`].
+    /// Appends `entries` in order. A log that numbers records itself
+    /// pushes each one's seq to `seqs` (for a remembered duplicate, the seq
+    /// the original got) and returns [`Appending::Stored`]; a log whose
+    /// engine numbers them returns [`Appending::Replicating`], which
+    /// resolves to the seqs once the engine acknowledged them. Entries of
+    /// one caller's successive appends keep their order either way.
     ///
     /// # Errors
     /// [`StorageError::Poisoned`], [`StorageError::Closed`],
     /// [`StorageError::IdempotencyConflict`], [`StorageError::Io`] (nothing
     /// of the batch kept).
-    fn append(&self, entries: &[Entry<'_>], now_us: u64, seqs: &mut Vec<u64>) -> Result<u64>;
+    fn append(&self, entries: &[Entry<'_>], now_us: u64, seqs: &mut Vec<u64>)
+    -> Result<Appending>;
     /// Looks up `seq`, starting from `cursor` (the previous read's place).
     ///
     /// # Errors
@@ -186,6 +190,32 @@ pub trait TopicLog: Send + Sync + fmt::Debug {
     fn close_and_wait(&self);
     /// Whether it was closed.
     fn is_closed(&self) -> bool;
+}
+
+/// Resolves to the seqs of an append once its engine acknowledged it.
+pub type AckFuture = Pin<Box<dyn Future<Output = Result<Vec<u64>>> + Send>>;
+
+/// What [`TopicLog::append`] hands back.
+#[must_use = "an append is acknowledged only once durable"]
+pub enum Appending {
+    /// In the log now, its seqs pushed; durable once
+    /// [`TopicLog::watch_durable`] passes `upto`.
+    Stored {
+        /// The head to wait for.
+        upto: u64,
+    },
+    /// Handed to a replicated engine (cluster mode): the seqs come with its
+    /// acknowledgement, which is the durability promise.
+    Replicating(AckFuture),
+}
+
+impl fmt::Debug for Appending {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Stored { upto } => f.debug_struct("Stored").field("upto", upto).finish(),
+            Self::Replicating(_) => f.write_str("Replicating"),
+        }
+    }
 }
 
 /// A wait for a commit to become durable (see [`OffsetStore::durable`]).

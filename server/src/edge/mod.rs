@@ -592,6 +592,15 @@ impl From<BrokerError> for ApiError {
                 retry_after: Some(wait.as_secs().max(1)),
             };
         }
+        if let BrokerError::Unavailable(_) = &e {
+            // A cluster without quorum or mid-election: nothing was
+            // acknowledged, and a retry soon may pass.
+            return Self {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                message: e.to_string(),
+                retry_after: Some(2),
+            };
+        }
         if e.is_out_of_space() {
             return Self {
                 status: StatusCode::SERVICE_UNAVAILABLE,

@@ -36,7 +36,7 @@ use super::dedupe::Dedupe;
 use super::recovery::{self, RecoveryReport};
 use super::segment::{self, Segment};
 use crate::{Durability, TopicConfig};
-use crate::{Durable, Entry, ReadAt, ReadCursor, Record, TopicLog};
+use crate::{Appending, Durable, Entry, ReadAt, ReadCursor, Record, TopicLog};
 use crate::{Result, StorageError};
 
 #[derive(Debug)]
@@ -487,7 +487,12 @@ impl TopicLog for LocalLog {
     /// and remembered identities), and the error is returned: the caller was
     /// not acknowledged, so a retry with the same producer id or idempotency
     /// key appends nothing twice.
-    fn append(&self, entries: &[Entry<'_>], now_us: u64, seqs: &mut Vec<u64>) -> Result<u64> {
+    fn append(
+        &self,
+        entries: &[Entry<'_>],
+        now_us: u64,
+        seqs: &mut Vec<u64>,
+    ) -> Result<Appending> {
         let mut guard = self.writer.lock();
         let w = &mut *guard;
         if let Some(e) = self.poisoned() {
@@ -569,7 +574,7 @@ impl TopicLog for LocalLog {
         if self.config.durability != Durability::Always {
             self.advance_readable(head);
         }
-        result.map(|()| upto)
+        result.map(|()| Appending::Stored { upto })
     }
     fn read_at(&self, seq: u64, cursor: &mut ReadCursor) -> Result<ReadAt> {
         // The cursor holds the segment of the previous read.
@@ -735,7 +740,7 @@ mod tests {
         let mut seqs = Vec::new();
         let mut asked = 0;
         while log.segments.read().len() == 1 {
-            log.append(&[entry(&[7; 200])], 10, &mut seqs).unwrap();
+            let _ = log.append(&[entry(&[7; 200])], 10, &mut seqs).unwrap();
             if log.take_maintenance() {
                 asked += 1;
                 // What the broker's flusher does when asked.
@@ -766,12 +771,12 @@ mod tests {
         let log =
             LocalLog::open(TopicName::new("p").unwrap(), dir.path(), config.clone(), 1).unwrap();
         let mut seqs = Vec::new();
-        log.append(&[entry(b"acked")], 2, &mut seqs).unwrap();
+        let _ = log.append(&[entry(b"acked")], 2, &mut seqs).unwrap();
         log.sync().unwrap();
         assert_eq!(log.next_seq(), 1, "durable, so readable");
 
         log.fail_syncs.store(true, Ordering::Relaxed);
-        log.append(&[entry(b"never acked")], 3, &mut seqs).unwrap();
+        let _ = log.append(&[entry(b"never acked")], 3, &mut seqs).unwrap();
         let err = log.sync().unwrap_err();
         assert!(matches!(err, StorageError::Poisoned { .. }), "{err}");
         assert!(err.to_string().contains("injected sync failure"), "{err}");
@@ -817,7 +822,7 @@ mod tests {
         for ts in [10, 20, 30, 40, 50, 55, 60] {
             let clock = if ts == 55 { 25 } else { ts };
             for _ in 0..10 {
-                log.append(&[entry(&payload)], clock, &mut seqs).unwrap();
+                let _ = log.append(&[entry(&payload)], clock, &mut seqs).unwrap();
             }
         }
         assert!(log.segments.read().len() > 2, "several segments");
