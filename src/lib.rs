@@ -20,6 +20,8 @@ pub use fanlog_broker as broker;
 pub use fanlog_client as client;
 pub use fanlog_protocol as protocol;
 pub use fanlog_server as server;
+/// The storage room, with cluster mode (`storage::jetstream`).
+pub use fanlog_storage as storage;
 
 pub use fanlog_broker::{
     Broker, BrokerConfig, Durability, Event, Message, StartFrom, TopicConfig, TopicOverrides,

@@ -9,7 +9,7 @@ use fanlog::server::{Server, ServerBuilder, edge, hooks};
 use fanlog::{Broker, Durability};
 use tokio::io::AsyncWriteExt;
 
-use crate::config::{Config, Listen, LogFormat, LogOverrides, Overrides};
+use crate::config::{ClusterOverrides, Config, Listen, LogFormat, LogOverrides, Overrides};
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -77,6 +77,12 @@ pub struct ServeArgs {
     /// Log lines as text or as JSON objects [default: text].
     #[arg(long, value_enum)]
     log_format: Option<LogFormat>,
+    /// Cluster mode: keep topics, offsets, hooks and leases in the NATS
+    /// JetStream cluster at these servers (comma-separated
+    /// `nats://HOST:PORT`), serving as one of its edges. `[cluster]` in the
+    /// config file holds the rest (replicas, credentials, cache size).
+    #[arg(long, value_name = "URLS", value_delimiter = ',')]
+    cluster: Vec<String>,
 }
 
 impl ServeArgs {
@@ -99,8 +105,41 @@ impl ServeArgs {
                 filter: self.log_filter.clone(),
                 format: self.log_format,
             },
+            cluster: ClusterOverrides {
+                servers: self.cluster.clone(),
+            },
         }
     }
+}
+
+/// Opens the broker as an edge of the `[cluster]`: its topics, offsets,
+/// hooks and leases in NATS JetStream; the data directory keeps only what
+/// is this process's own (a generated certificate).
+fn open_cluster(cfg: &Config, broker_config: fanlog::BrokerConfig) -> anyhow::Result<Broker> {
+    use fanlog::storage::jetstream::{ClusterOptions, JsStorage};
+    let c = &cfg.cluster;
+    if c.replicas == 1 && !c.allow_single_replica {
+        anyhow::bail!(
+            "[cluster] replicas = 1 keeps one copy of every topic: losing that server loses them; \
+             set allow_single_replica = true to run so anyway"
+        );
+    }
+    let mut opts = ClusterOptions::new(c.servers.clone());
+    opts.replicas = c.replicas;
+    if let Some(id) = &c.node_id {
+        opts.node_id.clone_from(id);
+    }
+    opts.cache_bytes = c.cache_bytes;
+    opts.publish_timeout = c.publish_timeout.0;
+    opts.token.clone_from(&c.token);
+    opts.credentials.clone_from(&c.credentials);
+    opts.root_certificates.clone_from(&c.ca);
+    std::fs::create_dir_all(&cfg.data)
+        .with_context(|| format!("cannot make {}", cfg.data.display()))?;
+    let storage = JsStorage::connect(opts, broker_config.topic.max_message_bytes)
+        .context("cannot join the cluster")?;
+    Broker::with_storage(&cfg.data, Box::new(storage), broker_config)
+        .context("cannot open the cluster's topics")
 }
 
 /// Starts logging to stderr as `[log]` says.
@@ -160,8 +199,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let limits = &cfg.limits;
     let broker_config = cfg.broker().map_err(anyhow::Error::msg)?;
-    let broker = Broker::open(&cfg.data, broker_config)
-        .with_context(|| format!("cannot open {}", cfg.data.display()))?;
+    let broker = if cfg.cluster.enabled() {
+        open_cluster(cfg, broker_config)?
+    } else {
+        Broker::open(&cfg.data, broker_config)
+            .with_context(|| format!("cannot open {}", cfg.data.display()))?
+    };
     let trust_pem = args
         .hook_cas
         .iter()

@@ -17,8 +17,8 @@ use crate::subscription::{StartFrom, Subscription};
 use fanlog_protocol::Message;
 use fanlog_storage::local::LocalStorage;
 use fanlog_storage::{
-    Appending, Entry, MetaStore, OffsetStore, OpenedTopic, ReadAt, ReadCursor, Record, RecoveryReport,
-    Storage, TopicLog,
+    Appending, Entry, MetaStore, OffsetStore, OpenedTopic, ReadAt, ReadCursor, Record,
+    RecoveryReport, Storage, TopicLog,
 };
 
 /// Microseconds since the Unix epoch, now.
@@ -409,11 +409,19 @@ impl Broker {
 
     fn existing(&self, topic: &str) -> Result<Arc<Topic>> {
         self.check_open()?;
+        let shared = self.inner.storage.shared();
         if let Some(t) = self.inner.topics.read().get(topic) {
-            t.last_used.store(now_us(), Ordering::Relaxed);
-            return Ok(t.clone());
+            // In a cluster another edge may delete the topic: its log
+            // closes here, and the name is looked up afresh below.
+            if !(shared && t.log.is_closed()) {
+                t.last_used.store(now_us(), Ordering::Relaxed);
+                return Ok(t.clone());
+            }
         }
         let name = TopicName::new(topic)?;
+        if shared {
+            self.forget_if_closed(topic);
+        }
         if !self.inner.idle.lock().contains_key(topic) {
             if let Some(reason) = self.inner.failed.lock().get(topic) {
                 return Err(BrokerError::TopicFailed {
@@ -421,7 +429,20 @@ impl Broker {
                     reason: reason.clone(),
                 });
             }
-            return Err(BrokerError::TopicNotFound(topic.to_owned()));
+            // Storage shared with other processes may hold topics this
+            // one has not seen (made through another edge).
+            if !(shared && self.inner.storage.exists(&name)?) {
+                return Err(BrokerError::TopicNotFound(topic.to_owned()));
+            }
+            self.inner.idle.lock().insert(
+                name.clone(),
+                TopicInfo {
+                    name: name.clone(),
+                    first_seq: 0,
+                    next_seq: 0,
+                    bytes: 0,
+                },
+            );
         }
         let _g = self.inner.create.lock();
         if let Some(t) = self.inner.topics.read().get(topic) {
@@ -452,6 +473,16 @@ impl Broker {
         self.inner.topics.write().insert(name, t.clone());
         tracing::debug!(topic, "reopened");
         Ok(t)
+    }
+
+    /// Drops `topic` from the open ones if its log closed under it (its
+    /// stream deleted through another edge of a cluster).
+    fn forget_if_closed(&self, topic: &str) {
+        let _g = self.inner.create.lock();
+        let mut open = self.inner.topics.write();
+        if open.get(topic).is_some_and(|t| t.log.is_closed()) {
+            open.remove(topic);
+        }
     }
 
     /// Closes the least recently used idle topics (no subscription, no

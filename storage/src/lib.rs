@@ -23,6 +23,8 @@
 
 mod config;
 mod error;
+#[cfg(feature = "cluster")]
+pub mod jetstream;
 mod leases;
 pub mod local;
 mod record;
@@ -137,8 +139,7 @@ pub trait TopicLog: Send + Sync + fmt::Debug {
     /// [`StorageError::Poisoned`], [`StorageError::Closed`],
     /// [`StorageError::IdempotencyConflict`], [`StorageError::Io`] (nothing
     /// of the batch kept).
-    fn append(&self, entries: &[Entry<'_>], now_us: u64, seqs: &mut Vec<u64>)
-    -> Result<Appending>;
+    fn append(&self, entries: &[Entry<'_>], now_us: u64, seqs: &mut Vec<u64>) -> Result<Appending>;
     /// Looks up `seq`, starting from `cursor` (the previous read's place).
     ///
     /// # Errors
@@ -369,4 +370,17 @@ pub trait Storage: Send + Sync + fmt::Debug {
     fn meta(&self) -> &dyn MetaStore;
     /// The leases.
     fn leases(&self) -> &dyn Leases;
+    /// Whether other processes share this storage (a cluster): then a
+    /// topic this process does not know may exist all the same, and is
+    /// looked up with [`Storage::exists`].
+    fn shared(&self) -> bool {
+        false
+    }
+    /// Whether `name` is stored (asked of shared storage only).
+    ///
+    /// # Errors
+    /// [`StorageError::Unavailable`] when the store cannot tell now.
+    fn exists(&self, _name: &TopicName) -> Result<bool> {
+        Ok(false)
+    }
 }

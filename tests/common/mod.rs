@@ -2,7 +2,9 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod nats;
 pub mod receiver;
+pub mod scenarios;
 
 use std::path::{Path, PathBuf};
 
@@ -278,7 +280,12 @@ impl ServeProcess {
             })
             .args(args)
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
+            // FANLOG_TEST_STDERR=1 shows the brokers' logs when debugging.
+            .stderr(if std::env::var_os("FANLOG_TEST_STDERR").is_some() {
+                std::process::Stdio::inherit()
+            } else {
+                std::process::Stdio::null()
+            })
             .spawn()
             .expect("spawn fanlog serve");
         let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();

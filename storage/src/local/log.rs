@@ -35,8 +35,8 @@ use tokio::sync::watch;
 use super::dedupe::Dedupe;
 use super::recovery::{self, RecoveryReport};
 use super::segment::{self, Segment};
-use crate::{Durability, TopicConfig};
 use crate::{Appending, Durable, Entry, ReadAt, ReadCursor, Record, TopicLog};
+use crate::{Durability, TopicConfig};
 use crate::{Result, StorageError};
 
 #[derive(Debug)]
@@ -487,12 +487,7 @@ impl TopicLog for LocalLog {
     /// and remembered identities), and the error is returned: the caller was
     /// not acknowledged, so a retry with the same producer id or idempotency
     /// key appends nothing twice.
-    fn append(
-        &self,
-        entries: &[Entry<'_>],
-        now_us: u64,
-        seqs: &mut Vec<u64>,
-    ) -> Result<Appending> {
+    fn append(&self, entries: &[Entry<'_>], now_us: u64, seqs: &mut Vec<u64>) -> Result<Appending> {
         let mut guard = self.writer.lock();
         let w = &mut *guard;
         if let Some(e) = self.poisoned() {

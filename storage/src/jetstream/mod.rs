@@ -1,0 +1,578 @@
+//! Cluster mode: topics, offsets, metadata and leases in a NATS JetStream
+//! cluster, so that several fanlog processes (edges) serve one replicated
+//! log and any one machine may be lost.
+//!
+//! ```text
+//! stream  FL_<topic>           one per topic, subject fanlog.t.<topic>, R3,
+//!                              file storage, deny_delete, direct get
+//! KV      fanlog_offsets       <topic>.<group> -> committed seq (decimal)
+//! KV      fanlog_meta          <namespace>.<key> -> document (settings, hooks, tickets)
+//! KV      fanlog_leases        <name> -> {holder, token, until_ms}
+//! ```
+//! (`<topic>` and `<key>` encoded into the characters NATS allows, see
+//! [`encode`].)
+//!
+//! fanlog's seq is the stream's sequence minus one, dense from 0 because
+//! streams deny single-message deletes and retention only moves the first
+//! sequence up. A publish is acknowledged by the stream's PubAck (a quorum
+//! stored it); every message carries a `Nats-Msg-Id` (the producer id and
+//! sequence, the idempotency key, or one made by this edge) so that resends
+//! across a leader election and retries through another edge are
+//! deduplicated within the stream's duplicate window.
+//!
+//! Each edge follows each topic it serves with **one** ordered consumer
+//! into a tail kept in memory ([`log::JsLog`]); every local subscriber
+//! reads that tail. Reads below it are fetched from the stream in blocks,
+//! one fetch per block shared by every reader that needs it.
+//!
+//! The async client lives on a small runtime of its own ([`Engine`]), so
+//! that the synchronous storage traits can wait for it from any thread
+//! (the broker calls them from its blocking pool and flusher) without
+//! stalling the caller's runtime on its own I/O.
+
+mod kv;
+mod log;
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use async_nats::jetstream::stream::{Config as StreamConfig, DiscardPolicy, StorageType};
+use fanlog_protocol::TopicName;
+use futures_util::StreamExt;
+
+pub use kv::{JsLeases, JsMeta, JsOffsets};
+pub use log::JsLog;
+
+use crate::{
+    Durability, Leases, MetaStore, Namespace, OpenedTopic, Result, Storage, StorageError,
+    TopicConfig, TopicOverrides,
+};
+
+/// The oldest nats-server that cluster mode accepts: 2.11 brought the
+/// settings and batch semantics it relies on.
+pub const MIN_SERVER_VERSION: (u64, u64) = (2, 11);
+
+/// How a cluster is reached and what it keeps.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ClusterOptions {
+    /// NATS server URLs (`nats://HOST:PORT`), any of the cluster's.
+    pub servers: Vec<String>,
+    /// Copies of every stream and bucket (3 survives the loss of one
+    /// server; 1 keeps no copy and is refused unless forced).
+    pub replicas: usize,
+    /// This edge's name, in leases and generated message ids.
+    pub node_id: String,
+    /// Bytes of each topic's tail kept in memory on this edge.
+    pub cache_bytes: usize,
+    /// How long a publish keeps being resent through a leader election
+    /// before it is refused as unavailable.
+    pub publish_timeout: Duration,
+    /// A NATS user token, if the servers want one.
+    pub token: Option<String>,
+    /// A NATS credentials file, if the servers want one.
+    pub credentials: Option<std::path::PathBuf>,
+    /// Extra root certificates for `tls://` servers.
+    pub root_certificates: Option<std::path::PathBuf>,
+}
+
+impl ClusterOptions {
+    /// Options for `servers` with the defaults: 3 replicas, a random node
+    /// id, a 64 MiB tail per topic, publishes resent for up to 15 s.
+    #[must_use]
+    pub fn new(servers: Vec<String>) -> Self {
+        Self {
+            servers,
+            replicas: 3,
+            node_id: format!("edge-{:08x}", rand::random::<u32>()),
+            cache_bytes: 64 << 20,
+            publish_timeout: Duration::from_secs(15),
+            token: None,
+            credentials: None,
+            root_certificates: None,
+        }
+    }
+}
+
+/// The runtime that drives the NATS client, and the JetStream context.
+/// Cloned freely; the runtime stops when the last clone goes.
+#[derive(Clone)]
+pub(crate) struct Engine {
+    rt: tokio::runtime::Handle,
+    js: jetstream::Context,
+    replicas: usize,
+    _runtime: Arc<OwnRuntime>,
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("replicas", &self.replicas)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A runtime that may be dropped from any thread, async or not.
+struct OwnRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for OwnRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Engine {
+    /// Runs `f` on the engine's runtime and waits for it from this thread
+    /// (never call it from the engine's own runtime).
+    pub(crate) fn block<T: Send + 'static>(
+        &self,
+        f: impl Future<Output = T> + Send + 'static,
+    ) -> Result<T> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.rt.spawn(async move {
+            let _ = tx.send(f.await);
+        });
+        rx.recv()
+            .map_err(|_| StorageError::Unavailable("the cluster client stopped".into()))
+    }
+
+    pub(crate) fn spawn<F>(&self, f: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.rt.spawn(f)
+    }
+
+    pub(crate) fn js(&self) -> &jetstream::Context {
+        &self.js
+    }
+}
+
+/// Maps a NATS error to storage's: everything the engine says is either
+/// "not now" or a refusal in its own words.
+pub(crate) fn unavailable(what: &str) -> impl FnOnce(String) -> StorageError + '_ {
+    move |e| StorageError::Unavailable(format!("{what}: {e}"))
+}
+
+/// Encodes `s` into the characters that stream names, subjects and KV keys
+/// all allow: ASCII letters, digits and `-` stay, every other byte becomes
+/// `_` and two hex digits. Injective, so names never collide.
+#[must_use]
+pub fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("_{b:02x}"));
+        }
+    }
+    out
+}
+
+/// The inverse of [`encode`]; `None` for text it never makes.
+#[must_use]
+pub fn decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'_' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+const STREAM_PREFIX: &str = "FL_";
+
+pub(crate) fn stream_name(topic: &TopicName) -> String {
+    format!("{STREAM_PREFIX}{}", encode(topic.as_str()))
+}
+
+pub(crate) fn subject(topic: &TopicName) -> String {
+    format!("fanlog.t.{}", encode(topic.as_str()))
+}
+
+/// Topics, offsets, metadata and leases in a JetStream cluster.
+#[derive(Debug)]
+pub struct JsStorage {
+    engine: Engine,
+    opts: ClusterOptions,
+    meta: JsMeta,
+    leases: JsLeases,
+    offsets: kv::Bucket,
+    server_version: String,
+}
+
+impl JsStorage {
+    /// Connects to the cluster, checks the servers (version at least
+    /// [`MIN_SERVER_VERSION`], JetStream enabled, `max_payload` above
+    /// `max_message_bytes` and headers) and makes the buckets.
+    ///
+    /// # Errors
+    /// [`StorageError::Config`] with one line saying what to change, or
+    /// [`StorageError::Unavailable`] when no server answers.
+    pub fn connect(opts: ClusterOptions, max_message_bytes: usize) -> Result<Self> {
+        if opts.servers.is_empty() {
+            return Err(StorageError::Config(
+                "cluster mode needs at least one server address".into(),
+            ));
+        }
+        if !(1..=5).contains(&opts.replicas) {
+            return Err(StorageError::Config(format!(
+                "cluster replicas must be 1 to 5 (JetStream's limit), not {}",
+                opts.replicas
+            )));
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("fanlog-cluster")
+            .enable_all()
+            .build()
+            .map_err(|e| {
+                StorageError::Unavailable(format!("cannot start the cluster client: {e}"))
+            })?;
+        let rt = runtime.handle().clone();
+        let own = Arc::new(OwnRuntime(Some(runtime)));
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let o = opts.clone();
+        rt.spawn(async move {
+            let _ = tx.send(connect_client(&o).await);
+        });
+        let client = rx
+            .recv()
+            .map_err(|_| StorageError::Unavailable("the cluster client stopped".into()))??;
+        let info = client.server_info();
+        let version = info.version.clone();
+        check_version(&version)?;
+        let payload_needed = max_message_bytes + 64 * 1024;
+        if info.max_payload < payload_needed {
+            return Err(StorageError::Config(format!(
+                "the NATS servers' max_payload is {} bytes, below fanlog's message limit plus headers ({payload_needed} bytes): raise max_payload or lower [limits] max_message_bytes",
+                info.max_payload
+            )));
+        }
+        let js = jetstream::new(client.clone());
+        let engine = Engine {
+            rt,
+            js,
+            replicas: opts.replicas,
+            _runtime: own,
+        };
+        let e = engine.clone();
+        engine.block(async move {
+            e.js.query_account()
+                .await
+                .map(drop)
+                .map_err(|err| StorageError::Config(format!(
+                    "the NATS servers do not offer JetStream to this account ({err}): start them with -js (or jetstream {{}} in their config)"
+                )))
+        })??;
+        let meta = JsMeta::new(kv::Bucket::open(&engine, "fanlog_meta")?);
+        let leases = JsLeases::new(kv::Bucket::open(&engine, "fanlog_leases")?);
+        let offsets = kv::Bucket::open(&engine, "fanlog_offsets")?;
+        tracing::info!(servers = ?opts.servers, version, replicas = opts.replicas, node = %opts.node_id, "cluster mode: connected to NATS JetStream");
+        Ok(Self {
+            engine,
+            opts,
+            meta,
+            leases,
+            offsets,
+            server_version: version,
+        })
+    }
+
+    /// The version the connected server reported.
+    #[must_use]
+    pub fn server_version(&self) -> &str {
+        &self.server_version
+    }
+
+    /// This edge's node id.
+    #[must_use]
+    pub fn node_id(&self) -> &str {
+        &self.opts.node_id
+    }
+
+    fn stream_config(&self, name: &TopicName, config: &TopicConfig) -> StreamConfig {
+        StreamConfig {
+            name: stream_name(name),
+            subjects: vec![subject(name)],
+            description: Some(format!("fanlog topic {}", name.as_str())),
+            storage: StorageType::File,
+            num_replicas: self.opts.replicas,
+            discard: DiscardPolicy::Old,
+            deny_delete: true,
+            allow_direct: true,
+            max_bytes: config
+                .retention_bytes
+                .and_then(|b| i64::try_from(b).ok())
+                .unwrap_or(-1),
+            max_age: config.retention_age.unwrap_or_default(),
+            max_message_size: i32::try_from(config.max_message_bytes + 64 * 1024)
+                .unwrap_or(i32::MAX),
+            duplicate_window: config.dedupe_window,
+            ..Default::default()
+        }
+    }
+
+    fn own_settings(&self, name: &TopicName) -> Result<Option<TopicOverrides>> {
+        match self.meta.get(Namespace::Settings, name.as_str())? {
+            None => Ok(None),
+            Some(doc) => serde_json::from_slice(&doc.value).map(Some).map_err(|e| {
+                StorageError::TopicFailed {
+                    topic: name.to_string(),
+                    reason: format!("invalid settings in the cluster's fanlog_meta bucket: {e}"),
+                }
+            }),
+        }
+    }
+
+    fn open_stream(
+        &self,
+        name: &TopicName,
+        config: TopicConfig,
+        make: bool,
+    ) -> Result<Option<OpenedTopic>> {
+        let js = self.engine.js.clone();
+        let stream_cfg = self.stream_config(name, &config);
+        let sname = stream_cfg.name.clone();
+        let stream = self.engine.block(async move {
+            if make {
+                js.get_or_create_stream(stream_cfg)
+                    .await
+                    .map(Some)
+                    .map_err(|e| e.to_string())
+            } else {
+                match js.get_stream(&sname).await {
+                    Ok(s) => Ok(Some(s)),
+                    Err(e) if e.to_string().contains("not found") => Ok(None),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        })?;
+        let Some(stream) = stream.map_err(unavailable("cannot open the topic's stream"))? else {
+            return Ok(None);
+        };
+        let log = JsLog::open(
+            self.engine.clone(),
+            name.clone(),
+            config,
+            stream,
+            &self.opts,
+        )?;
+        let offsets = JsOffsets::open(self.offsets.clone(), name)?;
+        Ok(Some(OpenedTopic {
+            log: Box::new(log),
+            offsets: Box::new(offsets),
+        }))
+    }
+}
+
+fn check_version(version: &str) -> Result<()> {
+    let mut parts = version
+        .trim_start_matches('v')
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u64>().unwrap_or(0));
+    let found = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    if found < MIN_SERVER_VERSION {
+        return Err(StorageError::Config(format!(
+            "the NATS server is version {version}; cluster mode needs {}.{} or newer",
+            MIN_SERVER_VERSION.0, MIN_SERVER_VERSION.1
+        )));
+    }
+    Ok(())
+}
+
+async fn connect_client(o: &ClusterOptions) -> Result<async_nats::Client> {
+    let mut c = async_nats::ConnectOptions::new()
+        .name(format!("fanlog {}", o.node_id))
+        .retry_on_initial_connect()
+        .connection_timeout(Duration::from_secs(5))
+        .request_timeout(Some(Duration::from_secs(5)));
+    if let Some(t) = &o.token {
+        c = c.token(t.clone());
+    }
+    if let Some(path) = &o.credentials {
+        c = c.credentials_file(path).await.map_err(|e| {
+            StorageError::Config(format!("NATS credentials {}: {e}", path.display()))
+        })?;
+    }
+    if let Some(path) = &o.root_certificates {
+        c = c.add_root_certificates(path.clone()).require_tls(true);
+    }
+    let addrs: Vec<async_nats::ServerAddr> = o
+        .servers
+        .iter()
+        .map(|s| {
+            s.parse()
+                .map_err(|e| StorageError::Config(format!("bad NATS server address {s:?}: {e}")))
+        })
+        .collect::<Result<_>>()?;
+    // retry_on_initial_connect returns at once: wait (bounded) for the
+    // first connection, so that a wrong address fails at start.
+    let client = c
+        .connect(addrs)
+        .await
+        .map_err(|e| StorageError::Unavailable(format!("cannot connect to NATS: {e}")))?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while client.connection_state() != async_nats::connection::State::Connected {
+        if tokio::time::Instant::now() > deadline {
+            return Err(StorageError::Unavailable(format!(
+                "no NATS server answered at {} within 10 s",
+                o.servers.join(",")
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(client)
+}
+
+impl Storage for JsStorage {
+    fn topics(&self) -> Result<Vec<TopicName>> {
+        let js = self.engine.js.clone();
+        let names = self.engine.block(async move {
+            let mut list = js.stream_names();
+            let mut out = Vec::new();
+            while let Some(n) = list.next().await {
+                out.push(n.map_err(|e| e.to_string())?);
+            }
+            Ok::<_, String>(out)
+        })?;
+        let mut topics: Vec<TopicName> = names
+            .map_err(unavailable("cannot list the cluster's streams"))?
+            .iter()
+            .filter_map(|n| n.strip_prefix(STREAM_PREFIX))
+            .filter_map(decode)
+            .filter_map(|n| TopicName::new(&n).ok())
+            .collect();
+        topics.sort();
+        Ok(topics)
+    }
+
+    fn open(
+        &self,
+        name: &TopicName,
+        mut config: TopicConfig,
+        create: bool,
+        _now_us: u64,
+    ) -> Result<OpenedTopic> {
+        if let Some(own) = self.own_settings(name)? {
+            own.apply(&mut config);
+        }
+        if let Some(t) = self.open_stream(name, config.clone(), false)? {
+            return Ok(t);
+        }
+        if !create {
+            return Err(StorageError::TopicFailed {
+                topic: name.to_string(),
+                reason: "its stream is gone from the cluster".into(),
+            });
+        }
+        self.open_stream(name, config, true)?
+            .ok_or_else(|| StorageError::Unavailable("the stream vanished as it was made".into()))
+    }
+
+    fn create(
+        &self,
+        name: &TopicName,
+        mut config: TopicConfig,
+        settings: &TopicOverrides,
+        _now_us: u64,
+    ) -> Result<OpenedTopic> {
+        settings.apply(&mut config);
+        if config.durability == Durability::Never {
+            tracing::debug!(topic = %name, "durability never: the cluster still replicates every publish");
+        }
+        let text = serde_json::to_vec(settings).map_err(|e| StorageError::Config(e.to_string()))?;
+        self.meta.put(
+            Namespace::Settings,
+            name.as_str(),
+            &text,
+            crate::Expect::Any,
+        )?;
+        self.open_stream(name, config, true)?
+            .ok_or_else(|| StorageError::Unavailable("the stream vanished as it was made".into()))
+    }
+
+    fn remove(&self, name: &TopicName) -> Result<()> {
+        let js = self.engine.js.clone();
+        let sname = stream_name(name);
+        self.engine
+            .block(async move {
+                js.delete_stream(&sname)
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            })?
+            .map_err(unavailable("cannot delete the topic's stream"))?;
+        self.offsets
+            .delete_prefix(&format!("{}.", encode(name.as_str())))?;
+        self.meta.delete(Namespace::Settings, name.as_str())
+    }
+
+    fn meta(&self) -> &dyn MetaStore {
+        &self.meta
+    }
+
+    fn leases(&self) -> &dyn Leases {
+        &self.leases
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn exists(&self, name: &TopicName) -> Result<bool> {
+        let js = self.engine.js.clone();
+        let sname = stream_name(name);
+        let found = self.engine.block(async move {
+            match js.get_stream(&sname).await {
+                Ok(_) => Ok(true),
+                Err(e) if e.to_string().contains("not found") => Ok(false),
+                Err(e) => Err(e.to_string()),
+            }
+        })?;
+        found.map_err(unavailable("cannot look the topic up"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoding_is_reversible_and_safe() {
+        for s in ["orders", "a.b", "a_b", "x/y z", "ünï", "-_-", "a__2e"] {
+            let e = encode(s);
+            assert!(
+                e.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            );
+            assert_eq!(decode(&e).as_deref(), Some(s));
+        }
+        assert_ne!(encode("a.b"), encode("a_2eb"));
+        assert_eq!(decode("bad_zz"), None);
+    }
+
+    #[test]
+    fn old_servers_are_refused() {
+        assert!(check_version("2.9.10").is_err());
+        assert!(check_version("2.10.26").is_err());
+        assert!(check_version("2.11.0").is_ok());
+        assert!(check_version("v2.15.1").is_ok());
+        assert!(check_version("3.0.0-beta").is_ok());
+    }
+}

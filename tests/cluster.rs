@@ -1,0 +1,363 @@
+//! Cluster mode: fanlog edges over a 3-node NATS JetStream cluster, every
+//! process real (nats-server and `fanlog serve --cluster`), on 127.0.0.1.
+//!
+//! - the client scenario of `wire_pubsub.rs` through an edge, on TCP and
+//!   QUIC;
+//! - one topic through two edges: one dense seq, deduplication across
+//!   edges, SSE resume by `Last-Event-ID` on either;
+//! - kill -9 of the stream leader under pipelined publishing through both
+//!   edges: every acknowledged message read back once at its seq.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::nats::NatsCluster;
+use common::scenarios::next_record;
+use fanlog::client::{Client, ConnectOptions, QuicOptions, StartFrom, Transport};
+use fanlog::protocol::Message;
+
+fn quic_options(edge: &common::ServeProcess, data: &std::path::Path) -> ConnectOptions {
+    let mut o = ConnectOptions::new(edge.quic.clone().expect("quic listener"));
+    o.transport = Transport::Quic(QuicOptions {
+        ca: Some(data.join("tls").join("cert.pem")),
+        ..Default::default()
+    });
+    o
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_scenario_runs_through_a_cluster_edge_over_tcp() {
+    let nats = NatsCluster::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let edge = nats.edge(data.path(), &[]);
+    common::scenarios::pubsub(ConnectOptions::new(edge.tcp.clone())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_scenario_runs_through_a_cluster_edge_over_quic() {
+    let nats = NatsCluster::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let edge = nats.edge(data.path(), &[]);
+    common::scenarios::pubsub(quic_options(&edge, data.path())).await;
+}
+
+/// Reads `n` records of `topic` from `seq` through `client`.
+async fn read(client: &Client, topic: &str, from: u64, n: u64) -> Vec<(u64, Vec<u8>)> {
+    let mut sub = client.subscribe(topic, StartFrom::Seq(from)).await.unwrap();
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let d = next_record(&mut sub).await;
+        out.push((d.seq(), d.payload().to_vec()));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_topic_through_two_edges_has_one_dense_seq() {
+    let nats = NatsCluster::start().await;
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = nats.edge(da.path(), &[]);
+    let b = nats.edge(db.path(), &[]);
+    let ca = Client::connect(&a.tcp).await.unwrap();
+    let cb = Client::connect(&b.tcp).await.unwrap();
+
+    // A live subscriber on B sees what is published through A.
+    let mut live_b = cb.subscribe("orders", StartFrom::Latest).await.unwrap();
+    let batch = |from: u64| {
+        (from..from + 50)
+            .map(|i| Message::new(format!("m{i}")))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ca.publish_batch("orders", batch(0)).await.unwrap(),
+        (0..50).collect::<Vec<u64>>()
+    );
+    assert_eq!(
+        cb.publish_batch("orders", batch(50)).await.unwrap(),
+        (50..100).collect::<Vec<u64>>()
+    );
+    for i in 0..100u64 {
+        let d = next_record(&mut live_b).await;
+        assert_eq!((d.seq(), d.payload()), (i, format!("m{i}").as_bytes()));
+    }
+    // Each edge reads the whole topic back, the same.
+    let want: Vec<(u64, Vec<u8>)> = (0..100)
+        .map(|i| (i, format!("m{i}").into_bytes()))
+        .collect();
+    assert_eq!(read(&ca, "orders", 0, 100).await, want);
+    assert_eq!(read(&cb, "orders", 0, 100).await, want);
+
+    // An Idempotency-Key repeated through the other edge is the same
+    // message: the first seq, nothing appended.
+    let http = reqwest::Client::new();
+    for edge in [&a, &b, &a] {
+        let r = http
+            .post(format!(
+                "http://{}/topics/orders/messages",
+                edge.http.as_ref().unwrap()
+            ))
+            .header("idempotency-key", "order-7")
+            .body("seven")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v["seq"], 100, "{v}");
+    }
+    // A producer's retry through the other edge is deduplicated too.
+    let first = ca
+        .publish("orders", Message::new("p1").with_producer(77, 1))
+        .await
+        .unwrap();
+    let again = cb
+        .publish("orders", Message::new("p1").with_producer(77, 1))
+        .await
+        .unwrap();
+    assert_eq!((first, again), (101, 101));
+    assert_eq!(
+        cb.publish("orders", Message::new("after")).await.unwrap(),
+        102
+    );
+
+    // SSE on either edge resumes after its Last-Event-ID.
+    for edge in [&a, &b] {
+        let r = http
+            .get(format!(
+                "http://{}/topics/orders/events",
+                edge.http.as_ref().unwrap()
+            ))
+            .header("last-event-id", "98")
+            .send()
+            .await
+            .unwrap();
+        let ids = sse_ids(r, 4).await;
+        assert_eq!(ids, ["99", "100", "101", "102"]);
+    }
+}
+
+/// Every record of `topic` from 0, read until none comes for 3 s.
+async fn read_until_quiet(client: &Client, topic: &str) -> Vec<(u64, Vec<u8>)> {
+    use futures_util::StreamExt;
+    let mut sub = client.subscribe(topic, StartFrom::Seq(0)).await.unwrap();
+    let mut out = Vec::new();
+    while let Ok(Some(ev)) = tokio::time::timeout(Duration::from_secs(3), sub.next()).await {
+        match ev.unwrap() {
+            fanlog::client::Event::Record(d) => out.push((d.seq(), d.payload().to_vec())),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    out
+}
+
+/// The first `n` event ids of an SSE response.
+async fn sse_ids(mut r: reqwest::Response, n: usize) -> Vec<String> {
+    let mut text = String::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ids: Vec<String> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("id:"))
+            .map(|s| s.trim().to_owned())
+            .collect();
+        if ids.len() >= n {
+            return ids[..n].to_vec();
+        }
+        assert!(Instant::now() < deadline, "SSE gave only {ids:?}");
+        match tokio::time::timeout(Duration::from_secs(10), r.chunk()).await {
+            Ok(Ok(Some(c))) => text.push_str(&String::from_utf8_lossy(&c)),
+            other => panic!("SSE ended: {other:?} after {text:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_stream_leader_under_load_loses_and_repeats_nothing() {
+    let mut nats = NatsCluster::start().await;
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = nats.edge(da.path(), &[]);
+    let b = nats.edge(db.path(), &[]);
+    let ca = Client::connect(&a.tcp).await.unwrap();
+    let cb = Client::connect(&b.tcp).await.unwrap();
+    ca.publish("load", Message::new("first")).await.unwrap();
+
+    // Two producers, one per edge, pipelining for 10 s; each message
+    // names its producer and number. The leader is killed 1.5 s in.
+    let acks = std::sync::Arc::new(parking_lot::Mutex::new(Vec::<Instant>::new()));
+    let start = Instant::now();
+    let run = |c: Client, name: &'static str, id: u64| {
+        let acks = acks.clone();
+        tokio::spawn(async move {
+            let producer = c.producer("load", fanlog::client::ProducerOptions::default());
+            let mut waits = Vec::new();
+            let mut i = 0u64;
+            while start.elapsed() < Duration::from_secs(10) {
+                let m = Message::new(format!("{name}-{i}")).with_producer(id, i);
+                let Ok(receipt) = producer.send(m).await else {
+                    break;
+                };
+                let acks = acks.clone();
+                let text = format!("{name}-{i}");
+                waits.push(tokio::spawn(async move {
+                    let seq = receipt.await.ok()?;
+                    acks.lock().push(Instant::now());
+                    Some((text, seq))
+                }));
+                i += 1;
+                if i.is_multiple_of(50) {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+            let mut acked = Vec::new();
+            for w in waits {
+                if let Some(a) = w.await.unwrap() {
+                    acked.push(a);
+                }
+            }
+            acked
+        })
+    };
+    let pa = run(ca.clone(), "a", 1);
+    let pb = run(cb.clone(), "b", 2);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let leader = nats.leader_of("FL_load").await;
+    let killed_at = Instant::now();
+    nats.kill9(leader);
+    let acked_a = pa.await.unwrap();
+    let acked_b = pb.await.unwrap();
+    nats.restart(leader);
+    // The write stall: the longest time without an acknowledgement after
+    // the kill.
+    let mut times: Vec<Instant> = acks
+        .lock()
+        .iter()
+        .copied()
+        .filter(|t| *t >= killed_at)
+        .collect();
+    times.sort();
+    let stall = std::iter::once(killed_at)
+        .chain(times.iter().copied())
+        .collect::<Vec<_>>()
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or_default();
+
+    // Every acknowledged message is in the log once, at its seq, and the
+    // seqs are dense from 0.
+    let acked: BTreeMap<u64, String> = acked_a
+        .into_iter()
+        .chain(acked_b)
+        .map(|(m, s)| (s, m))
+        .collect();
+    assert!(acked.len() > 500, "only {} acked", acked.len());
+    let all = read_until_quiet(&cb, "load").await;
+    let next = all.len() as u64;
+    let mut seen = std::collections::HashSet::new();
+    for (i, (seq, payload)) in all.iter().enumerate() {
+        assert_eq!(*seq, i as u64, "dense seqs");
+        let text = String::from_utf8(payload.clone()).unwrap();
+        assert!(seen.insert(text.clone()), "{text} stored twice");
+        if let Some(m) = acked.get(seq) {
+            assert_eq!(m, &text, "acked message at its seq");
+        }
+    }
+    for (seq, m) in &acked {
+        assert!(*seq < next, "{m} acked at {seq} beyond the head {next}");
+    }
+    assert!(!times.is_empty(), "nothing was acknowledged after the kill");
+    let gaps: Vec<String> = std::iter::once(killed_at)
+        .chain(times.iter().copied())
+        .collect::<Vec<_>>()
+        .windows(2)
+        .filter(|w| w[1] - w[0] > Duration::from_millis(500))
+        .map(|w| {
+            format!(
+                "{:.2}s at +{:.2}s",
+                (w[1] - w[0]).as_secs_f64(),
+                (w[0] - killed_at).as_secs_f64()
+            )
+        })
+        .collect();
+    eprintln!("gaps over 0.5 s after the kill: {gaps:?}");
+    eprintln!(
+        "leader n{leader} killed: {} acked ({} after the kill), {next} stored, write stall {:.2} s",
+        acked.len(),
+        times.len(),
+        stall.as_secs_f64()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_quorum_publishes_are_refused_and_reads_go_on() {
+    let mut nats = NatsCluster::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let urls = nats.urls();
+    let edge = common::ServeProcess::start_with_env(
+        data.path(),
+        &["--cluster", &urls, "--http", "127.0.0.1:0"],
+        &[("FANLOG_CLUSTER__PUBLISH_TIMEOUT", "2s")],
+    );
+    let client = Client::connect(&edge.tcp).await.unwrap();
+    let batch: Vec<Message> = (0..10).map(|i| Message::new(format!("m{i}"))).collect();
+    assert_eq!(
+        client.publish_batch("q", batch).await.unwrap(),
+        (0..10).collect::<Vec<u64>>()
+    );
+
+    // Two of three servers gone: no quorum.
+    nats.kill9(0);
+    nats.kill9(1);
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/topics/q/messages", edge.http.as_ref().unwrap());
+    let r = http.post(&url).body("no quorum").send().await.unwrap();
+    assert_eq!(r.status(), 503, "{:?}", r.text().await);
+    assert!(
+        r.headers().contains_key("retry-after"),
+        "{:?}",
+        r.text().await
+    );
+    let e = client
+        .publish("q", Message::new("no quorum"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.code(),
+        Some(fanlog::client::ErrorCode::Unavailable),
+        "{e}"
+    );
+
+    // Reads go on from the edge's tail: the client and REST.
+    let want: Vec<(u64, Vec<u8>)> = (0..10).map(|i| (i, format!("m{i}").into_bytes())).collect();
+    assert_eq!(read(&client, "q", 0, 10).await, want);
+    let r = http
+        .get(format!("{url}?from=0&limit=100"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["messages"].as_array().map(Vec::len), Some(10), "{v}");
+
+    // The servers return: nothing acknowledged was lost, and publishing
+    // works again (refused messages may or may not be stored: they were
+    // never acknowledged).
+    nats.restart(0);
+    nats.restart(1);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let seq = loop {
+        match client.publish("q", Message::new("back")).await {
+            Ok(seq) => break seq,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "no quorum after restart: {e}");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    };
+    assert!(seq >= 10, "{seq}");
+    let all = read(&client, "q", 0, seq + 1).await;
+    assert_eq!(&all[..10], &want[..]);
+    assert_eq!(all[seq as usize].1, b"back");
+}

