@@ -138,12 +138,20 @@ async fn one_topic_through_two_edges_has_one_dense_seq() {
     }
 }
 
-/// Every record of `topic` from 0, read until none comes for 3 s.
-async fn read_until_quiet(client: &Client, topic: &str) -> Vec<(u64, Vec<u8>)> {
+/// Every record of `topic` from 0, read until none comes for 3 s once
+/// `past` was read (at most 30 s for that).
+async fn read_until_quiet(client: &Client, topic: &str, past: u64) -> Vec<(u64, Vec<u8>)> {
     use futures_util::StreamExt;
     let mut sub = client.subscribe(topic, StartFrom::Seq(0)).await.unwrap();
-    let mut out = Vec::new();
-    while let Ok(Some(ev)) = tokio::time::timeout(Duration::from_secs(3), sub.next()).await {
+    let mut out: Vec<(u64, Vec<u8>)> = Vec::new();
+    let quiet = |out: &Vec<(u64, Vec<u8>)>| {
+        if out.last().is_some_and(|(s, _)| *s >= past) {
+            Duration::from_secs(3)
+        } else {
+            Duration::from_secs(30)
+        }
+    };
+    while let Ok(Some(ev)) = tokio::time::timeout(quiet(&out), sub.next()).await {
         match ev.unwrap() {
             fanlog::client::Event::Record(d) => out.push((d.seq(), d.payload().to_vec())),
             other => panic!("unexpected {other:?}"),
@@ -253,7 +261,8 @@ async fn killing_the_stream_leader_under_load_loses_and_repeats_nothing() {
         .map(|(m, s)| (s, m))
         .collect();
     assert!(acked.len() > 500, "only {} acked", acked.len());
-    let all = read_until_quiet(&cb, "load").await;
+    let last_acked = *acked.keys().next_back().unwrap();
+    let all = read_until_quiet(&cb, "load", last_acked).await;
     let next = all.len() as u64;
     let mut seen = std::collections::HashSet::new();
     for (i, (seq, payload)) in all.iter().enumerate() {
@@ -360,4 +369,182 @@ async fn without_a_quorum_publishes_are_refused_and_reads_go_on() {
     let all = read(&client, "q", 0, seq + 1).await;
     assert_eq!(&all[..10], &want[..]);
     assert_eq!(all[seq as usize].1, b"back");
+}
+
+/// A reader that keeps the seqs it got, whatever the interface.
+#[derive(Default)]
+struct Seen {
+    seqs: Vec<u64>,
+}
+
+impl Seen {
+    fn next(&self) -> u64 {
+        self.seqs.last().map_or(0, |s| s + 1)
+    }
+
+    /// Exactly `0..n`, once each, in order.
+    fn assert_whole(&self, n: u64, what: &str) {
+        assert_eq!(
+            self.seqs,
+            (0..n).collect::<Vec<_>>(),
+            "{what}: every seq once, in order"
+        );
+    }
+}
+
+/// Reads SSE events from `url` after `seen`'s last seq into `seen` until
+/// `n` are seen or the stream breaks (the edge died); false on a break.
+async fn sse_into(url: &str, seen: &mut Seen, n: u64) -> bool {
+    // From 0 at first; then as a browser's EventSource resumes: the
+    // same URL with Last-Event-ID (here on another edge).
+    let mut req = reqwest::Client::new().get(format!("{url}?from=0"));
+    if let Some(last) = seen.seqs.last() {
+        req = reqwest::Client::new()
+            .get(url)
+            .header("last-event-id", last.to_string());
+    }
+    let Ok(mut r) = req.send().await else {
+        return false;
+    };
+    let mut buf = String::new();
+    while seen.next() < n {
+        match tokio::time::timeout(Duration::from_secs(20), r.chunk()).await {
+            Ok(Ok(Some(c))) => buf.push_str(&String::from_utf8_lossy(&c)),
+            Ok(_) => return false,
+            Err(_) => panic!("SSE stalled at {}", seen.next()),
+        }
+        while let Some(end) = buf.find("\n\n") {
+            let event: String = buf.drain(..end + 2).collect();
+            assert!(!event.contains("event: gap"), "a gap event: {event}");
+            if let Some(id) = event.lines().find_map(|l| l.strip_prefix("id:")) {
+                seen.seqs.push(id.trim().parse().unwrap());
+            }
+        }
+    }
+    true
+}
+
+/// Reads WebSocket messages from `base` (`ws://.../topics/t/ws`) from
+/// `seen`'s next seq until `n` are seen or the socket breaks.
+async fn ws_into(base: &str, seen: &mut Seen, n: u64) -> bool {
+    use futures_util::StreamExt;
+    let url = format!("{base}?from={}", seen.next());
+    let Ok((mut ws, _)) = tokio_tungstenite::connect_async(url).await else {
+        return false;
+    };
+    while seen.next() < n {
+        match tokio::time::timeout(Duration::from_secs(20), ws.next()).await {
+            Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t)))) => {
+                let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+                assert_ne!(v["op"], "gap", "a gap: {v}");
+                if let Some(seq) = v["seq"].as_u64() {
+                    seen.seqs.push(seq);
+                }
+            }
+            Ok(Some(Ok(_))) => {}
+            Ok(_) => return false,
+            Err(_) => panic!("WebSocket stalled at {}", seen.next()),
+        }
+    }
+    true
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_an_edge_moves_its_clients_to_another() {
+    const N: u64 = 300;
+    let nats = NatsCluster::start().await;
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = nats.edge(da.path(), &[]);
+    let b = nats.edge(db.path(), &[]);
+    let (ha, hb) = (a.http.clone().unwrap(), b.http.clone().unwrap());
+
+    // The client knows both edges and starts on A.
+    let client = Client::connect_with(ConnectOptions::new(format!("{},{}", a.tcp, b.tcp)))
+        .await
+        .unwrap();
+    assert_eq!(client.publish("e", Message::new("0")).await.unwrap(), 0);
+    let mut sub = client.subscribe("e", StartFrom::Seq(0)).await.unwrap();
+
+    // Publishing through the client, one at a time, for about 3 s.
+    let publisher = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            let mut seqs = vec![0];
+            for i in 1..N {
+                seqs.push(
+                    client
+                        .publish("e", Message::new(i.to_string()))
+                        .await
+                        .unwrap(),
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            seqs
+        })
+    };
+    // A browser-like SSE reader and a WebSocket reader on A, resuming on B
+    // with their last seq when A goes.
+    let sse = tokio::spawn(async move {
+        let mut seen = Seen::default();
+        let mut hosts = [ha.clone(), hb.clone()].into_iter().cycle();
+        let mut breaks = 0;
+        while !sse_into(
+            &format!("http://{}/topics/e/events", hosts.next().unwrap()),
+            &mut seen,
+            N,
+        )
+        .await
+        {
+            breaks += 1;
+            assert!(breaks < 10, "SSE never finished");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        seen
+    });
+    let (wa, wb) = (a.http.clone().unwrap(), b.http.clone().unwrap());
+    let ws = tokio::spawn(async move {
+        let mut seen = Seen::default();
+        let mut hosts = [wa, wb].into_iter().cycle();
+        let mut breaks = 0;
+        while !ws_into(
+            &format!("ws://{}/topics/e/ws", hosts.next().unwrap()),
+            &mut seen,
+            N,
+        )
+        .await
+        {
+            breaks += 1;
+            assert!(breaks < 10, "WebSocket never finished");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        seen
+    });
+
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    a.kill9();
+
+    let seqs = publisher.await.unwrap();
+    assert_eq!(
+        seqs,
+        (0..N).collect::<Vec<_>>(),
+        "every publish acked once, in order"
+    );
+    let mut got = Seen::default();
+    while got.next() < N {
+        match tokio::time::timeout(
+            Duration::from_secs(20),
+            futures_util::StreamExt::next(&mut sub),
+        )
+        .await
+        {
+            Ok(Some(Ok(fanlog::client::Event::Record(d)))) => {
+                assert_eq!(d.payload(), d.seq().to_string().as_bytes());
+                got.seqs.push(d.seq());
+            }
+            other => panic!("client subscription: {other:?} at {}", got.next()),
+        }
+    }
+    got.assert_whole(N, "client subscription");
+    sse.await.unwrap().assert_whole(N, "SSE");
+    ws.await.unwrap().assert_whole(N, "WebSocket");
 }

@@ -37,7 +37,12 @@ pub enum Transport {
 /// How to connect.
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
-    /// `host:port` of the broker.
+    /// `host:port` of the broker, or of several brokers separated by
+    /// commas (the edges of a cluster): the client connects to the first
+    /// that answers and, when its connection is lost, to the next that
+    /// does, resuming every subscription at its next seq and resending
+    /// every unanswered request (publishes keep their producer sequence,
+    /// so none is stored twice).
     pub addr: String,
     /// TCP or QUIC.
     pub transport: Transport,
@@ -66,6 +71,14 @@ pub struct ConnectOptions {
 }
 
 impl ConnectOptions {
+    /// The addresses of [`ConnectOptions::addr`], in order.
+    pub fn addresses(&self) -> impl Iterator<Item = &str> {
+        self.addr
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+    }
+
     /// Defaults for a TCP connection to `addr`.
     pub fn new(addr: impl Into<String>) -> Self {
         Self {

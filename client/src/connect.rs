@@ -25,14 +25,15 @@ pub(crate) enum Connection {
 #[cfg(feature = "tls")]
 type TlsStream = tokio_rustls::client::TlsStream<TcpStream>;
 
-pub(crate) async fn open(opts: &ConnectOptions) -> Result<Connection, ClientError> {
+/// Opens a connection to `addr`, one of [`ConnectOptions::addresses`].
+pub(crate) async fn open(opts: &ConnectOptions, addr: &str) -> Result<Connection, ClientError> {
     let fail = |reason: String| ClientError::Connect {
-        addr: opts.addr.clone(),
+        addr: addr.to_owned(),
         reason,
     };
     match &opts.transport {
         Transport::Tcp => {
-            let stream = tokio::time::timeout(opts.connect_timeout, TcpStream::connect(&opts.addr))
+            let stream = tokio::time::timeout(opts.connect_timeout, TcpStream::connect(addr))
                 .await
                 .map_err(|_| fail("timed out".into()))?
                 .map_err(|e| fail(e.to_string()))?;
@@ -40,7 +41,7 @@ pub(crate) async fn open(opts: &ConnectOptions) -> Result<Connection, ClientErro
             Ok(Connection::Tcp(Arc::new(Mutex::new(Some(stream)))))
         }
         #[cfg(feature = "tls")]
-        Transport::Quic(q) => crate::quic::connect(&opts.addr, q, opts.connect_timeout)
+        Transport::Quic(q) => crate::quic::connect(addr, q, opts.connect_timeout)
             .await
             .map(Connection::Quic),
         #[cfg(feature = "tls")]
@@ -50,7 +51,7 @@ pub(crate) async fn open(opts: &ConnectOptions) -> Result<Connection, ClientErro
             let name = rustls::pki_types::ServerName::try_from(name)
                 .map_err(|e| ClientError::Tls(format!("server name: {e}")))?;
             let connecting = async {
-                let tcp = TcpStream::connect(&opts.addr).await?;
+                let tcp = TcpStream::connect(addr).await?;
                 let _ = tcp.set_nodelay(true);
                 tokio_rustls::TlsConnector::from(Arc::new(config))
                     .connect(name, tcp)

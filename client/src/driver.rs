@@ -124,6 +124,8 @@ pub(crate) struct Driver {
     subs: HashMap<u32, SubState>,
     producer_id: u64,
     next_pseq: u64,
+    /// The address of [`ConnectOptions::addresses`] tried first.
+    current: usize,
 }
 
 fn send_reply<T>(r: Reply<T>, v: Result<T, ClientError>) {
@@ -155,6 +157,7 @@ impl Driver {
             subs: HashMap::new(),
             producer_id: rand::random(),
             next_pseq: 0,
+            current: 0,
         };
         d.establish().await?;
         Ok(d)
@@ -213,11 +216,39 @@ impl Driver {
         self.next_id
     }
 
+    /// Opens a connection to the first of the addresses that answers,
+    /// starting with the one that answered last.
+    async fn open_any(&mut self) -> Result<connect::Connection, ClientError> {
+        let addrs: Vec<String> = self.opts.addresses().map(str::to_owned).collect();
+        if addrs.is_empty() {
+            return Err(ClientError::Connect {
+                addr: self.opts.addr.clone(),
+                reason: "no address".into(),
+            });
+        }
+        let mut last = None;
+        for k in 0..addrs.len() {
+            let i = (self.current + k) % addrs.len();
+            match connect::open(&self.opts, &addrs[i]).await {
+                Ok(c) => {
+                    if i != self.current {
+                        tracing::info!(addr = %addrs[i], "connected to another address");
+                    }
+                    self.current = i;
+                    return Ok(c);
+                }
+                Err(e) if is_fatal(&e) => return Err(e),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or(ClientError::Closed))
+    }
+
     /// Opens a connection, says Hello, then resends what is pending and
     /// resubscribes.
     async fn establish(&mut self) -> Result<(), ClientError> {
         self.generation += 1;
-        let conn = connect::open(&self.opts).await?;
+        let conn = self.open_any().await?;
         let control = self.open_link(&conn, 0).await?;
         self.conn = Some(conn);
         // Wait for the broker's answer to Hello on the control link.

@@ -367,6 +367,7 @@ async fn follow(mut stream: JsStream, shared: Arc<Shared>) {
                 continue;
             }
         };
+        let mut last_message = tokio::time::Instant::now();
         loop {
             let next = tokio::time::timeout(Duration::from_secs(1), messages.next()).await;
             if last_poll.elapsed() >= Duration::from_secs(1) {
@@ -376,6 +377,15 @@ async fn follow(mut stream: JsStream, shared: Arc<Shared>) {
                     shared.bytes.store(info.state.bytes, Ordering::Relaxed);
                     if shared.first.fetch_max(first, Ordering::AcqRel) < first {
                         shared.wake();
+                    }
+                    // The stream holds more than the tail and nothing came
+                    // for a while: the consumer is stuck (its server died
+                    // and its heartbeats have not told it yet). Make a
+                    // new one rather than wait.
+                    let behind = info.state.last_sequence > shared.tail.read().next();
+                    if behind && last_message.elapsed() >= Duration::from_secs(2) {
+                        tracing::debug!(topic = %shared.name, "the tail's consumer is stuck; making a new one");
+                        break;
                     }
                 }
             }
@@ -388,6 +398,7 @@ async fn follow(mut stream: JsStream, shared: Arc<Shared>) {
                 }
                 Ok(Some(Ok(m))) => m,
             };
+            last_message = tokio::time::Instant::now();
             let Ok(info) = m.info() else { continue };
             let seq = info.stream_sequence - 1;
             let ts = published_us(info.published);

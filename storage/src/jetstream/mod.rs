@@ -264,6 +264,9 @@ impl JsStorage {
                 info.max_payload
             )));
         }
+        // The client's default ack timeout (5 s) stays: a shorter one
+        // (1 s, tried) resent thousands of pipelined publishes at once
+        // under load and made the failover stall longer (15 s, not 9).
         let js = jetstream::new(client.clone());
         let engine = Engine {
             rt,
