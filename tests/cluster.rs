@@ -548,3 +548,184 @@ async fn killing_an_edge_moves_its_clients_to_another() {
     sse.await.unwrap().assert_whole(N, "SSE");
     ws.await.unwrap().assert_whole(N, "WebSocket");
 }
+
+/// Two edges that may deliver hooks to a receiver on 127.0.0.1.
+fn hook_edges(
+    nats: &NatsCluster,
+) -> (
+    tempfile::TempDir,
+    tempfile::TempDir,
+    common::ServeProcess,
+    common::ServeProcess,
+) {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = nats.edge(da.path(), &["--allow-hook-target", "127.0.0.1"]);
+    let b = nats.edge(db.path(), &["--allow-hook-target", "127.0.0.1"]);
+    (da, db, a, b)
+}
+
+async fn publish_http(edge: &common::ServeProcess, topic: &str, range: std::ops::Range<u64>) {
+    let http = reqwest::Client::new();
+    for i in range {
+        let r = http
+            .post(format!(
+                "http://{}/topics/{topic}/messages",
+                edge.http.as_ref().unwrap()
+            ))
+            .body(format!("{{\"n\":{i}}}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+}
+
+async fn hook_view(edge: &common::ServeProcess, id: &str) -> Option<serde_json::Value> {
+    let r = reqwest::get(format!("http://{}/hooks/{id}", edge.http.as_ref().unwrap()))
+        .await
+        .ok()?;
+    (r.status() == 200).then_some(())?;
+    r.json().await.ok()
+}
+
+/// Which of the edges owns the hook's deliveries (the other says so in its
+/// status), once both know the hook.
+async fn owner_of(edges: [&common::ServeProcess; 2], id: &str) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut waiting = [false; 2];
+        for (i, e) in edges.iter().enumerate() {
+            if let Some(v) = hook_view(e, id).await {
+                waiting[i] = v["last_error"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("another worker owns"));
+            }
+        }
+        match waiting {
+            [true, false] => return 1,
+            [false, true] => return 0,
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "no single owner of {id}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The accepted ids with adjacent repeats removed, and how many there were.
+fn without_repeats(ids: Vec<String>) -> (Vec<String>, usize) {
+    let n = ids.len();
+    let mut out = ids;
+    out.dedup();
+    let repeats = n - out.len();
+    (out, repeats)
+}
+
+async fn create_hook(edge: &common::ServeProcess, topic: &str, url: &str) -> String {
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/hooks", edge.http.as_ref().unwrap()))
+        .json(&serde_json::json!({"topic": topic, "url": url, "from": 0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let v: serde_json::Value = r.json().await.unwrap();
+    v["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_hook_owner_hands_its_hooks_to_another_edge() {
+    use common::receiver::{Receiver, Reply, ids};
+    let nats = NatsCluster::start().await;
+    let (_da, _db, a, b) = hook_edges(&nats);
+    let rx = Receiver::start(std::sync::Arc::new(|_, _| Reply::Status(204))).await;
+    publish_http(&a, "h", 0..1).await;
+    // Made through A; B learns of it from the registry in the cluster.
+    let id = create_hook(&a, "h", &rx.url).await;
+    publish_http(&b, "h", 1..20).await;
+    assert_eq!(
+        rx.wait_accepted(20, Duration::from_secs(20)).await.len(),
+        20
+    );
+    let owner = owner_of([&a, &b], &id).await;
+    let (dead, alive) = if owner == 0 { (a, b) } else { (b, a) };
+    let killed = Instant::now();
+    dead.kill9();
+    publish_http(&alive, "h", 20..40).await;
+    let got = rx.wait_accepted(40, Duration::from_secs(30)).await;
+    let first_new = rx
+        .hits()
+        .into_iter()
+        .find(|h| h.id == "h:20" && h.answered == 204)
+        .expect("h:20 delivered")
+        .at;
+    let takeover = first_new - killed;
+    let (ordered, repeats) = without_repeats(got);
+    assert_eq!(ordered, ids("h", 0..40), "in order, nothing lost");
+    assert!(repeats <= 1, "{repeats} repeats");
+    // The lease's time to live (10 s) + 2 s.
+    assert!(
+        takeover <= Duration::from_secs(12),
+        "taken over in {takeover:?}"
+    );
+    eprintln!(
+        "hook taken over {:.2} s after its owner died, {repeats} repeat(s)",
+        takeover.as_secs_f64()
+    );
+    assert_eq!(hook_view(&alive, &id).await.unwrap()["cursor"], 40);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_hook_owner_delivers_nothing_more_and_moves_no_cursor() {
+    use common::receiver::{Receiver, Reply, ids};
+    let nats = NatsCluster::start().await;
+    let (_da, _db, a, b) = hook_edges(&nats);
+    // h:5 is answered after 3 s: its owner is stopped while it waits.
+    let rx = Receiver::start(std::sync::Arc::new(|id: &str, n| {
+        if id == "h:5" && n == 0 {
+            Reply::Slow(Duration::from_secs(3))
+        } else {
+            Reply::Status(204)
+        }
+    }))
+    .await;
+    publish_http(&a, "h", 0..1).await;
+    let id = create_hook(&a, "h", &rx.url).await;
+    publish_http(&a, "h", 1..5).await;
+    assert_eq!(rx.wait_accepted(5, Duration::from_secs(20)).await.len(), 5);
+    let owner = owner_of([&a, &b], &id).await;
+    let (stalled, alive) = if owner == 0 { (&a, &b) } else { (&b, &a) };
+    publish_http(alive, "h", 5..6).await;
+    // The owner is in its POST of h:5: stop it past its lease.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !rx.hits().iter().any(|h| h.id == "h:5") {
+        assert!(Instant::now() < deadline, "h:5 never sent");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pid = rustix::process::Pid::from_raw(stalled.child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::STOP).unwrap();
+    publish_http(alive, "h", 6..10).await;
+    // The other edge takes over (h:5 again, then on).
+    let got = rx.wait_accepted(10, Duration::from_secs(30)).await;
+    assert!(got.len() >= 10, "{got:?}");
+    rustix::process::kill_process(pid, rustix::process::Signal::CONT).unwrap();
+    publish_http(alive, "h", 10..15).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (ordered, repeats) = without_repeats(rx.accepted());
+    assert_eq!(ordered, ids("h", 0..15), "in order, nothing lost");
+    assert!(repeats <= 1, "{repeats} repeats: {:?}", rx.accepted());
+    // Every delivery after the stalled owner resumed was the new owner's:
+    // nothing was sent twice but h:5, whose answer it got too late.
+    let sent: Vec<String> = rx.hits().into_iter().map(|h| h.id).collect();
+    let (_, sent_repeats) = without_repeats(sent.clone());
+    assert!(sent_repeats <= 1, "sent {sent:?}");
+    // It moved no cursor: it says why, and both edges see the new owner's.
+    let v = hook_view(stalled, &id).await.unwrap();
+    let why = v["last_error"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("lease was lost") || why.contains("another worker owns"),
+        "{v}"
+    );
+    for e in [stalled, alive] {
+        assert_eq!(hook_view(e, &id).await.unwrap()["cursor"], 15);
+    }
+}

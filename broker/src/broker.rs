@@ -370,6 +370,13 @@ impl Broker {
         all
     }
 
+    /// Whether other processes share this broker's storage (the edges of
+    /// a cluster): layers above keep their state in step through it.
+    #[must_use]
+    pub fn storage_shared(&self) -> bool {
+        self.inner.storage.shared()
+    }
+
     /// This process's own data directory.
     pub fn dir(&self) -> &Path {
         &self.inner.dir

@@ -32,6 +32,13 @@ pub trait Leases: Send + Sync + fmt::Debug {
     fn holds(&self, lease: &Lease) -> bool;
     /// Gives the lease up at once (nothing when it no longer holds).
     fn release(&self, lease: &Lease);
+    /// Whether `lease` holds, asked of the store itself (and renewed for
+    /// `ttl` when it does): what a holder checks right before a write
+    /// that only the owner may make. In one process the same as
+    /// [`Leases::holds`].
+    fn fence(&self, lease: &Lease, _ttl: Duration) -> bool {
+        self.holds(lease)
+    }
 }
 
 /// Leases within one process: the embedded broker's, where every holder

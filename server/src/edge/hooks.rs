@@ -63,6 +63,7 @@ impl From<HookError> for ApiError {
             HookError::Broker(b) => b.into(),
             HookError::Io(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
             HookError::TopicInUse { .. } => Self::new(StatusCode::CONFLICT, e.to_string()),
+            HookError::Changed => Self::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         }
     }
 }

@@ -194,6 +194,11 @@ pub enum HookError {
     /// `hooks.json` could not be written.
     #[error("cannot store the hooks: {0}")]
     Io(#[from] std::io::Error),
+    /// The registry changed through another process sharing the storage
+    /// (a cluster's other edge) since this one read it; it is read again,
+    /// and the request may be retried.
+    #[error("the hooks changed through another edge meanwhile: retry")]
+    Changed,
     /// A topic that hooks deliver cannot be deleted.
     #[error("hooks deliver {topic}: delete them first ({})", ids.join(", "))]
     TopicInUse {
@@ -315,6 +320,12 @@ struct Inner {
     /// are serialized and each writes the registry as it is then, so the
     /// last write on disk is always the newest state.
     persist: Mutex<()>,
+    /// The registry's stored revision as this process last read or wrote
+    /// it (`None`: none stored).
+    revision: Mutex<Option<u64>>,
+    /// Storage shared with other processes (a cluster): writes expect
+    /// `revision`, and a task follows what the others write.
+    shared: bool,
     /// Held from a new hook's topic lookup to its registration, and by a
     /// topic's deletion from its check for hooks to the deletion: the two
     /// never interleave, so a hook never points at a deleted topic.
@@ -373,7 +384,8 @@ impl Hooks {
             .build()
             .map_err(|e| HookError::Invalid(format!("HTTP client: {e}")))?;
         let store = Store::new(broker.clone());
-        let specs = store.load()?;
+        let (specs, revision) = store.load_versioned()?;
+        let shared = broker.storage_shared();
         let hooks = Self {
             inner: Arc::new(Inner {
                 broker,
@@ -383,6 +395,8 @@ impl Hooks {
                 store,
                 hooks: Mutex::new(BTreeMap::new()),
                 persist: Mutex::new(()),
+                revision: Mutex::new(revision),
+                shared,
                 topics: Mutex::new(()),
                 shutdown: CancellationToken::new(),
                 tracker: TaskTracker::new(),
@@ -401,7 +415,99 @@ impl Hooks {
                 hooks.register(kept, status);
             }
         }
+        if shared {
+            hooks.inner.tracker.spawn(hooks.clone().follow_registry());
+        }
         Ok(hooks)
+    }
+
+    /// With storage shared by several edges: reads the registry's revision
+    /// every half second and, when another edge changed it, makes this
+    /// edge's hooks what is stored (new ones start, deleted ones stop,
+    /// changed ones restart). Which edge delivers a hook is decided by its
+    /// lease, not here.
+    async fn follow_registry(self) {
+        loop {
+            tokio::select! {
+                () = self.inner.shutdown.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+            let store = self.inner.store.clone();
+            let read = tokio::task::spawn_blocking(move || {
+                let rev = store.revision()?;
+                Ok::<_, std::io::Error>((rev, store))
+            })
+            .await;
+            let Ok(Ok((rev, store))) = read else {
+                continue;
+            };
+            if rev == *self.inner.revision.lock() {
+                continue;
+            }
+            match tokio::task::spawn_blocking(move || store.load_versioned()).await {
+                Ok(Ok((specs, rev))) => self.reconcile(specs, rev),
+                Ok(Err(e)) => tracing::warn!("cannot read the hooks registry: {e}"),
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Makes the running hooks `stored` (read at `revision`).
+    fn reconcile(&self, stored: Vec<HookSpec>, revision: Option<u64>) {
+        let _write = self.inner.persist.lock();
+        let local: BTreeMap<String, HookSpec> = self
+            .inner
+            .hooks
+            .lock()
+            .iter()
+            .map(|(id, e)| (id.clone(), e.spec.clone()))
+            .collect();
+        let ids: std::collections::BTreeSet<&str> = stored.iter().map(|h| h.id.as_str()).collect();
+        for id in local.keys().filter(|id| !ids.contains(id.as_str())) {
+            tracing::info!(hook = %id, "deleted through another edge");
+            self.forget(id);
+        }
+        for spec in stored {
+            if local.get(&spec.id) == Some(&spec) {
+                continue;
+            }
+            let id = spec.id.clone();
+            self.forget(&id);
+            if let Err(e) = self.start(spec) {
+                tracing::error!(hook = %id, error = %e, "hook from another edge not started");
+            }
+        }
+        *self.inner.revision.lock() = revision;
+    }
+
+    /// Writes `specs` as the registry (the persist lock is held): over
+    /// whatever is stored on one machine; over the revision this process
+    /// knows when others share the storage, else [`HookError::Changed`]
+    /// (and the registry is read again).
+    fn persist(&self, specs: &[HookSpec]) -> Result<(), HookError> {
+        let expect = match (self.inner.shared, *self.inner.revision.lock()) {
+            (false, _) => fanlog_broker::storage::Expect::Any,
+            (true, Some(r)) => fanlog_broker::storage::Expect::Revision(r),
+            (true, None) => fanlog_broker::storage::Expect::Absent,
+        };
+        match self.inner.store.save(specs, expect) {
+            Ok(rev) => {
+                *self.inner.revision.lock() = Some(rev);
+                Ok(())
+            }
+            Err(e)
+                if e.get_ref()
+                    .and_then(|i| i.downcast_ref::<fanlog_broker::storage::StorageError>())
+                    .is_some_and(|s| {
+                        matches!(s, fanlog_broker::storage::StorageError::Conflict { .. })
+                    }) =>
+            {
+                // Forces the follower to read the registry again.
+                *self.inner.revision.lock() = None;
+                Err(HookError::Changed)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Registers `spec` and starts its worker when it is enabled.
@@ -498,8 +604,7 @@ impl Hooks {
             .values()
             .map(|e| e.spec.clone())
             .collect();
-        self.inner.store.save(&specs)?;
-        Ok(())
+        self.persist(&specs)
     }
 
     /// Deletes `topic` from the broker unless hooks deliver it
@@ -774,7 +879,7 @@ impl Hooks {
             .filter(|e| e.spec.id != id)
             .map(|e| e.spec.clone())
             .collect();
-        self.inner.store.save(&rest)?;
+        self.persist(&rest)?;
         if let Some(e) = hooks.remove(id) {
             e.stop.cancel();
         }

@@ -92,7 +92,7 @@ struct RawFile {
     hooks: Vec<serde_json::Value>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Store {
     broker: Broker,
 }
@@ -106,7 +106,27 @@ impl Store {
         Self { broker }
     }
 
-    /// Every stored hook; none when the file does not exist yet.
+    /// Every stored hook (see [`Store::load_versioned`]).
+    #[cfg(test)]
+    pub fn load(&self) -> std::io::Result<Vec<HookSpec>> {
+        self.load_versioned().map(|(hooks, _)| hooks)
+    }
+
+    /// The stored revision of the registry, `None` when there is none:
+    /// cheap enough to poll for changes other processes made.
+    ///
+    /// # Errors
+    /// The registry cannot be read.
+    pub fn revision(&self) -> std::io::Result<Option<u64>> {
+        Ok(self
+            .broker
+            .meta()
+            .get(Namespace::Hooks, KEY)
+            .map_err(io)?
+            .map(|d| d.revision))
+    }
+
+    /// Every stored hook, with the revision read (`None`: no registry yet).
     ///
     /// A damaged file stops no more than what it damages: an entry that is
     /// not a valid hook is skipped (and kept in `hooks.rejected-MS.json`),
@@ -116,11 +136,12 @@ impl Store {
     ///
     /// # Errors
     /// The registry cannot be read or moved aside.
-    pub fn load(&self) -> std::io::Result<Vec<HookSpec>> {
+    pub fn load_versioned(&self) -> std::io::Result<(Vec<HookSpec>, Option<u64>)> {
         let meta = self.broker.meta();
         let Some(doc) = meta.get(Namespace::Hooks, KEY).map_err(io)? else {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), None));
         };
+        let revision = Some(doc.revision);
         let ms = super::now_ms();
         let entries = match serde_json::from_slice::<RawFile>(&doc.value) {
             Ok(f) => f.hooks,
@@ -133,7 +154,7 @@ impl Store {
                     document = KEY, moved_to = %aside, error = %e,
                     "the hooks registry is not valid JSON: moved aside, starting without its hooks"
                 );
-                return Ok(Vec::new());
+                return Ok((Vec::new(), None));
             }
         };
         let mut hooks = Vec::with_capacity(entries.len());
@@ -157,20 +178,25 @@ impl Store {
             )
             .map_err(io)?;
         }
-        Ok(hooks)
+        Ok((hooks, revision))
     }
 
-    /// Replaces the registry with `hooks`, durably and atomically.
-    /// Callers serialize their writes.
-    pub fn save(&self, hooks: &[HookSpec]) -> std::io::Result<()> {
+    /// Replaces the registry with `hooks`, durably and atomically, if it
+    /// is still as `expect`ed (storage shared with other processes: the
+    /// registry they changed since is not written over); returns the new
+    /// revision. Callers serialize their writes.
+    ///
+    /// # Errors
+    /// The write failed, or the registry changed meanwhile (an error
+    /// wrapping `StorageError::Conflict`).
+    pub fn save(&self, hooks: &[HookSpec], expect: Expect) -> std::io::Result<u64> {
         let body = serde_json::to_vec_pretty(&File {
             hooks: hooks.to_vec(),
         })
         .map_err(std::io::Error::other)?;
         self.broker
             .meta()
-            .put(Namespace::Hooks, KEY, &body, Expect::Any)
-            .map(drop)
+            .put(Namespace::Hooks, KEY, &body, expect)
             .map_err(io)
     }
 }
@@ -206,7 +232,7 @@ mod tests {
                 expires_ms: 9,
             }),
         };
-        s.save(std::slice::from_ref(&h)).unwrap();
+        s.save(std::slice::from_ref(&h), Expect::Any).unwrap();
         assert_eq!(Store::new(broker).load().unwrap(), vec![h.clone()]);
         // One bad entry: the others load, it is kept aside.
         let mut v: serde_json::Value =

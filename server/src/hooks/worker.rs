@@ -81,11 +81,16 @@ impl Owner {
     async fn acquire(&mut self, status: &Mutex<Status>, stop: &CancellationToken) -> bool {
         let mut wait = Duration::from_millis(10);
         loop {
-            if let Some(l) = self
-                .broker
-                .leases()
-                .acquire(&self.name, &self.holder, LEASE_TTL)
-            {
+            // A cluster's leases are a network round trip: off the runtime.
+            let (broker, name, holder) =
+                (self.broker.clone(), self.name.clone(), self.holder.clone());
+            let got = tokio::task::spawn_blocking(move || {
+                broker.leases().acquire(&name, &holder, LEASE_TTL)
+            })
+            .await
+            .ok()
+            .flatten();
+            if let Some(l) = got {
                 self.lease = Some(l);
                 self.renew_at = Instant::now() + LEASE_TTL / 3;
                 return true;
@@ -95,15 +100,32 @@ impl Owner {
             if pause(stop, wait).await {
                 return false;
             }
-            wait = (wait * 2).min(LEASE_TTL / 3);
+            // Waiting edges look at least once a second, so a dead
+            // owner's hooks move within the lease's time to live + 1 s.
+            wait = (wait * 2).min(Duration::from_secs(1));
         }
     }
 
-    /// Whether the lease still holds: checked before the cursor moves.
+    /// Whether the lease still holds, as this process knows it.
     fn holds(&self) -> bool {
         self.lease
             .as_ref()
             .is_some_and(|l| self.broker.leases().holds(l))
+    }
+
+    /// Whether the lease still holds, as the lease store says: checked
+    /// right before the cursor moves. In a cluster this is a write that
+    /// succeeds only if nobody took the lease since (a compare-and-swap),
+    /// so an owner that stalled past its lease has its cursor write
+    /// refused even if its own clock has not noticed.
+    async fn fence(&self) -> bool {
+        let Some(l) = self.lease.clone() else {
+            return false;
+        };
+        let broker = self.broker.clone();
+        tokio::task::spawn_blocking(move || broker.leases().fence(&l, LEASE_TTL))
+            .await
+            .unwrap_or(false)
     }
 }
 
@@ -276,7 +298,7 @@ pub(super) async fn run(job: Job) {
                 }
                 None => return,
             };
-            if !owner.holds() {
+            if !owner.holds() || !owner.fence().await {
                 // Lost (this process stalled past the lease): the cursor is
                 // not moved; deliveries resume from it once owned again.
                 job.status.lock().last_error =

@@ -474,6 +474,48 @@ impl Leases for JsLeases {
             })
     }
 
+    fn fence(&self, lease: &Lease, ttl: Duration) -> bool {
+        // A renewal at the revision this holder last wrote: it fails if
+        // anyone took the lease since, whatever this process's clock says.
+        let Some(rev) = self
+            .held
+            .lock()
+            .get(&lease.name)
+            .filter(|(h, t, _, _)| *h == lease.holder && *t == lease.token)
+            .map(|(_, _, rev, _)| *rev)
+        else {
+            return false;
+        };
+        let started = Instant::now();
+        let Ok(doc) = serde_json::to_vec(&Held {
+            holder: lease.holder.clone(),
+            token: lease.token,
+            until_ms: now_ms().saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)),
+        }) else {
+            return false;
+        };
+        match self
+            .bucket
+            .swap(encode(&lease.name), Bytes::from(doc), Expect::Revision(rev))
+        {
+            Ok(Swap::Done(new)) => {
+                self.held.lock().insert(
+                    lease.name.clone(),
+                    (lease.holder.clone(), lease.token, new, started + ttl),
+                );
+                true
+            }
+            Ok(Swap::Conflict) => {
+                self.held.lock().remove(&lease.name);
+                false
+            }
+            Err(e) => {
+                tracing::warn!(lease = %lease.name, "cannot reach the cluster's leases: {e}");
+                false
+            }
+        }
+    }
+
     fn release(&self, lease: &Lease) {
         let mine = {
             let mut held = self.held.lock();
