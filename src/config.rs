@@ -237,6 +237,10 @@ pub struct ClusterConfig {
     /// CA certificate (PEM) for `tls://` NATS servers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ca: Option<PathBuf>,
+    /// The servers' HTTP monitoring URLs (`http://HOST:8222`), where an
+    /// edge reads each server's `sync_always`: required when any topic
+    /// is `fsync = "always"`.
+    pub monitor_urls: Vec<String>,
 }
 
 impl Default for ClusterConfig {
@@ -251,6 +255,7 @@ impl Default for ClusterConfig {
             token: None,
             credentials: None,
             ca: None,
+            monitor_urls: Vec::new(),
         }
     }
 }

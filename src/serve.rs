@@ -112,6 +112,60 @@ impl ServeArgs {
     }
 }
 
+/// Under `fsync = "always"` (the default or any `[topics]` entry) an
+/// acknowledgement in a cluster must mean "on disk on a quorum": JetStream
+/// acks after replication but syncs every two minutes unless a server runs
+/// `jetstream { sync_interval: always }`. Each server's monitoring page
+/// says whether it does; without the pages, or with a server that does
+/// not, the edge refuses to start.
+async fn check_cluster_sync(cfg: &Config, broker: &fanlog::BrokerConfig) -> anyhow::Result<()> {
+    let always = broker.topic.durability == Durability::Always
+        || cfg
+            .topics
+            .values()
+            .any(|o| o.durability == Some(Durability::Always));
+    if !always {
+        return Ok(());
+    }
+    let urls = &cfg.cluster.monitor_urls;
+    if urls.is_empty() {
+        anyhow::bail!(
+            "fsync = always in cluster mode needs every NATS server to sync before it acknowledges; \
+             list the servers' monitoring URLs in [cluster] monitor_urls so that this edge can check it"
+        );
+    }
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()?;
+    for url in urls {
+        let varz = format!("{}/varz", url.trim_end_matches('/'));
+        let v: serde_json::Value = http
+            .get(&varz)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .with_context(|| format!("cannot read {varz}"))?
+            .json()
+            .await
+            .with_context(|| format!("{varz} is not a NATS monitoring page"))?;
+        let config = &v["jetstream"]["config"];
+        if config["sync_always"].as_bool() != Some(true) {
+            anyhow::bail!(
+                "fsync = always in cluster mode needs every NATS server to sync before it acknowledges, \
+                 but {} ({url}) does not (sync_interval {}): run it with jetstream {{ sync_interval: always }}",
+                v["server_name"].as_str().unwrap_or("a server"),
+                config["sync_interval"]
+                    .as_u64()
+                    .map_or("unknown".to_owned(), |ns| format!(
+                        "{} s",
+                        ns / 1_000_000_000
+                    ))
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Opens the broker as an edge of the `[cluster]`: its topics, offsets,
 /// hooks and leases in NATS JetStream; the data directory keeps only what
 /// is this process's own (a generated certificate).
@@ -200,6 +254,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let limits = &cfg.limits;
     let broker_config = cfg.broker().map_err(anyhow::Error::msg)?;
     let broker = if cfg.cluster.enabled() {
+        check_cluster_sync(cfg, &broker_config).await?;
         open_cluster(cfg, broker_config)?
     } else {
         Broker::open(&cfg.data, broker_config)

@@ -304,9 +304,26 @@ async fn without_a_quorum_publishes_are_refused_and_reads_go_on() {
     let mut nats = NatsCluster::start().await;
     let data = tempfile::tempdir().unwrap();
     let urls = nats.urls();
+    // Under fsync always, which the edge checks the servers keep (they
+    // run sync_interval: always).
+    let conf = data.path().join("fanlog.toml");
+    std::fs::write(
+        &conf,
+        format!("[cluster]\nmonitor_urls = {}\n", nats.monitor_urls_toml()),
+    )
+    .unwrap();
     let edge = common::ServeProcess::start_with_env(
         data.path(),
-        &["--cluster", &urls, "--http", "127.0.0.1:0"],
+        &[
+            "--cluster",
+            &urls,
+            "--http",
+            "127.0.0.1:0",
+            "--fsync",
+            "always",
+            "--config",
+            conf.to_str().unwrap(),
+        ],
         &[("FANLOG_CLUSTER__PUBLISH_TIMEOUT", "2s")],
     );
     let client = Client::connect(&edge.tcp).await.unwrap();
@@ -727,5 +744,82 @@ async fn a_stalled_hook_owner_delivers_nothing_more_and_moves_no_cursor() {
     );
     for e in [stalled, alive] {
         assert_eq!(hook_view(e, &id).await.unwrap()["cursor"], 15);
+    }
+}
+
+/// What `fanlog serve ARGS` printed on stderr when it refused to start.
+fn refusal(args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fanlog"))
+        .arg("serve")
+        .args(["--tcp", "127.0.0.1:0", "--quic", "off", "--http", "off"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "it started: {out:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fsync_always_needs_servers_that_sync_before_they_ack() {
+    // JetStream's default: acknowledged, synced within two minutes.
+    let nats = NatsCluster::start_with(false).await;
+    let data = tempfile::tempdir().unwrap();
+    let d = data.path().to_str().unwrap();
+    let urls = nats.urls();
+    let e = refusal(&["--data", d, "--cluster", &urls, "--fsync", "always"]);
+    assert!(e.contains("monitor_urls"), "{e}");
+    let conf = data.path().join("fanlog.toml");
+    std::fs::write(
+        &conf,
+        format!("[cluster]\nmonitor_urls = {}\n", nats.monitor_urls_toml()),
+    )
+    .unwrap();
+    let c = conf.to_str().unwrap();
+    let e = refusal(&[
+        "--data",
+        d,
+        "--cluster",
+        &urls,
+        "--fsync",
+        "always",
+        "--config",
+        c,
+    ]);
+    assert!(e.contains("sync_interval: always"), "{e}");
+    assert_eq!(
+        e.lines().filter(|l| l.starts_with("fanlog:")).count(),
+        1,
+        "one line: {e}"
+    );
+    // Other modes start (the ack is the quorum's; docs/cluster.md).
+    let edge = nats.edge(data.path(), &["--fsync", "interval:100"]);
+    let client = Client::connect(&edge.tcp).await.unwrap();
+    assert_eq!(client.publish("s", Message::new("x")).await.unwrap(), 0);
+
+    // An old server is refused in one line too: Debian's 2.9, when present.
+    let old = std::path::Path::new("/usr/sbin/nats-server");
+    if old.exists() && common::nats::version_of(old).is_some_and(|v| v < (2, 11)) {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let store = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new(old)
+            .args(["-p", &port.to_string(), "-a", "127.0.0.1", "-js", "-sd"])
+            .arg(store.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let e = refusal(&[
+            "--data",
+            d,
+            "--cluster",
+            &format!("nats://127.0.0.1:{port}"),
+        ]);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(e.contains("2.11 or newer"), "{e}");
     }
 }

@@ -15,7 +15,7 @@ use super::ServeProcess;
 /// The oldest server version the tests accept (cluster mode's minimum).
 const MIN: (u64, u64) = (2, 11);
 
-fn version_of(bin: &Path) -> Option<(u64, u64)> {
+pub fn version_of(bin: &Path) -> Option<(u64, u64)> {
     let out = Command::new(bin).arg("--version").output().ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
     // "nats-server: v2.15.1"
@@ -56,6 +56,7 @@ fn free_port() -> u16 {
 struct Node {
     config: PathBuf,
     client_port: u16,
+    monitor_port: u16,
     child: Option<Child>,
 }
 
@@ -67,12 +68,23 @@ pub struct NatsCluster {
 }
 
 impl NatsCluster {
-    /// Starts three servers and waits (bounded) until JetStream takes an
-    /// R3 stream.
+    /// Starts three servers that sync before they acknowledge and waits
+    /// (bounded) until JetStream takes an R3 stream.
     pub async fn start() -> Self {
+        Self::start_with(true).await
+    }
+
+    /// [`NatsCluster::start`], with `sync_interval: always` or JetStream's
+    /// default (a sync every two minutes).
+    pub async fn start_with(sync_always: bool) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let bin = server_binary();
         let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+        let sync = if sync_always {
+            ", sync_interval: always"
+        } else {
+            ""
+        };
         let routes: Vec<String> = ports
             .iter()
             .map(|(_, c)| format!("\"nats-route://127.0.0.1:{c}\""))
@@ -81,11 +93,13 @@ impl NatsCluster {
         for (i, (client, cluster)) in ports.iter().enumerate() {
             let store = dir.path().join(format!("n{i}"));
             let config = dir.path().join(format!("n{i}.conf"));
+            let monitor = free_port();
             std::fs::write(
                 &config,
                 format!(
-                    "server_name: n{i}\nlisten: 127.0.0.1:{client}\nmax_payload: 8MB\n\
-                     jetstream {{ store_dir: \"{}\", sync_interval: always }}\n\
+                    "server_name: n{i}\nlisten: 127.0.0.1:{client}\nhttp: 127.0.0.1:{monitor}\n\
+                     max_payload: 8MB\n\
+                     jetstream {{ store_dir: \"{}\"{sync} }}\n\
                      cluster {{ name: fanlog-test, listen: 127.0.0.1:{cluster}, routes: [{}] }}\n",
                     store.display(),
                     routes.join(", ")
@@ -95,6 +109,7 @@ impl NatsCluster {
             nodes.push(Node {
                 config,
                 client_port: *client,
+                monitor_port: monitor,
                 child: None,
             });
         }
@@ -128,6 +143,16 @@ impl NatsCluster {
             .map(|n| format!("nats://127.0.0.1:{}", n.client_port))
             .collect::<Vec<_>>()
             .join(",")
+    }
+
+    /// The servers' monitoring URLs, as TOML for `[cluster] monitor_urls`.
+    pub fn monitor_urls_toml(&self) -> String {
+        let urls: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("\"http://127.0.0.1:{}\"", n.monitor_port))
+            .collect();
+        format!("[{}]", urls.join(", "))
     }
 
     /// A client connected to the cluster, for the tests' own look at it.
