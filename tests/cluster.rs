@@ -823,3 +823,141 @@ async fn fsync_always_needs_servers_that_sync_before_they_ack() {
         assert!(e.contains("2.11 or newer"), "{e}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_poll_time_seek_truncation_tickets_and_deletion_across_edges() {
+    let nats = NatsCluster::start().await;
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // The same tokens on every edge.
+    let conf = "[[auth.tokens]]\ntoken = \"admin-token\"\npublish = [\"*\"]\nsubscribe = [\"*\"]\nadmin = true\n";
+    let mut edges = Vec::new();
+    for d in [&da, &db] {
+        let path = d.path().join("fanlog.toml");
+        std::fs::write(&path, conf).unwrap();
+        edges.push(nats.edge(d.path(), &["--config", path.to_str().unwrap()]));
+    }
+    let (ha, hb) = (
+        format!("http://{}", edges[0].http.as_ref().unwrap()),
+        format!("http://{}", edges[1].http.as_ref().unwrap()),
+    );
+    let http = reqwest::Client::new();
+    let auth = "Bearer admin-token";
+    let post = |base: &str, topic: &str, body: String| {
+        http.post(format!("{base}/topics/{topic}/messages"))
+            .header("authorization", auth)
+            .body(body)
+            .send()
+    };
+    let get = |url: String| http.get(url).header("authorization", auth).send();
+
+    // Long poll on B answers with what is published through A.
+    assert_eq!(post(&ha, "lp", "0".into()).await.unwrap().status(), 201);
+    let poll = get(format!("{hb}/topics/lp/poll?after=0&timeout=20"));
+    let publish = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        post(&ha, "lp", "1".into()).await.unwrap()
+    };
+    let (r, p) = tokio::join!(poll, publish);
+    assert_eq!(p.status(), 201);
+    let page: serde_json::Value = r.unwrap().json().await.unwrap();
+    assert_eq!(page["messages"][0]["seq"], 1, "{page}");
+    assert_eq!(page["messages"][0]["data"], "1");
+
+    // Time seek through either edge finds the first message at or after
+    // a time.
+    for i in 0..5 {
+        assert_eq!(post(&ha, "ts", i.to_string()).await.unwrap().status(), 201);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let t = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for i in 5..10 {
+        assert_eq!(post(&hb, "ts", i.to_string()).await.unwrap().status(), 201);
+    }
+    for base in [&ha, &hb] {
+        let page: serde_json::Value = get(format!("{base}/topics/ts/messages?from_time={t}"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(page["messages"][0]["seq"], 5, "{page}");
+    }
+
+    // Truncation through A: readers through B get the gap.
+    for i in 0..50 {
+        assert_eq!(post(&ha, "tr", i.to_string()).await.unwrap().status(), 201);
+    }
+    let r = http
+        .post(format!("{ha}/topics/tr/truncate"))
+        .header("authorization", auth)
+        .json(&serde_json::json!({"before": 20}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let page: serde_json::Value = get(format!("{hb}/topics/tr/messages?from=0&limit=1"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if page["gap"]["to"] == 20 {
+            assert_eq!(page["messages"][0]["seq"], 20, "{page}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no gap on B: {page}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // A ticket issued by A is good once, on any edge.
+    let t: serde_json::Value = http
+        .post(format!("{ha}/tickets"))
+        .header("authorization", auth)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ticket = t["ticket"].as_str().unwrap();
+    let r = reqwest::get(format!("{hb}/topics/lp/events?ticket={ticket}"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    drop(r);
+    for base in [&ha, &hb] {
+        let r = reqwest::get(format!("{base}/topics/lp/events?ticket={ticket}"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "a ticket is single use across edges");
+    }
+
+    // Deleted through A: B's subscribers end, and the name starts again
+    // at seq 0 through B.
+    let sse = get(format!("{hb}/topics/lp/events?from=0")).await.unwrap();
+    let r = http
+        .delete(format!("{ha}/topics/lp"))
+        .header("authorization", auth)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{:?}", r.text().await);
+    let body = tokio::time::timeout(Duration::from_secs(15), sse.text())
+        .await
+        .expect("B's SSE stream ends when the topic is deleted")
+        .unwrap();
+    assert!(body.contains("id: 1"), "{body}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = post(&hb, "lp", "again".into()).await.unwrap();
+        let v: serde_json::Value = r.json().await.unwrap();
+        if v["seq"] == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not started again: {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

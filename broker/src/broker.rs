@@ -862,6 +862,19 @@ impl Broker {
         }
     }
 
+    /// Waits until a read of `topic` from `from` can be answered from what
+    /// this process holds (at once for the local log; in a cluster, once
+    /// the records below the edge's tail are fetched): one-shot readers
+    /// call it before [`Broker::read`].
+    ///
+    /// # Errors
+    /// As [`Broker::read`].
+    pub async fn warm(&self, topic: &str, from: u64) -> Result<()> {
+        let t = self.existing(topic)?;
+        t.log.warm(from).await;
+        Ok(())
+    }
+
     /// Reads up to `max` records from seq `from`. Reading past the end gives
     /// no records; reading below the first stored seq gives a gap and the
     /// records from the first available one.

@@ -133,6 +133,15 @@ pub struct BenchArgs {
     /// "this run").
     #[arg(long)]
     pub label: Option<String>,
+    /// Cluster mode: instead of one in-process broker, two in-process
+    /// edges over the NATS JetStream cluster at these servers
+    /// (comma-separated `nats://HOST:PORT`); publishers use the first,
+    /// subscribers the second, so latency is measured edge to edge.
+    #[arg(long, value_name = "URLS")]
+    pub cluster: Option<String>,
+    /// Replicas of the run's stream in cluster mode.
+    #[arg(long, default_value_t = 3)]
+    pub replicas: usize,
 }
 
 /// Deletes the run's topic from the live broker through `--http`, or says
@@ -177,13 +186,17 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// Where to connect, and what to stop at the end.
 pub(crate) struct Target {
-    /// Native connections: publishers, and subscribers over TCP or QUIC.
+    /// Native connections of publishers.
     options: ConnectOptions,
+    /// Native connections of subscribers (another edge in cluster mode).
+    sub_options: ConnectOptions,
     /// `http://HOST:PORT` of the HTTP edge, for ws and sse subscribers.
     http: Option<String>,
     /// The broker's process, to read its memory from.
     broker_pid: Option<u32>,
     embedded: Option<Embedded>,
+    /// The second edge, in cluster mode.
+    second: Option<Embedded>,
     child: Option<ChildBroker>,
 }
 
@@ -225,7 +238,7 @@ impl ChildBroker {
 }
 
 /// Listening addresses of a broker.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Addrs {
     tcp: Option<String>,
     quic: Option<String>,
@@ -298,7 +311,27 @@ async fn spawn_broker(args: &BenchArgs) -> anyhow::Result<(ChildBroker, Addrs)> 
 /// composition root as `fanlog serve`.
 async fn embed_broker(args: &BenchArgs) -> anyhow::Result<(Embedded, Addrs)> {
     let dir = tempfile::tempdir().context("temporary directory")?;
-    let config = BrokerConfig {
+    let config = bench_config(args);
+    let broker = match &args.cluster {
+        None => Broker::open(dir.path(), config)?,
+        Some(urls) => {
+            use fanlog::storage::jetstream::{ClusterOptions, JsStorage};
+            let mut opts =
+                ClusterOptions::new(urls.split(',').map(|u| u.trim().to_owned()).collect());
+            opts.replicas = args.replicas;
+            let max = config.topic.max_message_bytes;
+            let storage = tokio::task::spawn_blocking(move || JsStorage::connect(opts, max))
+                .await?
+                .context("cannot join the cluster")?;
+            Broker::with_storage(dir.path(), Box::new(storage), config)?
+        }
+    };
+    serve_embedded(args, broker, dir).await
+}
+
+/// The in-process broker's settings.
+fn bench_config(args: &BenchArgs) -> BrokerConfig {
+    BrokerConfig {
         topic: TopicConfig {
             durability: args.fsync,
             // Keep the disk bounded however long the run.
@@ -307,8 +340,15 @@ async fn embed_broker(args: &BenchArgs) -> anyhow::Result<(Embedded, Addrs)> {
             ..TopicConfig::default()
         },
         ..BrokerConfig::default()
-    };
-    let broker = Broker::open(dir.path(), config)?;
+    }
+}
+
+/// Serves `broker` on port 0 with the listeners the run needs.
+async fn serve_embedded(
+    args: &BenchArgs,
+    broker: Broker,
+    dir: tempfile::TempDir,
+) -> anyhow::Result<(Embedded, Addrs)> {
     let any: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
     let mut builder = Server::builder(broker).tcp(any);
     if args.transport == TransportArg::Quic {
@@ -329,6 +369,15 @@ async fn embed_broker(args: &BenchArgs) -> anyhow::Result<(Embedded, Addrs)> {
 }
 
 async fn target(args: &BenchArgs) -> anyhow::Result<Target> {
+    anyhow::ensure!(
+        args.cluster.is_none() || args.server.is_none(),
+        "--cluster runs its own edges: leave out --server"
+    );
+    // In cluster mode subscribers use a second edge.
+    let second = match &args.cluster {
+        Some(_) => Some(embed_broker(args).await?),
+        None => None,
+    };
     let (addrs, embedded, child, broker_pid) = match &args.server {
         Some(s) => {
             let mut addrs = Addrs {
@@ -353,8 +402,13 @@ async fn target(args: &BenchArgs) -> anyhow::Result<Target> {
             (addrs, Some(embedded), None, None)
         }
     };
+    let sub_addrs = second
+        .as_ref()
+        .map_or_else(|| addrs.clone(), |(_, a)| a.clone());
+    let options = connect_options(args, &addrs)?;
+    let sub_options = connect_options(args, &sub_addrs)?;
     let http = if args.transport.is_http() {
-        let a = addrs
+        let a = sub_addrs
             .http
             .context("--transport ws|sse with --server needs --http ADDR")?;
         Some(if a.contains("://") {
@@ -365,10 +419,24 @@ async fn target(args: &BenchArgs) -> anyhow::Result<Target> {
     } else {
         None
     };
+    Ok(Target {
+        options,
+        sub_options,
+        http,
+        broker_pid,
+        embedded,
+        second: second.map(|(e, _)| e),
+        child,
+    })
+}
+
+/// How the run's clients reach the broker at `addrs`.
+fn connect_options(args: &BenchArgs, addrs: &Addrs) -> anyhow::Result<ConnectOptions> {
     let mut options = if args.transport == TransportArg::Quic {
-        let mut o = ConnectOptions::new(addrs.quic.context("no QUIC address")?);
+        let mut o = ConnectOptions::new(addrs.quic.clone().context("no QUIC address")?);
         let ca = addrs
             .ca
+            .clone()
             .context("--transport quic with --server needs --ca FILE")?;
         o.transport = Transport::Quic(QuicOptions {
             ca: Some(ca),
@@ -376,17 +444,11 @@ async fn target(args: &BenchArgs) -> anyhow::Result<Target> {
         });
         o
     } else {
-        ConnectOptions::new(addrs.tcp.context("no TCP address")?)
+        ConnectOptions::new(addrs.tcp.clone().context("no TCP address")?)
     };
     options.token = args.token.clone();
     options.client_name = "fanlog-bench".into();
-    Ok(Target {
-        options,
-        http,
-        broker_pid,
-        embedded,
-        child,
-    })
+    Ok(options)
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -426,7 +488,19 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if fresh && args.server.is_some() {
         remove_topic(&args, &topic).await;
     }
+    if fresh && args.cluster.is_some() {
+        // The run's stream holds cluster storage (its retention limit is
+        // reserved on every replica) until it is deleted.
+        if let Some(e) = &target.embedded {
+            let broker = e.server.broker().clone();
+            let t = topic.clone();
+            let _ = tokio::task::spawn_blocking(move || broker.delete_topic(&t)).await;
+        }
+    }
     if let Some(e) = target.embedded.take() {
+        e.server.stop().await?;
+    }
+    if let Some(e) = target.second.take() {
         e.server.stop().await?;
     }
     if let Some(child) = target.child.take() {

@@ -177,7 +177,7 @@ async fn open_feeds(
                 }
                 (TransportArg::Ws, Some(base)) => feeds::ws(base, topic, start, stamped).await,
                 _ => {
-                    let client = connect(&target.options).await?;
+                    let client = connect(&target.sub_options).await?;
                     feeds::native(client, topic, start, stamped).await
                 }
             };

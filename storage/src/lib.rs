@@ -185,6 +185,14 @@ pub trait TopicLog: Send + Sync + fmt::Debug {
     /// not create files or sync a directory). The broker runs it on its
     /// flusher thread.
     fn maintain(&self, _now_us: u64) {}
+    /// Resolves once a read of `seq` can be answered without waiting
+    /// (the local log: at once; a cluster log: once a block below its
+    /// tail is fetched, or after a bounded wait): for one-shot readers
+    /// (a page of messages) that must not mistake "not fetched yet" for
+    /// the end.
+    fn warm(&self, _seq: u64) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(std::future::ready(()))
+    }
     /// Refuses appends from now on; readers end at the head.
     fn close(&self);
     /// [`TopicLog::close`], then waits until no append is under way.

@@ -175,6 +175,7 @@ pub(crate) async fn read(
         _ => info.first_seq,
     };
     let limit = json::page_limit(q.limit);
+    s.broker.warm(&topic, from).await?;
     let batch = s.broker.read_verified(&topic, from, limit)?;
     let mut page = Page::empty(batch.gap.map_or(from, |(_, to)| to));
     page.gap = batch.gap.map(|(from, to)| GapJson { from, to });

@@ -42,9 +42,9 @@ use crate::{
 };
 
 /// Records per cold-read block.
-const BLOCK: u64 = 256;
+const BLOCK: u64 = 2048;
 /// Cold blocks kept per topic.
-const COLD_BLOCKS: usize = 64;
+const COLD_BLOCKS: usize = 16;
 
 struct Tail {
     /// The seq of `records[0]` (the next seq when empty).
@@ -372,7 +372,15 @@ async fn follow(mut stream: JsStream, shared: Arc<Shared>) {
             let next = tokio::time::timeout(Duration::from_secs(1), messages.next()).await;
             if last_poll.elapsed() >= Duration::from_secs(1) {
                 last_poll = tokio::time::Instant::now();
-                if let Ok(info) = stream.info().await {
+                let polled = stream.info().await;
+                if let Err(e) = &polled
+                    && e.to_string().contains("not found")
+                {
+                    tracing::info!(topic = %shared.name, "the topic's stream was deleted: closing it on this edge");
+                    shared.close();
+                    return;
+                }
+                if let Ok(info) = polled {
                     let first = info.state.first_sequence.saturating_sub(1);
                     shared.bytes.store(info.state.bytes, Ordering::Relaxed);
                     if shared.first.fetch_max(first, Ordering::AcqRel) < first {
@@ -652,8 +660,18 @@ impl TopicLog for JsLog {
             }
         }
         let block = seq - seq % BLOCK;
-        if let Some(b) = self.shared.cold.lock().blocks.get(&block) {
-            if let Some(r) = b.iter().find(|r| r.seq() == seq) {
+        let found = self.shared.cold.lock().blocks.get(&block).cloned();
+        if let Some(b) = found {
+            // Records lie in seq order from the block's first stored one.
+            let at = b
+                .first()
+                .and_then(|r| usize::try_from(seq.checked_sub(r.seq())?).ok());
+            if let Some(r) = at.and_then(|i| b.get(i)).filter(|r| r.seq() == seq) {
+                // Read ahead: a reader halfway through a block will want
+                // the next one.
+                if seq - block >= BLOCK / 2 && block + BLOCK < self.shared.tail.read().base {
+                    self.fetch_cold(block + BLOCK);
+                }
                 return Ok(ReadAt::Record(r.clone()));
             }
             if b.last().is_some_and(|r| r.seq() >= seq) || b.is_empty() {
@@ -737,6 +755,35 @@ impl TopicLog for JsLog {
 
     fn durable_seq(&self) -> u64 {
         self.shared.durable.borrow().upto
+    }
+
+    fn warm(&self, seq: u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        // A read below the first seq goes on from the first (after the gap).
+        let seq = seq.max(self.first_seq());
+        let cold = seq < self.shared.tail.read().base;
+        let block = seq - seq % BLOCK;
+        if !cold || self.shared.cold.lock().blocks.contains_key(&block) {
+            return Box::pin(std::future::ready(()));
+        }
+        self.fetch_cold(block);
+        let shared = self.shared.clone();
+        let mut woken = shared.readable.subscribe();
+        Box::pin(async move {
+            let landed = async {
+                loop {
+                    {
+                        let cold = shared.cold.lock();
+                        if cold.blocks.contains_key(&block) || !cold.fetching.contains(&block) {
+                            return;
+                        }
+                    }
+                    if woken.changed().await.is_err() {
+                        return;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(5), landed).await;
+        })
     }
 
     fn close(&self) {

@@ -276,16 +276,37 @@ impl JsStorage {
         };
         let e = engine.clone();
         engine.block(async move {
-            e.js.query_account()
-                .await
-                .map(drop)
-                .map_err(|err| StorageError::Config(format!(
-                    "the NATS servers do not offer JetStream to this account ({err}): start them with -js (or jetstream {{}} in their config)"
-                )))
+            // A cluster that is starting answers late until its meta
+            // leader is elected: wait for it (bounded), then refuse.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                match e.js.query_account().await {
+                    Ok(_) => return Ok(()),
+                    Err(err) if tokio::time::Instant::now() < deadline => {
+                        tracing::debug!("JetStream not ready yet: {err}");
+                        tokio::time::sleep(Duration::from_millis(250)).await;
+                    }
+                    Err(err) => return Err(StorageError::Config(format!(
+                        "the NATS servers do not offer JetStream to this account ({err}): start them with -js (or jetstream {{}} in their config)"
+                    ))),
+                }
+            }
         })??;
-        let meta = JsMeta::new(kv::Bucket::open(&engine, "fanlog_meta")?);
-        let leases = JsLeases::new(kv::Bucket::open(&engine, "fanlog_leases")?);
-        let offsets = kv::Bucket::open(&engine, "fanlog_offsets")?;
+        let bucket = |name| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                match kv::Bucket::open(&engine, name) {
+                    Err(e) if std::time::Instant::now() < deadline => {
+                        tracing::debug!("bucket {name} not ready yet: {e}");
+                        std::thread::sleep(Duration::from_millis(250));
+                    }
+                    other => return other,
+                }
+            }
+        };
+        let meta = JsMeta::new(bucket("fanlog_meta")?);
+        let leases = JsLeases::new(bucket("fanlog_leases")?);
+        let offsets = bucket("fanlog_offsets")?;
         tracing::info!(servers = ?opts.servers, version, replicas = opts.replicas, node = %opts.node_id, "cluster mode: connected to NATS JetStream");
         Ok(Self {
             engine,
