@@ -21,11 +21,11 @@
 //! deduplicated within the stream's duplicate window.
 //!
 //! Each edge follows each topic it serves with **one** ordered consumer
-//! into a tail kept in memory ([`log::JsLog`]); every local subscriber
+//! into a tail kept in memory ([`JsLog`]); every local subscriber
 //! reads that tail. Reads below it are fetched from the stream in blocks,
 //! one fetch per block shared by every reader that needs it.
 //!
-//! The async client lives on a small runtime of its own ([`Engine`]), so
+//! The async client lives on a small runtime of its own (`Engine`), so
 //! that the synchronous storage traits can wait for it from any thread
 //! (the broker calls them from its blocking pool and flusher) without
 //! stalling the caller's runtime on its own I/O.
