@@ -95,6 +95,17 @@ impl std::fmt::Debug for AppendState {
 }
 
 impl Appended {
+    /// Each message's seq, in order, when the local log numbered them as
+    /// it appended; `None` in a cluster, where they come with the
+    /// engine's acknowledgement ([`Appended::durable`]).
+    #[must_use]
+    pub fn seqs(&self) -> Option<&[u64]> {
+        match &self.state {
+            AppendState::Stored { seqs, .. } => Some(seqs),
+            AppendState::Replicating(_) => None,
+        }
+    }
+
     /// Waits until the messages are as durable as the topic's mode promises
     /// (at once unless [`Durability::Always`]; in a cluster, once the
     /// engine acknowledged them) and returns their seqs.
