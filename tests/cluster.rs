@@ -122,6 +122,21 @@ async fn one_topic_through_two_edges_has_one_dense_seq() {
         102
     );
 
+    // A third edge, whose tail starts at the head: a binary Fetch of old
+    // records waits for them to come from the stream.
+    let dc = tempfile::tempdir().unwrap();
+    let c = nats.edge(dc.path(), &[]);
+    let cc = Client::connect(&c.tcp).await.unwrap();
+    let page = cc.fetch("orders", 0, 100).await.unwrap();
+    assert_eq!(
+        page.records
+            .iter()
+            .map(|d| (d.seq(), d.payload().to_vec()))
+            .collect::<Vec<_>>(),
+        want
+    );
+    assert_eq!(page.next, 100);
+
     // SSE on either edge resumes after its Last-Event-ID.
     for edge in [&a, &b] {
         let r = http

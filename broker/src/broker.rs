@@ -886,6 +886,17 @@ impl Broker {
         Ok(())
     }
 
+    /// Whether a read of `topic` from `from` is answered now (see
+    /// [`Broker::warm`]); true for a topic that is not open.
+    #[must_use]
+    pub fn is_warm(&self, topic: &str, from: u64) -> bool {
+        self.inner
+            .topics
+            .read()
+            .get(topic)
+            .is_none_or(|t| t.log.is_warm(from))
+    }
+
     /// Reads up to `max` records from seq `from`. Reading past the end gives
     /// no records; reading below the first stored seq gives a gap and the
     /// records from the first available one.

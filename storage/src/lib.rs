@@ -193,6 +193,10 @@ pub trait TopicLog: Send + Sync + fmt::Debug {
     fn warm(&self, _seq: u64) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         Box::pin(std::future::ready(()))
     }
+    /// Whether a read of `seq` is answered now, without [`TopicLog::warm`].
+    fn is_warm(&self, _seq: u64) -> bool {
+        true
+    }
     /// Refuses appends from now on; readers end at the head.
     fn close(&self);
     /// [`TopicLog::close`], then waits until no append is under way.

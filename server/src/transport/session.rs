@@ -314,9 +314,25 @@ impl Session {
                 let may_publish = self.grant.as_ref().is_some_and(|g| g.can_publish(topic));
                 (*topic, self.broker.creates_on_subscribe(may_publish))
             }
-            Frame::Fetch { topic, .. }
-            | Frame::Commit { topic, .. }
-            | Frame::Committed { topic, .. } => (*topic, false),
+            Frame::Fetch { topic, from, .. } => {
+                // In a cluster, records below the edge's tail are fetched
+                // first: the request waits for them, so that a page is
+                // never cut short by "not fetched yet".
+                if self.broker.is_open(topic) && self.broker.is_warm(topic, *from) {
+                    return false;
+                }
+                let (broker, name, from) = (self.broker.clone(), (*topic).to_owned(), *from);
+                self.parked = Some(Parked {
+                    id,
+                    raw: raw.clone(),
+                    ready: Box::pin(async move {
+                        broker.ready(&name, false).await?;
+                        broker.warm(&name, from).await
+                    }),
+                });
+                return true;
+            }
+            Frame::Commit { topic, .. } | Frame::Committed { topic, .. } => (*topic, false),
             _ => return false,
         };
         if self.broker.is_open(topic) {

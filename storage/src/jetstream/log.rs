@@ -757,14 +757,24 @@ impl TopicLog for JsLog {
         self.shared.durable.borrow().upto
     }
 
-    fn warm(&self, seq: u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    fn is_warm(&self, seq: u64) -> bool {
         // A read below the first seq goes on from the first (after the gap).
         let seq = seq.max(self.first_seq());
-        let cold = seq < self.shared.tail.read().base;
-        let block = seq - seq % BLOCK;
-        if !cold || self.shared.cold.lock().blocks.contains_key(&block) {
+        seq >= self.shared.tail.read().base
+            || self
+                .shared
+                .cold
+                .lock()
+                .blocks
+                .contains_key(&(seq - seq % BLOCK))
+    }
+
+    fn warm(&self, seq: u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        if self.is_warm(seq) {
             return Box::pin(std::future::ready(()));
         }
+        let seq = seq.max(self.first_seq());
+        let block = seq - seq % BLOCK;
         self.fetch_cold(block);
         let shared = self.shared.clone();
         let mut woken = shared.readable.subscribe();
