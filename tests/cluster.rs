@@ -122,6 +122,23 @@ async fn one_topic_through_two_edges_has_one_dense_seq() {
         102
     );
 
+    // A consumer group committed through A resumes through B.
+    let mut g = ca
+        .subscribe("orders", StartFrom::Group("billing".into()))
+        .await
+        .unwrap();
+    for i in 0..30 {
+        assert_eq!(next_record(&mut g).await.seq(), i);
+    }
+    ca.commit("orders", "billing", 30).await.unwrap();
+    drop(g);
+    assert_eq!(cb.committed("orders", "billing").await.unwrap(), Some(30));
+    let mut g = cb
+        .subscribe("orders", StartFrom::Group("billing".into()))
+        .await
+        .unwrap();
+    assert_eq!(next_record(&mut g).await.seq(), 30);
+
     // A third edge, whose tail starts at the head: a binary Fetch of old
     // records waits for them to come from the stream.
     let dc = tempfile::tempdir().unwrap();
