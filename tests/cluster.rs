@@ -971,6 +971,32 @@ async fn long_poll_time_seek_truncation_tickets_and_deletion_across_edges() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
+    // A topic made through A with settings of its own keeps them on B.
+    let r = http
+        .put(format!("{ha}/topics/small"))
+        .header("authorization", auth)
+        .json(&serde_json::json!({"max_message_bytes": 1024}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{:?}", r.text().await);
+    assert_eq!(
+        post(&hb, "small", "x".repeat(1025)).await.unwrap().status(),
+        413
+    );
+    assert_eq!(
+        post(&hb, "small", "x".repeat(1024)).await.unwrap().status(),
+        201
+    );
+    let r = http
+        .put(format!("{hb}/topics/small"))
+        .header("authorization", auth)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409, "exists, through either edge");
+
     // A ticket issued by A is good once, on any edge.
     let t: serde_json::Value = http
         .post(format!("{ha}/tickets"))

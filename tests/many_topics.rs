@@ -126,3 +126,46 @@ async fn a_topic_that_cannot_be_made_leaves_nothing_behind() {
     assert_eq!(first_message(&c, &http, "t0").await, "x");
     assert!(serve.terminate().success());
 }
+
+/// A closed topic keeps its own limits: a publish that reopens it is
+/// checked against them, not against the broker's defaults it was first
+/// checked with (found by the cluster tests, where another edge made the
+/// topic).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_topic_keeps_its_own_message_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = fanlog::BrokerConfig {
+        max_open_topics: Some(1),
+        ..fanlog::BrokerConfig::default()
+    };
+    let broker = fanlog::Broker::open(dir.path(), config).unwrap();
+    let own = fanlog::TopicOverrides {
+        max_message_bytes: Some(100),
+        ..Default::default()
+    };
+    broker.create_topic("small", &own).unwrap();
+    // Another topic takes the one open slot: "small" is closed.
+    broker
+        .publish("other", fanlog::Message::new("x"))
+        .await
+        .unwrap();
+    assert!(!broker.is_open("small"));
+    let e = broker
+        .publish("small", fanlog::Message::new(vec![0u8; 200]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            fanlog::broker::BrokerError::MessageTooLarge { max: 100, .. }
+        ),
+        "{e}"
+    );
+    assert_eq!(
+        broker
+            .publish("small", fanlog::Message::new(vec![0u8; 100]))
+            .await
+            .unwrap(),
+        0
+    );
+}

@@ -791,6 +791,10 @@ impl Broker {
         metas: &[Vec<u8>],
     ) -> Result<Appended> {
         let t = self.topic_or_create(topic)?;
+        // Checked before against the broker's limits when the topic was
+        // not open; its own (stored with it, perhaps made by another edge
+        // of a cluster) hold now.
+        within(t.log.config().max_message_bytes, messages, metas)?;
         let entries: Vec<Entry<'_>> = messages
             .iter()
             .zip(metas)
@@ -837,18 +841,15 @@ impl Broker {
             Some(t) => t.log.config().max_message_bytes,
             None => self.inner.config.topic_config(topic).max_message_bytes,
         };
-        let mut metas = Vec::with_capacity(messages.len());
-        for (index, m) in messages.iter().enumerate() {
-            let meta = m
-                .meta
-                .encode()
-                .map_err(|e| BrokerError::Config(e.to_string()))?;
-            let size = m.payload.len() + m.key.len() + meta.len();
-            if size > max || m.key.len() > u16::MAX as usize {
-                return Err(BrokerError::MessageTooLarge { index, size, max });
-            }
-            metas.push(meta);
-        }
+        let metas = messages
+            .iter()
+            .map(|m| {
+                m.meta
+                    .encode()
+                    .map_err(|e| BrokerError::Config(e.to_string()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        within(max, messages, &metas)?;
         Ok(metas)
     }
 
@@ -1179,6 +1180,18 @@ impl Drop for Inner {
 
 /// Opens `name` from `storage` under the broker's settings for it (see
 /// [`Storage::open`]).
+/// Refuses a batch with a message over `max` bytes (payload, key and
+/// archived metadata) or a key over 64 KiB.
+fn within(max: usize, messages: &[Message], metas: &[Vec<u8>]) -> Result<()> {
+    for (index, (m, meta)) in messages.iter().zip(metas).enumerate() {
+        let size = m.payload.len() + m.key.len() + meta.len();
+        if size > max || m.key.len() > u16::MAX as usize {
+            return Err(BrokerError::MessageTooLarge { index, size, max });
+        }
+    }
+    Ok(())
+}
+
 fn open_topic(
     storage: &dyn Storage,
     name: &TopicName,
