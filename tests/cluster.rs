@@ -988,14 +988,33 @@ async fn long_poll_time_seek_truncation_tickets_and_deletion_across_edges() {
         post(&hb, "small", "x".repeat(1024)).await.unwrap().status(),
         201
     );
+    // Exists, through either edge, whether that edge opened it ("small")
+    // or never saw it ("small2", made through A only): its settings stay.
     let r = http
-        .put(format!("{hb}/topics/small"))
+        .put(format!("{ha}/topics/small2"))
         .header("authorization", auth)
-        .json(&serde_json::json!({}))
+        .json(&serde_json::json!({"max_message_bytes": 1024}))
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 409, "exists, through either edge");
+    assert_eq!(r.status(), 201);
+    for t in ["small", "small2"] {
+        let r = http
+            .put(format!("{hb}/topics/{t}"))
+            .header("authorization", auth)
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 409, "{t} exists, through either edge");
+    }
+    assert_eq!(
+        post(&hb, "small2", "x".repeat(1025))
+            .await
+            .unwrap()
+            .status(),
+        413
+    );
 
     // A ticket issued by A is good once, on any edge.
     let t: serde_json::Value = http

@@ -635,6 +635,10 @@ impl Broker {
         {
             return Err(BrokerError::TopicExists(topic.to_owned()));
         }
+        // Made by another process sharing the storage (a cluster's edge).
+        if self.inner.storage.shared() && self.inner.storage.exists(&name)? {
+            return Err(BrokerError::TopicExists(topic.to_owned()));
+        }
         let mut c = self.inner.config.topic_config(topic);
         settings.apply(&mut c);
         c.validate().map_err(BrokerError::Config)?;
