@@ -60,8 +60,15 @@ struct Node {
     child: Option<Child>,
 }
 
+/// Clusters running at once in one test binary: each is three servers
+/// plus its edges, and two cores run them all; more at once only makes
+/// every test's timing worse.
+static SLOTS: std::sync::LazyLock<std::sync::Arc<tokio::sync::Semaphore>> =
+    std::sync::LazyLock::new(|| std::sync::Arc::new(tokio::sync::Semaphore::new(4)));
+
 /// Three nats-server processes forming one JetStream cluster.
 pub struct NatsCluster {
+    _slot: tokio::sync::OwnedSemaphorePermit,
     _dir: tempfile::TempDir,
     bin: PathBuf,
     nodes: Vec<Node>,
@@ -77,6 +84,7 @@ impl NatsCluster {
     /// [`NatsCluster::start`], with `sync_interval: always` or JetStream's
     /// default (a sync every two minutes).
     pub async fn start_with(sync_always: bool) -> Self {
+        let slot = SLOTS.clone().acquire_owned().await.expect("slots");
         let dir = tempfile::tempdir().expect("tempdir");
         let bin = server_binary();
         let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
@@ -114,6 +122,7 @@ impl NatsCluster {
             });
         }
         let mut c = Self {
+            _slot: slot,
             _dir: dir,
             bin,
             nodes,

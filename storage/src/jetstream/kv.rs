@@ -2,10 +2,11 @@
 //! their revisions as compare-and-swap.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use async_nats::jetstream::kv::{self, Operation};
+use async_nats::jetstream::kv;
 use bytes::Bytes;
 use fanlog_protocol::{GroupName, TopicName};
 use futures_util::StreamExt;
@@ -30,6 +31,12 @@ impl std::fmt::Debug for Bucket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Bucket").field("name", &self.name).finish()
     }
+}
+
+/// A key's value and the revision it was written at.
+pub(crate) struct Entry {
+    value: Bytes,
+    revision: u64,
 }
 
 /// What a compare-and-swap write came to.
@@ -67,13 +74,39 @@ impl Bucket {
         })
     }
 
-    fn entry(&self, key: String) -> Result<Option<kv::Entry>> {
+    /// The key's current value, read through the bucket's stream leader:
+    /// the client's `entry` uses direct gets, which any replica answers
+    /// and a lagging one answers stale (an offset committed through one
+    /// edge read as absent through another; found by `tests/cluster.rs`
+    /// under load).
+    fn entry(&self, key: String) -> Result<Option<Entry>> {
         let s = self.store.clone();
         let found = self
             .engine
-            .block(async move { s.entry(key).await.map_err(|e| e.to_string()) })?
+            .block(async move {
+                let subject = format!("{}{key}", s.prefix);
+                match s.stream.get_last_raw_message_by_subject(&subject).await {
+                    Ok(m) => Ok(Some(m)),
+                    Err(e)
+                        if e.kind()
+                            == async_nats::jetstream::stream::LastRawMessageErrorKind::NoMessageFound =>
+                    {
+                        Ok(None)
+                    }
+                    Err(e) => Err(e.to_string()),
+                }
+            })?
             .map_err(unavailable("cannot read the cluster's KV"))?;
-        Ok(found.filter(|e| e.operation == Operation::Put))
+        Ok(found.and_then(|m| {
+            // A delete or purge leaves a marker with an operation header.
+            let op = m.headers.get("KV-Operation").map(|v| v.as_str().to_owned());
+            let removed = matches!(op.as_deref(), Some("DEL" | "PURGE"))
+                || m.headers.get("Nats-Marker-Reason").is_some();
+            (!removed).then(|| Entry {
+                value: m.payload,
+                revision: m.sequence,
+            })
+        }))
     }
 
     /// Writes `key` if its revision is still `revision` (0: absent, or
@@ -260,34 +293,79 @@ impl MetaStore for JsMeta {
 pub struct JsOffsets {
     bucket: Bucket,
     prefix: String,
-    /// The last value written or read, per group.
-    known: Mutex<HashMap<GroupName, u64>>,
+    /// The last value written, read or seen, per group.
+    known: Arc<Mutex<HashMap<GroupName, u64>>>,
     pending: Mutex<HashMap<u64, tokio::task::JoinHandle<std::result::Result<u64, String>>>>,
     tickets: AtomicU64,
+    watch: tokio::task::AbortHandle,
+}
+
+impl Drop for JsOffsets {
+    fn drop(&mut self) {
+        self.watch.abort();
+    }
+}
+
+/// Keeps `known` current with every commit of the topic's groups,
+/// through whichever edge, for as long as the topic is open here.
+async fn follow_groups(
+    store: kv::Store,
+    prefix: String,
+    known: Arc<Mutex<HashMap<GroupName, u64>>>,
+) {
+    loop {
+        match store.watch_with_history(format!("{prefix}>")).await {
+            Ok(mut w) => {
+                while let Some(Ok(e)) = w.next().await {
+                    let Some(group) = e
+                        .key
+                        .strip_prefix(&prefix)
+                        .and_then(super::decode)
+                        .and_then(|g| GroupName::new(&g).ok())
+                    else {
+                        continue;
+                    };
+                    let mut known = known.lock();
+                    match e.operation {
+                        kv::Operation::Put => {
+                            if let Some(seq) = std::str::from_utf8(&e.value)
+                                .ok()
+                                .and_then(|v| v.parse().ok())
+                            {
+                                known.insert(group, seq);
+                            }
+                        }
+                        _ => {
+                            known.remove(&group);
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::debug!("cannot watch the cluster's offsets yet: {e}"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 impl JsOffsets {
     pub(crate) fn open(bucket: Bucket, topic: &TopicName) -> Result<Self> {
         let prefix = format!("{}.", encode(topic.as_str()));
-        let mut known = HashMap::new();
-        for k in bucket.keys(prefix.clone())? {
-            let Some(group) = k
-                .strip_prefix(&prefix)
-                .and_then(super::decode)
-                .and_then(|g| GroupName::new(&g).ok())
-            else {
-                continue;
-            };
-            if let Some(seq) = read_seq(bucket.entry(k)?) {
-                known.insert(group, seq);
-            }
-        }
+        let known = Arc::new(Mutex::new(HashMap::new()));
+        // The groups every edge committed, kept current by a watch of the
+        // topic's keys (not a listing of the bucket at open: that is a
+        // scan of every topic's groups, and timed out under load).
+        let watch = bucket.engine.spawn(follow_groups(
+            bucket.store.clone(),
+            prefix.clone(),
+            known.clone(),
+        ));
         Ok(Self {
             bucket,
             prefix,
-            known: Mutex::new(known),
+            known,
             pending: Mutex::new(HashMap::new()),
             tickets: AtomicU64::new(0),
+            watch: watch.abort_handle(),
         })
     }
 
@@ -296,7 +374,7 @@ impl JsOffsets {
     }
 }
 
-fn read_seq(e: Option<kv::Entry>) -> Option<u64> {
+fn read_seq(e: Option<Entry>) -> Option<u64> {
     std::str::from_utf8(&e?.value).ok()?.parse().ok()
 }
 
