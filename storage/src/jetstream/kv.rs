@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use async_nats::jetstream::kv;
 use bytes::Bytes;
 use fanlog_protocol::{GroupName, TopicName};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
@@ -295,7 +295,11 @@ pub struct JsOffsets {
     prefix: String,
     /// The last value written, read or seen, per group.
     known: Arc<Mutex<HashMap<GroupName, u64>>>,
-    pending: Mutex<HashMap<u64, tokio::task::JoinHandle<std::result::Result<u64, String>>>>,
+    /// Commits not yet known written, by ticket. A write that succeeds
+    /// removes its own entry; one that fails stays until a waiter (or a
+    /// sync) reports it. Waiters share the write, none takes it from
+    /// another (the flusher's sync and a client's wait race otherwise).
+    pending: Arc<Mutex<HashMap<u64, PendingWrite>>>,
     tickets: AtomicU64,
     watch: tokio::task::AbortHandle,
 }
@@ -363,7 +367,7 @@ impl JsOffsets {
             bucket,
             prefix,
             known,
-            pending: Mutex::new(HashMap::new()),
+            pending: Arc::new(Mutex::new(HashMap::new())),
             tickets: AtomicU64::new(0),
             watch: watch.abort_handle(),
         })
@@ -416,48 +420,69 @@ impl OffsetStore for JsOffsets {
         }
         let s = self.bucket.store.clone();
         let key = self.key(group);
-        let handle = self.bucket.engine.spawn(async move {
-            s.put(key, Bytes::from(seq.to_string()))
-                .await
-                .map_err(|e| e.to_string())
-        });
         let ticket = self.tickets.fetch_add(1, Ordering::Relaxed) + 1;
-        self.pending.lock().insert(ticket, handle);
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        let write: PendingWrite = outcome
+            .map(|r| r.unwrap_or_else(|_| Err("the cluster client stopped".to_owned())))
+            .boxed()
+            .shared();
+        // In the map before the write starts, so that its removal (on
+        // success) always finds it.
+        self.pending.lock().insert(ticket, write);
+        let pending = self.pending.clone();
+        self.bucket.engine.spawn(async move {
+            let r = s
+                .put(key, Bytes::from(seq.to_string()))
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string());
+            if r.is_ok() {
+                pending.lock().remove(&ticket);
+            }
+            let _ = done.send(r);
+        });
         Ok(Some(ticket))
     }
 
     fn durable(&self, ticket: u64) -> DurableWait<'_> {
-        let handle = self.pending.lock().remove(&ticket);
+        // Absent: written (its entry goes on success).
+        let write = self.pending.lock().get(&ticket).cloned();
         Box::pin(async move {
-            let Some(h) = handle else { return Ok(()) };
-            match h.await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(e)) => Err(StorageError::Unavailable(format!(
-                    "cannot write the offset to the cluster: {e}"
-                ))),
-                Err(e) => Err(StorageError::Unavailable(format!(
-                    "offset write stopped: {e}"
-                ))),
-            }
+            let Some(w) = write else { return Ok(()) };
+            w.await.map_err(|e| {
+                self.pending.lock().remove(&ticket);
+                StorageError::Unavailable(format!("cannot write the offset to the cluster: {e}"))
+            })
         })
     }
 
     fn sync(&self) -> Result<()> {
-        let all: Vec<_> = self.pending.lock().drain().map(|(_, h)| h).collect();
+        let all: Vec<(u64, PendingWrite)> = self
+            .pending
+            .lock()
+            .iter()
+            .map(|(t, w)| (*t, w.clone()))
+            .collect();
+        let (tickets, writes): (Vec<u64>, Vec<PendingWrite>) = all.into_iter().unzip();
         let results = self
             .bucket
             .engine
-            .block(async move { futures_util::future::join_all(all).await })?;
-        for r in results {
-            match r {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => return Err(StorageError::Unavailable(e)),
-                Err(e) => return Err(StorageError::Unavailable(e.to_string())),
+            .block(async move { futures_util::future::join_all(writes).await })?;
+        let mut first = None;
+        for (t, r) in tickets.into_iter().zip(results) {
+            if let Err(e) = r {
+                self.pending.lock().remove(&t);
+                first.get_or_insert(e);
             }
         }
-        Ok(())
+        first.map_or(Ok(()), |e| Err(StorageError::Unavailable(e)))
     }
 }
+
+/// An offset write under way, shared by whoever waits for it.
+type PendingWrite = futures_util::future::Shared<
+    futures_util::future::BoxFuture<'static, std::result::Result<(), String>>,
+>;
 
 /// A lease as stored in `fanlog_leases`.
 #[derive(Debug, Serialize, Deserialize)]
