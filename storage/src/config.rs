@@ -211,6 +211,28 @@ mod duration_text {
 }
 
 impl TopicOverrides {
+    /// Stores these as `topic`'s own settings document
+    /// ([`crate::Namespace::Settings`]), over whatever was stored: every
+    /// storage keeps them the same way.
+    ///
+    /// # Errors
+    /// As [`crate::MetaStore::put`].
+    pub fn store(
+        &self,
+        meta: &dyn crate::MetaStore,
+        topic: &fanlog_protocol::TopicName,
+    ) -> crate::Result<()> {
+        let text =
+            serde_json::to_vec(self).map_err(|e| crate::StorageError::Config(e.to_string()))?;
+        meta.put(
+            crate::Namespace::Settings,
+            topic.as_str(),
+            &text,
+            crate::Expect::Any,
+        )
+        .map(drop)
+    }
+
     /// Sets in `c` every value these overrides set.
     pub fn apply(&self, c: &mut TopicConfig) {
         if let Some(v) = self.segment_bytes {

@@ -133,12 +133,7 @@ impl Engine {
         &self,
         f: impl Future<Output = T> + Send + 'static,
     ) -> Result<T> {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.rt.spawn(async move {
-            let _ = tx.send(f.await);
-        });
-        rx.recv()
-            .map_err(|_| StorageError::Unavailable("the cluster client stopped".into()))
+        block_on(&self.rt, f)
     }
 
     pub(crate) fn spawn<F>(&self, f: F) -> tokio::task::JoinHandle<F::Output>
@@ -152,6 +147,19 @@ impl Engine {
     pub(crate) fn js(&self) -> &jetstream::Context {
         &self.js
     }
+}
+
+/// Runs `f` on `rt` and waits for it from this thread (not one of `rt`'s).
+fn block_on<T: Send + 'static>(
+    rt: &tokio::runtime::Handle,
+    f: impl Future<Output = T> + Send + 'static,
+) -> Result<T> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    rt.spawn(async move {
+        let _ = tx.send(f.await);
+    });
+    rx.recv()
+        .map_err(|_| StorageError::Unavailable("the cluster client stopped".into()))
 }
 
 /// Maps a NATS error to storage's: everything the engine says is either
@@ -246,14 +254,8 @@ impl JsStorage {
             })?;
         let rt = runtime.handle().clone();
         let own = Arc::new(OwnRuntime(Some(runtime)));
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let o = opts.clone();
-        rt.spawn(async move {
-            let _ = tx.send(connect_client(&o).await);
-        });
-        let client = rx
-            .recv()
-            .map_err(|_| StorageError::Unavailable("the cluster client stopped".into()))??;
+        let client = block_on(&rt, async move { connect_client(&o).await })??;
         let info = client.server_info();
         let version = info.version.clone();
         check_version(&version)?;
@@ -520,13 +522,7 @@ impl Storage for JsStorage {
         if config.durability == Durability::Never {
             tracing::debug!(topic = %name, "durability never: the cluster still replicates every publish");
         }
-        let text = serde_json::to_vec(settings).map_err(|e| StorageError::Config(e.to_string()))?;
-        self.meta.put(
-            Namespace::Settings,
-            name.as_str(),
-            &text,
-            crate::Expect::Any,
-        )?;
+        settings.store(&self.meta, name)?;
         self.open_stream(name, config, true)?
             .ok_or_else(|| StorageError::Unavailable("the stream vanished as it was made".into()))
     }

@@ -105,7 +105,7 @@ impl LocalStorage {
         }
         for name in self.topics()? {
             if self.meta.get(Namespace::Settings, name.as_str())?.is_none() {
-                self.store_settings(&name, &TopicOverrides::default())?;
+                TopicOverrides::default().store(&self.meta, &name)?;
             }
         }
         std::fs::write(&marker, b"every topic directory holds settings.json\n")
@@ -114,17 +114,6 @@ impl LocalStorage {
 
     fn topic_dir(&self, name: &TopicName) -> PathBuf {
         self.topics_dir.join(name.as_str())
-    }
-
-    fn store_settings(&self, name: &TopicName, settings: &TopicOverrides) -> Result<()> {
-        let text = serde_json::to_vec(settings).map_err(|e| StorageError::Config(e.to_string()))?;
-        self.meta.put(
-            Namespace::Settings,
-            name.as_str(),
-            &text,
-            crate::Expect::Any,
-        )?;
-        Ok(())
     }
 
     /// The topic's own settings; a topic that has records but lost them is
@@ -148,7 +137,7 @@ impl LocalStorage {
                 // and its settings): it has nothing that settings could
                 // have governed, so it starts with none of its own.
                 std::fs::create_dir_all(&dir).map_err(StorageError::io(&dir))?;
-                self.store_settings(name, &TopicOverrides::default())?;
+                TopicOverrides::default().store(&self.meta, name)?;
                 Ok(TopicOverrides::default())
             }
             Ok(None) => Err(failed(format!(
@@ -184,7 +173,7 @@ impl LocalStorage {
         let durable = config.durability != Durability::Never;
         let made = std::fs::create_dir_all(&dir)
             .map_err(StorageError::io(&dir))
-            .and_then(|()| self.store_settings(name, settings))
+            .and_then(|()| settings.store(&self.meta, name))
             .and_then(|()| self.open_dir(name, config, now_us))
             .and_then(|t| {
                 if durable {
