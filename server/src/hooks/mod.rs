@@ -495,18 +495,12 @@ impl Hooks {
                 *self.inner.revision.lock() = Some(rev);
                 Ok(())
             }
-            Err(e)
-                if e.get_ref()
-                    .and_then(|i| i.downcast_ref::<fanlog_broker::storage::StorageError>())
-                    .is_some_and(|s| {
-                        matches!(s, fanlog_broker::storage::StorageError::Conflict { .. })
-                    }) =>
-            {
+            Err(HookError::Changed) => {
                 // Forces the follower to read the registry again.
                 *self.inner.revision.lock() = None;
                 Err(HookError::Changed)
             }
-            Err(e) => Err(e.into()),
+            Err(e) => Err(e),
         }
     }
 

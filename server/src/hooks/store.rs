@@ -187,9 +187,9 @@ impl Store {
     /// revision. Callers serialize their writes.
     ///
     /// # Errors
-    /// The write failed, or the registry changed meanwhile (an error
-    /// wrapping `StorageError::Conflict`).
-    pub fn save(&self, hooks: &[HookSpec], expect: Expect) -> std::io::Result<u64> {
+    /// [`super::HookError::Changed`] when the registry changed meanwhile,
+    /// [`super::HookError::Io`] when the write failed.
+    pub fn save(&self, hooks: &[HookSpec], expect: Expect) -> Result<u64, super::HookError> {
         let body = serde_json::to_vec_pretty(&File {
             hooks: hooks.to_vec(),
         })
@@ -197,7 +197,10 @@ impl Store {
         self.broker
             .meta()
             .put(Namespace::Hooks, KEY, &body, expect)
-            .map_err(io)
+            .map_err(|e| match e {
+                fanlog_broker::storage::StorageError::Conflict { .. } => super::HookError::Changed,
+                e => io(e).into(),
+            })
     }
 }
 
