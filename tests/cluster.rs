@@ -498,6 +498,34 @@ async fn ws_into(base: &str, seen: &mut Seen, n: u64) -> bool {
     true
 }
 
+/// A browser-like reader.
+#[derive(Debug, Clone, Copy)]
+enum Feed {
+    Sse,
+    Ws,
+}
+
+/// Reads topic `e` through `hosts` in turn, moving to the next when one
+/// breaks and resuming after its last seq, until `n` seqs are seen.
+async fn follow_across(hosts: [String; 2], feed: Feed, n: u64) -> Seen {
+    let mut seen = Seen::default();
+    let mut hosts = hosts.into_iter().cycle();
+    let mut breaks = 0;
+    loop {
+        let host = hosts.next().unwrap();
+        let done = match feed {
+            Feed::Sse => sse_into(&format!("http://{host}/topics/e/events"), &mut seen, n).await,
+            Feed::Ws => ws_into(&format!("ws://{host}/topics/e/ws"), &mut seen, n).await,
+        };
+        if done {
+            return seen;
+        }
+        breaks += 1;
+        assert!(breaks < 10, "{feed:?} never finished");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_an_edge_moves_its_clients_to_another() {
     const N: u64 = 300;
@@ -533,41 +561,8 @@ async fn killing_an_edge_moves_its_clients_to_another() {
     };
     // A browser-like SSE reader and a WebSocket reader on A, resuming on B
     // with their last seq when A goes.
-    let sse = tokio::spawn(async move {
-        let mut seen = Seen::default();
-        let mut hosts = [ha.clone(), hb.clone()].into_iter().cycle();
-        let mut breaks = 0;
-        while !sse_into(
-            &format!("http://{}/topics/e/events", hosts.next().unwrap()),
-            &mut seen,
-            N,
-        )
-        .await
-        {
-            breaks += 1;
-            assert!(breaks < 10, "SSE never finished");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        seen
-    });
-    let (wa, wb) = (a.http.clone().unwrap(), b.http.clone().unwrap());
-    let ws = tokio::spawn(async move {
-        let mut seen = Seen::default();
-        let mut hosts = [wa, wb].into_iter().cycle();
-        let mut breaks = 0;
-        while !ws_into(
-            &format!("ws://{}/topics/e/ws", hosts.next().unwrap()),
-            &mut seen,
-            N,
-        )
-        .await
-        {
-            breaks += 1;
-            assert!(breaks < 10, "WebSocket never finished");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        seen
-    });
+    let sse = tokio::spawn(follow_across([ha.clone(), hb.clone()], Feed::Sse, N));
+    let ws = tokio::spawn(follow_across([ha, hb], Feed::Ws, N));
 
     tokio::time::sleep(Duration::from_millis(1_200)).await;
     a.kill9();
