@@ -182,8 +182,14 @@ impl LocalStorage {
                 Ok(t)
             });
         if made.is_err() {
-            // Closed by now (dropped), so nothing writes into it.
-            let _ = std::fs::remove_dir_all(&dir);
+            // Closed by now (dropped), so nothing writes into it. Listing a
+            // directory takes a descriptor: when the process ran out of
+            // them before writing anything (the settings file could not be
+            // created), the directory is empty and rmdir, which needs none,
+            // removes it.
+            if std::fs::remove_dir_all(&dir).is_err() {
+                let _ = std::fs::remove_dir(&dir);
+            }
         }
         made
     }
