@@ -56,4 +56,14 @@ if ! "$nats_bin" --version 2>/dev/null | grep -q "v$NATS_VERSION\$"; then
 fi
 export NATS_SERVER_BIN="$nats_bin"
 
-exec cargo test --workspace --locked "$@"
+cargo test --workspace --locked "$@"
+
+# The behaviour suites again, each broker on a NATS JetStream cluster
+# (tests/common/backend.rs: one 3-server cluster per test binary, a
+# namespace per data directory). Skipped when arguments pick tests.
+if [ $# -eq 0 ]; then
+  cluster_suites=(wire_pubsub client_reconnect http_edge subscribers offsets_and_idempotence
+    dedupe_scope time_seek webhooks websub cloudevents_binding json_payloads flow_control)
+  echo "the behaviour suites against a cluster: ${cluster_suites[*]}" >&2
+  TEST_BACKEND=cluster cargo test --locked "${cluster_suites[@]/#/--test=}"
+fi

@@ -241,6 +241,11 @@ pub struct ClusterConfig {
     /// edge reads each server's `sync_always`: required when any topic
     /// is `fsync = "always"`.
     pub monitor_urls: Vec<String>,
+    /// Keeps this deployment's streams and buckets apart from other
+    /// deployments on the same NATS cluster (letters, digits, `-`; every
+    /// edge of one deployment sets the same) [default: none].
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
 }
 
 impl Default for ClusterConfig {
@@ -256,6 +261,7 @@ impl Default for ClusterConfig {
             credentials: None,
             ca: None,
             monitor_urls: Vec::new(),
+            namespace: String::new(),
         }
     }
 }

@@ -188,6 +188,7 @@ fn open_cluster(cfg: &Config, broker_config: fanlog::BrokerConfig) -> anyhow::Re
     opts.token.clone_from(&c.token);
     opts.credentials.clone_from(&c.credentials);
     opts.root_certificates.clone_from(&c.ca);
+    opts.namespace.clone_from(&c.namespace);
     std::fs::create_dir_all(&cfg.data)
         .with_context(|| format!("cannot make {}", cfg.data.display()))?;
     let storage = JsStorage::connect(opts, broker_config.topic.max_message_bytes)

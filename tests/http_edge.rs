@@ -552,13 +552,18 @@ async fn a_websocket_that_stops_reading_is_closed_as_a_slow_consumer() {
     };
     let http = common::HttpServer::start(&b, config).await;
     let mut ws = ws_connect(&http, "/topics/slow/ws?from=0").await;
-    // Far more than the socket buffers hold; the client reads nothing.
+    // Far more than the socket buffers hold; the client reads nothing for
+    // 2 s from the start (the publishing may take longer on a cluster: the
+    // close must come while it goes on, not after).
     let chunk = Message::new(vec![b's'; 64 << 10]);
-    for _ in 0..16 {
-        b.publish_batch("slow", &vec![chunk.clone(); 64])
-            .await
-            .unwrap();
-    }
+    let b2 = b.clone();
+    let publisher = tokio::spawn(async move {
+        for _ in 0..16 {
+            b2.publish_batch("slow", &vec![chunk.clone(); 64])
+                .await
+                .unwrap();
+        }
+    });
     tokio::time::sleep(Duration::from_secs(2)).await;
     // Now read: messages in order, then a 4408 close that says where to resume.
     let mut next = 0u64;
@@ -590,6 +595,7 @@ async fn a_websocket_that_stops_reading_is_closed_as_a_slow_consumer() {
         resume <= next,
         "resume {resume} after what was received {next}"
     );
+    publisher.await.unwrap();
     // Resuming there continues with no gap.
     let mut ws = ws_connect(&http, &format!("/topics/slow/ws?from={resume}")).await;
     assert_eq!(ws_json(&mut ws).await["seq"], resume);

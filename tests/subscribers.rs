@@ -74,6 +74,9 @@ async fn subscriber_below_retention_gets_a_gap_then_the_rest() {
             .await
             .unwrap();
     }
+    // A cluster applies retention itself; a flush brings the edge's view
+    // of it up to date.
+    broker.flush().unwrap();
     let info = broker.topic_info("old").unwrap();
     assert!(info.first_seq > 0, "retention removed segments: {info:?}");
     assert!(info.bytes <= 4 * 4096, "{info:?}");
@@ -120,8 +123,14 @@ async fn retention_by_age_removes_old_sealed_segments() {
     loop {
         let info = broker.topic_info("aged").unwrap();
         if info.first_seq > 0 {
-            // Only sealed segments go; the active one and its records stay.
-            assert!(info.first_seq < 200);
+            if common::backend::cluster() {
+                // A stream removes each record as it ages, not segments:
+                // all of them may be gone by now.
+                assert!(info.first_seq <= 200);
+            } else {
+                // Only sealed segments go; the active one and its records stay.
+                assert!(info.first_seq < 200);
+            }
             assert_eq!(info.next_seq, 200);
             break;
         }

@@ -141,7 +141,7 @@ async fn connections_over_the_limit_are_refused_with_an_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_publishes_to_new_topics_keep_call_order_on_a_multi_thread_runtime() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = fanlog::Broker::open(dir.path(), fanlog::BrokerConfig::default()).unwrap();
+    let broker = common::open(dir.path(), &fanlog::BrokerConfig::default());
     let client = Client::embedded(broker.clone());
     for t in 0..5 {
         let topic = format!("new{t}");

@@ -904,7 +904,9 @@ impl Broker {
 
     /// Reads up to `max` records from seq `from`. Reading past the end gives
     /// no records; reading below the first stored seq gives a gap and the
-    /// records from the first available one.
+    /// records from the first available one. In a cluster the batch ends
+    /// early at records this edge has not fetched yet (the read starts
+    /// their fetch): [`Broker::warm`] first waits for them.
     ///
     /// # Errors
     /// [`BrokerError::TopicNotFound`], [`BrokerError::InvalidName`],

@@ -1,6 +1,7 @@
 //! Helpers shared by the end-to-end tests.
 #![allow(dead_code)]
 
+pub mod backend;
 pub mod browser;
 pub mod nats;
 pub mod receiver;
@@ -23,17 +24,27 @@ pub fn config(durability: Durability, segment_bytes: u64) -> BrokerConfig {
     }
 }
 
+/// Opens the broker on `dir`, on this run's storage ([`backend`]).
 pub fn open(dir: &Path, cfg: &BrokerConfig) -> Broker {
-    Broker::open(dir, cfg.clone()).expect("open broker")
+    backend::open(dir, cfg)
 }
 
 /// Every record of a topic, as (seq, payload), read from seq 0.
 pub fn read_all(broker: &Broker, topic: &str) -> Vec<(u64, Vec<u8>)> {
     let mut out = Vec::new();
     let mut from = 0;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
         let batch = broker.read(topic, from, 1000).expect("read");
         if batch.records.is_empty() {
+            // On a cluster, records below the edge's tail come in blocks
+            // that the read asked for: ask again until they are here.
+            let end = broker.topic_info(topic).expect("topic").next_seq;
+            if batch.next < end && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                from = batch.next;
+                continue;
+            }
             return out;
         }
         out.extend(
@@ -93,17 +104,34 @@ pub fn run_child_then_kill(
     let mut child = Command::new(exe)
         .args([child_test, "--exact", "--nocapture", "--test-threads=1"])
         .envs(envs.iter().map(|(k, v)| (k, v)))
+        .envs(backend::child_envs())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn child");
     let stdout = child.stdout.take().expect("child stdout");
+    let (first_tx, first_rx) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
+        let mut first = Some(first_tx);
         std::io::BufReader::new(stdout)
             .lines()
             .map_while(Result::ok)
+            .inspect(|l| {
+                // The first line of the child's own, not libtest's.
+                if !l.is_empty()
+                    && !l.starts_with("running ")
+                    && let Some(tx) = first.take()
+                {
+                    let _ = tx.send(());
+                }
+            })
             .collect::<Vec<_>>()
     });
+    if backend::cluster() {
+        // Joining the cluster takes the child longer than opening a
+        // directory: `after` counts from its first line of work.
+        let _ = first_rx.recv_timeout(std::time::Duration::from_secs(30));
+    }
     std::thread::sleep(after);
     child.kill().expect("SIGKILL");
     child.wait().expect("reap child");
@@ -257,11 +285,14 @@ impl ServeProcess {
         envs: &[(&str, &str)],
     ) -> Self {
         use std::io::BufRead;
+        let (backend_args, backend_envs) = backend::serve_args(data, args);
         let mut child = cmd
             .envs(envs.iter().copied())
+            .envs(backend_envs)
             .arg("serve")
             .arg("--data")
             .arg(data)
+            .args(backend_args)
             .args(if args.contains(&"--tcp") {
                 &[][..]
             } else {

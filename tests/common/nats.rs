@@ -68,10 +68,12 @@ static SLOTS: std::sync::LazyLock<std::sync::Arc<tokio::sync::Semaphore>> =
 
 /// Three nats-server processes forming one JetStream cluster.
 pub struct NatsCluster {
-    _slot: tokio::sync::OwnedSemaphorePermit,
+    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
     _dir: tempfile::TempDir,
     bin: PathBuf,
     nodes: Vec<Node>,
+    /// Whether each server stops by itself when this process exits.
+    guarded: bool,
 }
 
 impl NatsCluster {
@@ -85,6 +87,43 @@ impl NatsCluster {
     /// default (a sync every two minutes).
     pub async fn start_with(sync_always: bool) -> Self {
         let slot = SLOTS.clone().acquire_owned().await.expect("slots");
+        Self::start_in(Some(slot), sync_always, false).await
+    }
+
+    /// A cluster that no test stops: each server runs under a shell that
+    /// kills it when this process's end of its stdin closes, i.e. when
+    /// the test process exits, however it exits (for
+    /// [`super::backend`]'s cluster shared by every test of a binary).
+    pub async fn start_shared() -> Self {
+        Self::start_in(None, false, true).await
+    }
+
+    /// Starts the servers and waits until they are ready; again on other
+    /// ports when they are not in 30 s (a port picked free may be taken
+    /// by another test's connection before a server binds it).
+    async fn start_in(
+        mut slot: Option<tokio::sync::OwnedSemaphorePermit>,
+        sync_always: bool,
+        guarded: bool,
+    ) -> Self {
+        for attempt in 1..=3 {
+            let mut c = Self::spawn_all(slot.take(), sync_always, guarded);
+            if c.wait_ready().await {
+                return c;
+            }
+            eprintln!(
+                "the NATS cluster was not ready in 30 s (attempt {attempt}): starting it again"
+            );
+            slot = c._slot.take();
+        }
+        panic!("the NATS cluster did not become ready in 30 s, three times");
+    }
+
+    fn spawn_all(
+        slot: Option<tokio::sync::OwnedSemaphorePermit>,
+        sync_always: bool,
+        guarded: bool,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let bin = server_binary();
         let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
@@ -126,18 +165,29 @@ impl NatsCluster {
             _dir: dir,
             bin,
             nodes,
+            guarded,
         };
         for i in 0..3 {
             c.start_node(i);
         }
-        c.wait_ready().await;
         c
     }
 
     fn start_node(&mut self, i: usize) {
-        let child = Command::new(&self.bin)
-            .arg("-c")
-            .arg(&self.nodes[i].config)
+        let mut cmd = if self.guarded {
+            let mut sh = Command::new("sh");
+            sh.arg("-c")
+                .arg(r#""$0" -c "$1" & cat >/dev/null; kill -9 $!"#)
+                .arg(&self.bin)
+                .arg(&self.nodes[i].config)
+                .stdin(Stdio::piped());
+            sh
+        } else {
+            let mut c = Command::new(&self.bin);
+            c.arg("-c").arg(&self.nodes[i].config);
+            c
+        };
+        let child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -178,9 +228,9 @@ impl NatsCluster {
         async_nats::connect(addrs).await.ok()
     }
 
-    /// Waits until an R3 stream can be made (the meta leader is elected and
-    /// every server joined).
-    async fn wait_ready(&self) {
+    /// Waits (30 s at most) until an R3 stream can be made (the meta
+    /// leader is elected and every server joined).
+    async fn wait_ready(&self) -> bool {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let ok = async {
@@ -205,12 +255,11 @@ impl NatsCluster {
                 .flatten()
                 .is_some()
             {
-                return;
+                return true;
             }
-            assert!(
-                Instant::now() < deadline,
-                "the NATS cluster did not become ready in 30 s"
-            );
+            if Instant::now() >= deadline {
+                return false;
+            }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
@@ -218,7 +267,12 @@ impl NatsCluster {
     /// SIGKILL of server `i`.
     pub fn kill9(&mut self, i: usize) {
         if let Some(mut c) = self.nodes[i].child.take() {
-            let _ = c.kill();
+            if self.guarded {
+                // Its shell kills it once its stdin closes.
+                drop(c.stdin.take());
+            } else {
+                let _ = c.kill();
+            }
             let _ = c.wait();
         }
     }

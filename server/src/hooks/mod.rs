@@ -455,6 +455,14 @@ impl Hooks {
     /// Makes the running hooks `stored` (read at `revision`).
     fn reconcile(&self, stored: Vec<HookSpec>, revision: Option<u64>) {
         let _write = self.inner.persist.lock();
+        // Read before this process's own later write: older than what it
+        // knows (revisions only grow), so applying it would undo that
+        // write here and make the next one a conflict.
+        if let (Some(read), Some(known)) = (revision, *self.inner.revision.lock())
+            && read <= known
+        {
+            return;
+        }
         let local: BTreeMap<String, HookSpec> = self
             .inner
             .hooks

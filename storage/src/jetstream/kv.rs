@@ -24,7 +24,7 @@ use crate::{
 pub(crate) struct Bucket {
     engine: Engine,
     store: kv::Store,
-    name: &'static str,
+    name: String,
 }
 
 impl std::fmt::Debug for Bucket {
@@ -47,16 +47,17 @@ enum Swap {
 
 impl Bucket {
     /// Opens `name`, making it (with the engine's replicas) when missing.
-    pub(crate) fn open(engine: &Engine, name: &'static str) -> Result<Self> {
+    pub(crate) fn open(engine: &Engine, name: String) -> Result<Self> {
         let js = engine.js().clone();
         let replicas = engine.replicas;
+        let bucket = name.clone();
         let store = engine
             .block(async move {
-                match js.get_key_value(name).await {
+                match js.get_key_value(bucket.as_str()).await {
                     Ok(s) => Ok(s),
                     Err(_) => js
                         .create_key_value(kv::Config {
-                            bucket: name.to_owned(),
+                            bucket,
                             history: 1,
                             num_replicas: replicas,
                             storage: async_nats::jetstream::stream::StorageType::File,

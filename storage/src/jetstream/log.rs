@@ -11,21 +11,21 @@
 //!   an in-memory run of [`Record`]s bounded by `cache_bytes`. The
 //!   readable head moves as they arrive; every local subscriber reads
 //!   the tail, so the engine sends each message to an edge once.
-//! - **Cold reads** (below the tail): blocks of records fetched by a short
-//!   ordered consumer, one fetch per block whoever asks, kept in a small
-//!   cache; readers are woken when a block lands.
+//! - **Cold reads** (below the tail): blocks of about [`BLOCK_BYTES`]
+//!   fetched by one bounded pull each, one fetch per block whoever asks,
+//!   kept in a cache of half `cache_bytes`; readers are woken when a
+//!   block lands.
 //! - **Retention**: the stream's limits remove from the front; the tail
 //!   task polls the stream's first sequence, and readers below it get the
 //!   same gap as from the local log.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::DeliverPolicy;
-use async_nats::jetstream::consumer::pull::OrderedConfig;
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
 use async_nats::jetstream::context::{Publish, PublishErrorKind};
 use async_nats::jetstream::stream::Stream as JsStream;
 use bytes::Bytes;
@@ -35,16 +35,24 @@ use futures_util::StreamExt;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{ClusterOptions, Engine, subject};
+use super::{ClusterOptions, Engine};
 use crate::{
     AckFuture, Appending, Durable, Entry, ReadAt, ReadCursor, Record, RecoveryReport, Result,
     StorageError, TopicConfig, TopicLog,
 };
 
-/// Records per cold-read block.
-const BLOCK: u64 = 2048;
-/// Cold blocks kept per topic.
-const COLD_BLOCKS: usize = 16;
+/// The bytes a cold-read block aims at: its length in records is this
+/// over the topic's typical record size (a power of two, 16 to 2048), so
+/// that readers near each other share one fetch, whatever the sizes.
+const BLOCK_BYTES: usize = 4 << 20;
+/// A fetch stops past twice [`BLOCK_BYTES`] (after at least one record),
+/// also when the records are larger than the typical ones.
+const BLOCK_CAP: usize = 2 * BLOCK_BYTES;
+const MIN_BLOCK: u64 = 16;
+const MAX_BLOCK: u64 = 2048;
+/// Bytes of cold blocks kept per topic at least; more is half of
+/// `cache_bytes` (the oldest go first; the newest stays whatever its size).
+const MIN_COLD_BYTES: usize = 8 << 20;
 
 struct Tail {
     /// The seq of `records[0]` (the next seq when empty).
@@ -60,11 +68,71 @@ impl Tail {
     }
 }
 
+/// Records fetched from below the tail: the seqs `start..end` as they
+/// were found (records removed by retention meanwhile are missing from
+/// the front).
+struct Block {
+    start: u64,
+    end: u64,
+    records: Vec<Record>,
+    bytes: usize,
+}
+
+impl Block {
+    fn get(&self, seq: u64) -> Option<&Record> {
+        let first = self.records.first()?.seq();
+        let r = self
+            .records
+            .get(usize::try_from(seq.checked_sub(first)?).ok()?)?;
+        (r.seq() == seq).then_some(r)
+    }
+}
+
 #[derive(Default)]
 struct Cold {
-    blocks: HashMap<u64, Arc<Vec<Record>>>,
+    /// By start seq.
+    blocks: BTreeMap<u64, Arc<Block>>,
+    /// Start seqs, oldest fetch first.
     order: VecDeque<u64>,
+    bytes: usize,
+    /// Start seqs of fetches under way.
     fetching: HashSet<u64>,
+}
+
+impl Cold {
+    /// The block holding `seq`'s place, if fetched.
+    fn covering(&self, seq: u64) -> Option<Arc<Block>> {
+        let (_, b) = self.blocks.range(..=seq).next_back()?;
+        (seq < b.end).then(|| b.clone())
+    }
+
+    /// Where the fetch for `seq` starts: its place in the grid of `len`
+    /// records, or where a block that stopped short (large records) in
+    /// the same place ended.
+    fn fetch_start(&self, seq: u64, len: u64) -> u64 {
+        let grid = seq - seq % len;
+        self.blocks
+            .range(grid..=seq)
+            .map(|(_, b)| b.end)
+            .filter(|&e| e <= seq)
+            .max()
+            .unwrap_or(grid)
+    }
+
+    fn insert(&mut self, block: Block, limit: usize) {
+        let start = block.start;
+        self.bytes += block.bytes;
+        if let Some(old) = self.blocks.insert(start, Arc::new(block)) {
+            self.bytes -= old.bytes;
+            self.order.retain(|&s| s != start);
+        }
+        self.order.push_back(start);
+        while self.bytes > limit && self.order.len() > 1 {
+            if let Some(old) = self.order.pop_front().and_then(|s| self.blocks.remove(&s)) {
+                self.bytes -= old.bytes;
+            }
+        }
+    }
 }
 
 struct Shared {
@@ -75,11 +143,64 @@ struct Shared {
     durable: watch::Sender<Durable>,
     first: AtomicU64,
     bytes: AtomicU64,
+    /// The stream's last sequence when `bytes` was last read from it:
+    /// messages above it are added to `bytes` as they come.
+    bytes_upto: AtomicU64,
+    /// The stream's `max_bytes`, if any: `bytes` never says more.
+    max_bytes: Option<u64>,
+    /// The stream's average message size at open (for [`Shared::block_len`]
+    /// until the tail holds records).
+    avg_record: AtomicU64,
     closed: AtomicBool,
     cache_bytes: usize,
 }
 
 impl Shared {
+    /// Records per cold block for this topic's typical record size (the
+    /// tail's average, else the stream's at open), a power of two.
+    fn block_len(&self) -> u64 {
+        let avg = {
+            let tail = self.tail.read();
+            if tail.records.is_empty() {
+                self.avg_record.load(Ordering::Relaxed)
+            } else {
+                (tail.bytes / tail.records.len()) as u64
+            }
+        };
+        (BLOCK_BYTES as u64 / avg.max(1))
+            .clamp(MIN_BLOCK, MAX_BLOCK)
+            .next_power_of_two()
+            .min(MAX_BLOCK)
+    }
+
+    /// Takes the stream's first seq and size from its state.
+    fn refreshed(&self, state: &async_nats::jetstream::stream::State) {
+        let first = state.first_sequence.saturating_sub(1);
+        self.bytes.store(state.bytes, Ordering::Relaxed);
+        self.bytes_upto
+            .store(state.last_sequence, Ordering::Relaxed);
+        if self.first.fetch_max(first, Ordering::AcqRel) < first {
+            self.wake();
+        }
+    }
+
+    /// Counts a message that came after the last state read into `bytes`.
+    fn count_bytes(&self, stream_seq: u64, m: &async_nats::Message) {
+        if stream_seq <= self.bytes_upto.load(Ordering::Relaxed) {
+            return;
+        }
+        // JetStream's file store keeps a 30-byte frame, the subject,
+        // headers and payload per message; retention keeps the sum below
+        // max_bytes.
+        let add = (30 + m.subject.len() + m.length) as u64;
+        let max = self.max_bytes.unwrap_or(u64::MAX);
+        let _ = self
+            .bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                Some(b.saturating_add(add).min(max))
+            });
+    }
+
     fn wake(&self) {
         self.readable.send_modify(|_| {});
     }
@@ -109,6 +230,7 @@ pub struct JsLog {
     engine: Engine,
     stream: JsStream,
     shared: Arc<Shared>,
+    fetcher: Fetcher,
     publisher: mpsc::UnboundedSender<PubReq>,
     tasks: Vec<tokio::task::AbortHandle>,
     node: String,
@@ -161,6 +283,9 @@ impl JsLog {
             .0,
             first: AtomicU64::new(first),
             bytes: AtomicU64::new(state.bytes),
+            bytes_upto: AtomicU64::new(state.last_sequence),
+            max_bytes: config.retention_bytes,
+            avg_record: AtomicU64::new(state.bytes / state.messages.max(1)),
             closed: AtomicBool::new(false),
             cache_bytes: opts.cache_bytes.max(1 << 20),
         });
@@ -169,10 +294,18 @@ impl JsLog {
         let publish = engine.spawn(publisher(
             shared.clone(),
             engine.clone(),
-            subject(&name),
+            stream.clone(),
+            engine.subject(&name),
             rx,
             opts.publish_timeout,
         ));
+        let fetcher = Fetcher {
+            shared: shared.clone(),
+            stream: stream.clone(),
+            engine: engine.clone(),
+            subject: engine.subject(&name),
+            max_bytes: BLOCK_CAP.max(config.max_message_bytes + (128 << 10)),
+        };
         Ok(Self {
             name,
             config,
@@ -180,6 +313,7 @@ impl JsLog {
             engine,
             stream,
             shared,
+            fetcher,
             publisher: tx,
             tasks: vec![follow.abort_handle(), publish.abort_handle()],
             node: opts.node_id.clone(),
@@ -205,37 +339,60 @@ impl JsLog {
             self.ids.fetch_add(1, Ordering::Relaxed)
         )
     }
+}
 
-    /// Starts the fetch of the cold block holding `seq` unless it is under
-    /// way; readers are woken when it lands.
-    fn fetch_cold(&self, block: u64) {
-        {
+/// What cold reads need, shared by a log and its pending `warm`s.
+#[derive(Clone)]
+struct Fetcher {
+    shared: Arc<Shared>,
+    stream: JsStream,
+    engine: Engine,
+    subject: String,
+    /// Bytes one fetch asks for: [`BLOCK_CAP`], or one largest record.
+    max_bytes: usize,
+}
+
+impl Fetcher {
+    /// Whether `seq` is in the tail or a fetched block.
+    fn is_warm(&self, seq: u64) -> bool {
+        // A read below the first seq goes on from the first (after the gap).
+        let seq = seq.max(self.shared.first.load(Ordering::Acquire));
+        seq >= self.shared.tail.read().base || self.shared.cold.lock().covering(seq).is_some()
+    }
+
+    /// Starts the fetch of the cold block for `seq` unless it is fetched
+    /// or under way; readers are woken when it lands. Returns where that
+    /// fetch starts.
+    fn fetch_cold(&self, seq: u64) -> u64 {
+        let len = self.shared.block_len();
+        let start = {
             let mut cold = self.shared.cold.lock();
-            if cold.blocks.contains_key(&block) || !cold.fetching.insert(block) {
-                return;
+            if let Some(b) = cold.covering(seq) {
+                return b.start;
             }
-        }
+            let start = cold.fetch_start(seq, len);
+            if !cold.fetching.insert(start) {
+                return start;
+            }
+            start
+        };
         let shared = self.shared.clone();
         let stream = self.stream.clone();
-        let subject = subject(&self.name);
+        let subject = self.subject.clone();
+        let max_bytes = self.max_bytes;
         self.engine.spawn(async move {
-            let got = fetch_block(&stream, subject, &shared, block).await;
+            let end = start - start % len + len;
+            let got = fetch_block(&stream, subject, &shared, start, end, max_bytes).await;
             let failed = {
                 let mut cold = shared.cold.lock();
-                cold.fetching.remove(&block);
+                cold.fetching.remove(&start);
                 match got {
-                    Ok(records) => {
-                        cold.blocks.insert(block, Arc::new(records));
-                        cold.order.push_back(block);
-                        while cold.order.len() > COLD_BLOCKS {
-                            if let Some(old) = cold.order.pop_front() {
-                                cold.blocks.remove(&old);
-                            }
-                        }
+                    Ok(block) => {
+                        cold.insert(block, (shared.cache_bytes / 2).max(MIN_COLD_BYTES));
                         false
                     }
                     Err(e) => {
-                        tracing::warn!(topic = %shared.name, block, "cold read from the cluster failed: {e}");
+                        tracing::warn!(topic = %shared.name, start, "cold read from the cluster failed: {e}");
                         true
                     }
                 }
@@ -246,58 +403,106 @@ impl JsLog {
             }
             shared.wake();
         });
+        start
     }
 }
 
-/// Reads the records of `block` that lie below the tail, renumbered.
+/// Reads the records from `start` up to `end` (or the tail, or past
+/// [`BLOCK_CAP`] bytes), renumbered.
 async fn fetch_block(
     stream: &JsStream,
     subject: String,
     shared: &Shared,
-    block: u64,
-) -> std::result::Result<Vec<Record>, String> {
+    start: u64,
+    end: u64,
+    max_bytes: usize,
+) -> std::result::Result<Block, String> {
     let first = shared.first.load(Ordering::Acquire);
-    let start = block.max(first);
-    let end = (block + BLOCK).min(shared.tail.read().base);
-    if start >= end {
-        return Ok(Vec::new());
+    let end = end.min(shared.tail.read().base);
+    let mut block = Block {
+        start,
+        end: start,
+        records: Vec::new(),
+        bytes: 0,
+    };
+    let from = start.max(first);
+    if from >= end {
+        // All of it removed by retention meanwhile: known empty (`end`
+        // lies above `start`: fetches are for seqs below the tail).
+        block.end = end.max(start + 1);
+        return Ok(block);
     }
+    // One pull of exactly the records wanted (bounded in bytes) through a
+    // consumer of its own, not an ordered consumer's standing 500-message
+    // pulls: large records would fetch far more than the block.
     let consumer = stream
-        .create_consumer(OrderedConfig {
+        .create_consumer(pull::Config {
             filter_subject: subject,
             deliver_policy: DeliverPolicy::ByStartSequence {
-                start_sequence: start + 1,
+                start_sequence: from + 1,
             },
+            ack_policy: AckPolicy::None,
+            inactive_threshold: Duration::from_secs(30),
+            memory_storage: true,
+            num_replicas: 1,
             ..Default::default()
         })
         .await
         .map_err(|e| e.to_string())?;
-    let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
-    let mut out = Vec::with_capacity((end - start) as usize);
-    let mut last_ts = 0;
-    let mut expect = start;
-    while expect < end {
-        let m = tokio::time::timeout(Duration::from_secs(5), messages.next())
+    let name = consumer.cached_info().name.clone();
+    let fetched = async {
+        let mut messages = consumer
+            .batch()
+            .max_messages(usize::try_from(end - from).unwrap_or(usize::MAX))
+            .max_bytes(max_bytes)
+            .expires(Duration::from_secs(5))
+            .messages()
             .await
-            .map_err(|_| "timed out".to_owned())?
-            .ok_or("the consumer ended")?
             .map_err(|e| e.to_string())?;
+        let mut got = Vec::new();
+        while let Some(m) = messages.next().await {
+            match m {
+                Ok(m) => got.push(m),
+                // The pull ends with a status once `max_bytes` is
+                // reached: what came before it is the block.
+                Err(e) if got.is_empty() => return Err(e.to_string()),
+                Err(_) => break,
+            }
+        }
+        Ok::<_, String>(got)
+    }
+    .await;
+    let s = stream.clone();
+    tokio::spawn(async move { s.delete_consumer(&name).await });
+    let mut last_ts = 0;
+    let mut expect = from;
+    for m in fetched? {
         let info = m.info().map_err(|e| e.to_string())?;
         let seq = info.stream_sequence - 1;
         let ts = published_us(info.published).max(last_ts);
         if seq > expect {
             // Retention removed the front meanwhile: readers get the gap.
             shared.first.fetch_max(seq, Ordering::AcqRel);
-            if out.is_empty() {
-                return Ok(out);
+            if block.records.is_empty() {
+                block.end = seq.min(end);
+                return Ok(block);
             }
             break;
         }
+        if seq < expect {
+            continue;
+        }
         last_ts = ts;
-        out.push(renumber(&m.payload, seq, ts)?);
+        let r = renumber(&m.payload, seq, ts)?;
+        block.bytes += r.padded_len();
+        block.records.push(r);
         expect = seq + 1;
     }
-    Ok(out)
+    if expect == from && block.records.is_empty() {
+        return Err("the cluster sent none of the records asked for".into());
+    }
+    block.end = expect;
+    Ok(block)
 }
 
 fn published_us(t: time::OffsetDateTime) -> u64 {
@@ -338,7 +543,7 @@ async fn follow(mut stream: JsStream, shared: Arc<Shared>) {
     while !shared.closed.load(Ordering::Acquire) {
         let start = shared.tail.read().next();
         let consumer = match stream
-            .create_consumer(OrderedConfig {
+            .create_consumer(pull::OrderedConfig {
                 filter_subject: subject.clone(),
                 deliver_policy: DeliverPolicy::ByStartSequence {
                     start_sequence: start + 1,
@@ -381,11 +586,7 @@ async fn follow(mut stream: JsStream, shared: Arc<Shared>) {
                     return;
                 }
                 if let Ok(info) = polled {
-                    let first = info.state.first_sequence.saturating_sub(1);
-                    shared.bytes.store(info.state.bytes, Ordering::Relaxed);
-                    if shared.first.fetch_max(first, Ordering::AcqRel) < first {
-                        shared.wake();
-                    }
+                    shared.refreshed(&info.state);
                     // The stream holds more than the tail and nothing came
                     // for a while: the consumer is stuck (its server died
                     // and its heartbeats have not told it yet). Make a
@@ -408,6 +609,7 @@ async fn follow(mut stream: JsStream, shared: Arc<Shared>) {
             };
             last_message = tokio::time::Instant::now();
             let Ok(info) = m.info() else { continue };
+            shared.count_bytes(info.stream_sequence, &m);
             let seq = info.stream_sequence - 1;
             let ts = published_us(info.published);
             let mut tail = shared.tail.write();
@@ -460,6 +662,7 @@ async fn follow(mut stream: JsStream, shared: Arc<Shared>) {
 async fn publisher(
     shared: Arc<Shared>,
     engine: Engine,
+    stream: JsStream,
     subject: String,
     mut rx: mpsc::UnboundedReceiver<PubReq>,
     timeout: Duration,
@@ -470,13 +673,20 @@ async fn publisher(
             acks.push(send(&engine, &subject, m).await);
         }
         let engine = engine.clone();
+        let stream = stream.clone();
         let subject = subject.clone();
         let shared = shared.clone();
         tokio::spawn(async move {
             let deadline = tokio::time::Instant::now() + timeout;
             let mut seqs = Vec::with_capacity(req.msgs.len());
             for (m, first) in req.msgs.iter().zip(acks) {
-                match await_ack(&shared, &engine, &subject, m, first, deadline).await {
+                let acked = await_ack(&shared, &engine, &subject, m, first, deadline).await;
+                let checked = match acked {
+                    Ok((seq, true)) => same_as_stored(&shared, &stream, m, seq).await,
+                    Ok((seq, false)) => Ok(seq),
+                    Err(e) => Err(e),
+                };
+                match checked {
                     Ok(seq) => seqs.push(seq),
                     Err(e) => {
                         let _ = req.reply.send(Err(e));
@@ -502,8 +712,28 @@ async fn send(engine: &Engine, subject: &str, m: &Outgoing) -> AckWait {
         .map_err(|e| e.to_string())
 }
 
+/// `seq` if the message stored there (under `m`'s id) is `m`; a retry
+/// carries the same message, and anything else reusing its identity is
+/// refused, never answered as stored. Records are encoded with seq and
+/// timestamp 0, so the same message has the same bytes.
+async fn same_as_stored(shared: &Shared, stream: &JsStream, m: &Outgoing, seq: u64) -> Result<u64> {
+    let stored = stream
+        .get_raw_message(seq + 1)
+        .await
+        .map_err(|e| StorageError::Unavailable(format!("cannot read the stored duplicate: {e}")))?;
+    if stored.payload == m.body {
+        Ok(seq)
+    } else {
+        Err(StorageError::IdempotencyConflict {
+            topic: shared.name.to_string(),
+            seq,
+        })
+    }
+}
+
 /// Waits for the ack of `m`, resending it (same id, so stored once) while
-/// the stream has no leader, until `deadline`.
+/// the stream has no leader, until `deadline`. The seq, and whether the
+/// stream answered it as a duplicate.
 async fn await_ack(
     shared: &Shared,
     engine: &Engine,
@@ -511,12 +741,12 @@ async fn await_ack(
     m: &Outgoing,
     mut pending: AckWait,
     deadline: tokio::time::Instant,
-) -> Result<u64> {
+) -> Result<(u64, bool)> {
     let mut pause = Duration::from_millis(50);
     loop {
         let outcome = match pending {
             Ok(ack) => match ack.await {
-                Ok(a) => return Ok(a.sequence - 1),
+                Ok(a) => return Ok((a.sequence - 1, a.duplicate)),
                 Err(e) => match e.kind() {
                     // No responders (mapped to StreamNotFound by the
                     // client) is what a stream without a leader answers
@@ -528,6 +758,10 @@ async fn await_ack(
                     | PublishErrorKind::BrokenPipe
                     | PublishErrorKind::StreamNotFound => e.to_string(),
                     _ if e.to_string().contains("no responders") => e.to_string(),
+                    // The same id is being stored for another send (a
+                    // retry through another edge, or a duplicate in one
+                    // batch): resent, it answers the first one's seq.
+                    _ if e.to_string().contains("10158") => e.to_string(),
                     _ if e.to_string().contains("503") => e.to_string(),
                     _ => {
                         return Err(StorageError::Unavailable(format!(
@@ -659,35 +893,28 @@ impl TopicLog for JsLog {
                 ));
             }
         }
-        let block = seq - seq % BLOCK;
-        let found = self.shared.cold.lock().blocks.get(&block).cloned();
+        let found = self.shared.cold.lock().covering(seq);
         if let Some(b) = found {
-            // Records lie in seq order from the block's first stored one.
-            let at = b
-                .first()
-                .and_then(|r| usize::try_from(seq.checked_sub(r.seq())?).ok());
-            if let Some(r) = at.and_then(|i| b.get(i)).filter(|r| r.seq() == seq) {
+            if let Some(r) = b.get(seq) {
                 // Read ahead: a reader halfway through a block will want
                 // the next one.
-                if seq - block >= BLOCK / 2 && block + BLOCK < self.shared.tail.read().base {
-                    self.fetch_cold(block + BLOCK);
+                if (seq - b.start) * 2 >= b.end - b.start && b.end < self.shared.tail.read().base {
+                    self.fetcher.fetch_cold(b.end);
                 }
                 return Ok(ReadAt::Record(r.clone()));
             }
-            if b.last().is_some_and(|r| r.seq() >= seq) || b.is_empty() {
-                // Fetched, but the seq is not in it: removed by retention
-                // meanwhile.
-                let first = self.first_seq().max(seq + 1);
-                return Ok(ReadAt::Gap { to: first });
-            }
+            // Fetched, but the seq is not in it: removed by retention
+            // meanwhile.
+            let first = self.first_seq().max(seq + 1);
+            return Ok(ReadAt::Gap { to: first });
         }
-        self.fetch_cold(block);
+        self.fetcher.fetch_cold(seq);
         Ok(ReadAt::End)
     }
 
     fn seek_time(&self, ts_us: u64) -> Result<u64> {
         let stream = self.stream.clone();
-        let subject = subject(&self.name);
+        let subject = self.engine.subject(&self.name);
         let head = self.next_seq();
         let found = self.engine.block(async move {
             let secs = i64::try_from(ts_us / 1_000_000).unwrap_or(i64::MAX);
@@ -695,7 +922,7 @@ impl TopicLog for JsLog {
                 .map_err(|e| e.to_string())?
                 + Duration::from_micros(ts_us % 1_000_000);
             let consumer = stream
-                .create_consumer(OrderedConfig {
+                .create_consumer(pull::OrderedConfig {
                     filter_subject: subject,
                     deliver_policy: DeliverPolicy::ByStartTime { start_time: start },
                     ..Default::default()
@@ -745,7 +972,28 @@ impl TopicLog for JsLog {
         false
     }
 
+    /// Every acknowledged message is already stored by a quorum; what a
+    /// sync adds here is this edge's view of what the cluster did since
+    /// its last poll (retention moving the first seq, the stored size),
+    /// read now, so that a flush is a point after which the topic's info
+    /// is current. Best effort, bounded: the state is polled anyway.
     fn sync(&self) -> Result<()> {
+        if self.is_closed() {
+            return Ok(());
+        }
+        let mut stream = self.stream.clone();
+        let shared = self.shared.clone();
+        self.engine.block(async move {
+            match tokio::time::timeout(Duration::from_secs(1), stream.info()).await {
+                Ok(Ok(info)) => shared.refreshed(&info.state),
+                Ok(Err(e)) => {
+                    tracing::debug!(topic = %shared.name, "cannot read the stream's state: {e}")
+                }
+                Err(_) => {
+                    tracing::debug!(topic = %shared.name, "the stream's state did not come in 1 s")
+                }
+            }
+        })?;
         Ok(())
     }
 
@@ -758,15 +1006,7 @@ impl TopicLog for JsLog {
     }
 
     fn is_warm(&self, seq: u64) -> bool {
-        // A read below the first seq goes on from the first (after the gap).
-        let seq = seq.max(self.first_seq());
-        seq >= self.shared.tail.read().base
-            || self
-                .shared
-                .cold
-                .lock()
-                .blocks
-                .contains_key(&(seq - seq % BLOCK))
+        self.fetcher.is_warm(seq)
     }
 
     fn warm(&self, seq: u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
@@ -774,18 +1014,24 @@ impl TopicLog for JsLog {
             return Box::pin(std::future::ready(()));
         }
         let seq = seq.max(self.first_seq());
-        let block = seq - seq % BLOCK;
-        self.fetch_cold(block);
-        let shared = self.shared.clone();
-        let mut woken = shared.readable.subscribe();
+        let log = self.fetcher.clone();
+        let mut start = log.fetch_cold(seq);
+        let mut woken = self.shared.readable.subscribe();
         Box::pin(async move {
             let landed = async {
                 loop {
-                    {
-                        let cold = shared.cold.lock();
-                        if cold.blocks.contains_key(&block) || !cold.fetching.contains(&block) {
+                    let settled = {
+                        let cold = log.shared.cold.lock();
+                        cold.covering(seq).is_some() || !cold.fetching.contains(&start)
+                    };
+                    if settled {
+                        if log.is_warm(seq) || log.shared.closed.load(Ordering::Acquire) {
                             return;
                         }
+                        // A fetch that stopped short of `seq` (large
+                        // records) or failed: the next one.
+                        start = log.fetch_cold(seq);
+                        continue;
                     }
                     if woken.changed().await.is_err() {
                         return;

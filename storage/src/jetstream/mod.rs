@@ -10,7 +10,10 @@
 //! KV      fanlog_leases        <name> -> {holder, token, until_ms}
 //! ```
 //! (`<topic>` and `<key>` encoded into the characters NATS allows, see
-//! [`encode`].)
+//! [`encode`].) A deployment with a [`ClusterOptions::namespace`] `NS`
+//! uses `FL-NS_<topic>`, `fanlog.n.NS.<topic>` and `fanlog-NS_offsets`
+//! (and so on) instead, so several deployments share one NATS cluster
+//! without seeing each other's topics.
 //!
 //! fanlog's seq is the stream's sequence minus one, dense from 0 because
 //! streams deny single-message deletes and retention only moves the first
@@ -77,6 +80,10 @@ pub struct ClusterOptions {
     pub credentials: Option<std::path::PathBuf>,
     /// Extra root certificates for `tls://` servers.
     pub root_certificates: Option<std::path::PathBuf>,
+    /// Keeps this deployment's streams and buckets apart from others' on
+    /// the same NATS cluster (ASCII letters, digits and `-`; empty: the
+    /// unprefixed names). Every edge of one deployment uses the same.
+    pub namespace: String,
 }
 
 impl ClusterOptions {
@@ -93,6 +100,7 @@ impl ClusterOptions {
             token: None,
             credentials: None,
             root_certificates: None,
+            namespace: String::new(),
         }
     }
 }
@@ -104,7 +112,45 @@ pub(crate) struct Engine {
     rt: tokio::runtime::Handle,
     js: jetstream::Context,
     replicas: usize,
+    names: Arc<Names>,
     _runtime: Arc<OwnRuntime>,
+}
+
+/// The names of a deployment's streams, subjects and buckets.
+#[derive(Debug)]
+struct Names {
+    stream: String,
+    subject: String,
+    bucket: String,
+}
+
+impl Names {
+    fn new(namespace: &str) -> Result<Self> {
+        if namespace.is_empty() {
+            return Ok(Self {
+                stream: "FL_".into(),
+                subject: "fanlog.t.".into(),
+                bucket: "fanlog_".into(),
+            });
+        }
+        if namespace.len() > 32
+            || !namespace
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(StorageError::Config(format!(
+                "cluster namespace {namespace:?} must be 1 to 32 ASCII letters, digits or '-'"
+            )));
+        }
+        // `-` after FL and a fourth subject token keep these apart from
+        // the unprefixed names; `_` after the namespace (which never holds
+        // one) keeps one namespace's names apart from a longer one's.
+        Ok(Self {
+            stream: format!("FL-{namespace}_"),
+            subject: format!("fanlog.n.{namespace}."),
+            bucket: format!("fanlog-{namespace}_"),
+        })
+    }
 }
 
 impl fmt::Debug for Engine {
@@ -146,6 +192,27 @@ impl Engine {
 
     pub(crate) fn js(&self) -> &jetstream::Context {
         &self.js
+    }
+
+    /// The stream that holds `topic`.
+    pub(crate) fn stream_name(&self, topic: &TopicName) -> String {
+        format!("{}{}", self.names.stream, encode(topic.as_str()))
+    }
+
+    /// The subject `topic` is published on.
+    pub(crate) fn subject(&self, topic: &TopicName) -> String {
+        format!("{}{}", self.names.subject, encode(topic.as_str()))
+    }
+
+    /// The topic a stream holds, if it is one of this deployment's.
+    fn topic_of(&self, stream: &str) -> Option<TopicName> {
+        let enc = stream.strip_prefix(self.names.stream.as_str())?;
+        TopicName::new(&decode(enc)?).ok()
+    }
+
+    /// The full name of the bucket `base` (`meta`, `offsets`, `leases`).
+    pub(crate) fn bucket_name(&self, base: &str) -> String {
+        format!("{}{base}", self.names.bucket)
     }
 }
 
@@ -203,14 +270,15 @@ pub fn decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-const STREAM_PREFIX: &str = "FL_";
-
-pub(crate) fn stream_name(topic: &TopicName) -> String {
-    format!("{STREAM_PREFIX}{}", encode(topic.as_str()))
-}
-
-pub(crate) fn subject(topic: &TopicName) -> String {
-    format!("fanlog.t.{}", encode(topic.as_str()))
+/// The stream's duplicate window for `config`'s `dedupe_window`: at least
+/// JetStream's shortest (100 ms), at most the stream's `max_age` (which
+/// JetStream requires).
+fn duplicate_window(config: &TopicConfig) -> Duration {
+    let w = config.dedupe_window.max(Duration::from_millis(100));
+    match config.retention_age {
+        Some(age) if !age.is_zero() => w.min(age),
+        _ => w,
+    }
 }
 
 /// Topics, offsets, metadata and leases in a JetStream cluster.
@@ -244,6 +312,7 @@ impl JsStorage {
                 opts.replicas
             )));
         }
+        let names = Arc::new(Names::new(&opts.namespace)?);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("fanlog-cluster")
@@ -274,6 +343,7 @@ impl JsStorage {
             rt,
             js,
             replicas: opts.replicas,
+            names,
             _runtime: own,
         };
         let e = engine.clone();
@@ -294,10 +364,10 @@ impl JsStorage {
                 }
             }
         })??;
-        let bucket = |name| {
+        let bucket = |name: String| {
             let deadline = std::time::Instant::now() + Duration::from_secs(20);
             loop {
-                match kv::Bucket::open(&engine, name) {
+                match kv::Bucket::open(&engine, name.clone()) {
                     Err(e) if std::time::Instant::now() < deadline => {
                         tracing::debug!("bucket {name} not ready yet: {e}");
                         std::thread::sleep(Duration::from_millis(250));
@@ -306,9 +376,9 @@ impl JsStorage {
                 }
             }
         };
-        let meta = JsMeta::new(bucket("fanlog_meta")?);
-        let leases = JsLeases::new(bucket("fanlog_leases")?);
-        let offsets = bucket("fanlog_offsets")?;
+        let meta = JsMeta::new(bucket(engine.bucket_name("meta"))?);
+        let leases = JsLeases::new(bucket(engine.bucket_name("leases"))?);
+        let offsets = bucket(engine.bucket_name("offsets"))?;
         tracing::info!(servers = ?opts.servers, version, replicas = opts.replicas, node = %opts.node_id, "cluster mode: connected to NATS JetStream");
         Ok(Self {
             engine,
@@ -334,8 +404,8 @@ impl JsStorage {
 
     fn stream_config(&self, name: &TopicName, config: &TopicConfig) -> StreamConfig {
         StreamConfig {
-            name: stream_name(name),
-            subjects: vec![subject(name)],
+            name: self.engine.stream_name(name),
+            subjects: vec![self.engine.subject(name)],
             description: Some(format!("fanlog topic {}", name.as_str())),
             storage: StorageType::File,
             num_replicas: self.opts.replicas,
@@ -349,7 +419,7 @@ impl JsStorage {
             max_age: config.retention_age.unwrap_or_default(),
             max_message_size: i32::try_from(config.max_message_bytes + 64 * 1024)
                 .unwrap_or(i32::MAX),
-            duplicate_window: config.dedupe_window,
+            duplicate_window: duplicate_window(config),
             ..Default::default()
         }
     }
@@ -480,9 +550,7 @@ impl Storage for JsStorage {
         let mut topics: Vec<TopicName> = names
             .map_err(unavailable("cannot list the cluster's streams"))?
             .iter()
-            .filter_map(|n| n.strip_prefix(STREAM_PREFIX))
-            .filter_map(decode)
-            .filter_map(|n| TopicName::new(&n).ok())
+            .filter_map(|n| self.engine.topic_of(n))
             .collect();
         topics.sort();
         Ok(topics)
@@ -529,7 +597,7 @@ impl Storage for JsStorage {
 
     fn remove(&self, name: &TopicName) -> Result<()> {
         let js = self.engine.js.clone();
-        let sname = stream_name(name);
+        let sname = self.engine.stream_name(name);
         self.engine
             .block(async move {
                 js.delete_stream(&sname)
@@ -557,7 +625,7 @@ impl Storage for JsStorage {
 
     fn exists(&self, name: &TopicName) -> Result<bool> {
         let js = self.engine.js.clone();
-        let sname = stream_name(name);
+        let sname = self.engine.stream_name(name);
         let found = self.engine.block(async move {
             match js.get_stream(&sname).await {
                 Ok(_) => Ok(true),
