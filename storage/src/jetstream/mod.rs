@@ -31,7 +31,8 @@
 //! The async client lives on a small runtime of its own (`Engine`), so
 //! that the synchronous storage traits can wait for it from any thread
 //! (the broker calls them from its blocking pool and flusher) without
-//! stalling the caller's runtime on its own I/O.
+//! stalling the caller's runtime on its own I/O; a wait on a worker of
+//! the caller's runtime is announced with `block_in_place`.
 
 mod kv;
 mod log;
@@ -217,6 +218,10 @@ impl Engine {
 }
 
 /// Runs `f` on `rt` and waits for it from this thread (not one of `rt`'s).
+/// On a worker of another multi-thread runtime (a storage call from an
+/// async handler: a group's offset, a time seek, a topic looked up) the
+/// wait is announced with `block_in_place`, so that the worker's other
+/// tasks move to another thread instead of stalling behind a round trip.
 fn block_on<T: Send + 'static>(
     rt: &tokio::runtime::Handle,
     f: impl Future<Output = T> + Send + 'static,
@@ -225,8 +230,14 @@ fn block_on<T: Send + 'static>(
     rt.spawn(async move {
         let _ = tx.send(f.await);
     });
-    rx.recv()
-        .map_err(|_| StorageError::Unavailable("the cluster client stopped".into()))
+    let wait = move || rx.recv();
+    let got = match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(wait)
+        }
+        _ => wait(),
+    };
+    got.map_err(|_| StorageError::Unavailable("the cluster client stopped".into()))
 }
 
 /// Maps a NATS error to storage's: everything the engine says is either
@@ -640,6 +651,44 @@ impl Storage for JsStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A storage call that waits for the cluster on the only worker of an
+    /// async caller's runtime does not stall that runtime's other tasks.
+    #[test]
+    fn a_wait_on_a_runtime_worker_lets_its_other_tasks_run() {
+        let engine = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let caller = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let ticks = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let t = ticks.clone();
+        caller.spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                t.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+        let h = engine.handle().clone();
+        let ticks_during = caller.block_on(async move {
+            // On the worker, like a handler's call into storage.
+            tokio::spawn(async move {
+                let before = ticks.load(std::sync::atomic::Ordering::Relaxed);
+                // The timer made on the engine's runtime, not this one's.
+                let pause = async { tokio::time::sleep(Duration::from_millis(500)).await };
+                block_on(&h, pause).unwrap();
+                ticks.load(std::sync::atomic::Ordering::Relaxed) - before
+            })
+            .await
+            .unwrap()
+        });
+        assert!(ticks_during >= 5, "{ticks_during} ticks while blocked");
+    }
 
     #[test]
     fn encoding_is_reversible_and_safe() {
