@@ -1084,3 +1084,63 @@ async fn long_poll_time_seek_truncation_tickets_and_deletion_across_edges() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// `fanlog bench idle` with two edges' HTTP addresses spreads its SSE
+/// subscribers over both, adds both edges' memory up, and every
+/// subscriber gets every broadcast published through the first edge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_idle_spreads_sse_subscribers_over_two_edges() {
+    let nats = NatsCluster::start_with(false).await;
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b) = (nats.edge(da.path(), &[]), nats.edge(db.path(), &[]));
+    let (ha, hb) = (a.http.clone().unwrap(), b.http.clone().unwrap());
+    let http = format!("{ha},{hb}");
+    let pids = format!("{},{}", a.child.id(), b.child.id());
+    let args: Vec<String> = [
+        "idle",
+        "--transport",
+        "sse",
+        "--consumers",
+        "20",
+        "--count",
+        "3",
+        "--server",
+        a.tcp.as_str(),
+        "--http",
+        http.as_str(),
+        "--broker-pid",
+        pids.as_str(),
+    ]
+    .map(str::to_owned)
+    .into();
+    let run = tokio::task::spawn_blocking(move || {
+        common::bench_json(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    })
+    .await
+    .unwrap();
+    assert_eq!(run["memory"]["connections"], 20, "{run}");
+    assert!(
+        run["memory"]["rss_after_kb"].as_u64().unwrap()
+            > run["memory"]["rss_before_kb"].as_u64().unwrap(),
+        "{run}"
+    );
+    assert_eq!(common::num(&run, "deliveries"), 60.0, "{run}");
+    // Half of the subscribers on each edge: each delivered 10 x 3 over SSE.
+    for base in [&ha, &hb] {
+        let text = reqwest::get(format!("http://{base}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            text.lines()
+                .any(|l| l == "fanlog_deliveries_total{transport=\"sse\"} 30"),
+            "{base}: {}",
+            text.lines()
+                .filter(|l| l.contains("deliveries"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+}

@@ -96,12 +96,15 @@ pub struct BenchArgs {
     /// process on a temporary directory.
     #[arg(long)]
     pub server: Option<String>,
-    /// HTTP edge of --server (for --transport ws|sse), e.g. `127.0.0.1:7480`.
+    /// HTTP edge of --server (for --transport ws|sse), e.g. `127.0.0.1:7480`;
+    /// several, comma-separated (edges of one cluster), spread ws and sse
+    /// subscribers over them in turn.
     #[arg(long)]
     pub http: Option<String>,
-    /// Process id of --server, to read its memory in the idle workload.
-    #[arg(long)]
-    pub broker_pid: Option<u32>,
+    /// Process id of --server, to read its memory in the idle workload;
+    /// several, comma-separated, add up (the edges of --http).
+    #[arg(long, value_delimiter = ',')]
+    pub broker_pid: Vec<u32>,
     /// Certificate to trust for QUIC (with --server).
     #[arg(long)]
     pub ca: Option<PathBuf>,
@@ -147,7 +150,7 @@ pub struct BenchArgs {
 /// Deletes the run's topic from the live broker through `--http`, or says
 /// how to (the binary protocol has no deletion).
 async fn remove_topic(args: &BenchArgs, topic: &str) {
-    let Some(http) = &args.http else {
+    let Some(http) = args.http.as_deref().and_then(|h| h.split(',').next()) else {
         eprintln!(
             "bench topic {topic} is left on the broker: give --http (its HTTP edge) to have it removed, or `fanlog admin delete {topic}`"
         );
@@ -190,10 +193,13 @@ pub(crate) struct Target {
     options: ConnectOptions,
     /// Native connections of subscribers (another edge in cluster mode).
     sub_options: ConnectOptions,
-    /// `http://HOST:PORT` of the HTTP edge, for ws and sse subscribers.
-    http: Option<String>,
-    /// The broker's process, to read its memory from.
-    broker_pid: Option<u32>,
+    /// `http://HOST:PORT` of each HTTP edge, for ws and sse subscribers
+    /// (spread over them in turn).
+    http: Vec<String>,
+    /// Subscribers placed on `http` so far.
+    http_turn: std::sync::atomic::AtomicUsize,
+    /// The broker's processes, to read their memory from.
+    broker_pid: Vec<u32>,
     embedded: Option<Embedded>,
     /// The second edge, in cluster mode.
     second: Option<Embedded>,
@@ -201,15 +207,32 @@ pub(crate) struct Target {
 }
 
 impl Target {
-    /// The broker's resident memory in KiB, when its process is known.
+    /// The broker's resident memory in KiB (its processes' together), when
+    /// its processes are known.
     fn rss_kb(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.broker_pid?)).ok()?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
+        if self.broker_pid.is_empty() {
+            return None;
+        }
+        self.broker_pid.iter().map(|&pid| rss_kb_of(pid)).sum()
     }
+
+    /// The HTTP edge for the next ws or sse subscriber: each in turn.
+    fn next_http(&self) -> Option<&str> {
+        let i = self
+            .http_turn
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        (!self.http.is_empty()).then(|| self.http[i % self.http.len()].as_str())
+    }
+}
+
+/// A process's resident memory in KiB.
+fn rss_kb_of(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
 }
 
 struct Embedded {
@@ -390,16 +413,16 @@ async fn target(args: &BenchArgs) -> anyhow::Result<Target> {
             } else {
                 addrs.tcp = Some(s.clone());
             }
-            (addrs, None, None, args.broker_pid)
+            (addrs, None, None, args.broker_pid.clone())
         }
         None if args.workload == Workload::Idle => {
             let (child, addrs) = spawn_broker(args).await?;
-            let pid = child.child.id();
+            let pid = child.child.id().into_iter().collect();
             (addrs, None, Some(child), pid)
         }
         None => {
             let (embedded, addrs) = embed_broker(args).await?;
-            (addrs, Some(embedded), None, None)
+            (addrs, Some(embedded), None, Vec::new())
         }
     };
     let sub_addrs = second
@@ -411,18 +434,25 @@ async fn target(args: &BenchArgs) -> anyhow::Result<Target> {
         let a = sub_addrs
             .http
             .context("--transport ws|sse with --server needs --http ADDR")?;
-        Some(if a.contains("://") {
-            a
-        } else {
-            format!("http://{a}")
-        })
+        a.split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(|a| {
+                if a.contains("://") {
+                    a.to_owned()
+                } else {
+                    format!("http://{a}")
+                }
+            })
+            .collect()
     } else {
-        None
+        Vec::new()
     };
     Ok(Target {
         options,
         sub_options,
         http,
+        http_turn: std::sync::atomic::AtomicUsize::new(0),
         broker_pid,
         embedded,
         second: second.map(|(e, _)| e),

@@ -163,7 +163,7 @@ async fn open_feeds(
         .tcp_nodelay(true)
         .build()
         .context("HTTP client")?;
-    if let Some(base) = &target.http {
+    for base in &target.http {
         feeds::check_http(&http, base).await?;
     }
     let opened = Arc::new(AtomicU64::new(0));
@@ -171,7 +171,7 @@ async fn open_feeds(
     let open_one = |_| {
         let (http, opened) = (http.clone(), opened.clone());
         async move {
-            let feed = match (transport, target.http.as_deref()) {
+            let feed = match (transport, target.next_http()) {
                 (TransportArg::Sse, Some(base)) => {
                     feeds::sse(&http, base, topic, start, stamped).await
                 }
