@@ -228,6 +228,11 @@ pub struct ClusterConfig {
     /// is refused as unavailable (`15s`).
     #[serde(with = "as_string")]
     pub publish_timeout: Age,
+    /// How long an edge's lease on a hook's deliveries lasts without
+    /// renewal (`10s`): a dead edge's hooks move to another within this
+    /// and a second. At least 3 s.
+    #[serde(with = "as_string")]
+    pub lease_ttl: Age,
     /// A NATS user token.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
@@ -257,6 +262,7 @@ impl Default for ClusterConfig {
             node_id: None,
             cache_bytes: 64 << 20,
             publish_timeout: Age(Duration::from_secs(15)),
+            lease_ttl: Age(Duration::from_secs(10)),
             token: None,
             credentials: None,
             ca: None,

@@ -172,6 +172,12 @@ async fn check_cluster_sync(cfg: &Config, broker: &fanlog::BrokerConfig) -> anyh
 fn open_cluster(cfg: &Config, broker_config: fanlog::BrokerConfig) -> anyhow::Result<Broker> {
     use fanlog::storage::jetstream::{ClusterOptions, JsStorage};
     let c = &cfg.cluster;
+    if c.lease_ttl.0 < std::time::Duration::from_secs(3) {
+        anyhow::bail!(
+            "[cluster] lease_ttl must be at least 3s (an owner renews every third of it), not {}",
+            c.lease_ttl
+        );
+    }
     if c.replicas == 1 && !c.allow_single_replica {
         anyhow::bail!(
             "[cluster] replicas = 1 keeps one copy of every topic: losing that server loses them; \
@@ -281,6 +287,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             allow_targets: cfg.allow_hook_targets.clone(),
             trust_pem,
             max_hooks: limits.max_hooks,
+            delivery_lease: cfg.cluster.lease_ttl.0,
             ..cfg.hooks.clone()
         })
         .http_config(edge::HttpConfig {

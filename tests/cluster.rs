@@ -594,8 +594,11 @@ async fn killing_an_edge_moves_its_clients_to_another() {
 }
 
 /// Two edges that may deliver hooks to a receiver on 127.0.0.1.
+/// Two edges that may deliver hooks to 127.0.0.1, with `lease_ttl` if
+/// given (else the default 10 s).
 fn hook_edges(
     nats: &NatsCluster,
+    lease_ttl: Option<&str>,
 ) -> (
     tempfile::TempDir,
     tempfile::TempDir,
@@ -603,8 +606,12 @@ fn hook_edges(
     common::ServeProcess,
 ) {
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = nats.edge(da.path(), &["--allow-hook-target", "127.0.0.1"]);
-    let b = nats.edge(db.path(), &["--allow-hook-target", "127.0.0.1"]);
+    let envs: Vec<(&str, &str)> = lease_ttl
+        .map(|t| ("FANLOG_CLUSTER__LEASE_TTL", t))
+        .into_iter()
+        .collect();
+    let a = nats.edge_with_env(da.path(), &["--allow-hook-target", "127.0.0.1"], &envs);
+    let b = nats.edge_with_env(db.path(), &["--allow-hook-target", "127.0.0.1"], &envs);
     (da, db, a, b)
 }
 
@@ -694,7 +701,8 @@ async fn create_hook(edge: &common::ServeProcess, topic: &str, url: &str) -> Str
 async fn a_dead_hook_owner_hands_its_hooks_to_another_edge() {
     use common::receiver::{Receiver, Reply, ids};
     let nats = NatsCluster::start().await;
-    let (_da, _db, a, b) = hook_edges(&nats);
+    // A lease of 5 s instead of 10 ([cluster] lease_ttl).
+    let (_da, _db, a, b) = hook_edges(&nats, Some("5s"));
     let rx = Receiver::start(std::sync::Arc::new(|_, _| Reply::Status(204))).await;
     publish_http(&a, "h", 0..1).await;
     // Made through A; B learns of it from the registry in the cluster.
@@ -720,9 +728,9 @@ async fn a_dead_hook_owner_hands_its_hooks_to_another_edge() {
     let (ordered, repeats) = without_repeats(got);
     assert_eq!(ordered, ids("h", 0..40), "in order, nothing lost");
     assert!(repeats <= 1, "{repeats} repeats");
-    // The lease's time to live (10 s) + 2 s.
+    // The lease's time to live (5 s) + 2 s.
     assert!(
-        takeover <= Duration::from_secs(12),
+        takeover <= Duration::from_secs(7),
         "taken over in {takeover:?}"
     );
     eprintln!(
@@ -736,7 +744,7 @@ async fn a_dead_hook_owner_hands_its_hooks_to_another_edge() {
 async fn a_stalled_hook_owner_delivers_nothing_more_and_moves_no_cursor() {
     use common::receiver::{Receiver, Reply, ids};
     let nats = NatsCluster::start().await;
-    let (_da, _db, a, b) = hook_edges(&nats);
+    let (_da, _db, a, b) = hook_edges(&nats, None);
     // h:5 is answered after 3 s: its owner is stopped while it waits.
     let rx = Receiver::start(std::sync::Arc::new(|id: &str, n| {
         if id == "h:5" && n == 0 {
@@ -832,6 +840,10 @@ async fn fsync_always_needs_servers_that_sync_before_they_ack() {
         1,
         "one line: {e}"
     );
+    // A hook lease too short to renew in time.
+    std::fs::write(&conf, "[cluster]\nlease_ttl = \"1s\"\n").unwrap();
+    let e = refusal(&["--data", d, "--cluster", &urls, "--config", c]);
+    assert!(e.contains("lease_ttl must be at least 3s"), "{e}");
     // Other modes start (the ack is the quorum's; docs/cluster.md).
     let edge = nats.edge(data.path(), &["--fsync", "interval:100"]);
     let client = Client::connect(&edge.tcp).await.unwrap();

@@ -301,10 +301,20 @@ impl NatsCluster {
 
     /// A fanlog edge serving this cluster, with HTTP on and QUIC on.
     pub fn edge(&self, data: &Path, extra: &[&str]) -> ServeProcess {
+        self.edge_with_env(data, extra, &[])
+    }
+
+    /// [`NatsCluster::edge`] with these environment variables set.
+    pub fn edge_with_env(
+        &self,
+        data: &Path,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> ServeProcess {
         let urls = self.urls();
         let mut args = vec!["--cluster", urls.as_str(), "--http", "127.0.0.1:0"];
         args.extend_from_slice(extra);
-        ServeProcess::start(data, &args)
+        ServeProcess::start_with_env(data, &args, envs)
     }
 }
 

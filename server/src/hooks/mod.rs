@@ -81,6 +81,12 @@ pub struct HooksConfig {
     /// See `lease_min`.
     #[serde(with = "text::duration")]
     pub lease_max: Duration,
+    /// How long the lease on a hook's deliveries lasts without renewal
+    /// (its owner renews it every third of that): with storage shared by
+    /// several edges, a dead owner's hooks move to another edge within
+    /// this and a second. `[cluster] lease_ttl`.
+    #[serde(skip)]
+    pub delivery_lease: Duration,
 }
 
 impl Default for HooksConfig {
@@ -106,6 +112,7 @@ impl Default for HooksConfig {
             lease_default: Duration::from_secs(10 * 24 * 3600),
             lease_min: Duration::from_secs(60),
             lease_max: Duration::from_secs(30 * 24 * 3600),
+            delivery_lease: LEASE_TTL,
         }
     }
 }

@@ -46,7 +46,8 @@ enum Outcome {
     Stopped,
 }
 
-/// How long a hook's delivery lease lasts; its owner renews it every
+/// How long a hook's delivery lease lasts by default
+/// ([`super::HooksConfig::delivery_lease`]); its owner renews it every
 /// third of that.
 pub const LEASE_TTL: Duration = Duration::from_secs(10);
 
@@ -73,6 +74,8 @@ struct Owner {
     holder: String,
     lease: Option<fanlog_broker::storage::Lease>,
     renew_at: Instant,
+    /// The lease's time to live.
+    ttl: Duration,
 }
 
 impl Owner {
@@ -84,15 +87,15 @@ impl Owner {
             // A cluster's leases are a network round trip: off the runtime.
             let (broker, name, holder) =
                 (self.broker.clone(), self.name.clone(), self.holder.clone());
-            let got = tokio::task::spawn_blocking(move || {
-                broker.leases().acquire(&name, &holder, LEASE_TTL)
-            })
-            .await
-            .ok()
-            .flatten();
+            let ttl = self.ttl;
+            let got =
+                tokio::task::spawn_blocking(move || broker.leases().acquire(&name, &holder, ttl))
+                    .await
+                    .ok()
+                    .flatten();
             if let Some(l) = got {
                 self.lease = Some(l);
-                self.renew_at = Instant::now() + LEASE_TTL / 3;
+                self.renew_at = Instant::now() + self.ttl / 3;
                 return true;
             }
             self.lease = None;
@@ -122,8 +125,8 @@ impl Owner {
         let Some(l) = self.lease.clone() else {
             return false;
         };
-        let broker = self.broker.clone();
-        tokio::task::spawn_blocking(move || broker.leases().fence(&l, LEASE_TTL))
+        let (broker, ttl) = (self.broker.clone(), self.ttl);
+        tokio::task::spawn_blocking(move || broker.leases().fence(&l, ttl))
             .await
             .unwrap_or(false)
     }
@@ -178,6 +181,7 @@ pub(super) async fn run(job: Job) {
         holder: format!("{}/{:016x}", node(), rand::random::<u64>()),
         lease: None,
         renew_at: Instant::now(),
+        ttl: job.hooks.inner.config.delivery_lease,
     };
     'subscribe: loop {
         if !owner.holds() && !owner.acquire(&job.status, &job.stop).await {
@@ -643,6 +647,7 @@ mod tests {
             holder: format!("{}/{n}", node()),
             lease: None,
             renew_at: Instant::now(),
+            ttl: LEASE_TTL,
         };
         let (status, stop) = (Mutex::new(Status::default()), CancellationToken::new());
         let mut old = owner(1);
