@@ -24,10 +24,10 @@ cluster=nats://127.0.0.1:4222,nats://127.0.0.1:4223,nats://127.0.0.1:4224
 declare -A args=(
   [publish]="--count 50000 --fsync always"
   [e2e]="--count 20000 --rate 5000 --fsync always"
-  [fanout]="--count 5000 --consumers 20 --rate 2000 --fsync always"
+  [fanout]="--count 5000 --consumers 100 --rate 1000 --fsync always"
   [consume]="--count 50000 --fsync always"
 )
-workloads=${WORKLOADS:-publish e2e fanout consume}
+workloads=${WORKLOADS:-publish e2e fanout consume idle}
 for w in $workloads; do
   [ "$w" = idle ] && continue
   for r in $(seq 1 "$rounds"); do
