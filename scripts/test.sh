@@ -63,7 +63,8 @@ cargo test --workspace --locked "$@"
 # namespace per data directory). Skipped when arguments pick tests.
 if [ $# -eq 0 ]; then
   cluster_suites=(wire_pubsub client_reconnect http_edge subscribers offsets_and_idempotence
-    dedupe_scope time_seek webhooks websub cloudevents_binding json_payloads flow_control)
+    dedupe_scope time_seek webhooks websub cloudevents_binding json_payloads flow_control
+    auth admin limits topic_deleted_under_subscriber)
   echo "the behaviour suites against a cluster: ${cluster_suites[*]}" >&2
   TEST_BACKEND=cluster cargo test --locked "${cluster_suites[@]/#/--test=}"
 fi
