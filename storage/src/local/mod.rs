@@ -76,8 +76,18 @@ impl LocalStorage {
             .write(true)
             .open(&lock_path)
             .map_err(StorageError::io(&lock_path))?;
-        flock(&lock, FlockOperation::NonBlockingLockExclusive)
-            .map_err(|_| StorageError::InUse(dir.clone()))?;
+        // A broker of this process that just closed may still seem to hold
+        // the lock for a moment: a child process that another thread is
+        // starting holds a copy of every descriptor until it execs (close-
+        // on-exec closes it only then). Asked again for up to half a
+        // second before the directory is called in use.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+        while flock(&lock, FlockOperation::NonBlockingLockExclusive).is_err() {
+            if std::time::Instant::now() >= deadline {
+                return Err(StorageError::InUse(dir.clone()));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         let storage = Self {
             meta: LocalMeta::new(&dir),
             leases: LocalLeases::default(),
@@ -253,5 +263,29 @@ impl Storage for LocalStorage {
 
     fn leases(&self) -> &dyn Leases {
         &self.leases
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A directory is refused while another holder keeps it, and taken
+    /// when that holder lets go within half a second (what a child process
+    /// that has not exec'd yet looks like).
+    #[test]
+    fn a_directory_let_go_of_within_half_a_second_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = LocalStorage::open(dir.path()).unwrap();
+        assert!(matches!(
+            LocalStorage::open(dir.path()),
+            Err(StorageError::InUse(_))
+        ));
+        let letting_go = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(150));
+            drop(held);
+        });
+        assert!(LocalStorage::open(dir.path()).is_ok());
+        letting_go.join().unwrap();
     }
 }
