@@ -278,8 +278,7 @@ async fn sse_and_reads_report_a_gap_after_retention() {
     for _ in 0..100 {
         b.publish("g", Message::new(payload.clone())).await.unwrap();
     }
-    b.flush().unwrap();
-    let first = b.topic_info("g").unwrap().first_seq;
+    let first = common::retention_settled(&b, "g").await.first_seq;
     assert!(first > 0, "retention removed the start");
     let http = common::HttpServer::start(&b, HttpConfig::default()).await;
     let c = reqwest::Client::new();

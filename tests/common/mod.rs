@@ -547,6 +547,28 @@ pub fn local_hooks() -> fanlog::server::hooks::HooksConfig {
     }
 }
 
+/// The topic's info once retention settled: embedded, the flusher's pass
+/// (about once a second) may drop one more segment after the rolls did;
+/// a cluster applies retention itself, and a flush brings the edge's view
+/// of it up to date. Settled once the first seq stays put for 1.5 s (10 s
+/// at most).
+pub async fn retention_settled(broker: &Broker, topic: &str) -> fanlog::broker::TopicInfo {
+    use std::time::Duration;
+    let mut info = broker.topic_info(topic).expect("topic");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut since = tokio::time::Instant::now();
+    while since.elapsed() < Duration::from_millis(1500) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        broker.flush().expect("flush");
+        let now = broker.topic_info(topic).expect("topic");
+        if now.first_seq != info.first_seq {
+            since = tokio::time::Instant::now();
+        }
+        info = now;
+    }
+    info
+}
+
 /// GETs `url` and parses the answer as JSON.
 pub async fn get_json(url: &str) -> serde_json::Value {
     reqwest::get(url)
