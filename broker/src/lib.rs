@@ -42,6 +42,7 @@ mod broker;
 mod config;
 mod error;
 mod flusher;
+pub mod shared;
 mod subscription;
 
 pub use broker::{
