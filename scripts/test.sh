@@ -64,7 +64,7 @@ cargo test --workspace --locked "$@"
 if [ $# -eq 0 ]; then
   cluster_suites=(wire_pubsub client_reconnect http_edge subscribers offsets_and_idempotence
     dedupe_scope time_seek webhooks websub cloudevents_binding json_payloads flow_control
-    auth admin limits topic_deleted_under_subscriber)
+    auth admin limits topic_deleted_under_subscriber shared_groups)
   echo "the behaviour suites against a cluster: ${cluster_suites[*]}" >&2
   TEST_BACKEND=cluster cargo test --locked "${cluster_suites[@]/#/--test=}"
 fi

@@ -44,6 +44,7 @@ mod error;
 mod flusher;
 pub mod shared;
 mod subscription;
+pub mod work;
 
 pub use broker::{
     Appended, Broker, Committing, ReadBatch, TopicFigures, TopicInfo, TopicStats, WeakBroker,

@@ -74,10 +74,11 @@ pub struct Dead {
 }
 
 /// Why an ack or nack was not taken.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum NotHeld {
     /// The member does not hold the seq (its ack wait ran out and the seq
     /// went to another member, or it never had it).
+    #[error("this worker does not hold that seq (its ack wait ran out, or it never had it)")]
     NotHeld,
 }
 
