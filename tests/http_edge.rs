@@ -594,11 +594,22 @@ async fn a_websocket_that_stops_reading_is_closed_as_a_slow_consumer() {
         resume <= next,
         "resume {resume} after what was received {next}"
     );
-    publisher.await.unwrap();
+    // Bounded, each step: a hang here is a failure that says where.
+    tokio::time::timeout(Duration::from_secs(60), publisher)
+        .await
+        .expect("the publishing ends")
+        .unwrap();
     // Resuming there continues with no gap.
-    let mut ws = ws_connect(&http, &format!("/topics/slow/ws?from={resume}")).await;
+    let mut ws = tokio::time::timeout(
+        Duration::from_secs(30),
+        ws_connect(&http, &format!("/topics/slow/ws?from={resume}")),
+    )
+    .await
+    .expect("the resume connects");
     assert_eq!(ws_json(&mut ws).await["seq"], resume);
-    http.stop().await;
+    tokio::time::timeout(Duration::from_secs(30), http.stop())
+        .await
+        .expect("the edge stops");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
