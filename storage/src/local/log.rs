@@ -671,14 +671,16 @@ impl TopicLog for LocalLog {
         if synced {
             self.syncs.fetch_add(1, Ordering::Relaxed);
         }
+        // Readable first: the durable signal acknowledges publishers, and a
+        // publisher that reads right after its ack must find its records.
+        if self.config.durability == Durability::Always {
+            self.advance_readable(head);
+        }
         self.durable_tx.send_if_modified(|d| {
             let moved = d.upto < head;
             d.upto = d.upto.max(head);
             moved
         });
-        if self.config.durability == Durability::Always {
-            self.advance_readable(head);
-        }
         Ok(())
     }
     /// Syncs performed that wrote something.
