@@ -482,6 +482,10 @@ mod tests {
         }
     }
 
+    fn handout(seq: u64, deliveries: u32) -> Handout {
+        Handout { seq, deliveries }
+    }
+
     fn seqs(h: &[Handout]) -> Vec<u64> {
         h.iter().map(|h| h.seq).collect()
     }
@@ -514,19 +518,7 @@ mod tests {
         assert!(d.hand_out(2, 10, 50 * MS, log(2, &[])).0.is_empty());
         let (b, dead) = d.hand_out(2, 10, 100 * MS, log(2, &[]));
         assert!(dead.is_empty());
-        assert_eq!(
-            b,
-            [
-                Handout {
-                    seq: 0,
-                    deliveries: 2
-                },
-                Handout {
-                    seq: 1,
-                    deliveries: 2
-                }
-            ]
-        );
+        assert_eq!(b, [handout(0, 2), handout(1, 2)]);
         // The first member's late ack is refused; the new holder's counts.
         assert_eq!(d.ack(1, 0), Err(NotHeld::NotHeld));
         d.ack(2, 0).unwrap();
@@ -541,13 +533,7 @@ mod tests {
         let mut now = 0;
         for attempt in 1..=3 {
             let (h, _) = d.hand_out(1, 1, now, log(3, &[]));
-            assert_eq!(
-                h,
-                [Handout {
-                    seq: 0,
-                    deliveries: attempt
-                }]
-            );
+            assert_eq!(h, [handout(0, attempt)]);
             let dead = d.nack(1, 0, Duration::ZERO, "boom", now).unwrap();
             assert_eq!(dead.is_some(), attempt == 3);
             if let Some(dead) = dead {
@@ -583,13 +569,7 @@ mod tests {
         assert!(d.hand_out(2, 10, 400 * MS, log(1, &[])).0.is_empty());
         assert_eq!(d.next_due_us(), Some(500 * MS));
         let (h, _) = d.hand_out(2, 10, 500 * MS, log(1, &[]));
-        assert_eq!(
-            h,
-            [Handout {
-                seq: 0,
-                deliveries: 2
-            }]
-        );
+        assert_eq!(h, [handout(0, 2)]);
     }
 
     #[test]
@@ -606,13 +586,7 @@ mod tests {
         // b's 1 fails: due again before b's 3, still one at a time.
         d.nack(1, 1, Duration::ZERO, "x", 0).unwrap();
         let (m2b, _) = d.hand_out(2, 10, 0, log(8, &["a", "b"]));
-        assert_eq!(
-            m2b,
-            [Handout {
-                seq: 1,
-                deliveries: 2
-            }]
-        );
+        assert_eq!(m2b, [handout(1, 2)]);
         d.ack(2, 1).unwrap();
         d.ack(2, 2).unwrap();
         let (rest, _) = d.hand_out(1, 10, 0, log(8, &["a", "b"]));
@@ -626,19 +600,7 @@ mod tests {
         d.hand_out(1, 10, 0, log(4, &["a", "b"]));
         assert!(d.leave(1, 10 * MS).is_empty());
         let (h, _) = d.hand_out(2, 10, 10 * MS, log(4, &["a", "b"]));
-        assert_eq!(
-            h,
-            [
-                Handout {
-                    seq: 0,
-                    deliveries: 2
-                },
-                Handout {
-                    seq: 1,
-                    deliveries: 2
-                }
-            ]
-        );
+        assert_eq!(h, [handout(0, 2), handout(1, 2)]);
         assert_eq!(d.held_by(1), 0);
     }
 

@@ -75,17 +75,16 @@ struct State {
     dispatch: Dispatch,
     /// Records from the floor up to the reader's position, not settled.
     records: BTreeMap<u64, Record>,
-    /// The next seq the reader yields.
+    /// The next seq the reader yields (past a retention gap too).
     read_upto: u64,
-    /// Seqs below this that the buffer lacks were removed by retention.
-    gone_below: u64,
 }
 
 impl State {
-    fn slot(records: &BTreeMap<u64, Record>, read_upto: u64, gone_below: u64, seq: u64) -> Slot {
+    /// A seq the reader passed that the buffer lacks was removed by
+    /// retention (the dispatch never asks below the floor).
+    fn slot(records: &BTreeMap<u64, Record>, read_upto: u64, seq: u64) -> Slot {
         match records.get(&seq) {
             Some(r) => Slot::Record(r.key().to_vec()),
-            None if seq < gone_below => Slot::Gone,
             None if seq < read_upto => Slot::Gone,
             None => Slot::End,
         }
@@ -122,7 +121,6 @@ impl SharedGroup {
                 dispatch: Dispatch::new(options, floor, []),
                 records: BTreeMap::new(),
                 read_upto: floor,
-                gone_below: 0,
             }),
             changed: changed.clone(),
             members: AtomicU64::new(0),
@@ -160,7 +158,6 @@ impl SharedGroup {
                     }
                     Ok(Event::Gap { to, .. }) => {
                         let mut st = g.state.lock();
-                        st.gone_below = st.gone_below.max(to);
                         st.read_upto = st.read_upto.max(to);
                     }
                     Err(e) => {
@@ -267,8 +264,9 @@ impl Drop for Worker {
     fn drop(&mut self) {
         let now = self.group.now_us();
         let dead = self.group.state.lock().dispatch.leave(self.id, now);
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            let _guard = rt.enter();
+        // Outside a runtime the dead cannot be set aside (nothing to run
+        // the publish on): they stay unsettled.
+        if tokio::runtime::Handle::try_current().is_ok() {
             self.group.bury(dead);
         }
         self.group.changed.notify_waiters();
@@ -295,12 +293,10 @@ impl Worker {
                     dispatch,
                     records,
                     read_upto,
-                    gone_below,
                 } = &mut *st;
-                let (read_upto, gone_below) = (*read_upto, *gone_below);
-                let (handed, dead) = dispatch.hand_out(self.id, max, now, |s| {
-                    State::slot(records, read_upto, gone_below, s)
-                });
+                let read_upto = *read_upto;
+                let (handed, dead) =
+                    dispatch.hand_out(self.id, max, now, |s| State::slot(records, read_upto, s));
                 let jobs: Vec<Job> = handed
                     .iter()
                     .filter_map(|h| {
@@ -315,11 +311,8 @@ impl Worker {
                     .map(|t| Duration::from_micros(t.saturating_sub(now)));
                 (jobs, dead, next_due)
             };
-            let floor_moved = !dead.is_empty();
+            // Each burial wakes the waiters once it settled.
             g.bury(dead);
-            if floor_moved {
-                g.changed.notify_waiters();
-            }
             if !jobs.is_empty() {
                 // Records skipped as gone may have moved the floor.
                 g.settled().await;
