@@ -250,3 +250,83 @@ async fn a_group_opened_again_resumes_at_its_floor() {
     }
     assert_eq!(seqs, [6, 7, 8, 9]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_above_the_floor_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::config(Durability::Always, 1 << 20);
+    let b = common::open(dir.path(), &cfg);
+    publish(&b, "jobs", 10, 0).await;
+    {
+        let group = SharedGroup::open(&b, "jobs", "g", options(false), None).unwrap();
+        let (slow, fast) = (group.join(), group.join());
+        let held = slow.fetch(1, Duration::from_secs(1)).await.unwrap();
+        assert_eq!(held[0].record.seq(), 0);
+        let mut done = 0;
+        while done < 9 {
+            for j in fast.fetch(9 - done, Duration::from_secs(1)).await.unwrap() {
+                fast.ack(j.record.seq()).await.unwrap();
+                done += 1;
+            }
+        }
+        // Seq 0 is not acknowledged: the floor stays below the 9 acks.
+        assert_eq!(group.floor(), 0);
+        assert_eq!(group.info().pending, 1);
+    }
+    b.close().unwrap();
+    drop(b);
+    let b = common::open(dir.path(), &cfg);
+    let group = SharedGroup::open(&b, "jobs", "g", options(false), None).unwrap();
+    let w = group.join();
+    let mut seqs = Vec::new();
+    loop {
+        let jobs = w.fetch(10, Duration::from_millis(300)).await.unwrap();
+        if jobs.is_empty() {
+            break;
+        }
+        for j in jobs {
+            seqs.push(j.record.seq());
+            w.ack(j.record.seq()).await.unwrap();
+        }
+    }
+    assert_eq!(seqs, [0], "only what was not acknowledged");
+    assert_eq!(group.floor(), 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_open_of_a_running_group_joins_the_same_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = common::open(dir.path(), &common::config(Durability::Never, 1 << 20));
+    publish(&b, "jobs", 2, 0).await;
+    let first = SharedGroup::open(&b, "jobs", "g", options(false), None).unwrap();
+    let again = SharedGroup::open(&b, "jobs", "g", None, None).unwrap();
+    assert_eq!(again.options(), options(false), "the running group's");
+    let (a, b2) = (first.join(), again.join());
+    let x = a.fetch(1, Duration::from_secs(1)).await.unwrap();
+    let y = b2.fetch(1, Duration::from_secs(1)).await.unwrap();
+    assert_ne!(x[0].record.seq(), y[0].record.seq(), "one dispatch");
+    assert_eq!(first.info().members, 2);
+    let e = SharedGroup::open(&b, "jobs", "g", options(true), None).unwrap_err();
+    assert!(
+        matches!(e, fanlog::broker::BrokerError::GroupConflict(_)),
+        "other options: {e}"
+    );
+    let e = SharedGroup::open(&b, "jobs", "g", None, Some("elsewhere")).unwrap_err();
+    assert!(
+        matches!(e, fanlog::broker::BrokerError::GroupConflict(_)),
+        "{e}"
+    );
+    assert!(SharedGroup::open(&b, "jobs", "bad/group", None, None).is_err());
+    // A named member (HTTP) is the same worker each time it is asked for.
+    let n1 = first.named("w1");
+    let n2 = again.named("w1");
+    assert!(Arc::ptr_eq(&n1, &n2));
+    assert_eq!(first.info().members, 3);
+    assert_eq!(
+        fanlog::broker::work::running(&b)
+            .iter()
+            .map(|g| g.info().group)
+            .collect::<Vec<_>>(),
+        ["g"]
+    );
+}

@@ -1079,6 +1079,15 @@ impl Broker {
         })
     }
 
+    /// The durability mode `topic` runs under (its own setting or the
+    /// broker's).
+    ///
+    /// # Errors
+    /// [`BrokerError::TopicNotFound`], [`BrokerError::InvalidName`].
+    pub fn durability(&self, topic: &str) -> Result<Durability> {
+        Ok(self.existing(topic)?.log.config().durability)
+    }
+
     /// The committed offset of `group` on `topic`, if it ever committed.
     ///
     /// # Errors

@@ -108,6 +108,18 @@ pub enum BrokerError {
     /// Another process holds the data directory.
     #[error("data directory {} is in use by another broker", .0.display())]
     DataDirInUse(PathBuf),
+    /// An ack or nack of a seq the worker does not hold (any more).
+    #[error(
+        "seq {seq} is not held by this worker: its ack wait ran out and it went to another worker, or it was never handed to this one"
+    )]
+    NotHeld {
+        /// The seq.
+        seq: u64,
+    },
+    /// Joining a work-sharing group with options other than the ones it
+    /// runs with.
+    #[error("{0}")]
+    GroupConflict(String),
     /// Invalid configuration.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -140,6 +152,8 @@ impl BrokerError {
             BrokerError::LimitReached(_) => ErrorCode::LimitReached,
             BrokerError::RateLimited(_) => ErrorCode::RateLimited,
             BrokerError::IdempotencyConflict { .. } => ErrorCode::IdempotencyConflict,
+            BrokerError::NotHeld { .. } => ErrorCode::NotHeld,
+            BrokerError::GroupConflict(_) => ErrorCode::GroupConflict,
             BrokerError::Corrupt { .. } | BrokerError::DataDirInUse(_) | BrokerError::Config(_) => {
                 ErrorCode::Internal
             }

@@ -1,31 +1,37 @@
-//! Work-sharing groups in this process (issue 17): [`SharedGroup`] hands
-//! each record of a topic to one of its [`Worker`]s, over the dispatch
-//! state of [`crate::shared`].
+//! Work-sharing groups (issue 17): a [`SharedGroup`] hands each record of
+//! a topic to one of its [`Worker`]s, over the dispatch state of
+//! [`crate::shared`]. Every interface (the embedded API, the binary
+//! protocol, HTTP, WebSocket) joins the same running group: a broker runs
+//! one per `(topic, group)` ([`SharedGroup::open`] finds it).
 //!
 //! One reader per group follows the topic from the group's floor into a
 //! buffer of the records not settled yet (bounded: the reader waits while
-//! it is full); workers take records from it through the dispatch. The
-//! floor is committed as the group's offset whenever it moves. A record
-//! that fails `max_deliver` times is published to the dead-letter topic
-//! (with its original topic, seq, delivery count and last error as
-//! headers) before it counts as settled.
+//! it is full); workers take records from it through the dispatch. A
+//! record that fails `max_deliver` times is published to the dead-letter
+//! topic (with its original topic, seq, delivery count and last error as
+//! headers) and counts as settled once that publish is durable.
 //!
-//! Acks above the floor live in memory only so far: after a restart a
-//! group delivers again what was acknowledged above its floor, at most
-//! `max_inflight` per worker that was running (docs/shared-groups.md).
+//! What is settled survives a restart: the floor is committed as the
+//! group's offset, and the seqs settled above it are written to the
+//! group's document ([`Namespace::Shared`]). Under [`Durability::Always`]
+//! an ack is answered once both are durable, so a restart (even after
+//! `kill -9`) delivers again only what was not acknowledged; under the
+//! other modes they are written in the background, and a crash can deliver
+//! again what was acknowledged since the last write (docs/shared-groups.md).
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use fanlog_protocol::Message;
+use fanlog_protocol::{GroupName, Message, TopicName};
+use fanlog_storage::{Expect, Namespace};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio_stream::StreamExt;
 
-use crate::shared::{Dead, Dispatch, MemberId, NotHeld, SharedOptions, Slot};
-use crate::{Broker, Event, Record, Result, StartFrom};
+use crate::shared::{Dead, Dispatch, DispatchStats, MemberId, SharedOptions, Slot};
+use crate::{Broker, BrokerError, Durability, Event, Record, Result, StartFrom};
 
 /// Records a group's reader keeps unsettled at most before it waits.
 const BUFFER: usize = 10_000;
@@ -39,9 +45,24 @@ pub struct Job {
     pub deliveries: u32,
 }
 
+/// The groups running in one broker, so that every interface joins the
+/// same one; and the named members of the interfaces that have no
+/// connection to hold a member by (HTTP).
+#[derive(Debug, Default)]
+struct Registry {
+    groups: Mutex<HashMap<(String, String), Weak<Group>>>,
+    named: Mutex<HashMap<(String, String, String), Named>>,
+}
+
+#[derive(Debug)]
+struct Named {
+    worker: Arc<Worker>,
+    seen: Instant,
+}
+
 /// A work-sharing group of one topic: add [`Worker`]s with
-/// [`SharedGroup::join`]. Dropping the last handle (and its workers)
-/// stops its reader.
+/// [`SharedGroup::join`]. The group stops (its reader ends) when its last
+/// handle and worker are dropped.
 #[derive(Debug, Clone)]
 pub struct SharedGroup {
     inner: Arc<Group>,
@@ -53,13 +74,21 @@ struct Group {
     topic: String,
     group: String,
     dead_letter: String,
+    options: SharedOptions,
+    /// The topic runs under [`Durability::Always`]: acks wait for the save.
+    always: bool,
     state: Mutex<State>,
     /// Something changed: a record came, a seq settled or is due again.
     changed: Arc<Notify>,
-    members: AtomicU64,
+    next_member: AtomicU64,
+    members: AtomicUsize,
     epoch: Instant,
-    committed: tokio::sync::Mutex<u64>,
-    reader: std::sync::OnceLock<tokio::task::AbortHandle>,
+    saved: tokio::sync::Mutex<Saved>,
+    /// A background save is scheduled.
+    saving: AtomicBool,
+    /// Why the reader stopped (the topic was deleted, a read failed).
+    ended: Mutex<Option<String>>,
+    reader: OnceLock<tokio::task::AbortHandle>,
 }
 
 impl Drop for Group {
@@ -77,6 +106,36 @@ struct State {
     records: BTreeMap<u64, Record>,
     /// The next seq the reader yields (past a retention gap too).
     read_upto: u64,
+    /// Moves on every settle: what a save has to catch up with.
+    version: u64,
+}
+
+/// What the last save wrote.
+#[derive(Debug)]
+struct Saved {
+    version: u64,
+    /// The floor committed as the group's offset.
+    floor: u64,
+}
+
+/// The group's document: its floor and the runs of seqs settled above it,
+/// each `[from, to)`. A settled seq stays settled, so an older document is
+/// never wrong, only short.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Doc {
+    floor: u64,
+    settled: Vec<[u64; 2]>,
+}
+
+fn runs(seqs: impl Iterator<Item = u64>) -> Vec<[u64; 2]> {
+    let mut out: Vec<[u64; 2]> = Vec::new();
+    for s in seqs {
+        match out.last_mut() {
+            Some(run) if run[1] == s => run[1] = s + 1,
+            _ => out.push([s, s + 1]),
+        }
+    }
+    out
 }
 
 impl State {
@@ -91,15 +150,123 @@ impl State {
     }
 }
 
+/// A group's figures, as `fanlog admin`, HTTP and the metrics show them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct GroupInfo {
+    /// The topic.
+    pub topic: String,
+    /// The group.
+    pub group: String,
+    /// Where dead records go.
+    pub dead_letter: String,
+    /// Milliseconds a worker has to acknowledge.
+    pub ack_wait_ms: u64,
+    /// Deliveries of one record before its next failure sets it aside.
+    pub max_deliver: u32,
+    /// Records one worker holds at most.
+    pub max_inflight: usize,
+    /// Records of one key go to one worker at a time, in seq order.
+    pub key_order: bool,
+    /// Workers joined now.
+    pub members: usize,
+    /// Every seq below it is settled: the committed offset.
+    pub floor: u64,
+    /// The topic's next seq.
+    pub next_seq: u64,
+    /// Records from the floor to the end not settled yet.
+    pub pending: u64,
+    /// Records handed out and not settled.
+    pub in_flight: usize,
+    /// Records due for another delivery.
+    pub waiting_for_retry: usize,
+    /// Records waiting behind a busy key.
+    pub held_by_key: usize,
+    /// Deliveries after the first, since the group started running.
+    pub redelivered: u64,
+    /// Records set aside, since the group started running.
+    pub dead_lettered: u64,
+    /// Age of the oldest record not settled, in milliseconds.
+    pub oldest_unacked_ms: Option<u64>,
+}
+
+fn registry(broker: &Broker) -> Arc<Registry> {
+    broker.extension(|_| Registry::default())
+}
+
+/// The shared groups running in `broker` now.
+#[must_use]
+pub fn running(broker: &Broker) -> Vec<SharedGroup> {
+    let mut out: Vec<SharedGroup> = registry(broker)
+        .groups
+        .lock()
+        .values()
+        .filter_map(Weak::upgrade)
+        .map(|inner| SharedGroup { inner })
+        .collect();
+    out.sort_by(|a, b| (&a.inner.topic, &a.inner.group).cmp(&(&b.inner.topic, &b.inner.group)));
+    out
+}
+
 impl SharedGroup {
-    /// Opens the shared group `group` of `topic` from its committed offset
-    /// (the topic's first seq if none), setting dead records aside into
+    /// The shared group `group` of `topic`: the one running in this broker,
+    /// or opened from its saved state (its committed offset and the seqs
+    /// settled above it; the topic's first seq if none). Dead records go to
     /// `dead_letter` (default: `<topic>.<group>.dead`).
     ///
+    /// `options` (and `dead_letter`) given for a group that runs with
+    /// others are refused; `None` takes the running group's, or the
+    /// defaults for a group opened now.
+    ///
     /// # Errors
-    /// [`crate::BrokerError::InvalidName`] for a bad topic, group or dead-letter
-    /// name; as [`Broker::subscribe`].
+    /// [`BrokerError::InvalidName`] for a bad topic, group or dead-letter
+    /// name; [`BrokerError::GroupConflict`] for other options than the
+    /// running group's; as [`Broker::subscribe`].
     pub fn open(
+        broker: &Broker,
+        topic: &str,
+        group: &str,
+        options: impl Into<Option<SharedOptions>>,
+        dead_letter: Option<&str>,
+    ) -> Result<Self> {
+        let options = options.into();
+        TopicName::new(topic)?;
+        GroupName::new(group)?;
+        if let Some(d) = dead_letter {
+            TopicName::new(d)?;
+        }
+        let reg = registry(broker);
+        let mut groups = reg.groups.lock();
+        let slot = (topic.to_owned(), group.to_owned());
+        if let Some(inner) = groups.get(&slot).and_then(Weak::upgrade)
+            && inner.ended.lock().is_none()
+        {
+            if options.is_some_and(|o| o != inner.options) {
+                return Err(BrokerError::GroupConflict(format!(
+                    "group {group:?} of {topic:?} runs with other options ({}); join it with those or none",
+                    describe(&inner.options)
+                )));
+            }
+            if dead_letter.is_some_and(|d| d != inner.dead_letter) {
+                return Err(BrokerError::GroupConflict(format!(
+                    "group {group:?} of {topic:?} sets dead records aside into {:?}",
+                    inner.dead_letter
+                )));
+            }
+            return Ok(Self { inner });
+        }
+        let this = Self::start(
+            broker,
+            topic,
+            group,
+            options.unwrap_or_default(),
+            dead_letter,
+        )?;
+        groups.retain(|_, g| g.strong_count() > 0);
+        groups.insert(slot, Arc::downgrade(&this.inner));
+        Ok(this)
+    }
+
+    fn start(
         broker: &Broker,
         topic: &str,
         group: &str,
@@ -108,25 +275,60 @@ impl SharedGroup {
     ) -> Result<Self> {
         let dead_letter =
             dead_letter.map_or_else(|| format!("{topic}.{group}.dead"), str::to_owned);
-        fanlog_protocol::TopicName::new(&dead_letter)?;
+        TopicName::new(&dead_letter)?;
         let mut sub = broker.subscribe(topic, StartFrom::Group(group.to_owned()))?;
-        let floor = sub.position();
+        let committed = sub.position();
+        let next_seq = broker.topic_info(topic)?.next_seq;
+        let doc = broker
+            .meta()
+            .get(Namespace::Shared, &format!("{topic}/{group}"))?
+            .and_then(|v| match serde_json::from_slice::<Doc>(&v.value) {
+                Ok(doc) if doc.floor <= next_seq => Some(doc),
+                Ok(_) => None, // of an earlier topic of this name
+                Err(e) => {
+                    tracing::warn!(
+                        topic,
+                        group,
+                        "the group's saved acks are unreadable, so they are delivered again: {e}"
+                    );
+                    None
+                }
+            });
+        let floor = doc.as_ref().map_or(committed, |d| d.floor.max(committed));
+        if floor > committed {
+            sub = broker.subscribe(topic, StartFrom::Seq(floor))?;
+        }
+        let settled = doc
+            .iter()
+            .flat_map(|d| d.settled.iter().flat_map(|&[a, b]| a..b.min(next_seq)))
+            .filter(|&s| s >= floor);
+        let dispatch = Dispatch::new(options, floor, settled);
+        let floor = dispatch.floor();
         let changed = Arc::new(Notify::new());
         let inner = Arc::new(Group {
             broker: broker.clone(),
             topic: topic.to_owned(),
             group: group.to_owned(),
             dead_letter,
+            options,
+            always: broker.durability(topic)? == Durability::Always,
             state: Mutex::new(State {
-                dispatch: Dispatch::new(options, floor, []),
+                dispatch,
                 records: BTreeMap::new(),
-                read_upto: floor,
+                read_upto: sub.position(),
+                version: 0,
             }),
             changed: changed.clone(),
-            members: AtomicU64::new(0),
+            next_member: AtomicU64::new(0),
+            members: AtomicUsize::new(0),
             epoch: Instant::now(),
-            committed: tokio::sync::Mutex::new(floor),
-            reader: std::sync::OnceLock::new(),
+            saved: tokio::sync::Mutex::new(Saved {
+                version: 0,
+                floor: committed,
+            }),
+            saving: AtomicBool::new(false),
+            ended: Mutex::new(None),
+            reader: OnceLock::new(),
         });
         // Spawned once the group exists: the reader holds it weakly.
         let weak = Arc::downgrade(&inner);
@@ -144,24 +346,29 @@ impl SharedGroup {
                     drop(g);
                     notified.await;
                 }
-                let Some(event) = sub.next().await else {
-                    return;
-                };
+                let event = sub.next().await;
                 let Some(g) = weak.upgrade() else { return };
                 match event {
-                    Ok(Event::Record(r)) => {
+                    Some(Ok(Event::Record(r))) => {
                         let mut st = g.state.lock();
                         st.read_upto = r.seq() + 1;
                         if r.seq() >= st.dispatch.floor() {
                             st.records.insert(r.seq(), r);
                         }
                     }
-                    Ok(Event::Gap { to, .. }) => {
+                    Some(Ok(Event::Gap { to, .. })) => {
                         let mut st = g.state.lock();
                         st.read_upto = st.read_upto.max(to);
                     }
-                    Err(e) => {
+                    Some(Err(e)) => {
                         tracing::warn!(topic = %g.topic, group = %g.group, "shared group reader: {e}");
+                        *g.ended.lock() = Some(e.to_string());
+                        g.changed.notify_waiters();
+                        return;
+                    }
+                    None => {
+                        *g.ended.lock() = Some("the topic's reader ended".into());
+                        g.changed.notify_waiters();
                         return;
                     }
                 }
@@ -169,15 +376,54 @@ impl SharedGroup {
             }
         });
         let _ = inner.reader.set(reader.abort_handle());
+        if floor > committed {
+            // Settled seqs from the document moved the floor on.
+            inner.save_later();
+        }
         Ok(Self { inner })
     }
 
     /// A new member of the group.
     #[must_use]
     pub fn join(&self) -> Worker {
+        self.inner.members.fetch_add(1, Ordering::Relaxed);
         Worker {
             group: self.inner.clone(),
-            id: self.inner.members.fetch_add(1, Ordering::Relaxed),
+            id: self.inner.next_member.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    /// The member named `name` (made when missing): for interfaces with no
+    /// connection to hold a member by, such as HTTP. A named member that
+    /// has not been asked for during twice the ack wait (and at least a
+    /// minute) leaves the group; the records it held are due again.
+    #[must_use]
+    pub fn named(&self, name: &str) -> Arc<Worker> {
+        let reg = registry(&self.inner.broker);
+        let mut named = reg.named.lock();
+        let now = Instant::now();
+        named.retain(|_, n| now.duration_since(n.seen) < idle_limit(&n.worker.group.options));
+        let slot = (
+            self.inner.topic.clone(),
+            self.inner.group.clone(),
+            name.to_owned(),
+        );
+        match named.get_mut(&slot) {
+            Some(n) if Arc::ptr_eq(&n.worker.group, &self.inner) => {
+                n.seen = now;
+                n.worker.clone()
+            }
+            _ => {
+                let worker = Arc::new(self.join());
+                named.insert(
+                    slot,
+                    Named {
+                        worker: worker.clone(),
+                        seen: now,
+                    },
+                );
+                worker
+            }
         }
     }
 
@@ -187,11 +433,67 @@ impl SharedGroup {
         self.inner.state.lock().dispatch.floor()
     }
 
-    /// The group's counters now.
+    /// The dispatch's counters now.
     #[must_use]
-    pub fn stats(&self) -> crate::shared::DispatchStats {
+    pub fn stats(&self) -> DispatchStats {
         self.inner.state.lock().dispatch.stats()
     }
+
+    /// The options the group runs with.
+    #[must_use]
+    pub fn options(&self) -> SharedOptions {
+        self.inner.options
+    }
+
+    /// The group's figures now.
+    #[must_use]
+    pub fn info(&self) -> GroupInfo {
+        let g = &self.inner;
+        let next_seq = g.broker.topic_info(&g.topic).map_or(0, |t| t.next_seq);
+        let st = g.state.lock();
+        let stats = st.dispatch.stats();
+        let floor = st.dispatch.floor();
+        let above = st.dispatch.settled_above_floor().count() as u64;
+        let now_us = crate::broker::now_us();
+        GroupInfo {
+            topic: g.topic.clone(),
+            group: g.group.clone(),
+            dead_letter: g.dead_letter.clone(),
+            ack_wait_ms: u64::try_from(g.options.ack_wait.as_millis()).unwrap_or(u64::MAX),
+            max_deliver: g.options.max_deliver,
+            max_inflight: g.options.max_inflight,
+            key_order: g.options.key_order,
+            members: g.members.load(Ordering::Relaxed),
+            floor,
+            next_seq,
+            pending: next_seq.saturating_sub(floor).saturating_sub(above),
+            in_flight: stats.in_flight,
+            waiting_for_retry: stats.waiting_for_retry,
+            held_by_key: stats.held_by_key,
+            redelivered: stats.redelivered,
+            dead_lettered: stats.dead_lettered,
+            oldest_unacked_ms: st
+                .records
+                .values()
+                .find(|r| r.seq() >= floor)
+                .filter(|_| floor < next_seq)
+                .map(|r| now_us.saturating_sub(r.timestamp_us()) / 1000),
+        }
+    }
+}
+
+fn idle_limit(o: &SharedOptions) -> Duration {
+    (o.ack_wait * 2).max(Duration::from_secs(60))
+}
+
+fn describe(o: &SharedOptions) -> String {
+    format!(
+        "ack_wait {} ms, max_deliver {}, max_inflight {}, key_order {}",
+        o.ack_wait.as_millis(),
+        o.max_deliver,
+        o.max_inflight,
+        o.key_order
+    )
 }
 
 impl Group {
@@ -224,30 +526,91 @@ impl Group {
                     return;
                 }
                 g.state.lock().dispatch.settle(d.seq, r.key());
-                g.settled().await;
+                if let Err(e) = g.settled().await {
+                    tracing::warn!(topic = %g.topic, group = %g.group, "cannot save the group's acks: {e}");
+                }
             });
         }
     }
 
-    /// After a settle: drops settled records below the floor, commits the
-    /// floor if it moved, wakes waiters.
-    async fn settled(&self) {
-        let floor = {
+    /// After a settle: drops settled records below the floor, wakes
+    /// waiters, and saves what is settled: awaited under `always`, in the
+    /// background otherwise.
+    async fn settled(self: &Arc<Self>) -> Result<()> {
+        {
             let mut st = self.state.lock();
             let floor = st.dispatch.floor();
             st.records = st.records.split_off(&floor);
-            floor
-        };
-        self.changed.notify_waiters();
-        let mut committed = self.committed.lock().await;
-        if floor > *committed {
-            match self.broker.commit(&self.topic, &self.group, floor).await {
-                Ok(()) => *committed = floor,
-                Err(e) => {
-                    tracing::warn!(topic = %self.topic, group = %self.group, "cannot commit the floor: {e}")
-                }
-            }
+            st.version += 1;
         }
+        self.changed.notify_waiters();
+        if self.always {
+            self.save().await
+        } else {
+            self.save_later();
+            Ok(())
+        }
+    }
+
+    fn save_later(self: &Arc<Self>) {
+        if self.saving.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let g = self.clone();
+        tokio::spawn(async move {
+            // Cleared first: a settle from now on schedules another save.
+            g.saving.store(false, Ordering::Release);
+            if let Err(e) = g.save().await {
+                tracing::warn!(topic = %g.topic, group = %g.group, "cannot save the group's acks: {e}");
+            }
+        });
+    }
+
+    /// Makes what is settled now durable: the seqs settled above the floor
+    /// in the group's document (when there are any), the floor as the
+    /// group's offset. Callers that come while a save runs share the next
+    /// one (group commit).
+    async fn save(&self) -> Result<()> {
+        let target = self.state.lock().version;
+        let mut saved = self.saved.lock().await;
+        if saved.version >= target {
+            return Ok(());
+        }
+        let (version, floor, settled) = {
+            let st = self.state.lock();
+            (
+                st.version,
+                st.dispatch.floor(),
+                runs(st.dispatch.settled_above_floor()),
+            )
+        };
+        if !settled.is_empty() {
+            let doc = serde_json::to_vec(&Doc { floor, settled }).unwrap_or_default();
+            let broker = self.broker.clone();
+            let key = format!("{}/{}", self.topic, self.group);
+            tokio::task::spawn_blocking(move || {
+                broker
+                    .meta()
+                    .put(Namespace::Shared, &key, &doc, Expect::Any)
+            })
+            .await
+            .map_err(|e| BrokerError::Unavailable(format!("saving the group's acks: {e}")))??;
+        }
+        if floor > saved.floor {
+            self.broker.commit(&self.topic, &self.group, floor).await?;
+            saved.floor = floor;
+        }
+        saved.version = version;
+        Ok(())
+    }
+
+    fn ended(&self) -> Option<BrokerError> {
+        self.ended.lock().as_ref().map(|why| {
+            BrokerError::Unavailable(format!(
+                "group {:?} of {:?} stopped: {why}",
+                self.group, self.topic
+            ))
+        })
     }
 }
 
@@ -262,6 +625,7 @@ pub struct Worker {
 
 impl Drop for Worker {
     fn drop(&mut self) {
+        self.group.members.fetch_sub(1, Ordering::Relaxed);
         let now = self.group.now_us();
         let dead = self.group.state.lock().dispatch.leave(self.id, now);
         // Outside a runtime the dead cannot be set aside (nothing to run
@@ -274,11 +638,20 @@ impl Drop for Worker {
 }
 
 impl Worker {
+    /// The group this worker belongs to.
+    #[must_use]
+    pub fn group(&self) -> SharedGroup {
+        SharedGroup {
+            inner: self.group.clone(),
+        }
+    }
+
     /// Up to `max` records for this worker, waiting up to `wait` for the
     /// first; fewer (or none) when the wait ends first.
     ///
     /// # Errors
-    /// None yet; kept for the storage's refusals to come.
+    /// [`BrokerError::Unavailable`] once the group stopped (its topic was
+    /// deleted, a read failed).
     pub async fn fetch(&self, max: usize, wait: Duration) -> Result<Vec<Job>> {
         let g = &self.group;
         let deadline = tokio::time::Instant::now() + wait;
@@ -286,15 +659,17 @@ impl Worker {
             let notified = g.changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let (jobs, dead, next_due) = {
+            let (jobs, dead, next_due, floor_moved) = {
                 let mut st = g.state.lock();
                 let now = g.now_us();
                 let State {
                     dispatch,
                     records,
                     read_upto,
+                    ..
                 } = &mut *st;
                 let read_upto = *read_upto;
+                let floor = dispatch.floor();
                 let (handed, dead) =
                     dispatch.hand_out(self.id, max, now, |s| State::slot(records, read_upto, s));
                 let jobs: Vec<Job> = handed
@@ -309,14 +684,19 @@ impl Worker {
                 let next_due = dispatch
                     .next_due_us()
                     .map(|t| Duration::from_micros(t.saturating_sub(now)));
-                (jobs, dead, next_due)
+                (jobs, dead, next_due, dispatch.floor() != floor)
             };
             // Each burial wakes the waiters once it settled.
             g.bury(dead);
+            if floor_moved {
+                // Records skipped as gone moved the floor.
+                g.settled().await?;
+            }
             if !jobs.is_empty() {
-                // Records skipped as gone may have moved the floor.
-                g.settled().await;
                 return Ok(jobs);
+            }
+            if let Some(e) = g.ended() {
+                return Err(e);
             }
             let now = tokio::time::Instant::now();
             if now >= deadline {
@@ -330,15 +710,38 @@ impl Worker {
         }
     }
 
-    /// This worker processed `seq`.
+    /// This worker processed `seq`. Answered once the ack is durable under
+    /// the topic's durability mode.
     ///
     /// # Errors
-    /// [`NotHeld`] when it does not hold `seq` (any more: its ack wait ran
-    /// out and it went to another worker).
-    pub async fn ack(&self, seq: u64) -> std::result::Result<(), NotHeld> {
-        self.group.state.lock().dispatch.ack(self.id, seq)?;
-        self.group.settled().await;
-        Ok(())
+    /// [`BrokerError::NotHeld`] when it does not hold `seq` (any more: its
+    /// ack wait ran out and it went to another worker); a failed save.
+    pub async fn ack(&self, seq: u64) -> Result<()> {
+        self.ack_all(&[seq]).await
+    }
+
+    /// [`Worker::ack`] for several seqs at once: every held one is
+    /// acknowledged; the first not held is the error.
+    ///
+    /// # Errors
+    /// As [`Worker::ack`].
+    pub async fn ack_all(&self, seqs: &[u64]) -> Result<()> {
+        let mut not_held = None;
+        {
+            let mut st = self.group.state.lock();
+            for &seq in seqs {
+                if st.dispatch.ack(self.id, seq).is_err() {
+                    not_held.get_or_insert(seq);
+                }
+            }
+        }
+        if not_held.is_none_or(|_| seqs.len() > 1) {
+            self.group.settled().await?;
+        }
+        match not_held {
+            Some(seq) => Err(BrokerError::NotHeld { seq }),
+            None => Ok(()),
+        }
     }
 
     /// This worker could not process `seq`: it is due again after `delay`
@@ -346,22 +749,32 @@ impl Worker {
     /// `max_deliver` times.
     ///
     /// # Errors
-    /// As [`Worker::ack`].
-    pub async fn nack(
-        &self,
-        seq: u64,
-        delay: Duration,
-        error: &str,
-    ) -> std::result::Result<(), NotHeld> {
+    /// [`BrokerError::NotHeld`], as [`Worker::ack`].
+    pub async fn nack(&self, seq: u64, delay: Duration, error: &str) -> Result<()> {
         let now = self.group.now_us();
         let dead = self
             .group
             .state
             .lock()
             .dispatch
-            .nack(self.id, seq, delay, error, now)?;
+            .nack(self.id, seq, delay, error, now)
+            .map_err(|_| BrokerError::NotHeld { seq })?;
         self.group.bury(dead.into_iter().collect());
         self.group.changed.notify_waiters();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::runs;
+
+    #[test]
+    fn settled_seqs_are_saved_as_runs() {
+        assert_eq!(runs([].into_iter()), Vec::<[u64; 2]>::new());
+        assert_eq!(
+            runs([3, 4, 5, 9, 11, 12].into_iter()),
+            vec![[3, 6], [9, 10], [11, 13]]
+        );
     }
 }

@@ -278,6 +278,9 @@ pub enum Namespace {
     /// Single-use tickets, each stored with a time to live
     /// ([`MetaStore::put_expiring`]) and redeemed by [`MetaStore::take`].
     Tickets,
+    /// A work-sharing group's settled seqs (its floor and the acks above
+    /// it), keyed `<topic>/<group>`.
+    Shared,
 }
 
 /// A document with the revision it was read at.

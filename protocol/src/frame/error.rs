@@ -83,6 +83,14 @@ error_codes! {
     IdempotencyConflict = 21,
     /// Creating a topic that exists already.
     TopicExists = 22,
+    /// An ack or nack of a seq this worker does not hold (its ack wait ran
+    /// out and it went to another worker, or it never had it).
+    NotHeld = 23,
+    /// Joining a work-sharing group with options other than the ones it
+    /// runs with.
+    GroupConflict = 24,
+    /// A request this session's negotiated protocol version does not have.
+    NeedsVersion = 25,
 }
 
 /// Why bytes are not a frame.

@@ -396,5 +396,6 @@ fn the_tables_round_trip_every_kind_and_code() {
         assert_eq!(ErrorCode::from_u16(c).to_u16(), c);
     }
     assert_eq!(ErrorCode::from_u16(22), ErrorCode::TopicExists);
-    assert_eq!(ErrorCode::from_u16(23), ErrorCode::Other(23));
+    assert_eq!(ErrorCode::from_u16(25), ErrorCode::NeedsVersion);
+    assert_eq!(ErrorCode::from_u16(26), ErrorCode::Other(26));
 }

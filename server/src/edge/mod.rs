@@ -639,7 +639,10 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::Unauthorized | ErrorCode::HandshakeRequired => StatusCode::UNAUTHORIZED,
         ErrorCode::Forbidden | ErrorCode::LimitReached => StatusCode::FORBIDDEN,
         ErrorCode::TopicNotFound | ErrorCode::UnknownSubscription => StatusCode::NOT_FOUND,
-        ErrorCode::TopicExists | ErrorCode::DuplicateSubscription => StatusCode::CONFLICT,
+        ErrorCode::TopicExists
+        | ErrorCode::DuplicateSubscription
+        | ErrorCode::NotHeld
+        | ErrorCode::GroupConflict => StatusCode::CONFLICT,
         ErrorCode::MessageTooLarge | ErrorCode::FrameTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::IdempotencyConflict => StatusCode::UNPROCESSABLE_ENTITY,
         ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,

@@ -215,6 +215,7 @@ fn meta_key(ns: Namespace, key: &str) -> String {
         Namespace::Settings => "settings",
         Namespace::Hooks => "hooks",
         Namespace::Tickets => "tickets",
+        Namespace::Shared => "shared",
     };
     format!("{ns}.{}", encode(key))
 }

@@ -11,6 +11,9 @@
 //!   noticed: a topic whose `settings.json` is missing or bad is not opened
 //!   rather than opened with the broker's settings, which could be weaker.
 //! - [`Namespace::Hooks`]: `DATA/KEY` (the registry is `hooks.json`).
+//! - [`Namespace::Shared`]: `DATA/topics/TOPIC/shared.GROUP.json`, a
+//!   work-sharing group's floor and the seqs settled above it (deleted
+//!   with its topic).
 //! - [`Namespace::Tickets`]: in memory. A ticket lives seconds and is
 //!   good for one connection to this process, so it need not survive a
 //!   restart; at most [`MAX_EXPIRING`] live at once.
@@ -23,7 +26,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use fanlog_protocol::TopicName;
+use fanlog_protocol::{GroupName, TopicName};
 use parking_lot::Mutex;
 
 use super::mmap::sync_dir;
@@ -75,6 +78,20 @@ impl LocalMeta {
                 Ok(self.dir.join("topics").join(key).join(SETTINGS_FILE))
             }
             Namespace::Hooks if plain => Ok(self.dir.join(key)),
+            Namespace::Shared => match key.split_once('/') {
+                Some((topic, group))
+                    if TopicName::new(topic).is_ok() && GroupName::new(group).is_ok() =>
+                {
+                    Ok(self
+                        .dir
+                        .join("topics")
+                        .join(topic)
+                        .join(format!("shared.{group}.json")))
+                }
+                _ => Err(StorageError::Config(format!(
+                    "{key:?} is not <topic>/<group>"
+                ))),
+            },
             Namespace::Tickets => Err(StorageError::Config(
                 "tickets are kept in memory: use put_expiring and take".into(),
             )),
