@@ -121,10 +121,46 @@ struct Saved {
 /// The group's document: its floor and the runs of seqs settled above it,
 /// each `[from, to)`. A settled seq stays settled, so an older document is
 /// never wrong, only short.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Doc {
     floor: u64,
     settled: Vec<[u64; 2]>,
+    /// The options the group was last opened with, taken again when it is
+    /// opened without any.
+    #[serde(default)]
+    options: Option<SavedOptions>,
+    #[serde(default)]
+    dead_letter: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct SavedOptions {
+    ack_wait_ms: u64,
+    max_deliver: u32,
+    max_inflight: usize,
+    key_order: bool,
+}
+
+impl From<SharedOptions> for SavedOptions {
+    fn from(o: SharedOptions) -> Self {
+        Self {
+            ack_wait_ms: u64::try_from(o.ack_wait.as_millis()).unwrap_or(u64::MAX),
+            max_deliver: o.max_deliver,
+            max_inflight: o.max_inflight,
+            key_order: o.key_order,
+        }
+    }
+}
+
+impl From<SavedOptions> for SharedOptions {
+    fn from(o: SavedOptions) -> Self {
+        Self {
+            ack_wait: Duration::from_millis(o.ack_wait_ms),
+            max_deliver: o.max_deliver.max(1),
+            max_inflight: o.max_inflight.max(1),
+            key_order: o.key_order,
+        }
+    }
 }
 
 fn runs(seqs: impl Iterator<Item = u64>) -> Vec<[u64; 2]> {
@@ -214,8 +250,9 @@ impl SharedGroup {
     /// `dead_letter` (default: `<topic>.<group>.dead`).
     ///
     /// `options` (and `dead_letter`) given for a group that runs with
-    /// others are refused; `None` takes the running group's, or the
-    /// defaults for a group opened now.
+    /// others are refused; given for a group that does not run, they
+    /// replace its saved ones. `None` takes the running group's, or the
+    /// saved ones (the defaults for a new group).
     ///
     /// # Errors
     /// [`BrokerError::InvalidName`] for a bad topic, group or dead-letter
@@ -254,35 +291,27 @@ impl SharedGroup {
             }
             return Ok(Self { inner });
         }
-        let this = Self::start(
-            broker,
-            topic,
-            group,
-            options.unwrap_or_default(),
-            dead_letter,
-        )?;
+        let this = Self::start(broker, topic, group, options, dead_letter)?;
         groups.retain(|_, g| g.strong_count() > 0);
         groups.insert(slot, Arc::downgrade(&this.inner));
         Ok(this)
     }
 
+    /// Opens the group from its saved state: options given replace the
+    /// saved ones (nobody runs the group), none take them.
     fn start(
         broker: &Broker,
         topic: &str,
         group: &str,
-        options: SharedOptions,
+        given: Option<SharedOptions>,
         dead_letter: Option<&str>,
     ) -> Result<Self> {
-        let dead_letter =
-            dead_letter.map_or_else(|| format!("{topic}.{group}.dead"), str::to_owned);
-        TopicName::new(&dead_letter)?;
         let mut sub = broker.subscribe(topic, StartFrom::Group(group.to_owned()))?;
         let committed = sub.position();
         let next_seq = broker.topic_info(topic)?.next_seq;
-        let doc = broker
-            .meta()
-            .get(Namespace::Shared, &format!("{topic}/{group}"))?
-            .and_then(|v| match serde_json::from_slice::<Doc>(&v.value) {
+        let key = format!("{topic}/{group}");
+        let doc = broker.meta().get(Namespace::Shared, &key)?.and_then(|v| {
+            match serde_json::from_slice::<Doc>(&v.value) {
                 Ok(doc) if doc.floor <= next_seq => Some(doc),
                 Ok(_) => None, // of an earlier topic of this name
                 Err(e) => {
@@ -293,7 +322,30 @@ impl SharedGroup {
                     );
                     None
                 }
-            });
+            }
+        });
+        let saved = doc.as_ref().and_then(|d| d.options);
+        let options = given.or(saved.map(SharedOptions::from)).unwrap_or_default();
+        let saved_dead = doc.as_ref().and_then(|d| d.dead_letter.clone());
+        let dead_letter = dead_letter
+            .map(str::to_owned)
+            .or(saved_dead.clone())
+            .unwrap_or_else(|| format!("{topic}.{group}.dead"));
+        TopicName::new(&dead_letter)?;
+        if saved != Some(options.into()) || saved_dead.as_ref() != Some(&dead_letter) {
+            // Saved at once, so that a group opened without options (an
+            // ack after a restart, a look at its figures) runs with these.
+            let d = Doc {
+                floor: doc.as_ref().map_or(0, |d| d.floor),
+                settled: doc.as_ref().map_or_else(Vec::new, |d| d.settled.clone()),
+                options: Some(options.into()),
+                dead_letter: Some(dead_letter.clone()),
+            };
+            let bytes = serde_json::to_vec(&d).unwrap_or_default();
+            broker
+                .meta()
+                .put(Namespace::Shared, &key, &bytes, Expect::Any)?;
+        }
         let floor = doc.as_ref().map_or(committed, |d| d.floor.max(committed));
         if floor > committed {
             sub = broker.subscribe(topic, StartFrom::Seq(floor))?;
@@ -585,7 +637,13 @@ impl Group {
             )
         };
         if !settled.is_empty() {
-            let doc = serde_json::to_vec(&Doc { floor, settled }).unwrap_or_default();
+            let doc = serde_json::to_vec(&Doc {
+                floor,
+                settled,
+                options: Some(self.options.into()),
+                dead_letter: Some(self.dead_letter.clone()),
+            })
+            .unwrap_or_default();
             let broker = self.broker.clone();
             let key = format!("{}/{}", self.topic, self.group);
             tokio::task::spawn_blocking(move || {
@@ -653,6 +711,10 @@ impl Worker {
     /// [`BrokerError::Unavailable`] once the group stopped (its topic was
     /// deleted, a read failed).
     pub async fn fetch(&self, max: usize, wait: Duration) -> Result<Vec<Job>> {
+        // A fetch that finds records at once never waits: the budget makes
+        // a busy worker yield now and then, so that workers woken on its
+        // thread get their turn.
+        tokio::task::consume_budget().await;
         let g = &self.group;
         let deadline = tokio::time::Instant::now() + wait;
         loop {
@@ -726,6 +788,7 @@ impl Worker {
     /// # Errors
     /// As [`Worker::ack`].
     pub async fn ack_all(&self, seqs: &[u64]) -> Result<()> {
+        tokio::task::consume_budget().await;
         let mut not_held = None;
         {
             let mut st = self.group.state.lock();

@@ -17,6 +17,7 @@ use crate::error::ClientError;
 use crate::producer::{Producer, ProducerOptions};
 #[cfg(feature = "tls")]
 pub use crate::quic::QuicOptions;
+use crate::work::{Worker, WorkerOptions};
 
 /// Which transport to use.
 #[derive(Debug, Clone, Default)]
@@ -172,7 +173,7 @@ impl Client {
         let window = options.window;
         let (cmds, rx) = mpsc::channel(options.command_queue.max(1));
         let (ctl, ctl_rx) = mpsc::unbounded_channel();
-        let driver = Driver::connect(options, rx, ctl_rx).await?;
+        let driver = Driver::connect(options, rx, ctl_rx, cmds.clone()).await?;
         tokio::spawn(driver.run());
         Ok(Self {
             backend: Arc::new(Backend::Remote {
@@ -347,6 +348,99 @@ impl Client {
                 Ok(Subscription {
                     start: sub.position(),
                     inner: SubInner::Embedded(Box::new(sub)),
+                })
+            }
+        }
+    }
+
+    /// Joins the work-sharing group `group` of `topic` as a new worker: the
+    /// broker hands each record to one worker of the group, and delivers
+    /// again what is not acknowledged within the ack wait (see
+    /// [`WorkerOptions`]).
+    ///
+    /// # Errors
+    /// [`ClientError::Server`] for a bad name, options other than the
+    /// running group's ([`ErrorCode::GroupConflict`](crate::ErrorCode)), a
+    /// token that may not read the topic, or a broker that speaks only
+    /// protocol version 1 ([`ErrorCode::NeedsVersion`](crate::ErrorCode)).
+    pub async fn worker(
+        &self,
+        topic: &str,
+        group: &str,
+        options: WorkerOptions,
+    ) -> Result<Worker, ClientError> {
+        match &*self.backend {
+            Backend::Remote { cmds, ctl, .. } => {
+                // Bounded by the group's max_inflight: the broker hands out
+                // no more until jobs are settled.
+                let (jobs, rx) = mpsc::unbounded_channel();
+                let (reply, answered) = oneshot::channel();
+                cmds.send(Cmd::Join {
+                    topic: topic.to_owned(),
+                    group: group.to_owned(),
+                    options,
+                    jobs,
+                    reply,
+                })
+                .await
+                .map_err(closed)?;
+                let (member, floor) = answered.await.map_err(closed)??;
+                Ok(Worker {
+                    floor,
+                    rx,
+                    leave: Some((ctl.clone(), member)),
+                    task: None,
+                })
+            }
+            #[cfg(feature = "embedded")]
+            Backend::Embedded(b) => {
+                let shared = options
+                    .wire()
+                    .map(|o| fanlog_broker::shared::SharedOptions {
+                        ack_wait: Duration::from_millis(u64::from(o.ack_wait_ms)),
+                        max_deliver: o.max_deliver,
+                        max_inflight: o.max_inflight as usize,
+                        key_order: o.key_order,
+                    });
+                b.ready(topic, true).await?;
+                let g = fanlog_broker::work::SharedGroup::open(
+                    b,
+                    topic,
+                    group,
+                    shared,
+                    options.dead_letter.as_deref(),
+                )?;
+                let floor = g.floor();
+                let room = g.options().max_inflight;
+                let w = Arc::new(g.join());
+                let (jobs, rx) = mpsc::unbounded_channel();
+                let task = tokio::spawn(async move {
+                    loop {
+                        match w.fetch(room, Duration::from_secs(30)).await {
+                            Ok(batch) => {
+                                for j in batch {
+                                    let job = crate::work::Job::new(
+                                        embedded_delivery(&j.record),
+                                        j.deliveries,
+                                        crate::work::Settler::Embedded(w.clone()),
+                                    );
+                                    if jobs.send(Ok(job)).is_err() {
+                                        return;
+                                    }
+                                }
+                            }
+                            Err(e) => {
+                                let _ = jobs.send(Err(e.into()));
+                                return;
+                            }
+                        }
+                    }
+                });
+                Ok(Worker {
+                    floor,
+                    rx,
+                    leave: None,
+                    task: Some(task.abort_handle()),
                 })
             }
         }

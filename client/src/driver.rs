@@ -18,6 +18,7 @@ use crate::connect::{self, Connection};
 use crate::delivery::{Delivery, Event};
 use crate::error::ClientError;
 use crate::link::{Incoming, Link, LinkId};
+use crate::work::{Job, Settler, WorkerOptions};
 
 type Reply<T> = oneshot::Sender<Result<T, ClientError>>;
 
@@ -64,6 +65,29 @@ pub(crate) enum Cmd {
         max: u32,
         reply: Reply<Fetched>,
     },
+    Join {
+        topic: String,
+        group: String,
+        options: WorkerOptions,
+        jobs: mpsc::UnboundedSender<Result<Job, ClientError>>,
+        /// The member's number and the group's floor.
+        reply: Reply<(u32, u64)>,
+    },
+    WorkAck {
+        member: u32,
+        seqs: Vec<u64>,
+        reply: Reply<()>,
+    },
+    Nack {
+        member: u32,
+        seq: u64,
+        delay_ms: u32,
+        error: String,
+        reply: Reply<()>,
+    },
+    Leave {
+        member: u32,
+    },
 }
 
 #[derive(Debug)]
@@ -74,6 +98,7 @@ enum Waiter {
     Committed(Reply<Option<u64>>),
     Topics(Reply<Vec<TopicInfo>>),
     Fetch(Reply<Fetched>),
+    Joined(u32),
     Ignore,
 }
 
@@ -93,6 +118,18 @@ struct SubState {
     window: u32,
     events: mpsc::UnboundedSender<Result<Event, ClientError>>,
     /// The first Subscribed answer goes to the caller of subscribe().
+    reply: Option<Reply<(u32, u64)>>,
+}
+
+/// A work-sharing group member of this client: joined again after a
+/// reconnect.
+#[derive(Debug)]
+struct MemberState {
+    topic: String,
+    group: String,
+    options: WorkerOptions,
+    jobs: mpsc::UnboundedSender<Result<Job, ClientError>>,
+    /// The first Joined answer goes to the caller of worker().
     reply: Option<Reply<(u32, u64)>>,
 }
 
@@ -122,6 +159,9 @@ pub(crate) struct Driver {
     next_sub: u32,
     pending: BTreeMap<u32, Pending>,
     subs: HashMap<u32, SubState>,
+    members: HashMap<u32, MemberState>,
+    /// Sends of a job's ack or nack (the request queue).
+    settle: mpsc::Sender<Cmd>,
     producer_id: u64,
     next_pseq: u64,
     /// The address of [`ConnectOptions::addresses`] tried first.
@@ -139,6 +179,7 @@ impl Driver {
         opts: ConnectOptions,
         cmds: mpsc::Receiver<Cmd>,
         ctl: mpsc::UnboundedReceiver<Cmd>,
+        settle: mpsc::Sender<Cmd>,
     ) -> Result<Self, ClientError> {
         let (incoming_tx, incoming) = mpsc::unbounded_channel();
         let mut d = Self {
@@ -155,6 +196,8 @@ impl Driver {
             next_sub: 0,
             pending: BTreeMap::new(),
             subs: HashMap::new(),
+            members: HashMap::new(),
+            settle,
             producer_id: rand::random(),
             next_pseq: 0,
             current: 0,
@@ -208,6 +251,14 @@ impl Driver {
                 send_reply(r, Err(e.clone()));
             }
             let _ = s.events.send(Err(e.clone()));
+        }
+        for (_, m) in self.members.drain() {
+            match m.reply {
+                Some(r) => send_reply(r, Err(e.clone())),
+                None => {
+                    let _ = m.jobs.send(Err(e.clone()));
+                }
+            }
         }
     }
 
@@ -286,7 +337,7 @@ impl Driver {
         for id in ids {
             let resend = !matches!(
                 self.pending[&id].waiter,
-                Waiter::Subscribed(_) | Waiter::Ignore
+                Waiter::Subscribed(_) | Waiter::Joined(_) | Waiter::Ignore
             );
             if resend {
                 control.send(self.pending[&id].frame.clone());
@@ -298,7 +349,51 @@ impl Driver {
         for sub in subs {
             self.send_subscribe(sub).await?;
         }
+        let members: Vec<u32> = self.members.keys().copied().collect();
+        for member in members {
+            self.send_join(member);
+        }
         Ok(())
+    }
+
+    fn send_join(&mut self, member: u32) {
+        let Some(m) = self.members.get(&member) else {
+            return;
+        };
+        let (topic, group) = (m.topic.clone(), m.group.clone());
+        let dead_letter = m.options.dead_letter.clone().unwrap_or_default();
+        let options = m.options.wire();
+        let id = self.id();
+        let mut buf = Vec::new();
+        let f = Frame::Join {
+            member,
+            topic: &topic,
+            group: &group,
+            dead_letter: &dead_letter,
+            options,
+        };
+        if let Err(e) = f.encode(id, &mut buf) {
+            if let Some(m) = self.members.remove(&member) {
+                let e = ClientError::Protocol(e.to_string());
+                match m.reply {
+                    Some(r) => send_reply(r, Err(e)),
+                    None => {
+                        let _ = m.jobs.send(Err(e));
+                    }
+                }
+            }
+            return;
+        }
+        if let Some(link) = &self.control {
+            link.send(buf);
+        }
+        self.pending.insert(
+            id,
+            Pending {
+                frame: Vec::new(),
+                waiter: Waiter::Joined(member),
+            },
+        );
     }
 
     /// Opens link `id` (the control link is 0, a QUIC subscription gets its
@@ -589,6 +684,68 @@ impl Driver {
                 };
                 self.send_control(id, &f, Waiter::Fetch(reply));
             }
+            Cmd::Join {
+                topic,
+                group,
+                options,
+                jobs,
+                reply,
+            } => {
+                self.next_sub = self.next_sub.wrapping_add(1).max(1);
+                let member = self.next_sub;
+                self.members.insert(
+                    member,
+                    MemberState {
+                        topic,
+                        group,
+                        options,
+                        jobs,
+                        reply: Some(reply),
+                    },
+                );
+                self.send_join(member);
+            }
+            Cmd::WorkAck {
+                member,
+                seqs,
+                reply,
+            } => {
+                let id = self.id();
+                self.send_control(id, &Frame::Ack { member, seqs }, Waiter::Ok(reply));
+            }
+            Cmd::Nack {
+                member,
+                seq,
+                delay_ms,
+                error,
+                reply,
+            } => {
+                let id = self.id();
+                let f = Frame::Nack {
+                    member,
+                    seq,
+                    delay_ms,
+                    error: &error,
+                };
+                self.send_control(id, &f, Waiter::Ok(reply));
+            }
+            Cmd::Leave { member } => {
+                if self.members.remove(&member).is_some() {
+                    let id = self.id();
+                    let mut buf = Vec::new();
+                    let _ = Frame::Leave { member }.encode(id, &mut buf);
+                    if let Some(link) = &self.control {
+                        link.send(buf);
+                    }
+                    self.pending.insert(
+                        id,
+                        Pending {
+                            frame: Vec::new(),
+                            waiter: Waiter::Ignore,
+                        },
+                    );
+                }
+            }
         }
         Ok(())
     }
@@ -610,6 +767,25 @@ impl Driver {
                     state.next = Some(seq + 1);
                     let d = Delivery::from_verified(bytes.slice_ref(view.as_bytes()));
                     let _ = state.events.send(Ok(Event::Record(d)));
+                }
+            }
+            Frame::Jobs {
+                member,
+                deliveries,
+                records,
+            } => {
+                let Some(m) = self.members.get(&member) else {
+                    return Ok(()); // handed out before a Leave arrived
+                };
+                for (r, deliveries) in records.iter().zip(deliveries) {
+                    let (view, _) =
+                        r.map_err(|e| format!("corrupt record from the broker: {e}"))?;
+                    let d = Delivery::from_verified(bytes.slice_ref(view.as_bytes()));
+                    let settler = Settler::Remote {
+                        cmds: self.settle.clone(),
+                        member,
+                    };
+                    let _ = m.jobs.send(Ok(Job::new(d, deliveries, settler)));
                 }
             }
             Frame::Gap { sub, from, to } => {
@@ -658,6 +834,17 @@ impl Driver {
                         Some(r) => send_reply(r, Err(e)),
                         None => {
                             let _ = s.events.send(Err(e));
+                        }
+                    }
+                }
+                return;
+            }
+            if let Waiter::Joined(member) = waiter {
+                if let Some(m) = self.members.remove(&member) {
+                    match m.reply {
+                        Some(r) => send_reply(r, Err(e)),
+                        None => {
+                            let _ = m.jobs.send(Err(e));
                         }
                     }
                 }
@@ -741,6 +928,13 @@ impl Driver {
                 }
                 _ => send_reply(r, Err(unexpected())),
             },
+            Waiter::Joined(member) => {
+                if let (Frame::Joined { floor, .. }, Some(m)) = (&f, self.members.get_mut(&member))
+                    && let Some(r) = m.reply.take()
+                {
+                    send_reply(r, Ok((member, *floor)));
+                }
+            }
             Waiter::Ignore => {}
         }
     }
@@ -753,7 +947,7 @@ fn fail(w: Waiter, e: ClientError) {
         Waiter::Committed(r) => send_reply(r, Err(e)),
         Waiter::Topics(r) => send_reply(r, Err(e)),
         Waiter::Fetch(r) => send_reply(r, Err(e)),
-        Waiter::Subscribed(_) | Waiter::Ignore => {}
+        Waiter::Subscribed(_) | Waiter::Joined(_) | Waiter::Ignore => {}
     }
 }
 

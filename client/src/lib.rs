@@ -51,6 +51,7 @@ mod link;
 mod producer;
 #[cfg(feature = "tls")]
 mod quic;
+mod work;
 
 pub use client::{Client, ConnectOptions, Fetched, StartFrom, Subscription, TopicInfo, Transport};
 pub use delivery::{Delivery, Event};
@@ -60,6 +61,7 @@ pub use fanlog_protocol::{Header, Message, RecordMeta};
 pub use producer::{Producer, ProducerOptions, Receipt};
 #[cfg(feature = "tls")]
 pub use quic::{ALPN, QuicOptions, TlsOptions};
+pub use work::{Job, Worker, WorkerOptions};
 
 /// A bare QUIC connection with the client's TLS and transport settings, for
 /// benchmarks that measure the transport without the protocol.

@@ -284,6 +284,77 @@ fn decode_body<'a>(kind: Kind, c: &mut Cursor<'a>) -> Result<Frame<'a>, FrameErr
                 _ => return Err(c.bad("present flag is not 0 or 1")),
             }
         }
+        Kind::Join => {
+            let member = c.u32()?;
+            let (topic, group, dead_letter) = (c.str8()?, c.str8()?, c.str8()?);
+            let flags = c.u8()?;
+            let o = WorkOptions {
+                ack_wait_ms: c.u32()?,
+                max_deliver: c.u32()?,
+                max_inflight: c.u32()?,
+                key_order: flags & 2 != 0,
+            };
+            let options = match flags {
+                0 if o.ack_wait_ms == 0 && o.max_deliver == 0 && o.max_inflight == 0 => None,
+                0 => return Err(c.bad("options set without the options flag")),
+                1 | 3 => Some(o),
+                _ => return Err(c.bad("unknown join flags")),
+            };
+            Frame::Join {
+                member,
+                topic,
+                group,
+                dead_letter,
+                options,
+            }
+        }
+        Kind::Joined => Frame::Joined {
+            member: c.u32()?,
+            floor: c.u64()?,
+            options: WorkOptions {
+                ack_wait_ms: c.u32()?,
+                max_deliver: c.u32()?,
+                max_inflight: c.u32()?,
+                key_order: match c.u8()? {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(c.bad("key_order is not 0 or 1")),
+                },
+            },
+        },
+        Kind::Jobs => {
+            let member = c.u32()?;
+            let n = c.count(4 + crate::record::HEADER_LEN)?;
+            let mut deliveries = Vec::with_capacity(n);
+            for _ in 0..n {
+                deliveries.push(c.u32()?);
+            }
+            let bytes = c.take(c.b.len())?;
+            Frame::Jobs {
+                member,
+                deliveries,
+                records: Records {
+                    count: n as u32,
+                    bytes,
+                },
+            }
+        }
+        Kind::Ack => {
+            let member = c.u32()?;
+            let n = c.count(8)?;
+            let mut seqs = Vec::with_capacity(n);
+            for _ in 0..n {
+                seqs.push(c.u64()?);
+            }
+            Frame::Ack { member, seqs }
+        }
+        Kind::Nack => Frame::Nack {
+            member: c.u32()?,
+            seq: c.u64()?,
+            delay_ms: c.u32()?,
+            error: c.str16()?,
+        },
+        Kind::Leave => Frame::Leave { member: c.u32()? },
         Kind::Ping => Frame::Ping { nonce: c.u64()? },
         Kind::Pong => Frame::Pong { nonce: c.u64()? },
         Kind::Close => Frame::Close {

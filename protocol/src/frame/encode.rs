@@ -201,6 +201,76 @@ impl Frame<'_> {
                 buf.push(u8::from(seq.is_some()));
                 buf.extend_from_slice(&seq.unwrap_or(0).to_le_bytes());
             }
+            Frame::Join {
+                member,
+                topic,
+                group,
+                dead_letter,
+                options,
+            } => {
+                buf.extend_from_slice(&member.to_le_bytes());
+                put_str8(buf, topic)?;
+                put_str8(buf, group)?;
+                put_str8(buf, dead_letter)?;
+                let o = options.unwrap_or(WorkOptions {
+                    ack_wait_ms: 0,
+                    max_deliver: 0,
+                    max_inflight: 0,
+                    key_order: false,
+                });
+                buf.push(u8::from(options.is_some()) | (u8::from(o.key_order) << 1));
+                buf.extend_from_slice(&o.ack_wait_ms.to_le_bytes());
+                buf.extend_from_slice(&o.max_deliver.to_le_bytes());
+                buf.extend_from_slice(&o.max_inflight.to_le_bytes());
+            }
+            Frame::Joined {
+                member,
+                floor,
+                options,
+            } => {
+                buf.extend_from_slice(&member.to_le_bytes());
+                buf.extend_from_slice(&floor.to_le_bytes());
+                buf.extend_from_slice(&options.ack_wait_ms.to_le_bytes());
+                buf.extend_from_slice(&options.max_deliver.to_le_bytes());
+                buf.extend_from_slice(&options.max_inflight.to_le_bytes());
+                buf.push(u8::from(options.key_order));
+            }
+            Frame::Jobs {
+                member,
+                deliveries,
+                records,
+            } => {
+                if deliveries.len() != records.count as usize {
+                    return Err(FrameError::TooLarge(
+                        "jobs need one delivery count per record",
+                    ));
+                }
+                buf.extend_from_slice(&member.to_le_bytes());
+                buf.extend_from_slice(&records.count.to_le_bytes());
+                for d in deliveries {
+                    buf.extend_from_slice(&d.to_le_bytes());
+                }
+                buf.extend_from_slice(records.bytes);
+            }
+            Frame::Ack { member, seqs } => {
+                buf.extend_from_slice(&member.to_le_bytes());
+                buf.extend_from_slice(&u32_of(seqs.len(), "too many seqs")?.to_le_bytes());
+                for s in seqs {
+                    buf.extend_from_slice(&s.to_le_bytes());
+                }
+            }
+            Frame::Nack {
+                member,
+                seq,
+                delay_ms,
+                error,
+            } => {
+                buf.extend_from_slice(&member.to_le_bytes());
+                buf.extend_from_slice(&seq.to_le_bytes());
+                buf.extend_from_slice(&delay_ms.to_le_bytes());
+                put_str16(buf, error);
+            }
+            Frame::Leave { member } => buf.extend_from_slice(&member.to_le_bytes()),
             Frame::Ping { nonce } | Frame::Pong { nonce } => {
                 buf.extend_from_slice(&nonce.to_le_bytes())
             }

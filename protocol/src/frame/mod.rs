@@ -35,6 +35,12 @@
 //! | 0x88 | TopicList | count u32, count × (name str8, first_seq u64, next_seq u64, bytes u64) |
 //! | 0x09 | Committed | topic str8, group str8 |
 //! | 0x89 | CommittedOffset | present u8, seq u64 |
+//! | 0x0B | Join (v2) | member u32, topic str8, group str8, dead_letter str8 (empty: the default), flags u8 (bit 0: options given, bit 1: key order), ack_wait_ms u32, max_deliver u32, max_inflight u32 (zero when not given) |
+//! | 0x8C | Joined (v2) | member u32, floor u64, ack_wait_ms u32, max_deliver u32, max_inflight u32, key_order u8 |
+//! | 0x8D | Jobs (v2, s→c) | member u32, count u32, count × deliveries u32, count × record (padded) |
+//! | 0x0C | Ack (v2) | member u32, count u32, count × seq u64 (answered by Ok once durable) |
+//! | 0x0D | Nack (v2) | member u32, seq u64, delay_ms u32, error str16 (answered by Ok) |
+//! | 0x0E | Leave (v2) | member u32 (answered by Ok) |
 //! | 0x0A | Ping | nonce u64 |
 //! | 0x8A | Pong | nonce u64 |
 //! | 0x0F | Close (either side) | code u16, reason str16 |
@@ -58,10 +64,15 @@ mod types;
 pub use decode::{decode, frame_size};
 pub use encode::{begin, encode_deliver_head, encode_message, finish};
 pub use error::{ErrorCode, FrameError};
-pub use types::{RecordIter, Records, Start, TopicEntry, WireMessage};
+pub use types::{RecordIter, Records, Start, TopicEntry, WireMessage, WorkOptions};
 
-/// Protocol version spoken by this crate.
-pub const VERSION: u16 = 1;
+/// Protocol version spoken by this crate: 2 added work-sharing groups
+/// (Join, Joined, Jobs, Ack, Nack, Leave).
+pub const VERSION: u16 = 2;
+/// The oldest version a broker of this crate still speaks: a Hello of any
+/// version in `MIN_VERSION..=VERSION` is answered with the lower of the
+/// two, and the session speaks that version.
+pub const MIN_VERSION: u16 = 1;
 /// First four body bytes of a Hello.
 pub const MAGIC: [u8; 4] = *b"FNLG";
 /// Bytes of the frame header.
@@ -129,6 +140,12 @@ frame_kinds! {
     CommittedOffset = 0x89,
     Ping = 0x0A,
     Pong = 0x8A,
+    Join = 0x0B,
+    Joined = 0x8C,
+    Jobs = 0x8D,
+    Ack = 0x0C,
+    Nack = 0x0D,
+    Leave = 0x0E,
     Close = 0x0F,
     Error = 0xEE,
 }
@@ -217,6 +234,41 @@ pub enum Frame<'a> {
     },
     Ping {
         nonce: u64,
+    },
+    /// Joins a work-sharing group as `member` (a number the client picks,
+    /// unique in its session); `options` must match a running group's.
+    Join {
+        member: u32,
+        topic: &'a str,
+        group: &'a str,
+        dead_letter: &'a str,
+        options: Option<WorkOptions>,
+    },
+    /// The group joined: its floor and the options it runs with. Jobs
+    /// follow, up to `max_inflight` held at once.
+    Joined {
+        member: u32,
+        floor: u64,
+        options: WorkOptions,
+    },
+    /// Records handed to `member`, each with its delivery count.
+    Jobs {
+        member: u32,
+        deliveries: Vec<u32>,
+        records: Records<'a>,
+    },
+    Ack {
+        member: u32,
+        seqs: Vec<u64>,
+    },
+    Nack {
+        member: u32,
+        seq: u64,
+        delay_ms: u32,
+        error: &'a str,
+    },
+    Leave {
+        member: u32,
     },
     Pong {
         nonce: u64,

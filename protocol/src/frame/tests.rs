@@ -149,6 +149,54 @@ fn samples(recs: &[u8]) -> Vec<Frame<'_>> {
         Frame::CommittedOffset { seq: None },
         Frame::Ping { nonce: 99 },
         Frame::Pong { nonce: 99 },
+        Frame::Join {
+            member: 1,
+            topic: "t",
+            group: "g",
+            dead_letter: "",
+            options: None,
+        },
+        Frame::Join {
+            member: 2,
+            topic: "t",
+            group: "g",
+            dead_letter: "t.dlq",
+            options: Some(WorkOptions {
+                ack_wait_ms: 30_000,
+                max_deliver: 5,
+                max_inflight: 100,
+                key_order: true,
+            }),
+        },
+        Frame::Joined {
+            member: 2,
+            floor: 12,
+            options: WorkOptions {
+                ack_wait_ms: 30_000,
+                max_deliver: 5,
+                max_inflight: 100,
+                key_order: false,
+            },
+        },
+        Frame::Jobs {
+            member: 2,
+            deliveries: vec![1, 2, 1],
+            records: Records {
+                count: 3,
+                bytes: recs,
+            },
+        },
+        Frame::Ack {
+            member: 2,
+            seqs: vec![4, 5, 9],
+        },
+        Frame::Nack {
+            member: 2,
+            seq: 7,
+            delay_ms: 500,
+            error: "cannot parse",
+        },
+        Frame::Leave { member: 2 },
         Frame::Close {
             code: ErrorCode::ShuttingDown,
             reason: "bye",
@@ -199,6 +247,54 @@ fn exact_bytes_of_a_ping() {
             13, 0, 0, 0, 0x0A, 0x0D, 0x0C, 0x0B, 0x0A, 0x02, 0x01, 0, 0, 0, 0, 0, 0
         ]
     );
+}
+
+#[test]
+fn exact_bytes_of_a_join_and_its_refusals() {
+    let mut buf = Vec::new();
+    Frame::Join {
+        member: 3,
+        topic: "t",
+        group: "g",
+        dead_letter: "",
+        options: Some(WorkOptions {
+            ack_wait_ms: 0x0102,
+            max_deliver: 5,
+            max_inflight: 7,
+            key_order: true,
+        }),
+    }
+    .encode(1, &mut buf)
+    .unwrap();
+    let body = [
+        3, 0, 0, 0, // member
+        1, b't', 1, b'g', 0, // topic, group, no dead-letter topic
+        3, // options given, key order
+        2, 1, 0, 0, // ack_wait_ms
+        5, 0, 0, 0, // max_deliver
+        7, 0, 0, 0, // max_inflight
+    ];
+    assert_eq!(&buf[HEADER_LEN..], &body);
+    // Options without the flag, and unknown flags, are malformed.
+    let flags = HEADER_LEN + 9;
+    for bad in [0u8, 4] {
+        buf[flags] = bad;
+        assert!(decode(&buf, DEFAULT_MAX_FRAME).is_err(), "flags {bad}");
+    }
+}
+
+#[test]
+fn jobs_whose_counts_disagree_do_not_encode() {
+    let recs = records();
+    let f = Frame::Jobs {
+        member: 1,
+        deliveries: vec![1],
+        records: Records {
+            count: 3,
+            bytes: &recs,
+        },
+    };
+    assert!(f.encode(0, &mut Vec::new()).is_err());
 }
 
 #[test]

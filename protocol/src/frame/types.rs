@@ -32,6 +32,19 @@ pub struct WireMessage<'a> {
     pub payload: &'a [u8],
 }
 
+/// A work-sharing group's options on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkOptions {
+    /// Milliseconds a worker has to acknowledge a record.
+    pub ack_wait_ms: u32,
+    /// Deliveries of one record before its next failure sets it aside.
+    pub max_deliver: u32,
+    /// Records one worker holds at most.
+    pub max_inflight: u32,
+    /// Records of one key go to one worker at a time, in seq order.
+    pub key_order: bool,
+}
+
 /// A topic's numbers in a TopicList.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TopicEntry<'a> {

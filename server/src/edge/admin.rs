@@ -80,6 +80,9 @@ struct GroupJson {
     committed: u64,
     /// Messages from `committed` to the topic's end.
     lag: u64,
+    /// A work-sharing group running now: its figures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shared: Option<fanlog_broker::work::GroupInfo>,
 }
 
 /// `GET /topics/{topic}/groups`: every consumer group, with its lag.
@@ -89,7 +92,13 @@ pub(crate) async fn groups(
 ) -> Result<Response, ApiError> {
     let Granted { topic, .. } = granted;
     let next = s.broker.topic_info(&topic)?.next_seq;
-    let groups: Vec<GroupJson> = s
+    let mut shared: std::collections::HashMap<String, _> = fanlog_broker::work::running(&s.broker)
+        .into_iter()
+        .map(|g| g.info())
+        .filter(|i| i.topic == topic)
+        .map(|i| (i.group.clone(), i))
+        .collect();
+    let mut groups: Vec<GroupJson> = s
         .broker
         .groups(&topic)?
         .into_iter()
@@ -97,8 +106,17 @@ pub(crate) async fn groups(
             group: g.to_string(),
             committed,
             lag: next.saturating_sub(committed),
+            shared: shared.remove(g.as_str()),
         })
         .collect();
+    // Running shared groups that committed nothing yet.
+    groups.extend(shared.into_values().map(|i| GroupJson {
+        group: i.group.clone(),
+        committed: i.floor,
+        lag: next.saturating_sub(i.floor),
+        shared: Some(i),
+    }));
+    groups.sort_by(|a, b| a.group.cmp(&b.group));
     Ok(json::body(StatusCode::OK, &groups))
 }
 
@@ -136,6 +154,7 @@ pub(crate) async fn reset(
             group,
             committed: seq,
             lag: next.saturating_sub(seq),
+            shared: None,
         },
     ))
 }

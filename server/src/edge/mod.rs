@@ -18,6 +18,7 @@ mod metrics;
 mod poll;
 mod sse;
 mod topics;
+mod work;
 mod ws;
 
 use crate::MetricsExt;
@@ -200,6 +201,20 @@ pub fn router(state: EdgeState) -> Router {
         .route("/topics/{topic}/events", get(sse::events))
         .route("/topics/{topic}/ws", get(ws::upgrade))
         .route("/topics/{topic}/poll", get(poll::poll))
+        .route("/topics/{topic}/shared/{group}", get(work::info))
+        .route(
+            "/topics/{topic}/shared/{group}/fetch",
+            axum::routing::post(work::fetch),
+        )
+        .route(
+            "/topics/{topic}/shared/{group}/ack",
+            axum::routing::post(work::ack),
+        )
+        .route(
+            "/topics/{topic}/shared/{group}/nack",
+            axum::routing::post(work::nack),
+        )
+        .route("/topics/{topic}/shared/{group}/ws", get(work::upgrade))
         .route("/hooks", get(hooks::list).post(hooks::create))
         .route(
             "/hooks/{id}",
@@ -580,6 +595,10 @@ impl ApiError {
 
     pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    pub(crate) fn message(&self) -> &str {
+        &self.message
     }
 }
 

@@ -92,7 +92,7 @@ pub(crate) async fn upgrade(
 }
 
 /// Bytes read from a WebSocket per system call.
-const WS_READ_BUFFER: usize = 4096;
+pub(crate) const WS_READ_BUFFER: usize = 4096;
 
 type Ack =
     Pin<Box<dyn Future<Output = (Option<serde_json::Value>, Result<u64, BrokerError>)> + Send>>;
@@ -155,7 +155,7 @@ pub fn parse_op(text: &str) -> Result<PublishOp, String> {
 }
 
 /// Why the loop ended: the peer left, or the broker closes with a code.
-enum End {
+pub(crate) enum End {
     PeerGone,
     Close(u16, String),
 }
@@ -339,7 +339,7 @@ impl WsStream {
 
 /// Writes `frames` with one flush, or ends the session: a socket that takes
 /// nothing for `timeout` is closed as a slow consumer.
-async fn send(
+pub(crate) async fn send(
     socket: &mut WebSocket,
     timeout: Duration,
     frames: Vec<WsMessage>,

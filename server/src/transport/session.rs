@@ -100,8 +100,44 @@ async fn parked_ready(parked: &mut Option<Parked>) -> Result<(), BrokerError> {
     }
 }
 
+/// A work-sharing group member of this session: its next hand-out is
+/// always being waited for, so records come as soon as it has room.
+struct Member {
+    worker: Arc<fanlog_broker::work::Worker>,
+    next: Fetching,
+}
+
+type Fetching =
+    Pin<Box<dyn Future<Output = Result<Vec<fanlog_broker::work::Job>, BrokerError>> + Send>>;
+
+/// The next hand-out for `w`: up to its room, waiting for the first.
+fn fetching(w: &Arc<fanlog_broker::work::Worker>) -> Fetching {
+    let w = w.clone();
+    Box::pin(async move {
+        let room = w.group().options().max_inflight;
+        w.fetch(room, std::time::Duration::from_secs(30)).await
+    })
+}
+
+/// Polls the members; the first with a hand-out (or an error) wins, and
+/// its next hand-out is waited for from then on.
+fn poll_members(
+    members: &mut HashMap<u32, Member>,
+) -> impl Future<Output = (u32, Result<Vec<fanlog_broker::work::Job>, BrokerError>)> + '_ {
+    futures_util::future::poll_fn(move |cx: &mut Context<'_>| {
+        for (id, m) in members.iter_mut() {
+            if let Poll::Ready(r) = m.next.as_mut().poll(cx) {
+                m.next = fetching(&m.worker);
+                return Poll::Ready((*id, r));
+            }
+        }
+        Poll::Pending
+    })
+}
+
 enum Step {
     Read(std::io::Result<usize>),
+    Jobs(u32, Result<Vec<fanlog_broker::work::Job>, BrokerError>),
     Ack((u32, Result<Answer, BrokerError>)),
     Deliver(u32, Option<Result<Event, BrokerError>>),
     Send(Result<mpsc::OwnedPermit<Vec<Chunk>>, mpsc::error::SendError<()>>),
@@ -137,7 +173,9 @@ pub(crate) async fn run<R, W>(
         inbuf: BytesMut::with_capacity(8 << 10),
         out: Outbox::default(),
         hello: false,
+        version: frame::VERSION,
         subs: HashMap::new(),
+        members: HashMap::new(),
         acks: FuturesOrdered::new(),
         closing: false,
         parked: None,
@@ -152,6 +190,8 @@ pub(crate) async fn run<R, W>(
         let can_deliver = !s.closing
             && s.out.len() < s.limits.max_buffered
             && s.subs.values().any(|sl| sl.credit > 0);
+        let can_hand_out =
+            !s.closing && s.out.len() < s.limits.max_buffered && !s.members.is_empty();
         let step = tokio::select! {
             biased;
             () = shutdown.cancelled(), if !s.closing => Step::Shutdown,
@@ -161,6 +201,7 @@ pub(crate) async fn run<R, W>(
             r = parked_ready(&mut s.parked), if s.parked.is_some() => Step::Ready(r),
             r = rd.read_buf(&mut s.inbuf), if can_read => Step::Read(r),
             (id, ev) = poll_subs(&mut s.subs), if can_deliver => Step::Deliver(id, ev),
+            (id, jobs) = poll_members(&mut s.members), if can_hand_out => Step::Jobs(id, jobs),
         };
         match step {
             Step::Shutdown => {
@@ -185,6 +226,7 @@ pub(crate) async fn run<R, W>(
             Step::Read(Ok(0)) | Step::Read(Err(_)) => break,
             Step::Read(Ok(_)) => s.handle_input(),
             Step::Deliver(id, ev) => s.deliver(id, ev),
+            Step::Jobs(id, jobs) => s.hand_out(id, jobs),
             Step::Ready(r) => s.unpark(r),
         }
         if s.closing && s.out.is_empty() && s.acks.is_empty() {
@@ -236,7 +278,10 @@ struct Session {
     inbuf: BytesMut,
     out: Outbox,
     hello: bool,
+    /// The protocol version agreed in the Hello.
+    version: u16,
     subs: HashMap<u32, Slot>,
+    members: HashMap<u32, Member>,
     acks: FuturesOrdered<Ack>,
     closing: bool,
     /// A request waiting for its topic to open; nothing is read meanwhile.
@@ -262,6 +307,7 @@ impl Session {
             self.send_error(0, code, reason);
             self.closing = true;
             self.subs.clear();
+            self.members.clear();
         }
     }
 
@@ -333,6 +379,13 @@ impl Session {
                 return true;
             }
             Frame::Commit { topic, .. } | Frame::Committed { topic, .. } => (*topic, false),
+            Frame::Join { topic, member, .. } => {
+                if self.join_refusal(*member).is_some() {
+                    return false;
+                }
+                let may_publish = self.grant.as_ref().is_some_and(|g| g.can_publish(topic));
+                (*topic, self.broker.creates_on_subscribe(may_publish))
+            }
             _ => return false,
         };
         if self.broker.is_open(topic) {
@@ -380,6 +433,18 @@ impl Session {
         if let Some(refusal) = self.refuse(&f) {
             return self.send_error(id, ErrorCode::Forbidden, &refusal);
         }
+        if self.version < 2
+            && matches!(
+                f,
+                Frame::Join { .. } | Frame::Ack { .. } | Frame::Nack { .. } | Frame::Leave { .. }
+            )
+        {
+            return self.send_error(
+                id,
+                ErrorCode::NeedsVersion,
+                "work-sharing groups need protocol version 2; this session agreed on 1",
+            );
+        }
         if self.park(id, &f, raw) {
             return;
         }
@@ -407,6 +472,24 @@ impl Session {
                 max_bytes,
             } => self.fetch(id, topic, from, max_count, max_bytes),
             Frame::Topics => self.on_topics(id),
+            Frame::Join {
+                member,
+                topic,
+                group,
+                dead_letter,
+                options,
+            } => self.on_join(id, member, topic, group, dead_letter, options),
+            Frame::Ack { member, seqs } => self.on_ack(id, member, seqs),
+            Frame::Nack {
+                member,
+                seq,
+                delay_ms,
+                error,
+            } => self.on_nack(id, member, seq, delay_ms, error),
+            Frame::Leave { member } => match self.members.remove(&member) {
+                Some(_) => self.send(id, &Frame::Ok),
+                None => self.no_member(id, member),
+            },
             Frame::Ping { nonce } => self.send(id, &Frame::Pong { nonce }),
             Frame::Close { .. } => self.closing = true,
             Frame::Hello { .. } => {
@@ -423,7 +506,9 @@ impl Session {
     /// on an open broker); anything else closes the session.
     fn on_hello(&mut self, id: u32, f: Frame<'_>) {
         match f {
-            Frame::Hello { version, token, .. } if version == frame::VERSION => {
+            Frame::Hello { version, token, .. }
+                if (frame::MIN_VERSION..=frame::VERSION).contains(&version) =>
+            {
                 let token = (!token.is_empty()).then_some(token);
                 let Some(grant) = self.auth.authenticate(token) else {
                     return self.close(
@@ -437,10 +522,11 @@ impl Session {
                 };
                 self.grant = Some(grant);
                 self.hello = true;
+                self.version = version.min(frame::VERSION);
                 self.send(
                     id,
                     &Frame::HelloOk {
-                        version: frame::VERSION,
+                        version: self.version,
                         max_frame: self.limits.max_frame as u32,
                         server: concat!("fanlog ", env!("CARGO_PKG_VERSION")),
                     },
@@ -449,7 +535,8 @@ impl Session {
             Frame::Hello { version, .. } => self.close(
                 ErrorCode::UnsupportedVersion,
                 &format!(
-                    "protocol version {version} is not supported; this broker speaks {}",
+                    "protocol version {version} is not supported; this broker speaks {} to {}",
+                    frame::MIN_VERSION,
                     frame::VERSION
                 ),
             ),
@@ -500,6 +587,143 @@ impl Session {
         }
     }
 
+    /// Why this session refuses to add `member`, if it does.
+    fn join_refusal(&self, member: u32) -> Option<(ErrorCode, String)> {
+        if self.members.contains_key(&member) {
+            return Some((
+                ErrorCode::DuplicateSubscription,
+                format!("member {member} has joined already"),
+            ));
+        }
+        if self.members.len() >= self.limits.max_subscriptions {
+            return Some((
+                ErrorCode::Forbidden,
+                format!(
+                    "at most {} members per connection",
+                    self.limits.max_subscriptions
+                ),
+            ));
+        }
+        None
+    }
+
+    fn on_join(
+        &mut self,
+        id: u32,
+        member: u32,
+        topic: &str,
+        group: &str,
+        dead_letter: &str,
+        options: Option<frame::WorkOptions>,
+    ) {
+        if let Some((code, why)) = self.join_refusal(member) {
+            return self.send_error(id, code, &why);
+        }
+        let options = options.map(|o| fanlog_broker::shared::SharedOptions {
+            ack_wait: std::time::Duration::from_millis(u64::from(o.ack_wait_ms.max(10))),
+            max_deliver: o.max_deliver.max(1),
+            max_inflight: (o.max_inflight as usize).clamp(1, 100_000),
+            key_order: o.key_order,
+        });
+        let dead_letter = (!dead_letter.is_empty()).then_some(dead_letter);
+        match fanlog_broker::work::SharedGroup::open(
+            &self.broker,
+            topic,
+            group,
+            options,
+            dead_letter,
+        ) {
+            Ok(g) => {
+                let o = g.options();
+                let worker = Arc::new(g.join());
+                self.send(
+                    id,
+                    &Frame::Joined {
+                        member,
+                        floor: g.floor(),
+                        options: frame::WorkOptions {
+                            ack_wait_ms: u32::try_from(o.ack_wait.as_millis()).unwrap_or(u32::MAX),
+                            max_deliver: o.max_deliver,
+                            max_inflight: u32::try_from(o.max_inflight).unwrap_or(u32::MAX),
+                            key_order: o.key_order,
+                        },
+                    },
+                );
+                let next = fetching(&worker);
+                self.members.insert(member, Member { worker, next });
+            }
+            Err(e) => self.send_error(id, e.code(), &e.to_string()),
+        }
+    }
+
+    fn no_member(&mut self, id: u32, member: u32) {
+        self.send_error(
+            id,
+            ErrorCode::UnknownSubscription,
+            &format!("no member {member} in this session"),
+        );
+    }
+
+    /// Answered once the acks are durable, in order behind earlier answers.
+    fn on_ack(&mut self, id: u32, member: u32, seqs: Vec<u64>) {
+        let Some(m) = self.members.get(&member) else {
+            return self.no_member(id, member);
+        };
+        let w = m.worker.clone();
+        self.acks.push_back(Box::pin(async move {
+            let r = w.ack_all(&seqs).await;
+            (id, r.map(|()| Answer::Committed))
+        }));
+    }
+
+    fn on_nack(&mut self, id: u32, member: u32, seq: u64, delay_ms: u32, error: &str) {
+        let Some(m) = self.members.get(&member) else {
+            return self.no_member(id, member);
+        };
+        let (w, error) = (m.worker.clone(), error.to_owned());
+        self.acks.push_back(Box::pin(async move {
+            let delay = std::time::Duration::from_millis(u64::from(delay_ms));
+            let r = w.nack(seq, delay, &error).await;
+            (id, r.map(|()| Answer::Committed))
+        }));
+    }
+
+    /// Encodes a member's hand-out as a Jobs frame (records copied: a
+    /// hand-out is at most `max_inflight` records, in any seq order).
+    fn hand_out(&mut self, member: u32, jobs: Result<Vec<fanlog_broker::work::Job>, BrokerError>) {
+        let jobs = match jobs {
+            Ok(jobs) => jobs,
+            Err(e) => {
+                // The group stopped (its topic was deleted): the member
+                // is told and removed.
+                self.members.remove(&member);
+                let msg = e.to_string();
+                return self.send_error(0, e.code(), &msg);
+            }
+        };
+        if jobs.is_empty() {
+            return;
+        }
+        let mut bytes = Vec::with_capacity(jobs.iter().map(|j| j.record.padded_len()).sum());
+        let mut deliveries = Vec::with_capacity(jobs.len());
+        for j in &jobs {
+            bytes.extend_from_slice(j.record.padded_bytes());
+            deliveries.push(j.deliveries);
+        }
+        self.delivered.inc_by(jobs.len() as u64);
+        self.send(
+            0,
+            &Frame::Jobs {
+                member,
+                deliveries,
+                records: Records {
+                    count: jobs.len() as u32,
+                    bytes: &bytes,
+                },
+            },
+        );
+    }
+
     /// The topics this session's token may see.
     fn on_topics(&mut self, id: u32) {
         let topics = self.broker.topics();
@@ -523,6 +747,7 @@ impl Session {
         let (topic, publish) = match f {
             Frame::Publish { topic, .. } => (*topic, true),
             Frame::Subscribe { topic, .. }
+            | Frame::Join { topic, .. }
             | Frame::Commit { topic, .. }
             | Frame::Committed { topic, .. }
             | Frame::Fetch { topic, .. } => (*topic, false),
