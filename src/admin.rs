@@ -59,8 +59,12 @@ enum Action {
         #[arg(long)]
         before: u64,
     },
-    /// List a topic's consumer groups with their offsets and lag.
+    /// List a topic's consumer groups with their offsets and lag (and the
+    /// figures of the work-sharing groups running).
     Groups { topic: String },
+    /// A work-sharing group's options and figures: members, floor,
+    /// pending, in flight, redelivered, dead-lettered, oldest unacked.
+    Group { topic: String, group: String },
     /// Move a group's offset to a seq or to a time (RFC 3339).
     Reset {
         topic: String,
@@ -118,6 +122,9 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             Some(json!({ "before": before })),
         ),
         Action::Groups { topic } => (Method::GET, format!("/topics/{topic}/groups"), None),
+        Action::Group { topic, group } => {
+            (Method::GET, format!("/topics/{topic}/shared/{group}"), None)
+        }
         Action::Reset { topic, group, to } => {
             let body = match to.parse::<u64>() {
                 Ok(seq) => json!({ "seq": seq }),

@@ -118,6 +118,25 @@ pub struct SubArgs {
     /// Consumer group: resume from and commit its offset.
     #[arg(long)]
     group: Option<String>,
+    /// With --group: a work-sharing group. Each message goes to one of the
+    /// group's workers and is acknowledged once printed; run several to
+    /// share the work (docs/shared-groups.md).
+    #[arg(long, requires = "group")]
+    shared: bool,
+    /// Shared group: time to acknowledge before a message goes to another
+    /// worker (like `30s`; default: the group's).
+    #[arg(long, requires = "shared", value_parser = humantime::parse_duration)]
+    ack_wait: Option<std::time::Duration>,
+    /// Shared group: deliveries before a failing message is set aside.
+    #[arg(long, requires = "shared")]
+    max_deliver: Option<u32>,
+    /// Shared group: messages this worker holds unacknowledged at most.
+    #[arg(long, requires = "shared")]
+    max_inflight: Option<u32>,
+    /// Shared group: messages with the same key go to one worker at a
+    /// time, in seq order.
+    #[arg(long, requires = "shared")]
+    key_order: bool,
     /// Exit after this many messages.
     #[arg(long)]
     count: Option<u64>,
@@ -263,6 +282,9 @@ fn escape(payload: &[u8]) -> String {
 }
 
 pub async fn subscribe(args: SubArgs) -> anyhow::Result<()> {
+    if args.shared {
+        return work(args).await;
+    }
     let from = match (&args.from, &args.group) {
         (Some(_), Some(g)) => bail!(
             "--from with --group would move group {g:?} without saying so: reset the group with `fanlog admin` (or drop --from to resume from its offset)"
@@ -319,6 +341,60 @@ pub async fn subscribe(args: SubArgs) -> anyhow::Result<()> {
         }
     }
     bail!("the subscription ended")
+}
+
+/// `fanlog sub --group G --shared`: a worker of a work-sharing group that
+/// prints each message handed to it (with `--json`, its delivery count
+/// too) and acknowledges it once written.
+async fn work(args: SubArgs) -> anyhow::Result<()> {
+    if args.from.is_some() || args.to_end {
+        bail!("a shared group starts at its floor: --from and --to-end do not apply");
+    }
+    let group = args.group.clone().unwrap_or_default();
+    let client = args.conn.connect().await?;
+    let options = fanlog::client::WorkerOptions {
+        ack_wait: args.ack_wait,
+        max_deliver: args.max_deliver,
+        max_inflight: args.max_inflight,
+        key_order: args.key_order.then_some(true),
+        dead_letter: None,
+    };
+    let mut worker = client.worker(&args.topic, &group, options).await?;
+    let mut out = tokio::io::stdout();
+    let mut seen = 0u64;
+    if args.count == Some(0) {
+        return Ok(());
+    }
+    while let Some(job) = worker.next().await {
+        let job = job?;
+        let d = job.record();
+        let line = if args.json {
+            let mut v: serde_json::Value = serde_json::from_str(&json_line(d))?;
+            v["deliveries"] = job.deliveries().into();
+            format!("{v}\n")
+        } else {
+            format!("{}\t{}\n", d.seq(), escape(d.payload()))
+        };
+        out.write_all(line.as_bytes()).await?;
+        out.flush().await?;
+        match job.ack().await {
+            Ok(()) => {}
+            // Its ack wait ran out (this worker was stopped or slow): the
+            // message went to another worker, and was printed here too.
+            Err(e) if e.code() == Some(fanlog::client::ErrorCode::NotHeld) => {
+                eprintln!(
+                    "fanlog: message {} was printed after its ack wait ran out; another worker has it: {e}",
+                    d.seq()
+                );
+            }
+            Err(e) => return Err(e.into()),
+        }
+        seen += 1;
+        if args.count.is_some_and(|n| seen >= n) {
+            return Ok(());
+        }
+    }
+    bail!("the worker's stream ended")
 }
 
 pub async fn topics(args: TopicsArgs) -> anyhow::Result<()> {

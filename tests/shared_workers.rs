@@ -457,3 +457,87 @@ async fn kill_9_of_the_broker_under_fsync_always_loses_nothing_and_repeats_no_ac
     );
     assert!(serve.terminate().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_cli_worker_over_quic_gives_back_what_it_held_after_the_ack_wait() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let serve = common::ServeProcess::start(&data, &["--http", "127.0.0.1:0"]);
+    let http = format!("http://{}", serve.http.clone().unwrap());
+    let client = Client::connect(&serve.tcp).await.unwrap();
+    publish_keyed(&client, "jobs", 200, 200).await;
+    // `fanlog sub --shared` over QUIC, holding up to 10.
+    let ca = data.join("tls/cert.pem");
+    let spawned = std::time::Instant::now();
+    let mut cli = std::process::Command::new(env!("CARGO_BIN_EXE_fanlog"))
+        .args(["sub", "jobs", "--group", "g", "--shared", "--json"])
+        .args(["--max-inflight", "10", "--ack-wait", "1500ms", "--quic"])
+        .args(["--server", serve.quic.as_deref().unwrap()])
+        .arg("--ca")
+        .arg(&ca)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(cli.stdout.take().unwrap()).lines();
+    let mut printed: Vec<Value> = Vec::new();
+    while printed.len() < 5 {
+        printed.push(serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap());
+    }
+    // Stopped with records in flight: its connection stays open, so they
+    // come back only after the ack wait.
+    let pid = rustix::process::Pid::from_raw(cli.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::STOP).unwrap();
+    let stopped = spawned.elapsed();
+    let mut w = client
+        .worker("jobs", "g", WorkerOptions::default())
+        .await
+        .expect("joins with the running group's options");
+    let mut got: BTreeMap<u64, (u32, Duration)> = BTreeMap::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let info = common::get_json(&format!("{http}/topics/jobs/shared/g")).await;
+        if info["floor"] == 200 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{info}");
+        if let Ok(Some(job)) = tokio::time::timeout(Duration::from_millis(100), w.next()).await {
+            let job = job.unwrap();
+            got.insert(job.record().seq(), (job.deliveries(), spawned.elapsed()));
+            job.ack().await.unwrap();
+        }
+    }
+    cli.kill().unwrap();
+    cli.wait().unwrap();
+    printed.extend(
+        lines
+            .map_while(Result::ok)
+            .map(|l| serde_json::from_str(&l).unwrap()),
+    );
+    let by_cli: Vec<u64> = printed.iter().map(|v| v["seq"].as_u64().unwrap()).collect();
+    assert!(printed.iter().all(|v| v["deliveries"] == 1), "{printed:?}");
+    // Nothing lost; what the stopped worker held came back, each on its
+    // second delivery and not before the ack wait (counted from the
+    // worker's start: each was handed to it after that).
+    let mut all: Vec<u64> = by_cli.iter().copied().chain(got.keys().copied()).collect();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all, (0..200).collect::<Vec<_>>());
+    let returned: Vec<(&u64, &(u32, Duration))> = got.iter().filter(|(_, (d, _))| *d > 1).collect();
+    assert!(!returned.is_empty(), "the stopped worker held records");
+    for (seq, (d, at)) in &returned {
+        assert_eq!(*d, 2, "seq {seq}");
+        assert!(
+            *at >= Duration::from_millis(1500) && *at > stopped,
+            "seq {seq} after {at:?}"
+        );
+    }
+    // A record on its first delivery to the TCP worker was never the
+    // stopped worker's.
+    for (seq, (d, _)) in &got {
+        if *d == 1 {
+            assert!(!by_cli.contains(seq), "seq {seq} twice on first delivery");
+        }
+    }
+    assert!(serve.terminate().success());
+}

@@ -226,3 +226,91 @@ async fn hostile_bytes_get_errors_and_others_keep_working() {
     drop(sub);
     server.stop().await;
 }
+
+/// Reads frames until `n` have come (or 5 s pass).
+async fn frames(s: &mut TcpStream, n: usize) -> Vec<(u32, String, Option<u16>)> {
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    let mut tmp = [0u8; 4096];
+    while out.len() < n {
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut tmp)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(k)) => buf.extend_from_slice(&tmp[..k]),
+        }
+        while let Ok(Some((id, f, used))) = frame::decode(&buf, frame::DEFAULT_MAX_FRAME) {
+            let version = match &f {
+                Frame::HelloOk { version, .. } => Some(*version),
+                Frame::Error { code, .. } => Some(code.to_u16()),
+                _ => None,
+            };
+            out.push((id, format!("{:?}", f.kind()), version));
+            buf.drain(..used);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_version_is_negotiated_and_v2_frames_need_v2() {
+    let dir = tempfile::tempdir().unwrap();
+    let server =
+        common::TestServer::start(dir.path(), &common::config(Durability::Never, 1 << 20)).await;
+    let addr: std::net::SocketAddr = server.tcp_options().addr.parse().unwrap();
+    let join = |id| {
+        let mut b = Vec::new();
+        Frame::Join {
+            member: 1,
+            topic: "jobs",
+            group: "g",
+            dead_letter: "",
+            options: None,
+        }
+        .encode(id, &mut b)
+        .unwrap();
+        b
+    };
+    for (version, hello_answer, join_answer) in [
+        // A version 1 client: answered in version 1; the v2 frames are
+        // refused, the session goes on.
+        (
+            1u16,
+            ("HelloOk", Some(1)),
+            ("Error", Some(ErrorCode::NeedsVersion.to_u16())),
+        ),
+        (2, ("HelloOk", Some(2)), ("Joined", None)),
+        // A later client than this broker: answered in the broker's.
+        (7, ("HelloOk", Some(2)), ("Joined", None)),
+        (
+            0,
+            ("Error", Some(ErrorCode::UnsupportedVersion.to_u16())),
+            ("", None),
+        ),
+    ] {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let mut b = Vec::new();
+        Frame::Hello {
+            version,
+            token: "",
+            client: "raw",
+        }
+        .encode(1, &mut b)
+        .unwrap();
+        b.extend(join(2));
+        s.write_all(&b).await.unwrap();
+        let got = frames(&mut s, 2).await;
+        assert_eq!(
+            (got[0].1.as_str(), got[0].2),
+            hello_answer,
+            "version {version}: {got:?}"
+        );
+        if version > 0 {
+            assert_eq!(got[1].0, 2, "the Join's answer");
+            assert_eq!(
+                (got[1].1.as_str(), got[1].2),
+                join_answer,
+                "version {version}"
+            );
+        }
+    }
+    server.stop().await;
+}

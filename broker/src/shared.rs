@@ -21,7 +21,7 @@
 //!   seq order while other keys go on. Records without a key are never
 //!   held back.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 /// What a shared group promises its members.
@@ -143,6 +143,11 @@ pub struct Dispatch {
     /// Dead seqs the caller has not settled yet.
     dead: BTreeSet<u64>,
     held: HashMap<MemberId, usize>,
+    /// Members whose ack wait ran out: handed nothing until they show
+    /// life (an ack or nack, even a refused one, or [`Dispatch::wake`]),
+    /// so that a stalled worker does not take record after record and
+    /// burn their deliveries.
+    stalled: HashSet<MemberId>,
     last_errors: HashMap<u64, String>,
     stats: DispatchStats,
 }
@@ -163,6 +168,7 @@ impl Dispatch {
             busy: HashMap::new(),
             dead: BTreeSet::new(),
             held: HashMap::new(),
+            stalled: HashSet::new(),
             last_errors: HashMap::new(),
             stats: DispatchStats::default(),
         };
@@ -211,6 +217,9 @@ impl Dispatch {
         mut slot: impl FnMut(u64) -> Slot,
     ) -> (Vec<Handout>, Vec<Dead>) {
         let dead = self.expire(now_us);
+        if self.stalled.contains(&member) {
+            return (Vec::new(), dead);
+        }
         let room = self
             .opts
             .max_inflight
@@ -308,6 +317,7 @@ impl Dispatch {
     /// # Errors
     /// [`NotHeld`] when the member does not hold it (any more).
     pub fn ack(&mut self, member: MemberId, seq: u64) -> Result<(), NotHeld> {
+        self.stalled.remove(&member);
         let f = self.take(member, seq)?;
         self.release_key(&f.key, seq);
         self.settle_seq(seq);
@@ -327,6 +337,7 @@ impl Dispatch {
         error: &str,
         now_us: u64,
     ) -> Result<Option<Dead>, NotHeld> {
+        self.stalled.remove(&member);
         let f = self.take(member, seq)?;
         Ok(self.failed(seq, f, now_us.saturating_add(micros(delay)), error))
     }
@@ -340,6 +351,7 @@ impl Dispatch {
             .map(|(&s, _)| s)
             .collect();
         self.held.remove(&member);
+        self.stalled.remove(&member);
         let mut dead = Vec::new();
         for seq in seqs {
             if let Some(f) = self.in_flight.remove(&seq) {
@@ -363,10 +375,23 @@ impl Dispatch {
                 if let Some(n) = self.held.get_mut(&f.member) {
                     *n = n.saturating_sub(1);
                 }
+                self.stalled.insert(f.member);
                 dead.extend(self.failed(seq, f, now_us, "not acknowledged within the ack wait"));
             }
         }
         dead
+    }
+
+    /// `member` asked for records of its own accord (a pull): it is no
+    /// longer taken for stalled.
+    pub fn wake(&mut self, member: MemberId) {
+        self.stalled.remove(&member);
+    }
+
+    /// Whether `member` is handed nothing until it shows life.
+    #[must_use]
+    pub fn is_stalled(&self, member: MemberId) -> bool {
+        self.stalled.contains(&member)
     }
 
     /// The earliest time something is due (an ack wait running out or a
@@ -525,6 +550,31 @@ mod tests {
         d.ack(2, 1).unwrap();
         assert_eq!(d.floor(), 2);
         assert_eq!(d.stats().redelivered, 2);
+    }
+
+    #[test]
+    fn a_member_whose_ack_wait_ran_out_gets_nothing_until_it_shows_life() {
+        let mut d = Dispatch::new(opts(10, false), 0, []);
+        let (a, _) = d.hand_out(1, 2, 0, log(4, &[]));
+        assert_eq!(a.len(), 2);
+        // Its wait runs out: it is stalled and takes nothing, not even
+        // its own records back (that would burn their deliveries).
+        assert!(d.hand_out(1, 10, 100 * MS, log(4, &[])).0.is_empty());
+        assert!(d.is_stalled(1));
+        let (b, _) = d.hand_out(2, 1, 100 * MS, log(4, &[]));
+        assert_eq!(b, [handout(0, 2)]);
+        // A refused ack is a sign of life: it gets records again.
+        assert_eq!(d.ack(1, 0), Err(NotHeld::NotHeld));
+        assert!(!d.is_stalled(1));
+        assert_eq!(
+            d.hand_out(1, 10, 100 * MS, log(4, &[])).0,
+            [handout(1, 2), handout(2, 1), handout(3, 1)]
+        );
+        // So is a pull of its own accord.
+        let (_, _) = d.hand_out(1, 10, 300 * MS, log(4, &[]));
+        assert!(d.is_stalled(1));
+        d.wake(1);
+        assert!(!d.is_stalled(1));
     }
 
     #[test]

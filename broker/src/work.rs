@@ -705,12 +705,26 @@ impl Worker {
     }
 
     /// Up to `max` records for this worker, waiting up to `wait` for the
-    /// first; fewer (or none) when the wait ends first.
+    /// first; fewer (or none) when the wait ends first. A fetch is a sign
+    /// of life: a worker whose ack wait ran out (taken for stalled, and
+    /// handed nothing meanwhile) gets records again.
     ///
     /// # Errors
     /// [`BrokerError::Unavailable`] once the group stopped (its topic was
     /// deleted, a read failed).
     pub async fn fetch(&self, max: usize, wait: Duration) -> Result<Vec<Job>> {
+        self.group.state.lock().dispatch.wake(self.id);
+        self.next_jobs(max, wait).await
+    }
+
+    /// [`Worker::fetch`] for interfaces that push records to a worker as
+    /// it has room (a session, a WebSocket): waiting here is no sign of
+    /// life, so a worker whose ack wait ran out is handed nothing until
+    /// it acks or nacks (even a record it no longer holds).
+    ///
+    /// # Errors
+    /// As [`Worker::fetch`].
+    pub async fn next_jobs(&self, max: usize, wait: Duration) -> Result<Vec<Job>> {
         // A fetch that finds records at once never waits: the budget makes
         // a busy worker yield now and then, so that workers woken on its
         // thread get their turn.
@@ -800,6 +814,10 @@ impl Worker {
         }
         if not_held.is_none_or(|_| seqs.len() > 1) {
             self.group.settled().await?;
+        } else {
+            // Nothing settled, but a stalled worker showed life: its
+            // waiting hand-out looks again.
+            self.group.changed.notify_waiters();
         }
         match not_held {
             Some(seq) => Err(BrokerError::NotHeld { seq }),
@@ -820,8 +838,14 @@ impl Worker {
             .state
             .lock()
             .dispatch
-            .nack(self.id, seq, delay, error, now)
-            .map_err(|_| BrokerError::NotHeld { seq })?;
+            .nack(self.id, seq, delay, error, now);
+        let dead = match dead {
+            Ok(dead) => dead,
+            Err(_) => {
+                self.group.changed.notify_waiters();
+                return Err(BrokerError::NotHeld { seq });
+            }
+        };
         self.group.bury(dead.into_iter().collect());
         self.group.changed.notify_waiters();
         Ok(())

@@ -416,7 +416,7 @@ impl Client {
                 let (jobs, rx) = mpsc::unbounded_channel();
                 let task = tokio::spawn(async move {
                     loop {
-                        match w.fetch(room, Duration::from_secs(30)).await {
+                        match w.next_jobs(room, Duration::from_secs(30)).await {
                             Ok(batch) => {
                                 for j in batch {
                                     let job = crate::work::Job::new(

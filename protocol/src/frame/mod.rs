@@ -69,9 +69,9 @@ pub use types::{RecordIter, Records, Start, TopicEntry, WireMessage, WorkOptions
 /// Protocol version spoken by this crate: 2 added work-sharing groups
 /// (Join, Joined, Jobs, Ack, Nack, Leave).
 pub const VERSION: u16 = 2;
-/// The oldest version a broker of this crate still speaks: a Hello of any
-/// version in `MIN_VERSION..=VERSION` is answered with the lower of the
-/// two, and the session speaks that version.
+/// The oldest version a broker of this crate still speaks: a Hello of
+/// this version or any later one is answered with the lower of the
+/// client's and [`VERSION`], and the session speaks that version.
 pub const MIN_VERSION: u16 = 1;
 /// First four body bytes of a Hello.
 pub const MAGIC: [u8; 4] = *b"FNLG";

@@ -344,7 +344,7 @@ type Fetching =
 
 fn fetching(w: &std::sync::Arc<fanlog_broker::work::Worker>, room: usize) -> Fetching {
     let w = w.clone();
-    Box::pin(async move { w.fetch(room, Duration::from_secs(30)).await })
+    Box::pin(async move { w.next_jobs(room, Duration::from_secs(30)).await })
 }
 
 async fn work_socket(s: EdgeState, g: SharedGroup, mut socket: axum::extract::ws::WebSocket) {

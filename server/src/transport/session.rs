@@ -115,7 +115,7 @@ fn fetching(w: &Arc<fanlog_broker::work::Worker>) -> Fetching {
     let w = w.clone();
     Box::pin(async move {
         let room = w.group().options().max_inflight;
-        w.fetch(room, std::time::Duration::from_secs(30)).await
+        w.next_jobs(room, std::time::Duration::from_secs(30)).await
     })
 }
 
@@ -502,13 +502,12 @@ impl Session {
         }
     }
 
-    /// The first frame: a Hello of our version with a known token (or none
-    /// on an open broker); anything else closes the session.
+    /// The first frame: a Hello of a version this broker speaks or a later
+    /// one (the session speaks the lower of the two) with a known token
+    /// (or none on an open broker); anything else closes the session.
     fn on_hello(&mut self, id: u32, f: Frame<'_>) {
         match f {
-            Frame::Hello { version, token, .. }
-                if (frame::MIN_VERSION..=frame::VERSION).contains(&version) =>
-            {
+            Frame::Hello { version, token, .. } if version >= frame::MIN_VERSION => {
                 let token = (!token.is_empty()).then_some(token);
                 let Some(grant) = self.auth.authenticate(token) else {
                     return self.close(
@@ -535,9 +534,8 @@ impl Session {
             Frame::Hello { version, .. } => self.close(
                 ErrorCode::UnsupportedVersion,
                 &format!(
-                    "protocol version {version} is not supported; this broker speaks {} to {}",
-                    frame::MIN_VERSION,
-                    frame::VERSION
+                    "protocol version {version} is not supported; this broker speaks {} and later",
+                    frame::MIN_VERSION
                 ),
             ),
             _ => self.close(
