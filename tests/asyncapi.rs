@@ -33,6 +33,15 @@ async fn the_document_is_valid_asyncapi_3() {
             .unwrap();
         assert_eq!(r.status().as_u16(), 201);
     }
+    // A work-sharing group running on orders.
+    let r = client
+        .post(format!(
+            "http://{http}/topics/orders/shared/billing/fetch?worker=w1&max=1"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
     let resp = client
         .get(format!("http://{http}/asyncapi.json"))
         .send()
@@ -71,6 +80,29 @@ async fn the_document_is_valid_asyncapi_3() {
             format!("#/channels/{topic}")
         );
     }
+
+    // Work sharing: handing out and settling, the running group named.
+    let work = &doc["operations"]["orders.work"];
+    assert_eq!(work["action"], "send");
+    assert!(
+        work["description"]
+            .as_str()
+            .unwrap()
+            .ends_with("Running now: billing."),
+        "{work}"
+    );
+    assert_eq!(
+        work["messages"][0]["$ref"],
+        "#/channels/orders/messages/job"
+    );
+    assert_eq!(
+        doc["operations"]["sensors.temp-1.settle"]["action"],
+        "receive"
+    );
+    assert_eq!(
+        doc["components"]["messages"]["job"]["payload"]["required"][3],
+        "deliveries"
+    );
 
     // The check can fail: the same document without its info, or with an
     // operation whose action is not send/receive, is refused.

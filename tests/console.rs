@@ -81,6 +81,16 @@ async fn the_console_shows_groups_hooks_and_a_tail_that_seeks() {
     )
     .await;
     assert_eq!(group["lag"], 3, "{group}");
+    // A work-sharing group with one HTTP worker holding 2 records.
+    let fetched = common::send_json(c.post(format!(
+        "{base}/topics/second-topic/shared/workers/fetch?worker=w1&max=2&wait=5s&key_order=true"
+    )))
+    .await;
+    assert_eq!(
+        fetched["messages"].as_array().map(Vec::len),
+        Some(2),
+        "{fetched}"
+    );
     let receiver = Receiver::start(Arc::new(|_: &str, _| Reply::Status(500))).await;
     let hook = common::send_json(c.post(format!("{base}/hooks")).json(&json!({
         "topic": "console-demo", "url": receiver.url, "from": 0,
@@ -121,7 +131,29 @@ async fn the_console_shows_groups_hooks_and_a_tail_that_seeks() {
     let group_row = page
         .eval("[...document.querySelector('tr[data-group=\"console-demo/billing\"]').cells].map(c => c.textContent)")
         .await;
-    assert_eq!(group_row, json!(["console-demo", "billing", "2", "3"]));
+    assert_eq!(group_row, json!(["console-demo", "billing", "2", "3", ""]));
+    let shared_row = page
+        .eval("[...document.querySelector('tr[data-group=\"second-topic/workers\"]').cells].map(c => c.textContent)")
+        .await;
+    let shared_row = shared_row
+        .as_array()
+        .expect("the shared group's row")
+        .clone();
+    assert_eq!(
+        shared_row[..4],
+        [
+            json!("second-topic"),
+            json!("workers"),
+            json!("0"),
+            json!("2")
+        ]
+    );
+    let figures = shared_row[4].as_str().unwrap();
+    assert!(
+        figures.starts_with("1 worker · 2 pending · 2 in flight · oldest ")
+            && figures.ends_with(" s · key order"),
+        "{figures}"
+    );
     let hook_row = text(&mut page, &format!(r#"tr[data-hook="{hook_id}"]"#)).await;
     let hook_row = hook_row.as_str().unwrap();
     let error = failed["last_error"].as_str().unwrap();

@@ -296,6 +296,24 @@ async fn a_vanished_workers_records_go_to_another_after_the_ack_wait() {
     let info = common::get_json(&format!("{http}/topics/jobs/shared/g")).await;
     assert_eq!(info["floor"], 100, "{info}");
     assert_eq!(info["redelivered"], 10, "{info}");
+    // The same figures for Prometheus.
+    let metrics = reqwest::get(format!("{http}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        r#"fanlog_shared_group_redelivered_total{topic="jobs",group="g"} 10"#,
+        r#"fanlog_shared_group_pending{topic="jobs",group="g"} 0"#,
+        r#"fanlog_shared_group_floor{topic="jobs",group="g"} 100"#,
+        r#"fanlog_shared_group_in_flight{topic="jobs",group="g"} 0"#,
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no {line} in\n{metrics}"
+        );
+    }
     assert!(serve.terminate().success());
 }
 
@@ -366,6 +384,14 @@ async fn a_poison_record_lands_in_the_dead_letter_topic_and_the_group_goes_on() 
         let info = common::get_json(&format!("{http}/topics/jobs/shared/g")).await;
         if info["floor"] == 20 {
             assert_eq!(info["dead_lettered"], 1, "{info}");
+            let metrics = reqwest::get(format!("{http}/metrics"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let line = r#"fanlog_shared_group_dead_lettered_total{topic="jobs",group="g"} 1"#;
+            assert!(metrics.lines().any(|l| l == line), "{metrics}");
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "{info}");

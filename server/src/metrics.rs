@@ -303,6 +303,92 @@ impl Collector for TopicCollector {
                 ConstGauge::new(*lag).encode(family.encode_family(&labels)?)?;
             }
         }
+        self.encode_shared(&mut encoder)
+    }
+}
+
+impl TopicCollector {
+    /// The work-sharing groups running now (docs/shared-groups.md).
+    fn encode_shared(&self, encoder: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        use fanlog_broker::work::GroupInfo;
+        let groups: Vec<GroupInfo> = self
+            .broker
+            .upgrade()
+            .map(|b| {
+                fanlog_broker::work::running(&b)
+                    .iter()
+                    .map(fanlog_broker::work::SharedGroup::info)
+                    .collect()
+            })
+            .unwrap_or_default();
+        type Read = fn(&GroupInfo) -> u64;
+        let gauges: [(&str, &str, Read); 6] = [
+            (
+                "shared_group_pending",
+                "Records of a work-sharing group from its floor to the topic's end not settled yet",
+                |g| g.pending,
+            ),
+            (
+                "shared_group_in_flight",
+                "Records a work-sharing group has handed out and not settled",
+                |g| g.in_flight as u64,
+            ),
+            (
+                "shared_group_waiting_for_retry",
+                "Records of a work-sharing group due for another delivery",
+                |g| g.waiting_for_retry as u64,
+            ),
+            (
+                "shared_group_members",
+                "Workers joined to a work-sharing group",
+                |g| g.members as u64,
+            ),
+            (
+                "shared_group_floor",
+                "A work-sharing group's floor: every seq below it is settled",
+                |g| g.floor,
+            ),
+            (
+                "shared_group_oldest_unacked_seconds",
+                "Age of a work-sharing group's oldest record not settled (0 when none)",
+                |g| g.oldest_unacked_ms.unwrap_or(0) / 1000,
+            ),
+        ];
+        let label = |g: &GroupInfo| [("topic", g.topic.clone()), ("group", g.group.clone())];
+        for (name, help, read) in gauges {
+            let mut family = encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                prometheus_client::metrics::MetricType::Gauge,
+            )?;
+            for g in &groups {
+                ConstGauge::new(read(g) as i64).encode(family.encode_family(&label(g))?)?;
+            }
+        }
+        let counters: [(&str, &str, Read); 2] = [
+            (
+                "shared_group_redelivered",
+                "Deliveries of a work-sharing group's records after the first, since the group started running",
+                |g| g.redelivered,
+            ),
+            (
+                "shared_group_dead_lettered",
+                "Records a work-sharing group set aside in its dead-letter topic, since the group started running",
+                |g| g.dead_lettered,
+            ),
+        ];
+        for (name, help, read) in counters {
+            let mut family = encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                prometheus_client::metrics::MetricType::Counter,
+            )?;
+            for g in &groups {
+                ConstCounter::new(read(g)).encode(family.encode_family(&label(g))?)?;
+            }
+        }
         Ok(())
     }
 }

@@ -89,7 +89,45 @@ pub(crate) async fn document(
                 "messages": {
                     "message": { "$ref": "#/components/messages/message" },
                     "cloudEvent": { "$ref": "#/components/messages/cloudEvent" },
+                    "job": { "$ref": "#/components/messages/job" },
+                    "settle": { "$ref": "#/components/messages/settle" },
                 },
+            }),
+        );
+        // Work-sharing groups of the topic (docs/shared-groups.md), with
+        // the ones running now named.
+        let running: Vec<String> = fanlog_broker::work::running(&s.broker)
+            .iter()
+            .map(fanlog_broker::work::SharedGroup::info)
+            .filter(|g| g.topic == name)
+            .map(|g| g.group)
+            .collect();
+        let running = if running.is_empty() {
+            String::new()
+        } else {
+            format!(" Running now: {}.", running.join(", "))
+        };
+        operations.insert(
+            format!("{name}.work"),
+            json!({
+                "action": "send",
+                "title": format!("Share the work of {name}"),
+                "summary": "Each message to one worker of a work-sharing group.",
+                "description": format!(
+                    "Workers join a group (`POST /topics/{name}/shared/GROUP/fetch`, the WebSocket `/topics/{name}/shared/GROUP/ws`, or a Join in protocol version 2) and get each message once; one not acknowledged within the group's ack wait goes to another worker with its delivery count, one that fails max_deliver times is set aside in the dead-letter topic, and with key order the messages of one key go to one worker at a time, in seq order.{running}"
+                ),
+                "channel": { "$ref": reference },
+                "messages": [{ "$ref": format!("{reference}/messages/job") }],
+            }),
+        );
+        operations.insert(
+            format!("{name}.settle"),
+            json!({
+                "action": "receive",
+                "title": format!("Settle work of {name}"),
+                "summary": "A worker acknowledges messages, or nacks one to have it delivered again.",
+                "channel": { "$ref": reference },
+                "messages": [{ "$ref": format!("{reference}/messages/settle") }],
             }),
         );
         let messages = json!([
@@ -140,6 +178,53 @@ pub(crate) async fn document(
                     "title": "A message",
                     "summary": "Any bytes, kept with the Content-Type it was published with.",
                     "payload": {},
+                },
+                "job": {
+                    "name": "job",
+                    "title": "A message handed to one worker",
+                    "summary": "A message of a work-sharing group, as a fetch or the group's WebSocket sends it: the message's fields plus its delivery count and key.",
+                    "contentType": "application/json",
+                    "payload": {
+                        "type": "object",
+                        "required": ["seq", "time", "data", "deliveries"],
+                        "properties": {
+                            "seq": { "type": "integer", "minimum": 0 },
+                            "time": { "type": "string", "format": "date-time" },
+                            "content_type": { "type": ["string", "null"] },
+                            "data": { "type": "string" },
+                            "encoding": { "type": "string", "const": "base64" },
+                            "deliveries": { "type": "integer", "minimum": 1, "description": "1 on the first delivery." },
+                            "key": { "type": "string" },
+                        },
+                    },
+                },
+                "settle": {
+                    "name": "settle",
+                    "title": "An ack or a nack",
+                    "summary": "Sent by a worker over the group's WebSocket (or as the body of .../ack and .../nack).",
+                    "contentType": "application/json",
+                    "payload": {
+                        "oneOf": [
+                            {
+                                "type": "object",
+                                "required": ["op", "seqs"],
+                                "properties": {
+                                    "op": { "const": "ack" },
+                                    "seqs": { "type": "array", "items": { "type": "integer", "minimum": 0 } },
+                                },
+                            },
+                            {
+                                "type": "object",
+                                "required": ["op", "seq"],
+                                "properties": {
+                                    "op": { "const": "nack" },
+                                    "seq": { "type": "integer", "minimum": 0 },
+                                    "delay": { "type": "string", "description": "Like 500ms or 10s." },
+                                    "error": { "type": "string" },
+                                },
+                            },
+                        ],
+                    },
                 },
                 "cloudEvent": {
                     "name": "cloudEvent",
