@@ -534,6 +534,24 @@ impl SharedGroup {
     }
 }
 
+/// The copy of `record` (of `topic`) set aside in a dead-letter topic:
+/// its payload, key and content type, and where it came from as the
+/// headers `fanlog-dead-topic`, `fanlog-dead-seq`,
+/// `fanlog-dead-deliveries` and `fanlog-dead-error`.
+#[must_use]
+pub fn dead_letter(topic: &str, record: &Record, deliveries: u32, error: &str) -> Message {
+    let m = Message::new(record.payload().to_vec())
+        .with_key(record.key().to_vec())
+        .with_header("fanlog-dead-topic", topic.to_owned())
+        .with_header("fanlog-dead-seq", record.seq().to_string())
+        .with_header("fanlog-dead-deliveries", deliveries.to_string())
+        .with_header("fanlog-dead-error", error.to_owned());
+    match record.content_type() {
+        Some(ct) => m.with_content_type(ct.to_owned()),
+        None => m,
+    }
+}
+
 fn idle_limit(o: &SharedOptions) -> Duration {
     (o.ack_wait * 2).max(Duration::from_secs(60))
 }
@@ -562,16 +580,7 @@ impl Group {
                 let Some(r) = g.state.lock().records.get(&d.seq).cloned() else {
                     return;
                 };
-                let m = Message::new(r.payload().to_vec())
-                    .with_key(r.key().to_vec())
-                    .with_header("fanlog-dead-topic", g.topic.clone())
-                    .with_header("fanlog-dead-seq", d.seq.to_string())
-                    .with_header("fanlog-dead-deliveries", d.deliveries.to_string())
-                    .with_header("fanlog-dead-error", d.last_error.clone());
-                let m = match r.content_type() {
-                    Some(ct) => m.with_content_type(ct.to_owned()),
-                    None => m,
-                };
+                let m = dead_letter(&g.topic, &r, d.deliveries, &d.last_error);
                 if let Err(e) = g.broker.publish(&g.dead_letter, m).await {
                     // Not settled: the floor waits at it (said in the log).
                     tracing::error!(topic = %g.topic, group = %g.group, seq = d.seq, "cannot set a dead record aside: {e}");

@@ -9,6 +9,7 @@ mod common;
 
 mod cloudevents;
 mod delivery;
+mod lanes;
 mod management;
 mod targets;
 

@@ -30,6 +30,13 @@ pub(crate) struct CreateJson {
     rate_limit: Option<f64>,
     #[serde(default)]
     handshake: bool,
+    /// `topic` (default) or `key`: per-key lanes.
+    ordering: Option<String>,
+    /// Deliveries at once with `ordering: key` (default 8).
+    parallelism: Option<u32>,
+    /// Set aside a message still failing after the retry schedule.
+    #[serde(default)]
+    dead_letter: bool,
 }
 
 #[derive(Deserialize)]
@@ -115,6 +122,21 @@ pub(crate) async fn create(
             types: b.types,
             rate_limit: b.rate_limit,
             handshake: b.handshake,
+            lanes: match b.ordering.as_deref() {
+                None | Some("topic") if b.parallelism.is_none() => None,
+                None | Some("topic") => {
+                    return Err(ApiError::bad_request(
+                        "parallelism goes with \"ordering\": \"key\"",
+                    ));
+                }
+                Some("key") => Some(b.parallelism.unwrap_or(8)),
+                Some(other) => {
+                    return Err(ApiError::bad_request(format!(
+                        "ordering {other:?} is not \"topic\" or \"key\""
+                    )));
+                }
+            },
+            dead_letter: b.dead_letter,
         })
         .await?;
     let mut v = serde_json::to_value(&view).unwrap_or_default();

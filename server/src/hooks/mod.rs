@@ -237,7 +237,17 @@ pub struct NewHook {
     /// Confirm the target first: POST `X-Hook-Secret: SECRET`, which it
     /// must echo in its answer's `X-Hook-Secret`.
     pub handshake: bool,
+    /// Per-key lanes: up to this many deliveries at once, in order within
+    /// a key (messages without a key are not held back). None: one at a
+    /// time in topic order.
+    pub lanes: Option<u32>,
+    /// Set aside a message still failing after the retry schedule in the
+    /// hook's dead-letter topic, and go on.
+    pub dead_letter: bool,
 }
+
+/// Most deliveries at once of a hook with per-key lanes.
+pub const MAX_LANES: u32 = 64;
 
 /// A change to a hook (`PATCH /hooks/{id}`).
 #[derive(Debug, Clone, Default)]
@@ -281,6 +291,16 @@ pub struct HookView {
     /// Rotated secrets that still sign, until then.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub old_secrets_until: Vec<String>,
+    /// `topic` (one delivery at a time, in seq order) or `key` (per-key
+    /// lanes).
+    pub ordering: &'static str,
+    /// Deliveries at once with `ordering: key`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parallelism: Option<u32>,
+    /// Where a message still failing after the retry schedule is set
+    /// aside, when the hook asked for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dead_letter: Option<String>,
     /// Messages delivered since the broker started.
     pub delivered: u64,
     /// Failed attempts at the message at the cursor.
@@ -666,6 +686,16 @@ impl Hooks {
                 "rate_limit must be a positive number".into(),
             ));
         }
+        if new.lanes.is_some_and(|n| !(1..=MAX_LANES).contains(&n)) {
+            return Err(HookError::Invalid(format!(
+                "parallelism must be 1 to {MAX_LANES}"
+            )));
+        }
+        if new.lanes.is_some() && new.delivery == Delivery::Batch {
+            return Err(HookError::Invalid(
+                "per-key ordering delivers one message per request: it does not go with batch delivery".into(),
+            ));
+        }
         if new.handshake {
             self.handshake(&url, secret.as_str()).await?;
         }
@@ -727,6 +757,8 @@ impl Hooks {
             websub: None,
             old_secrets: Vec::new(),
             rate_limit: new.rate_limit,
+            lanes: new.lanes,
+            dead_letter: new.dead_letter,
         };
         self.start(spec)?;
         Ok(committing)
@@ -946,6 +978,13 @@ impl Hooks {
             delivery: e.spec.delivery,
             types: e.spec.types.clone(),
             rate_limit: e.spec.rate_limit,
+            ordering: if e.spec.lanes.is_some() {
+                "key"
+            } else {
+                "topic"
+            },
+            parallelism: e.spec.lanes,
+            dead_letter: e.spec.dead_letter.then(|| e.spec.dead_letter_topic()),
             old_secrets_until: e
                 .spec
                 .old_secrets

@@ -40,6 +40,23 @@ pub struct HookSpec {
     /// `secret` is unused).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub websub: Option<WebSubSpec>,
+    /// Per-key lanes (`"ordering": "key"`): this many deliveries at once,
+    /// in order within a key. None: one at a time, in topic order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lanes: Option<u32>,
+    /// A message still failing after the retry schedule is set aside in
+    /// the hook's dead-letter topic and delivery goes on (instead of
+    /// retrying it until the hook is disabled).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dead_letter: bool,
+}
+
+impl HookSpec {
+    /// Where this hook sets aside what it gave up on.
+    #[must_use]
+    pub fn dead_letter_topic(&self) -> String {
+        format!("{}.{}.dead", self.topic, self.id)
+    }
 }
 
 /// A secret in its grace period after a rotation.
@@ -215,6 +232,8 @@ mod tests {
         let s = Store::new(broker.clone());
         assert!(s.load().unwrap().is_empty());
         let h = HookSpec {
+            lanes: None,
+            dead_letter: false,
             id: "hook_1".into(),
             topic: "t".into(),
             url: "http://127.0.0.1:9/".into(),

@@ -279,6 +279,8 @@ impl Hooks {
             }
         };
         self.start(HookSpec {
+            lanes: None,
+            dead_letter: false,
             id,
             topic: topic.to_owned(),
             url: callback.to_owned(),

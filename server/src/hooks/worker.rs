@@ -43,6 +43,9 @@ enum Outcome {
     Gone,
     /// No success for `disable_after`.
     Disabled,
+    /// Still failing after the retry schedule, on a hook that sets such
+    /// messages aside: the last error, and the attempts made.
+    GaveUp(String, u32),
     Stopped,
 }
 
@@ -183,6 +186,9 @@ pub(super) async fn run(job: Job) {
         renew_at: Instant::now(),
         ttl: job.hooks.inner.config.delivery_lease,
     };
+    if let Some(lanes) = job.spec.lanes {
+        return run_lanes(&job, &mut owner, expired, lanes as usize, &delivered).await;
+    }
     'subscribe: loop {
         if !owner.holds() && !owner.acquire(&job.status, &job.stop).await {
             return;
@@ -284,6 +290,31 @@ pub(super) async fn run(job: Job) {
                             job.hooks.disable(&id);
                             return;
                         }
+                        Outcome::GaveUp(error, attempts) => {
+                            // Set aside (durably) before the cursor moves
+                            // past them; a failure to do so retries them.
+                            let dead: Vec<_> = records
+                                .iter()
+                                .map(|r| {
+                                    fanlog_broker::work::dead_letter(
+                                        &job.spec.topic,
+                                        r,
+                                        attempts,
+                                        &error,
+                                    )
+                                })
+                                .collect();
+                            let topic = job.spec.dead_letter_topic();
+                            if let Err(e) = broker.publish_batch(&topic, &dead).await {
+                                job.status.lock().last_error =
+                                    Some(format!("cannot set messages aside in {topic}: {e}"));
+                                if pause(&job.stop, Duration::from_secs(1)).await {
+                                    return;
+                                }
+                                continue 'subscribe;
+                            }
+                            last + 1
+                        }
                         Outcome::Stopped => return,
                     }
                 }
@@ -317,6 +348,195 @@ pub(super) async fn run(job: Job) {
             }
         }
     }
+}
+
+/// A hook with per-key lanes: its cursor group is a work-sharing group
+/// with key order ([`fanlog_broker::work`]) of which this loop is the one
+/// worker, delivering up to `lanes` messages at once. Messages of one key
+/// go one at a time, in seq order; other keys (and messages without a
+/// key) go on meanwhile, so one slow key holds back only itself. The
+/// cursor is the group's floor: every message below it was delivered (or
+/// set aside).
+async fn run_lanes(
+    job: &Job,
+    owner: &mut Owner,
+    mut expired: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    lanes: usize,
+    delivered: &prometheus_client::metrics::counter::Counter,
+) {
+    use fanlog_broker::shared::SharedOptions;
+    use fanlog_broker::work::{SharedGroup, Worker};
+    use futures_util::stream::FuturesUnordered;
+
+    type Attempt<'a> =
+        std::pin::Pin<Box<dyn std::future::Future<Output = (u64, Outcome)> + Send + 'a>>;
+    type Fetching = std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = fanlog_broker::Result<Vec<fanlog_broker::work::Job>>>
+                + Send,
+        >,
+    >;
+    fn fetching(w: &Arc<Worker>, room: usize) -> Fetching {
+        let w = w.clone();
+        Box::pin(async move { w.next_jobs(room, Duration::from_secs(1)).await })
+    }
+
+    let id = &job.spec.id;
+    let broker = job.hooks.inner.broker.clone();
+    let options = SharedOptions {
+        // The one worker is this loop: nothing is taken from it while it
+        // runs, and a restart delivers again what was in flight.
+        ack_wait: Duration::from_secs(365 * 24 * 3600),
+        // `deliver` retries a message itself, and a hook that gives up on
+        // one sets it aside itself: the group never buries anything.
+        max_deliver: u32::MAX,
+        max_inflight: lanes,
+        key_order: true,
+    };
+    let mut last_sent: Option<Instant> = None;
+    loop {
+        if !owner.holds() && !owner.acquire(&job.status, &job.stop).await {
+            return;
+        }
+        let _ = broker.ready(&job.spec.topic, true).await;
+        let opened = SharedGroup::open(
+            &broker,
+            &job.spec.topic,
+            &group(id),
+            options,
+            Some(&job.spec.dead_letter_topic()),
+        );
+        let worker = match opened {
+            Ok(g) => Arc::new(g.join()),
+            Err(e) => {
+                // Also a restarted hook whose previous loop has not let go
+                // of the group yet.
+                job.status.lock().last_error = Some(e.to_string());
+                if pause(&job.stop, Duration::from_secs(1)).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        let mut running: FuturesUnordered<Attempt<'_>> = FuturesUnordered::new();
+        let mut next: Option<Fetching> = Some(fetching(&worker, lanes));
+        loop {
+            let room = lanes.saturating_sub(running.len());
+            if next.is_none() && room > 0 {
+                next = Some(fetching(&worker, room));
+            }
+            tokio::select! {
+                () = job.stop.cancelled() => return,
+                () = tokio::time::sleep_until(owner.renew_at) => {
+                    if !owner.acquire(&job.status, &job.stop).await {
+                        return;
+                    }
+                }
+                () = &mut expired => {
+                    tracing::info!(hook = %id, "WebSub lease ended");
+                    if let Err(e) = job.hooks.delete(id) {
+                        tracing::error!(hook = %id, "cannot delete: {e}");
+                    }
+                    return;
+                }
+                jobs = async { next.as_mut().expect("a fetch").await }, if next.is_some() => {
+                    next = None;
+                    let jobs = match jobs {
+                        Ok(jobs) => jobs,
+                        Err(e) => {
+                            job.status.lock().last_error = Some(e.to_string());
+                            if pause(&job.stop, Duration::from_secs(1)).await {
+                                return;
+                            }
+                            break;
+                        }
+                    };
+                    for j in jobs {
+                        let rate = job.spec.rate_limit.or(job.hooks.inner.config.rate_limit);
+                        if let (Some(rate), Some(t)) = (rate, last_sent) {
+                            let gap = Duration::from_secs_f64(1.0 / rate.max(1e-6));
+                            tokio::select! {
+                                () = job.stop.cancelled() => return,
+                                () = tokio::time::sleep_until(t + gap) => {}
+                            }
+                        }
+                        last_sent = Some(Instant::now());
+                        let seq = j.record.seq();
+                        running.push(Box::pin(async move {
+                            let outcome = match shape(&job.spec, &j.record) {
+                                Some(shaped) => {
+                                    deliver(job, &format!("{}:{seq}", job.spec.topic), shaped).await
+                                }
+                                None => Outcome::Delivered,
+                            };
+                            (seq, outcome)
+                        }));
+                    }
+                }
+                Some((seq, outcome)) = running.next(), if !running.is_empty() => {
+                    let settled = match outcome {
+                        Outcome::Delivered => {
+                            delivered.inc();
+                            worker.ack(seq).await
+                        }
+                        Outcome::GaveUp(error, attempts) => {
+                            // Set aside durably, then settled like a
+                            // delivery (the same copy as a topic-ordered
+                            // hook makes); on failure it is tried again.
+                            match set_aside(job, seq, attempts, &error).await {
+                                Ok(()) => worker.ack(seq).await,
+                                Err(e) => worker.nack(seq, Duration::from_secs(1), &e).await,
+                            }
+                        }
+                        Outcome::Gone => {
+                            tracing::info!(hook = %id, "the receiver answered 410 Gone: hook deleted");
+                            if let Err(e) = job.hooks.delete(id) {
+                                tracing::error!(hook = %id, "cannot delete: {e}");
+                            }
+                            return;
+                        }
+                        Outcome::Disabled => {
+                            tracing::warn!(hook = %id, "no successful delivery for too long: hook disabled");
+                            job.hooks.disable(id);
+                            return;
+                        }
+                        Outcome::Stopped => return,
+                    };
+                    if let Err(e) = settled {
+                        tracing::error!(hook = %id, seq, "cannot settle a delivery: {e}");
+                        job.status.lock().last_error = Some(format!("cannot move the cursor: {e}"));
+                    }
+                }
+            }
+            if !owner.holds() {
+                // Lost the lease: what is in flight is dropped and
+                // delivered again once owned (at most once more each).
+                job.status.lock().last_error =
+                    Some("the delivery lease was lost: deliveries paused".into());
+                break;
+            }
+        }
+    }
+}
+
+/// Publishes the record at `seq` to the hook's dead-letter topic; the
+/// error says why not.
+async fn set_aside(job: &Job, seq: u64, attempts: u32, error: &str) -> Result<(), String> {
+    let broker = &job.hooks.inner.broker;
+    let batch = broker
+        .read(&job.spec.topic, seq, 1)
+        .map_err(|e| e.to_string())?;
+    let Some(r) = batch.records.first().filter(|r| r.seq() == seq) else {
+        // Removed by retention meanwhile: nothing to set aside.
+        return Ok(());
+    };
+    let m = fanlog_broker::work::dead_letter(&job.spec.topic, r, attempts, error);
+    let topic = job.spec.dead_letter_topic();
+    broker
+        .publish(&topic, m)
+        .await
+        .map(drop)
+        .map_err(|e| format!("cannot set message {seq} aside in {topic}: {e}"))
 }
 
 /// The IP address a URL names directly, if it does.
@@ -600,6 +820,17 @@ async fn deliver(job: &Job, msg_id: &str, shaped: Shaped) -> Outcome {
             Err(e) => (None, None, chain(&e)),
         };
         failures += 1;
+        if job.spec.dead_letter && failures > config.retry_schedule.len().max(1) {
+            let mut s = job.status.lock();
+            s.last_status = status;
+            s.last_error = Some(format!(
+                "{error}; set aside in {}",
+                job.spec.dead_letter_topic()
+            ));
+            s.next_attempt = None;
+            s.attempts = 0;
+            return Outcome::GaveUp(error, u32::try_from(failures).unwrap_or(u32::MAX));
+        }
         let since = *failing_since.get_or_insert_with(Instant::now);
         if since.elapsed() >= config.disable_after {
             let mut s = job.status.lock();
