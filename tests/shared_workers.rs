@@ -240,7 +240,9 @@ async fn a_vanished_workers_records_go_to_another_after_the_ack_wait() {
     let client = Client::connect(&serve.tcp).await.unwrap();
     publish_keyed(&client, "jobs", 100, 100).await;
     let ack_wait = Duration::from_millis(1500);
-    // An HTTP worker takes 10 records and is never heard of again.
+    // An HTTP worker takes 10 records and is never heard of again. (The
+    // clock starts before the fetch: the records are handed out during it.)
+    let started = std::time::Instant::now();
     let page: Value = reqwest::Client::new()
         .post(format!(
             "{http}/topics/jobs/shared/g/fetch?worker=gone&max=10&wait=5s&{}",
@@ -259,7 +261,6 @@ async fn a_vanished_workers_records_go_to_another_after_the_ack_wait() {
         .map(|m| m["seq"].as_u64().unwrap())
         .collect();
     assert_eq!(lost, (0..10).collect::<Vec<_>>());
-    let started = std::time::Instant::now();
     // A TCP worker gets the other 90 at once, then the 10 after the wait,
     // each on its second delivery.
     let mut w = client
