@@ -13,14 +13,17 @@
 //! target/compare/report.html.
 
 use std::collections::VecDeque;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use futures_util::StreamExt;
 
 const SIZE: usize = 1024;
 const WINDOW: usize = 1000;
+
+#[path = "common/peers.rs"]
+mod peers;
+use peers::*;
 
 fn fanlog_bench(args: &[&str]) -> serde_json::Value {
     let out = Command::new(env!("CARGO_BIN_EXE_fanlog"))
@@ -37,98 +40,6 @@ fn fanlog_bench(args: &[&str]) -> serde_json::Value {
 
 fn num(v: &serde_json::Value, k: &str) -> f64 {
     v[k].as_f64().unwrap_or(f64::NAN)
-}
-
-fn ensure_installed(bin: &str, pkg: &str) {
-    if Command::new("sh")
-        .args(["-c", &format!("command -v {bin}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        return;
-    }
-    eprintln!("installing {pkg} with apt");
-    let ok = Command::new("sh")
-        .args([
-            "-c",
-            &format!(
-                "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq {pkg}"
-            ),
-        ])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "cannot install {pkg}: run `apt-get install {pkg}` as root"
-    );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Peer(Child);
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "peer on port {port} did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn start_nats(dir: &std::path::Path) -> (Peer, u16) {
-    let port = free_port();
-    let child = Command::new("nats-server")
-        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-        .arg(dir.join("nats"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start nats-server");
-    wait_port(port);
-    (Peer(child), port)
-}
-
-fn start_redis(dir: &std::path::Path) -> (Peer, u16) {
-    let port = free_port();
-    let child = Command::new("redis-server")
-        .args([
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-        ])
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start redis-server");
-    wait_port(port);
-    (Peer(child), port)
-}
-
-fn payload(size: usize) -> Bytes {
-    Bytes::from(vec![0x61u8; size])
 }
 
 async fn js_publish(
@@ -301,72 +212,6 @@ async fn raw_tcp_bytes_per_s(total: usize) -> f64 {
     }
     w.await.unwrap();
     got as f64 / start.elapsed().as_secs_f64()
-}
-
-struct Row {
-    what: String,
-    fanlog: f64,
-    peer: &'static str,
-    peer_value: f64,
-    unit: &'static str,
-    /// The issue's target ratio, where it sets one.
-    target: Option<f64>,
-    /// For latency, smaller is better.
-    lower_is_better: bool,
-}
-
-impl Row {
-    fn verdict(&self) -> (String, &'static str) {
-        match self.target {
-            Some(t) if self.ratio() >= t => (format!("{t:.1}x"), "met"),
-            Some(t) => (format!("{t:.1}x"), "NOT MET"),
-            None => ("-".into(), ""),
-        }
-    }
-
-    fn ratio(&self) -> f64 {
-        if self.lower_is_better {
-            self.peer_value / self.fanlog
-        } else {
-            self.fanlog / self.peer_value
-        }
-    }
-}
-
-fn html(rows: &[Row]) -> String {
-    let mut body = String::new();
-    for r in rows {
-        let max = r.fanlog.max(r.peer_value).max(1e-9);
-        let bar = |v: f64, color: &str| {
-            format!(
-                "<div style=\"background:{color};height:14px;width:{:.1}%\"></div>",
-                v / max * 100.0
-            )
-        };
-        body.push_str(&format!(
-            "<tr><td>{}</td><td>fanlog {:.0} {u}{}</td><td>{} {:.0} {u}{}</td><td><b>{:.2}x</b> (target {}) {}</td></tr>",
-            r.what,
-            r.fanlog,
-            bar(r.fanlog, "#1f6feb"),
-            r.peer,
-            r.peer_value,
-            bar(r.peer_value, "#8b949e"),
-            r.ratio(),
-            r.verdict().0,
-            match r.verdict().1 {
-                "NOT MET" => "<span style=\"color:#c00\">not met</span>",
-                other => other,
-            },
-            u = r.unit,
-        ));
-    }
-    format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>fanlog vs peers</title>\
-         <style>body{{font-family:system-ui,sans-serif;margin:2em}}td{{padding:6px 12px;vertical-align:top;width:25%}}\
-         table{{border-collapse:collapse;width:100%}}tr{{border-bottom:1px solid #ddd}}</style></head>\
-         <body><h1>fanlog vs peers, one run on this machine</h1><table>{body}</table>\
-         <p>Ratios are fanlog / peer (peer / fanlog for latency), measured in the same run.</p></body></html>\n"
-    )
 }
 
 fn main() {
@@ -633,25 +478,13 @@ fn main() {
             lower_is_better: true,
         });
     }
-    println!(
-        "{:<46} {:>14} {:<20} {:>14} {:>8} {:>7}  ",
-        "workload", "fanlog", "vs", "peer", "ratio", "target"
-    );
-    for r in &rows {
-        let (target, verdict) = r.verdict();
-        println!(
-            "{:<46} {:>14.0} {:<20} {:>14.0} {:>7.2}x {:>7}  {}",
-            r.what,
-            r.fanlog,
-            r.peer,
-            r.peer_value,
-            r.ratio(),
-            target,
-            verdict
-        );
-    }
+    print_table(&rows);
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/compare");
     std::fs::create_dir_all(&out).unwrap();
-    std::fs::write(out.join("report.html"), html(&rows)).unwrap();
+    std::fs::write(
+        out.join("report.html"),
+        html("fanlog vs peers, one run on this machine", &rows),
+    )
+    .unwrap();
     println!("report: {}", out.join("report.html").display());
 }
