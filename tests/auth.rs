@@ -96,7 +96,23 @@ async fn tokens_on_the_binary_protocol_over_tcp_and_quic() {
         let e = c.commit("b", "g", 0).await.unwrap_err();
         assert_eq!(e.code(), Some(ErrorCode::Forbidden), "{e}");
         assert!(c.subscribe("a.x", StartFrom::Earliest).await.is_ok());
+        let e = c
+            .worker("b", "g", fanlog::client::WorkerOptions::default())
+            .await
+            .expect_err("forbidden");
+        assert_eq!(e.code(), Some(ErrorCode::Forbidden), "{e}");
         let r = native(addr, ca.clone(), Some("read-a")).await.unwrap();
+        // Read rights are enough to work a shared group.
+        let mut w = r
+            .worker("a.x", "g", fanlog::client::WorkerOptions::default())
+            .await
+            .unwrap();
+        let job = tokio::time::timeout(Duration::from_secs(5), w.next())
+            .await
+            .expect("a job")
+            .unwrap()
+            .unwrap();
+        job.ack().await.unwrap();
         let e = r.publish("a.x", Message::new("no")).await.unwrap_err();
         assert_eq!(e.code(), Some(ErrorCode::Forbidden), "{e}");
         // The admin publishes to b; rw-a does not even see b.
@@ -175,6 +191,19 @@ async fn tokens_on_every_http_route() {
         (Method::GET, u("/topics/b/poll?after=0&timeout=1"), None),
         (Method::GET, u("/topics/b/events"), None),
         (Method::GET, u("/topics/b/ws"), None),
+        (Method::POST, u("/topics/b/shared/g/fetch?worker=w"), None),
+        (
+            Method::POST,
+            u("/topics/b/shared/g/ack?worker=w"),
+            Some(json!({"seqs": [0]})),
+        ),
+        (
+            Method::POST,
+            u("/topics/b/shared/g/nack?worker=w"),
+            Some(json!({"seq": 0})),
+        ),
+        (Method::GET, u("/topics/b/shared/g"), None),
+        (Method::GET, u("/topics/b/shared/g/ws"), None),
         (
             Method::POST,
             u("/hooks"),
@@ -193,7 +222,7 @@ async fn tokens_on_every_http_route() {
         }
     }
     // A token for a.* may not touch b.
-    for (m, url, body) in &routes[..7] {
+    for (m, url, body) in &routes[..12] {
         let (s, _, v) = http(m.clone(), url.clone(), Some("rw-a"), body.clone()).await;
         assert_eq!(s, 403, "{m} {url}: {v}");
     }
@@ -252,6 +281,27 @@ async fn tokens_on_every_http_route() {
     )
     .await;
     assert_eq!((s, v), (200, json!([])));
+    // Work sharing needs read rights, not admin: a read-only token works
+    // a shared group of a.x.
+    let (s, _, v) = http(
+        Method::POST,
+        u("/topics/a.x/shared/g/fetch?worker=w&max=5&wait=2s"),
+        Some("read-a"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["messages"][0]["seq"], 0, "{v}");
+    let (s, _, v) = http(
+        Method::POST,
+        u("/topics/a.x/shared/g/ack?worker=w"),
+        Some("read-a"),
+        Some(json!({"seqs": [0]})),
+    )
+    .await;
+    assert_eq!(s, 204, "{v}");
+    let (s, _, v) = http(Method::GET, u("/topics/a.x/shared/g"), Some("read-a"), None).await;
+    assert_eq!((s, v["floor"].as_u64()), (200, Some(1)), "{v}");
     // Within its rights it works.
     let (s, _, _) = http(
         Method::POST,

@@ -226,6 +226,14 @@ async fn three_workers_over_tcp_http_and_websocket_share_30000_records_in_key_or
     assert_eq!(info["key_order"], true);
     let groups = common::get_json(&format!("{http}/topics/orders/groups")).await;
     assert_eq!(groups[0]["committed"], N, "{groups}");
+    // The same figures from `fanlog admin group`.
+    let out = common::fanlog(&["admin", "--http", &http, "group", "orders", "g"]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (v["floor"].as_u64(), v["key_order"].as_bool()),
+        (Some(N), Some(true)),
+        "{v}"
+    );
     assert!(serve.terminate().success());
 }
 
@@ -566,5 +574,101 @@ async fn a_stopped_cli_worker_over_quic_gives_back_what_it_held_after_the_ack_wa
             assert!(!by_cli.contains(seq), "seq {seq} twice on first delivery");
         }
     }
+    assert!(serve.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_ack_a_range_over_http_and_websocket() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = common::ServeProcess::start(
+        &dir.path().join("data"),
+        &["--http", "127.0.0.1:0", "--quic", "off"],
+    );
+    let http = format!("http://{}", serve.http.clone().unwrap());
+    let client = Client::connect(&serve.tcp).await.unwrap();
+    publish_keyed(&client, "jobs", 20, 20).await;
+    let c = reqwest::Client::new();
+    let base = format!("{http}/topics/jobs/shared/g");
+    let page: Value = c
+        .post(format!("{base}/fetch?worker=w1&max=10&wait=5s"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["messages"].as_array().unwrap().len(), 10);
+    let ack = |body: Value| c.post(format!("{base}/ack?worker=w1")).json(&body).send();
+    assert_eq!(
+        ack(serde_json::json!({ "upto": 5 }))
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    let info = common::get_json(&base).await;
+    assert_eq!(
+        (info["floor"].as_u64(), info["in_flight"].as_u64()),
+        (Some(5), Some(5)),
+        "{info}"
+    );
+    assert_eq!(ack(serde_json::json!({})).await.unwrap().status(), 400);
+    assert_eq!(
+        ack(serde_json::json!({ "upto": 10, "seqs": [1] }))
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    assert_eq!(
+        ack(serde_json::json!({ "upto": 10 }))
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    // Over a WebSocket: the other 10 arrive; one op acknowledges them all.
+    let url = format!("{}/ws", base.replace("http://", "ws://"));
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let mut seqs = Vec::new();
+    while seqs.len() < 10 {
+        let Some(Ok(Ws::Text(t))) = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("a job")
+        else {
+            continue;
+        };
+        let v: Value = serde_json::from_str(&t).unwrap();
+        seqs.push(v["seq"].as_u64().unwrap());
+    }
+    assert_eq!(seqs, (10..20).collect::<Vec<_>>());
+    let op = serde_json::json!({ "op": "ack", "upto": 20 });
+    ws.send(Ws::Text(op.to_string().into())).await.unwrap();
+    let Some(Ok(Ws::Text(t))) = ws.next().await else {
+        panic!("no answer")
+    };
+    let v: Value = serde_json::from_str(&t).unwrap();
+    assert_eq!(
+        (v["op"].as_str(), v["count"].as_u64()),
+        (Some("acked"), Some(10)),
+        "{v}"
+    );
+    let info = common::get_json(&base).await;
+    assert_eq!(info["floor"], 20, "{info}");
+    // A frame that is no op closes the socket with 4400.
+    ws.send(Ws::Text("{\"op\": \"dance\"}".into()))
+        .await
+        .unwrap();
+    let closed = loop {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("close")
+        {
+            Some(Ok(Ws::Close(Some(f)))) => break f,
+            Some(Ok(_)) => continue,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(u16::from(closed.code), 4400);
     assert!(serve.terminate().success());
 }

@@ -199,6 +199,16 @@ impl Dispatch {
         }
     }
 
+    /// The seqs `member` holds below `upto`, in order.
+    #[must_use]
+    pub fn held_below(&self, member: MemberId, upto: u64) -> Vec<u64> {
+        self.in_flight
+            .range(..upto)
+            .filter(|(_, f)| f.member == member)
+            .map(|(&s, _)| s)
+            .collect()
+    }
+
     /// Seqs `member` holds now.
     #[must_use]
     pub fn held_by(&self, member: MemberId) -> usize {

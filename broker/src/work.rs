@@ -834,6 +834,22 @@ impl Worker {
         }
     }
 
+    /// Acknowledges every record this worker holds below `upto` (a range
+    /// ack); answers how many.
+    ///
+    /// # Errors
+    /// A failed save.
+    pub async fn ack_below(&self, upto: u64) -> Result<usize> {
+        let seqs = self.group.state.lock().dispatch.held_below(self.id, upto);
+        if seqs.is_empty() {
+            self.group.state.lock().dispatch.wake(self.id);
+            self.group.changed.notify_waiters();
+            return Ok(0);
+        }
+        self.ack_all(&seqs).await?;
+        Ok(seqs.len())
+    }
+
     /// This worker could not process `seq`: it is due again after `delay`
     /// (to any worker), or set aside as dead once it was delivered
     /// `max_deliver` times.

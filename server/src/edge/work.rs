@@ -137,10 +137,23 @@ struct FetchedJson {
     messages: Vec<JobJson>,
 }
 
+/// `{"seqs": [..]}` acknowledges those; `{"upto": N}` every record the
+/// worker holds below N (a range).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AckJson {
+    #[serde(default)]
     seqs: Vec<u64>,
+    upto: Option<u64>,
+}
+
+/// Settles what an ack names.
+async fn ack_json(w: &fanlog_broker::work::Worker, b: AckJson) -> Result<(), ApiError> {
+    match (b.seqs.is_empty(), b.upto) {
+        (false, None) => Ok(w.ack_all(&b.seqs).await?),
+        (true, Some(upto)) => Ok(w.ack_below(upto).await.map(drop)?),
+        _ => Err(ApiError::bad_request("give one of seqs and upto")),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -254,7 +267,7 @@ pub(crate) async fn ack(
     let Json(b) = body?;
     check_worker(&q.worker)?;
     let g = group(&s, &granted, &name, &OptionsQuery::default()).await?;
-    g.named(&q.worker).ack_all(&b.seqs).await?;
+    ack_json(&g.named(&q.worker), b).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -297,7 +310,9 @@ pub(crate) async fn info(
 #[serde(tag = "op", rename_all = "lowercase", deny_unknown_fields)]
 enum WorkOp {
     Ack {
+        #[serde(default)]
         seqs: Vec<u64>,
+        upto: Option<u64>,
     },
     Nack {
         seq: u64,
@@ -385,10 +400,19 @@ async fn work_socket(s: EdgeState, g: SharedGroup, mut socket: axum::extract::ws
                 };
                 let reply = match serde_json::from_str::<WorkOp>(&t) {
                     Err(e) => break End::Close(close_code::BAD_REQUEST, format!("not an op: {e}")),
-                    Ok(WorkOp::Ack { seqs }) => match worker.ack_all(&seqs).await {
+                    Ok(WorkOp::Ack { seqs, upto: None }) => match worker.ack_all(&seqs).await {
                         Ok(()) => serde_json::json!({ "op": "acked", "seqs": seqs }),
                         Err(e) => op_error(&e),
                     },
+                    Ok(WorkOp::Ack { seqs, upto: Some(upto) }) if seqs.is_empty() => {
+                        match worker.ack_below(upto).await {
+                            Ok(n) => serde_json::json!({ "op": "acked", "upto": upto, "count": n }),
+                            Err(e) => op_error(&e),
+                        }
+                    }
+                    Ok(WorkOp::Ack { .. }) => {
+                        break End::Close(close_code::BAD_REQUEST, "an ack gives one of seqs and upto".into())
+                    }
                     Ok(WorkOp::Nack { seq, delay, error }) => {
                         let delay = match delay.as_deref().map(|d| parse_duration("delay", d)).transpose() {
                             Ok(d) => d.unwrap_or(Duration::ZERO),
