@@ -1156,3 +1156,66 @@ async fn bench_idle_spreads_sse_subscribers_over_two_edges() {
         );
     }
 }
+
+/// A work-sharing group is dispatched by one edge at a time (under a
+/// lease): a worker joining through another edge waits, and gets the
+/// group once the dispatching edge is gone, with nothing lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_group_is_dispatched_by_one_edge_and_moves_when_it_dies() {
+    use fanlog::client::WorkerOptions;
+    use futures_util::StreamExt;
+    const N: u64 = 100;
+    let nats = NatsCluster::start().await;
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = nats.edge(da.path(), &[]);
+    let b = nats.edge(db.path(), &[]);
+    let ca = Client::connect(&a.tcp).await.unwrap();
+    let batch: Vec<Message> = (0..N).map(|i| Message::new(i.to_string())).collect();
+    ca.publish_batch("jobs", batch).await.unwrap();
+    // A worker on A acknowledges 5 records and holds 5 more.
+    let opts = WorkerOptions {
+        max_inflight: Some(5),
+        ..WorkerOptions::default()
+    };
+    let mut wa = ca.worker("jobs", "g", opts.clone()).await.unwrap();
+    let mut acked = Vec::new();
+    while acked.len() < 5 {
+        let job = tokio::time::timeout(Duration::from_secs(10), wa.next())
+            .await
+            .expect("a job on A")
+            .unwrap()
+            .unwrap();
+        job.ack().await.unwrap();
+        acked.push(job.record().seq());
+    }
+    // A worker on B waits while A dispatches the group...
+    let cb = Client::connect(&b.tcp).await.unwrap();
+    let join_b = tokio::spawn(async move { cb.worker("jobs", "g", opts).await.map(|w| (cb, w)) });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!join_b.is_finished(), "B dispatches the group beside A");
+    // ... and gets it once A is gone (its lease runs out).
+    let killed = Instant::now();
+    a.kill9();
+    let (_cb, mut wb) = tokio::time::timeout(Duration::from_secs(20), join_b)
+        .await
+        .expect("B joins within the lease's time")
+        .unwrap()
+        .expect("joined on B");
+    let moved = killed.elapsed();
+    let mut got = Vec::new();
+    while let Ok(Some(job)) = tokio::time::timeout(Duration::from_secs(3), wb.next()).await {
+        let job = job.unwrap();
+        got.push(job.record().seq());
+        job.ack().await.unwrap();
+    }
+    // Nothing lost: what A held unacknowledged came to B.
+    let mut all: Vec<u64> = acked.iter().chain(&got).copied().collect();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all, (0..N).collect::<Vec<_>>(), "A acked {acked:?}");
+    assert!(
+        moved <= fanlog::broker::work::LEASE_TTL + Duration::from_secs(3),
+        "moved after {moved:?}"
+    );
+    eprintln!("the group moved to B {moved:?} after A was killed");
+}

@@ -36,6 +36,11 @@ use crate::{Broker, BrokerError, Durability, Event, Record, Result, StartFrom};
 /// Records a group's reader keeps unsettled at most before it waits.
 const BUFFER: usize = 10_000;
 
+/// How long a group's dispatch lease lasts on storage that other
+/// processes share (a cluster): its edge renews it every third of that;
+/// another edge takes the group over this long after the edge died.
+pub const LEASE_TTL: Duration = Duration::from_secs(10);
+
 /// A record handed to a worker.
 #[derive(Debug, Clone)]
 pub struct Job {
@@ -86,9 +91,13 @@ struct Group {
     saved: tokio::sync::Mutex<Saved>,
     /// A background save is scheduled.
     saving: AtomicBool,
-    /// Why the reader stopped (the topic was deleted, a read failed).
+    /// Why the reader stopped (the topic was deleted, a read failed, the
+    /// lease was lost).
     ended: Mutex<Option<String>>,
     reader: OnceLock<tokio::task::AbortHandle>,
+    /// On shared storage: this process's lease on the group's dispatch.
+    lease: Mutex<Option<fanlog_storage::Lease>>,
+    renewer: OnceLock<tokio::task::AbortHandle>,
 }
 
 impl Drop for Group {
@@ -96,7 +105,19 @@ impl Drop for Group {
         if let Some(r) = self.reader.get() {
             r.abort();
         }
+        if let Some(r) = self.renewer.get() {
+            r.abort();
+        }
+        if let Some(l) = self.lease.lock().take() {
+            self.broker.leases().release(&l);
+        }
     }
+}
+
+/// This process, as a holder of group leases.
+fn holder() -> &'static str {
+    static HOLDER: OnceLock<String> = OnceLock::new();
+    HOLDER.get_or_init(|| format!("work-{:016x}", rand::random::<u64>()))
 }
 
 #[derive(Debug)]
@@ -297,6 +318,42 @@ impl SharedGroup {
         Ok(this)
     }
 
+    /// [`SharedGroup::open`] off the runtime's threads (it reads and may
+    /// write the group's document), waiting up to `wait` while another
+    /// edge of a cluster holds the group (until its lease runs out).
+    ///
+    /// # Errors
+    /// As [`SharedGroup::open`]; [`BrokerError::Unavailable`] when another
+    /// edge still holds the group after `wait`.
+    pub async fn open_async(
+        broker: &Broker,
+        topic: &str,
+        group: &str,
+        options: Option<SharedOptions>,
+        dead_letter: Option<&str>,
+        wait: Duration,
+    ) -> Result<Self> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let (b, t, g, d) = (
+                broker.clone(),
+                topic.to_owned(),
+                group.to_owned(),
+                dead_letter.map(str::to_owned),
+            );
+            let opened =
+                tokio::task::spawn_blocking(move || Self::open(&b, &t, &g, options, d.as_deref()))
+                    .await
+                    .map_err(|e| BrokerError::Unavailable(format!("opening the group: {e}")))?;
+            match opened {
+                Err(BrokerError::Unavailable(_)) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Opens the group from its saved state: options given replace the
     /// saved ones (nobody runs the group), none take them.
     fn start(
@@ -306,6 +363,22 @@ impl SharedGroup {
         given: Option<SharedOptions>,
         dead_letter: Option<&str>,
     ) -> Result<Self> {
+        // Other processes share the storage (a cluster): one of them
+        // dispatches the group, under a lease.
+        let lease = if broker.storage_shared() {
+            let name = format!("shared/{topic}/{group}");
+            match broker.leases().acquire(&name, holder(), LEASE_TTL) {
+                Some(l) => Some(l),
+                None => {
+                    return Err(BrokerError::Unavailable(format!(
+                        "group {group:?} of {topic:?} is dispatched by another edge: connect its workers there, or retry (it moves here within {} s of that edge stopping)",
+                        LEASE_TTL.as_secs()
+                    )));
+                }
+            }
+        } else {
+            None
+        };
         let mut sub = broker.subscribe(topic, StartFrom::Group(group.to_owned()))?;
         let committed = sub.position();
         let next_seq = broker.topic_info(topic)?.next_seq;
@@ -381,6 +454,8 @@ impl SharedGroup {
             saving: AtomicBool::new(false),
             ended: Mutex::new(None),
             reader: OnceLock::new(),
+            lease: Mutex::new(lease),
+            renewer: OnceLock::new(),
         });
         // Spawned once the group exists: the reader holds it weakly.
         let weak = Arc::downgrade(&inner);
@@ -428,6 +503,32 @@ impl SharedGroup {
             }
         });
         let _ = inner.reader.set(reader.abort_handle());
+        if inner.lease.lock().is_some() {
+            let weak = Arc::downgrade(&inner);
+            let renewer = tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(LEASE_TTL / 3).await;
+                    let Some(g) = weak.upgrade() else { return };
+                    let Some(l) = g.lease.lock().clone() else {
+                        return;
+                    };
+                    let b = g.broker.clone();
+                    let renewed = tokio::task::spawn_blocking(move || {
+                        b.leases().acquire(&l.name, &l.holder, LEASE_TTL)
+                    })
+                    .await
+                    .ok()
+                    .flatten();
+                    if renewed.is_none() {
+                        tracing::warn!(topic = %g.topic, group = %g.group, "the group's dispatch lease was lost: its workers join again");
+                        *g.ended.lock() = Some("its dispatch lease was lost".into());
+                        g.changed.notify_waiters();
+                        return;
+                    }
+                }
+            });
+            let _ = inner.renewer.set(renewer.abort_handle());
+        }
         if floor > committed {
             // Settled seqs from the document moved the floor on.
             inner.save_later();

@@ -403,13 +403,15 @@ impl Client {
                         key_order: o.key_order,
                     });
                 b.ready(topic, true).await?;
-                let g = fanlog_broker::work::SharedGroup::open(
+                let g = fanlog_broker::work::SharedGroup::open_async(
                     b,
                     topic,
                     group,
                     shared,
                     options.dead_letter.as_deref(),
-                )?;
+                    Duration::ZERO,
+                )
+                .await?;
                 let floor = g.floor();
                 let room = g.options().max_inflight;
                 let w = Arc::new(g.join());

@@ -195,13 +195,15 @@ pub(crate) async fn group(
         .broker
         .creates_on_subscribe(granted.caller.may_publish(topic));
     s.broker.ready(topic, create).await?;
-    Ok(SharedGroup::open(
+    Ok(SharedGroup::open_async(
         &s.broker,
         topic,
         group,
         options.options()?,
         options.dead_letter.as_deref(),
-    )?)
+        fanlog_broker::work::LEASE_TTL + Duration::from_secs(2),
+    )
+    .await?)
 }
 
 fn group_of(path: Result<Path<(String, String)>, PathRejection>) -> Result<String, ApiError> {

@@ -399,13 +399,15 @@ async fn run_lanes(
             return;
         }
         let _ = broker.ready(&job.spec.topic, true).await;
-        let opened = SharedGroup::open(
+        let opened = SharedGroup::open_async(
             &broker,
             &job.spec.topic,
             &group(id),
-            options,
+            Some(options),
             Some(&job.spec.dead_letter_topic()),
-        );
+            Duration::ZERO,
+        )
+        .await;
         let worker = match opened {
             Ok(g) => Arc::new(g.join()),
             Err(e) => {

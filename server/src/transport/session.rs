@@ -73,10 +73,20 @@ struct Slot {
     credit: i64,
 }
 
-/// A reply that waits for durability: a publish's seqs, or a commit's Ok.
+/// A reply that waits: a publish's seqs or a commit's Ok (for
+/// durability), a join (for its group to open).
 enum Answer {
     Published(Vec<u64>),
     Committed,
+    Joined {
+        member: u32,
+        worker: Arc<fanlog_broker::work::Worker>,
+        floor: u64,
+    },
+    JoinRefused {
+        member: u32,
+        error: BrokerError,
+    },
 }
 
 type Ack = Pin<Box<dyn Future<Output = (u32, Result<Answer, BrokerError>)> + Send>>;
@@ -176,6 +186,7 @@ pub(crate) async fn run<R, W>(
         version: frame::VERSION,
         subs: HashMap::new(),
         members: HashMap::new(),
+        joining: std::collections::HashSet::new(),
         acks: FuturesOrdered::new(),
         closing: false,
         parked: None,
@@ -221,6 +232,15 @@ pub(crate) async fn run<R, W>(
             Step::Ack((id, result)) => match result {
                 Ok(Answer::Published(seqs)) => s.send(id, &Frame::PublishAck { seqs }),
                 Ok(Answer::Committed) => s.send(id, &Frame::Ok),
+                Ok(Answer::Joined {
+                    member,
+                    worker,
+                    floor,
+                }) => s.joined(id, member, worker, floor),
+                Ok(Answer::JoinRefused { member, error }) => {
+                    s.joining.remove(&member);
+                    s.send_error(id, error.code(), &error.to_string());
+                }
                 Err(e) => s.send_error(id, e.code(), &e.to_string()),
             },
             Step::Read(Ok(0)) | Step::Read(Err(_)) => break,
@@ -282,6 +302,8 @@ struct Session {
     version: u16,
     subs: HashMap<u32, Slot>,
     members: HashMap<u32, Member>,
+    /// Members whose join waits for its group to open.
+    joining: std::collections::HashSet<u32>,
     acks: FuturesOrdered<Ack>,
     closing: bool,
     /// A request waiting for its topic to open; nothing is read meanwhile.
@@ -587,7 +609,7 @@ impl Session {
 
     /// Why this session refuses to add `member`, if it does.
     fn join_refusal(&self, member: u32) -> Option<(ErrorCode, String)> {
-        if self.members.contains_key(&member) {
+        if self.members.contains_key(&member) || self.joining.contains(&member) {
             return Some((
                 ErrorCode::DuplicateSubscription,
                 format!("member {member} has joined already"),
@@ -624,34 +646,64 @@ impl Session {
             key_order: o.key_order,
         });
         let dead_letter = (!dead_letter.is_empty()).then_some(dead_letter);
-        match fanlog_broker::work::SharedGroup::open(
-            &self.broker,
-            topic,
-            group,
-            options,
-            dead_letter,
-        ) {
-            Ok(g) => {
-                let o = g.options();
-                let worker = Arc::new(g.join());
-                self.send(
-                    id,
-                    &Frame::Joined {
-                        member,
-                        floor: g.floor(),
-                        options: frame::WorkOptions {
-                            ack_wait_ms: u32::try_from(o.ack_wait.as_millis()).unwrap_or(u32::MAX),
-                            max_deliver: o.max_deliver,
-                            max_inflight: u32::try_from(o.max_inflight).unwrap_or(u32::MAX),
-                            key_order: o.key_order,
-                        },
-                    },
-                );
-                let next = fetching(&worker);
-                self.members.insert(member, Member { worker, next });
-            }
-            Err(e) => self.send_error(id, e.code(), &e.to_string()),
+        // Opened off this thread (the group's document), waiting while
+        // another edge of a cluster still holds the group; answered in
+        // order with the replies before it.
+        self.joining.insert(member);
+        let (broker, topic, group) = (self.broker.clone(), topic.to_owned(), group.to_owned());
+        let dead_letter = dead_letter.map(str::to_owned);
+        self.acks.push_back(Box::pin(async move {
+            let wait = fanlog_broker::work::LEASE_TTL + std::time::Duration::from_secs(2);
+            let opened = fanlog_broker::work::SharedGroup::open_async(
+                &broker,
+                &topic,
+                &group,
+                options,
+                dead_letter.as_deref(),
+                wait,
+            )
+            .await;
+            let answer = match opened {
+                Ok(g) => Answer::Joined {
+                    member,
+                    floor: g.floor(),
+                    worker: Arc::new(g.join()),
+                },
+                Err(error) => Answer::JoinRefused { member, error },
+            };
+            (id, Ok(answer))
+        }));
+    }
+
+    /// A join's group is open: the member is answered and from now on
+    /// handed records.
+    fn joined(
+        &mut self,
+        id: u32,
+        member: u32,
+        worker: Arc<fanlog_broker::work::Worker>,
+        floor: u64,
+    ) {
+        self.joining.remove(&member);
+        if self.closing {
+            return;
         }
+        let o = worker.group().options();
+        self.send(
+            id,
+            &Frame::Joined {
+                member,
+                floor,
+                options: frame::WorkOptions {
+                    ack_wait_ms: u32::try_from(o.ack_wait.as_millis()).unwrap_or(u32::MAX),
+                    max_deliver: o.max_deliver,
+                    max_inflight: u32::try_from(o.max_inflight).unwrap_or(u32::MAX),
+                    key_order: o.key_order,
+                },
+            },
+        );
+        let next = fetching(&worker);
+        self.members.insert(member, Member { worker, next });
     }
 
     fn no_member(&mut self, id: u32, member: u32) {
