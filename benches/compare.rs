@@ -23,6 +23,8 @@ const WINDOW: usize = 1000;
 
 #[path = "common/peers.rs"]
 mod peers;
+#[path = "common/raw.rs"]
+mod raw;
 use peers::*;
 
 fn fanlog_bench(args: &[&str]) -> serde_json::Value {
@@ -354,6 +356,16 @@ fn main() {
             js_pub, js_con, nats_e2e, nats_lat, nats_fan, rx_add, rx_read, raw,
         )
     });
+    // One quinn stream with fanlog's QUIC settings, both ways, as 1 KiB
+    // messages per second.
+    let (quic_up, quic_down) = rt.block_on(async {
+        eprintln!("raw quinn stream, both ways");
+        let total = 256 << 20;
+        let per_s = |d: Duration| (total / SIZE) as f64 / d.as_secs_f64();
+        let up = per_s(raw::raw_quic(total, true, dir.path()).await);
+        let down = per_s(raw::raw_quic(total, false, dir.path()).await);
+        (up, down)
+    });
 
     let f16_bytes = num(&f_16k, "mb_per_s") * 1e6;
     let mut rows = vec![
@@ -439,6 +451,24 @@ fn main() {
             lower_is_better: false,
         },
         Row {
+            what: "QUIC publish vs a raw quinn stream (1 KiB msgs/s)".into(),
+            fanlog: num(&f_qpub, "msgs_per_s"),
+            peer: "raw quinn stream",
+            peer_value: quic_up,
+            unit: "/s",
+            target: Some(0.8),
+            lower_is_better: false,
+        },
+        Row {
+            what: "QUIC consume vs a raw quinn stream (1 KiB msgs/s)".into(),
+            fanlog: num(&f_qcon, "msgs_per_s"),
+            peer: "raw quinn stream",
+            peer_value: quic_down,
+            unit: "/s",
+            target: Some(0.8),
+            lower_is_better: false,
+        },
+        Row {
             what: "QUIC vs TCP publish (msgs/s)".into(),
             fanlog: num(&f_qpub, "msgs_per_s"),
             peer: "fanlog over TCP",
@@ -481,9 +511,15 @@ fn main() {
     print_table(&rows);
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/compare");
     std::fs::create_dir_all(&out).unwrap();
+    // Each run is kept; the report shows the one before beside this one.
+    let previous = save_run(&out.join("runs"), &rows);
     std::fs::write(
         out.join("report.html"),
-        html("fanlog vs peers, one run on this machine", &rows),
+        html_beside(
+            "fanlog vs peers, one run on this machine",
+            &rows,
+            previous.as_ref(),
+        ),
     )
     .unwrap();
     println!("report: {}", out.join("report.html").display());

@@ -6,6 +6,8 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "common/raw.rs"]
+mod raw;
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -216,44 +218,7 @@ async fn raw_tcp_pump(iters: u64, bytes: usize) -> Duration {
 
 /// The same over one quinn stream, with fanlog's QUIC settings and certificate.
 async fn raw_quic_pump(iters: u64, bytes: usize, dir: &std::path::Path) -> Duration {
-    use fanlog::server::transport::quic;
-    let identity = quic::identity(dir, None, None).unwrap();
-    let cert = identity.cert_path.clone();
-    let endpoint = quic::endpoint(
-        ([127, 0, 0, 1], 0).into(),
-        identity,
-        &quic::QuicConfig::default(),
-    )
-    .unwrap();
-    let addr = endpoint.local_addr().unwrap();
-    let sender = tokio::spawn(async move {
-        let conn = endpoint.accept().await.unwrap().await.unwrap();
-        let (mut send, _recv) = conn.accept_bi().await.unwrap();
-        let chunk = bytes::Bytes::from(vec![0x5Au8; 64 << 10]);
-        for _ in 0..iters as usize * bytes / chunk.len() {
-            send.write_chunk(chunk.clone()).await.unwrap();
-        }
-        send.finish().unwrap();
-        let _ = send.stopped().await;
-        endpoint.close(0u32.into(), b"");
-    });
-    let mut opts = ConnectOptions::new(addr.to_string());
-    opts.transport = fanlog::client::Transport::Quic(fanlog::client::QuicOptions {
-        ca: Some(cert),
-        ..Default::default()
-    });
-    let conn = fanlog::client::raw_quic_connection(&opts).await.unwrap();
-    let (mut send, mut recv) = conn.open_bi().await.unwrap();
-    send.write_all(b"go").await.unwrap();
-    let t = Instant::now();
-    let mut got = 0;
-    while let Some(chunk) = recv.read_chunk(1 << 20, true).await.unwrap() {
-        got += chunk.bytes.len();
-    }
-    assert_eq!(got, iters as usize * bytes);
-    let elapsed = t.elapsed();
-    sender.await.unwrap();
-    elapsed
+    raw::raw_quic(iters as usize * bytes, false, dir).await
 }
 
 criterion_group!(benches, codec, end_to_end);

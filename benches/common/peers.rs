@@ -186,3 +186,66 @@ pub fn print_table(rows: &[Row]) {
         );
     }
 }
+
+/// Keeps this run's rows as `dir/<unix seconds>.json`; answers the run
+/// before it (by name), if there was one.
+pub fn save_run(dir: &std::path::Path, rows: &[Row]) -> Option<serde_json::Value> {
+    std::fs::create_dir_all(dir).ok()?;
+    let mut runs: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    runs.sort();
+    let previous = runs
+        .last()
+        .and_then(|p| std::fs::read(p).ok())
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let this: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "what": r.what, "peer": r.peer, "fanlog": r.fanlog,
+                "peer_value": r.peer_value, "ratio": r.ratio(),
+            })
+        })
+        .collect();
+    let doc = serde_json::json!({ "at": now, "rows": this });
+    let _ = std::fs::write(dir.join(format!("{now}.json")), doc.to_string());
+    previous
+}
+
+/// [`html`] with the previous run's ratio beside each row (when it had
+/// the row).
+pub fn html_beside(title: &str, rows: &[Row], previous: Option<&serde_json::Value>) -> String {
+    let Some(prev) = previous else {
+        return html(title, rows);
+    };
+    let at = prev["at"].as_u64().unwrap_or(0);
+    let ratio_of = |r: &Row| {
+        prev["rows"].as_array().and_then(|all| {
+            all.iter()
+                .find(|p| p["what"] == r.what.as_str() && p["peer"] == r.peer)
+                .and_then(|p| p["ratio"].as_f64())
+        })
+    };
+    let mut body = String::new();
+    for r in rows {
+        let before = ratio_of(r).map_or_else(|| "-".to_owned(), |x| format!("{x:.2}x"));
+        body.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{before}</td><td><b>{:.2}x</b></td><td>{}</td></tr>",
+            r.what,
+            r.peer,
+            r.ratio(),
+            r.verdict().0,
+        ));
+    }
+    let table = format!(
+        "<h2>Before and after</h2><table><tr><th>workload</th><th>vs</th>\
+         <th>previous run ({at}, Unix seconds)</th><th>this run</th><th>target</th></tr>{body}</table>"
+    );
+    html(title, rows).replace("</body>", &format!("{table}</body>"))
+}
