@@ -379,6 +379,22 @@ impl SharedGroup {
         } else {
             None
         };
+        let opened = Self::start_leased(broker, topic, group, given, dead_letter, lease.clone());
+        if let (Err(_), Some(l)) = (&opened, &lease) {
+            // Refused after all: the group is free for another edge.
+            broker.leases().release(l);
+        }
+        opened
+    }
+
+    fn start_leased(
+        broker: &Broker,
+        topic: &str,
+        group: &str,
+        given: Option<SharedOptions>,
+        dead_letter: Option<&str>,
+        lease: Option<fanlog_storage::Lease>,
+    ) -> Result<Self> {
         let mut sub = broker.subscribe(topic, StartFrom::Group(group.to_owned()))?;
         let committed = sub.position();
         let next_seq = broker.topic_info(topic)?.next_seq;
