@@ -90,7 +90,14 @@ impl Connection {
                     .take()
                     .ok_or_else(|| ClientError::Protocol("a TCP connection has one link".into()))?;
                 let (rd, wr) = stream.into_split();
-                Ok(link::spawn(rd, wr, generation, id, max_frame, incoming))
+                Ok(link::spawn(
+                    rd,
+                    link::Stream(wr),
+                    generation,
+                    id,
+                    max_frame,
+                    incoming,
+                ))
             }
             #[cfg(feature = "tls")]
             Connection::Tls(slot) => {
@@ -100,7 +107,14 @@ impl Connection {
                     .take()
                     .ok_or_else(|| ClientError::Protocol("a TLS connection has one link".into()))?;
                 let (rd, wr) = tokio::io::split(stream);
-                Ok(link::spawn(rd, wr, generation, id, max_frame, incoming))
+                Ok(link::spawn(
+                    rd,
+                    link::Stream(wr),
+                    generation,
+                    id,
+                    max_frame,
+                    incoming,
+                ))
             }
             #[cfg(feature = "tls")]
             Connection::Quic(conn) => {

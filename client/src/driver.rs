@@ -104,8 +104,9 @@ enum Waiter {
 
 #[derive(Debug)]
 struct Pending {
-    /// The encoded request, resent after a reconnect.
-    frame: Vec<u8>,
+    /// The encoded request, resent after a reconnect (shared with the
+    /// link's queue, not copied).
+    frame: Bytes,
     waiter: Waiter,
 }
 
@@ -390,7 +391,7 @@ impl Driver {
         self.pending.insert(
             id,
             Pending {
-                frame: Vec::new(),
+                frame: Bytes::new(),
                 waiter: Waiter::Joined(member),
             },
         );
@@ -459,7 +460,7 @@ impl Driver {
         self.pending.insert(
             id,
             Pending {
-                frame: Vec::new(),
+                frame: Bytes::new(),
                 waiter: Waiter::Subscribed(sub),
             },
         );
@@ -527,6 +528,7 @@ impl Driver {
         if let Err(e) = f.encode(id, &mut buf) {
             return fail(waiter, ClientError::Protocol(e.to_string()));
         }
+        let buf = Bytes::from(buf);
         if let Some(link) = &self.control {
             link.send(buf.clone());
         }
@@ -627,7 +629,7 @@ impl Driver {
                     self.pending.insert(
                         id,
                         Pending {
-                            frame: Vec::new(),
+                            frame: Bytes::new(),
                             waiter: Waiter::Ignore,
                         },
                     );
@@ -740,7 +742,7 @@ impl Driver {
                     self.pending.insert(
                         id,
                         Pending {
-                            frame: Vec::new(),
+                            frame: Bytes::new(),
                             waiter: Waiter::Ignore,
                         },
                     );

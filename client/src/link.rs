@@ -31,13 +31,89 @@ pub(crate) struct Incoming {
 /// a broker blocked writing to it.
 #[derive(Debug, Clone)]
 pub(crate) struct Link {
-    tx: mpsc::UnboundedSender<Vec<u8>>,
+    tx: mpsc::UnboundedSender<Bytes>,
 }
 
 impl Link {
     /// Queues encoded frames; false when the link is gone.
-    pub(crate) fn send(&self, bytes: Vec<u8>) -> bool {
-        self.tx.send(bytes).is_ok()
+    pub(crate) fn send(&self, bytes: impl Into<Bytes>) -> bool {
+        self.tx.send(bytes.into()).is_ok()
+    }
+}
+
+/// Where a link writes its frames: written as they are queued, without
+/// copying them into one buffer when the stream can take them apart (a
+/// TCP socket's vectored writes, a QUIC stream's chunks).
+pub(crate) trait FrameWriter: Send + 'static {
+    /// Writes every frame of `frames`, in order.
+    fn write_frames<'a>(
+        &'a mut self,
+        frames: &'a mut [Bytes],
+    ) -> impl std::future::Future<Output = std::io::Result<()>> + Send + 'a;
+    /// Ends the stream.
+    fn finish(&mut self) -> impl std::future::Future<Output = ()> + Send + '_;
+}
+
+/// A byte stream as a [`FrameWriter`]: vectored writes when it has them
+/// (TCP), else the frames coalesced into one write (TLS).
+pub(crate) struct Stream<W>(pub(crate) W);
+
+impl<W: AsyncWrite + Unpin + Send + 'static> FrameWriter for Stream<W> {
+    async fn write_frames(&mut self, frames: &mut [Bytes]) -> std::io::Result<()> {
+        let wr = &mut self.0;
+        if frames.len() == 1 || !wr.is_write_vectored() {
+            if frames.len() == 1 {
+                return wr.write_all(&frames[0]).await;
+            }
+            let mut batch = Vec::with_capacity(frames.iter().map(Bytes::len).sum());
+            for f in frames.iter() {
+                batch.extend_from_slice(f);
+            }
+            return wr.write_all(&batch).await;
+        }
+        let (mut at, mut offset) = (0, 0);
+        while at < frames.len() {
+            let slices: Vec<std::io::IoSlice<'_>> = frames[at..]
+                .iter()
+                .take(64)
+                .enumerate()
+                .map(|(i, f)| std::io::IoSlice::new(if i == 0 { &f[offset..] } else { f }))
+                .collect();
+            let mut written = wr.write_vectored(&slices).await?;
+            if written == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            while written > 0 {
+                let left = frames[at].len() - offset;
+                if written >= left {
+                    written -= left;
+                    at += 1;
+                    offset = 0;
+                } else {
+                    offset += written;
+                    written = 0;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn finish(&mut self) {
+        let _ = self.0.shutdown().await;
+    }
+}
+
+#[cfg(feature = "tls")]
+impl FrameWriter for quinn::SendStream {
+    async fn write_frames(&mut self, frames: &mut [Bytes]) -> std::io::Result<()> {
+        // Handed to quinn as they are: no copy on this side.
+        self.write_all_chunks(frames)
+            .await
+            .map_err(std::io::Error::other)
+    }
+
+    async fn finish(&mut self) {
+        let _ = quinn::SendStream::finish(self);
     }
 }
 
@@ -52,7 +128,7 @@ pub(crate) fn spawn<R, W>(
 ) -> Link
 where
     R: AsyncRead + Unpin + Send + 'static,
-    W: AsyncWrite + Unpin + Send + 'static,
+    W: FrameWriter,
 {
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(write_loop(wr, rx));
@@ -60,35 +136,27 @@ where
     Link { tx }
 }
 
-async fn write_loop<W: AsyncWrite + Unpin>(mut wr: W, mut rx: mpsc::UnboundedReceiver<Vec<u8>>) {
-    let mut batch = Vec::new();
+async fn write_loop<W: FrameWriter>(mut wr: W, mut rx: mpsc::UnboundedReceiver<Bytes>) {
+    let mut queued: Vec<Bytes> = Vec::new();
     while let Some(first) = rx.recv().await {
-        // A lone frame (a large publish batch) goes out as it is; several
-        // small ones queued together are coalesced into one write.
-        let out = match rx.try_recv() {
-            Err(_) => first,
-            Ok(second) => {
-                batch.clear();
-                batch.extend_from_slice(&first);
-                batch.extend_from_slice(&second);
-                while batch.len() < (256 << 10) {
-                    match rx.try_recv() {
-                        Ok(more) => batch.extend_from_slice(&more),
-                        Err(_) => break,
-                    }
+        // What is queued now goes out together, up to about 256 KiB.
+        let mut total = first.len();
+        queued.push(first);
+        while total < (256 << 10) {
+            match rx.try_recv() {
+                Ok(more) => {
+                    total += more.len();
+                    queued.push(more);
                 }
-                std::mem::take(&mut batch)
+                Err(_) => break,
             }
-        };
-        if wr.write_all(&out).await.is_err() {
+        }
+        if wr.write_frames(&mut queued).await.is_err() {
             return;
         }
-        if batch.capacity() == 0 {
-            // Keep the coalescing buffer's allocation for next time.
-            batch = out;
-        }
+        queued.clear();
     }
-    let _ = wr.shutdown().await;
+    wr.finish().await;
 }
 
 async fn read_loop<R: AsyncRead + Unpin>(
