@@ -152,6 +152,12 @@ pub struct RecordRun {
     end: usize,
 }
 
+impl AsRef<[u8]> for RecordRun {
+    fn as_ref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
 impl RecordRun {
     /// A run of the one record `r`, with its padding.
     #[must_use]

@@ -6,6 +6,7 @@
 //! into a user-space buffer first. For a topic with many subscribers that is
 //! the copy that would otherwise be made once per subscriber.
 
+use std::future::Future;
 use std::io::{self, IoSlice};
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -80,6 +81,49 @@ impl Outbox {
 
 /// Most slices handed to one vectored write (Linux takes up to 1024).
 const MAX_SLICES: usize = 64;
+
+/// Where a session's writer puts its chunks: a byte stream through
+/// [`write_chunks`], or a QUIC stream that takes them as shared buffers
+/// (the mapped runs of records included) without a copy on our side.
+pub(crate) trait ChunkWriter: Send + 'static {
+    /// Writes every chunk, in order.
+    fn write(&mut self, chunks: Vec<Chunk>) -> impl Future<Output = io::Result<()>> + Send + '_;
+    /// Ends the stream.
+    fn shutdown(&mut self) -> impl Future<Output = ()> + Send + '_;
+}
+
+/// A byte stream as a [`ChunkWriter`].
+pub(crate) struct Stream<W>(pub(crate) W);
+
+impl<W: AsyncWrite + Unpin + Send + 'static> ChunkWriter for Stream<W> {
+    async fn write(&mut self, chunks: Vec<Chunk>) -> io::Result<()> {
+        write_chunks(&mut self.0, &chunks).await
+    }
+
+    async fn shutdown(&mut self) {
+        let _ = AsyncWriteExt::shutdown(&mut self.0).await;
+    }
+}
+
+impl ChunkWriter for quinn::SendStream {
+    async fn write(&mut self, chunks: Vec<Chunk>) -> io::Result<()> {
+        let mut bufs: Vec<bytes::Bytes> = chunks
+            .into_iter()
+            .map(|c| match c {
+                Chunk::Owned(v) => bytes::Bytes::from(v),
+                // The run keeps its segment mapped until quinn is done.
+                Chunk::Mapped(run) => bytes::Bytes::from_owner(run),
+            })
+            .collect();
+        self.write_all_chunks(&mut bufs)
+            .await
+            .map_err(io::Error::other)
+    }
+
+    async fn shutdown(&mut self) {
+        let _ = self.finish();
+    }
+}
 
 /// Writes `chunks` in order: vectored where the writer supports it, else
 /// one chunk at a time.

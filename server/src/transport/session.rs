@@ -21,7 +21,7 @@ use futures_util::stream::FuturesOrdered;
 use std::sync::Arc;
 
 use futures_util::{FutureExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -167,7 +167,7 @@ pub(crate) async fn run<R, W>(
     transport: &'static str,
 ) where
     R: AsyncRead + Unpin + Send,
-    W: AsyncWrite + Unpin + Send + 'static,
+    W: outbox::ChunkWriter,
 {
     // A writer task drains encoded frames, so that a blocked socket write
     // never stops the session from reading credits or acks. Two buffers in
@@ -261,13 +261,13 @@ pub(crate) async fn run<R, W>(
     let _ = writer.await;
 }
 
-async fn write_loop<W: AsyncWrite + Unpin>(mut wr: W, mut rx: mpsc::Receiver<Vec<Chunk>>) {
+async fn write_loop<W: outbox::ChunkWriter>(mut wr: W, mut rx: mpsc::Receiver<Vec<Chunk>>) {
     while let Some(chunks) = rx.recv().await {
-        if outbox::write_chunks(&mut wr, &chunks).await.is_err() {
+        if wr.write(chunks).await.is_err() {
             return;
         }
     }
-    let _ = wr.shutdown().await;
+    wr.shutdown().await;
 }
 
 /// Polls subscriptions that have credit; the first with an event wins.

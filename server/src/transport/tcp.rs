@@ -76,13 +76,13 @@ pub async fn serve(
                             match tls {
                                 None => {
                                     let (rd, wr) = stream.into_split();
-                                    session::run(broker, rd, wr, limits, auth, token, transport).await;
+                                    session::run(broker, rd, super::outbox::Stream(wr), limits, auth, token, transport).await;
                                 }
                                 Some(Acceptor(tls)) => {
                                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
                                         Ok(Ok(stream)) => {
                                             let (rd, wr) = tokio::io::split(stream);
-                                            session::run(broker, rd, wr, limits, auth, token, transport).await;
+                                            session::run(broker, rd, super::outbox::Stream(wr), limits, auth, token, transport).await;
                                         }
                                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
