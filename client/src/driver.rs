@@ -532,7 +532,8 @@ impl Driver {
         if let Some(link) = &self.control {
             link.send(buf.clone());
         }
-        // Kept for a resend if the connection breaks before the answer.
+        // Kept for a resend if the connection breaks before the answer
+        // (`establish` sends again all but the ones whose answer is ignored).
         self.pending.insert(id, Pending { frame: buf, waiter });
     }
 
@@ -621,18 +622,7 @@ impl Driver {
                 // finishes the stream. Over TCP the broker is told.
                 if self.subs.remove(&sub).is_some() && self.sub_links.remove(&sub).is_none() {
                     let id = self.id();
-                    let mut buf = Vec::new();
-                    let _ = Frame::Unsubscribe { sub }.encode(id, &mut buf);
-                    if let Some(link) = &self.control {
-                        link.send(buf);
-                    }
-                    self.pending.insert(
-                        id,
-                        Pending {
-                            frame: Bytes::new(),
-                            waiter: Waiter::Ignore,
-                        },
-                    );
+                    self.send_control(id, &Frame::Unsubscribe { sub }, Waiter::Ignore);
                 }
             }
             Cmd::Commit {
@@ -734,18 +724,9 @@ impl Driver {
             Cmd::Leave { member } => {
                 if self.members.remove(&member).is_some() {
                     let id = self.id();
-                    let mut buf = Vec::new();
-                    let _ = Frame::Leave { member }.encode(id, &mut buf);
-                    if let Some(link) = &self.control {
-                        link.send(buf);
-                    }
-                    self.pending.insert(
-                        id,
-                        Pending {
-                            frame: Bytes::new(),
-                            waiter: Waiter::Ignore,
-                        },
-                    );
+                    // Not sent again after a reconnect: the session it
+                    // names is gone.
+                    self.send_control(id, &Frame::Leave { member }, Waiter::Ignore);
                 }
             }
         }
