@@ -223,17 +223,7 @@ impl Collector for TopicCollector {
                 |t| t.corrupt_reads,
             ),
         ];
-        for (name, help, read) in counters {
-            let mut family = encoder.encode_descriptor(
-                name,
-                help,
-                None,
-                prometheus_client::metrics::MetricType::Counter,
-            )?;
-            for t in &topics {
-                ConstCounter::new(read(t)).encode(family.encode_family(&label(t))?)?;
-            }
-        }
+        encode_each(&mut encoder, Kind::Counter, &counters, &topics, label)?;
         let gauges: [(&str, &str, Read); 4] = [
             (
                 "topic_next_seq",
@@ -256,17 +246,7 @@ impl Collector for TopicCollector {
                 |t| t.quarantined_records,
             ),
         ];
-        for (name, help, read) in gauges {
-            let mut family = encoder.encode_descriptor(
-                name,
-                help,
-                None,
-                prometheus_client::metrics::MetricType::Gauge,
-            )?;
-            for t in &topics {
-                ConstGauge::new(read(t) as i64).encode(family.encode_family(&label(t))?)?;
-            }
-        }
+        encode_each(&mut encoder, Kind::Gauge, &gauges, &topics, label)?;
         // Lag per consumer group; a hook's cursor is group `_hooks.ID`, so
         // hooks are shown twice: as that group and by their own id.
         let lags: Vec<(String, String, i64)> = topics
@@ -355,17 +335,7 @@ impl TopicCollector {
             ),
         ];
         let label = |g: &GroupInfo| [("topic", g.topic.clone()), ("group", g.group.clone())];
-        for (name, help, read) in gauges {
-            let mut family = encoder.encode_descriptor(
-                name,
-                help,
-                None,
-                prometheus_client::metrics::MetricType::Gauge,
-            )?;
-            for g in &groups {
-                ConstGauge::new(read(g) as i64).encode(family.encode_family(&label(g))?)?;
-            }
-        }
+        encode_each(encoder, Kind::Gauge, &gauges, &groups, label)?;
         let counters: [(&str, &str, Read); 2] = [
             (
                 "shared_group_redelivered",
@@ -378,17 +348,44 @@ impl TopicCollector {
                 |g| g.dead_lettered,
             ),
         ];
-        for (name, help, read) in counters {
-            let mut family = encoder.encode_descriptor(
-                name,
-                help,
-                None,
-                prometheus_client::metrics::MetricType::Counter,
-            )?;
-            for g in &groups {
-                ConstCounter::new(read(g)).encode(family.encode_family(&label(g))?)?;
+        encode_each(encoder, Kind::Counter, &counters, &groups, label)
+    }
+}
+
+/// A figure: its name, its help, how to read it of one item.
+type Figure<'a, T> = (&'a str, &'a str, fn(&T) -> u64);
+
+/// Whether the figures [`encode_each`] writes are counters or gauges.
+#[derive(Clone, Copy)]
+enum Kind {
+    Counter,
+    Gauge,
+}
+
+/// One metric family per `(name, help, read)`, each with a sample per
+/// item, labelled by `label`: the per-topic and per-group figures read at
+/// a scrape.
+fn encode_each<T, const L: usize>(
+    encoder: &mut DescriptorEncoder<'_>,
+    kind: Kind,
+    metrics: &[Figure<'_, T>],
+    items: &[T],
+    label: impl Fn(&T) -> [(&'static str, String); L],
+) -> Result<(), std::fmt::Error> {
+    let ty = match kind {
+        Kind::Counter => prometheus_client::metrics::MetricType::Counter,
+        Kind::Gauge => prometheus_client::metrics::MetricType::Gauge,
+    };
+    for (name, help, read) in metrics {
+        let mut family = encoder.encode_descriptor(name, help, None, ty)?;
+        for item in items {
+            let labels = label(item);
+            let sample = family.encode_family(&labels)?;
+            match kind {
+                Kind::Counter => ConstCounter::new(read(item)).encode(sample)?,
+                Kind::Gauge => ConstGauge::new(read(item) as i64).encode(sample)?,
             }
         }
-        Ok(())
     }
+    Ok(())
 }
