@@ -39,6 +39,22 @@ async fn publish(b: &fanlog::Broker, topic: &str, n: u64, keys: u64) {
     }
 }
 
+/// Fetches and acks until a fetch waits 300 ms for nothing; the seqs in
+/// the order they came.
+async fn drain(w: &fanlog::broker::work::Worker) -> Vec<u64> {
+    let mut seqs = Vec::new();
+    loop {
+        let jobs = w.fetch(10, Duration::from_millis(300)).await.unwrap();
+        if jobs.is_empty() {
+            return seqs;
+        }
+        for j in jobs {
+            seqs.push(j.record.seq());
+            w.ack(j.record.seq()).await.unwrap();
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_workers_share_every_record_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -237,17 +253,7 @@ async fn a_group_opened_again_resumes_at_its_floor() {
     let b = common::open(dir.path(), &cfg);
     let group = SharedGroup::open(&b, "jobs", "g", options(false), None).unwrap();
     let w = group.join();
-    let mut seqs = Vec::new();
-    loop {
-        let jobs = w.fetch(10, Duration::from_millis(300)).await.unwrap();
-        if jobs.is_empty() {
-            break;
-        }
-        for j in jobs {
-            seqs.push(j.record.seq());
-            w.ack(j.record.seq()).await.unwrap();
-        }
-    }
+    let seqs = drain(&w).await;
     assert_eq!(seqs, [6, 7, 8, 9]);
 }
 
@@ -278,17 +284,7 @@ async fn acks_above_the_floor_survive_a_restart() {
     let b = common::open(dir.path(), &cfg);
     let group = SharedGroup::open(&b, "jobs", "g", options(false), None).unwrap();
     let w = group.join();
-    let mut seqs = Vec::new();
-    loop {
-        let jobs = w.fetch(10, Duration::from_millis(300)).await.unwrap();
-        if jobs.is_empty() {
-            break;
-        }
-        for j in jobs {
-            seqs.push(j.record.seq());
-            w.ack(j.record.seq()).await.unwrap();
-        }
-    }
+    let seqs = drain(&w).await;
     assert_eq!(seqs, [0], "only what was not acknowledged");
     assert_eq!(group.floor(), 10);
 }

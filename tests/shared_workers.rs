@@ -42,6 +42,23 @@ impl Seen {
     }
 }
 
+/// A `fanlog serve` with HTTP on (and `args`), its HTTP base URL and a
+/// client connected over TCP.
+async fn serve_http(
+    data: &std::path::Path,
+    args: &[&str],
+) -> (common::ServeProcess, String, Client) {
+    let args: Vec<&str> = ["--http", "127.0.0.1:0"]
+        .iter()
+        .chain(args)
+        .copied()
+        .collect();
+    let serve = common::ServeProcess::start(data, &args);
+    let http = format!("http://{}", serve.http.clone().unwrap());
+    let client = Client::connect(&serve.tcp).await.unwrap();
+    (serve, http, client)
+}
+
 async fn publish_keyed(client: &Client, topic: &str, n: u64, keys: u64) {
     let mut i = 0;
     while i < n {
@@ -164,12 +181,7 @@ async fn ws_worker(http: String, topic: &str, query: String, seen: Arc<Seen>, of
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_workers_over_tcp_http_and_websocket_share_30000_records_in_key_order() {
     let dir = tempfile::tempdir().unwrap();
-    let serve = common::ServeProcess::start(
-        &dir.path().join("data"),
-        &["--http", "127.0.0.1:0", "--quic", "off"],
-    );
-    let http = format!("http://{}", serve.http.clone().unwrap());
-    let client = Client::connect(&serve.tcp).await.unwrap();
+    let (serve, http, client) = serve_http(&dir.path().join("data"), &["--quic", "off"]).await;
     publish_keyed(&client, "orders", N, KEYS).await;
 
     let seen = Arc::new(Seen::default());
@@ -240,12 +252,7 @@ async fn three_workers_over_tcp_http_and_websocket_share_30000_records_in_key_or
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vanished_workers_records_go_to_another_after_the_ack_wait() {
     let dir = tempfile::tempdir().unwrap();
-    let serve = common::ServeProcess::start(
-        &dir.path().join("data"),
-        &["--http", "127.0.0.1:0", "--quic", "off"],
-    );
-    let http = format!("http://{}", serve.http.clone().unwrap());
-    let client = Client::connect(&serve.tcp).await.unwrap();
+    let (serve, http, client) = serve_http(&dir.path().join("data"), &["--quic", "off"]).await;
     publish_keyed(&client, "jobs", 100, 100).await;
     let ack_wait = Duration::from_millis(1500);
     // An HTTP worker takes 10 records and is never heard of again. (The
@@ -329,12 +336,7 @@ async fn a_vanished_workers_records_go_to_another_after_the_ack_wait() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poison_record_lands_in_the_dead_letter_topic_and_the_group_goes_on() {
     let dir = tempfile::tempdir().unwrap();
-    let serve = common::ServeProcess::start(
-        &dir.path().join("data"),
-        &["--http", "127.0.0.1:0", "--quic", "off"],
-    );
-    let http = format!("http://{}", serve.http.clone().unwrap());
-    let client = Client::connect(&serve.tcp).await.unwrap();
+    let (serve, http, client) = serve_http(&dir.path().join("data"), &["--quic", "off"]).await;
     publish_keyed(&client, "jobs", 20, 20).await;
     let mut w = client
         .worker("jobs", "g", worker_options(false, Duration::from_secs(30)))
@@ -498,9 +500,7 @@ async fn a_stopped_cli_worker_over_quic_gives_back_what_it_held_after_the_ack_wa
     use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let serve = common::ServeProcess::start(&data, &["--http", "127.0.0.1:0"]);
-    let http = format!("http://{}", serve.http.clone().unwrap());
-    let client = Client::connect(&serve.tcp).await.unwrap();
+    let (serve, http, client) = serve_http(&data, &[]).await;
     publish_keyed(&client, "jobs", 200, 200).await;
     // `fanlog sub --shared` over QUIC, holding up to 10.
     let ca = data.join("tls/cert.pem");
@@ -580,12 +580,7 @@ async fn a_stopped_cli_worker_over_quic_gives_back_what_it_held_after_the_ack_wa
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_ack_a_range_over_http_and_websocket() {
     let dir = tempfile::tempdir().unwrap();
-    let serve = common::ServeProcess::start(
-        &dir.path().join("data"),
-        &["--http", "127.0.0.1:0", "--quic", "off"],
-    );
-    let http = format!("http://{}", serve.http.clone().unwrap());
-    let client = Client::connect(&serve.tcp).await.unwrap();
+    let (serve, http, client) = serve_http(&dir.path().join("data"), &["--quic", "off"]).await;
     publish_keyed(&client, "jobs", 20, 20).await;
     let c = reqwest::Client::new();
     let base = format!("{http}/topics/jobs/shared/g");
