@@ -246,6 +246,17 @@ pub struct GroupInfo {
     pub oldest_unacked_ms: Option<u64>,
 }
 
+/// The group running in `slot`, unless its reader stopped.
+fn live(
+    groups: &HashMap<(String, String), Weak<Group>>,
+    slot: &(String, String),
+) -> Option<Arc<Group>> {
+    groups
+        .get(slot)
+        .and_then(Weak::upgrade)
+        .filter(|g| g.ended.lock().is_none())
+}
+
 fn registry(broker: &Broker) -> Arc<Registry> {
     broker.extension(|_| Registry::default())
 }
@@ -295,27 +306,36 @@ impl SharedGroup {
         let reg = registry(broker);
         let mut groups = reg.groups.lock();
         let slot = (topic.to_owned(), group.to_owned());
-        if let Some(inner) = groups.get(&slot).and_then(Weak::upgrade)
-            && inner.ended.lock().is_none()
-        {
-            if options.is_some_and(|o| o != inner.options) {
-                return Err(BrokerError::GroupConflict(format!(
-                    "group {group:?} of {topic:?} runs with other options ({}); join it with those or none",
-                    describe(&inner.options)
-                )));
-            }
-            if dead_letter.is_some_and(|d| d != inner.dead_letter) {
-                return Err(BrokerError::GroupConflict(format!(
-                    "group {group:?} of {topic:?} sets dead records aside into {:?}",
-                    inner.dead_letter
-                )));
-            }
-            return Ok(Self { inner });
+        if let Some(inner) = live(&groups, &slot) {
+            return Self::join_running(inner, options, dead_letter);
         }
         let this = Self::start(broker, topic, group, options, dead_letter)?;
         groups.retain(|_, g| g.strong_count() > 0);
         groups.insert(slot, Arc::downgrade(&this.inner));
         Ok(this)
+    }
+
+    /// The running group `inner`, if `options` and `dead_letter` (when
+    /// given) are the ones it runs with.
+    fn join_running(
+        inner: Arc<Group>,
+        options: Option<SharedOptions>,
+        dead_letter: Option<&str>,
+    ) -> Result<Self> {
+        let (topic, group) = (&inner.topic, &inner.group);
+        if options.is_some_and(|o| o != inner.options) {
+            return Err(BrokerError::GroupConflict(format!(
+                "group {group:?} of {topic:?} runs with other options ({}); join it with those or none",
+                describe(&inner.options)
+            )));
+        }
+        if dead_letter.is_some_and(|d| d != inner.dead_letter) {
+            return Err(BrokerError::GroupConflict(format!(
+                "group {group:?} of {topic:?} sets dead records aside into {:?}",
+                inner.dead_letter
+            )));
+        }
+        Ok(Self { inner })
     }
 
     /// [`SharedGroup::open`] off the runtime's threads (it reads and may
@@ -333,6 +353,19 @@ impl SharedGroup {
         dead_letter: Option<&str>,
         wait: Duration,
     ) -> Result<Self> {
+        // A running group (every request of an HTTP worker) needs no file
+        // work: joined here, without a trip to the blocking pool.
+        // The names checked as `open` checks them.
+        TopicName::new(topic)?;
+        GroupName::new(group)?;
+        if let Some(d) = dead_letter {
+            TopicName::new(d)?;
+        }
+        let slot = (topic.to_owned(), group.to_owned());
+        let running = live(&registry(broker).groups.lock(), &slot);
+        if let Some(inner) = running {
+            return Self::join_running(inner, options, dead_letter);
+        }
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let (b, t, g, d) = (
