@@ -18,6 +18,7 @@ use crate::connect::{self, Connection};
 use crate::delivery::{Delivery, Event};
 use crate::error::ClientError;
 use crate::link::{Incoming, Link, LinkId};
+use crate::pool::Pool;
 use crate::work::{Job, Settler, WorkerOptions};
 
 type Reply<T> = oneshot::Sender<Result<T, ClientError>>;
@@ -167,6 +168,8 @@ pub(crate) struct Driver {
     next_pseq: u64,
     /// The address of [`ConnectOptions::addresses`] tried first.
     current: usize,
+    /// Buffers for encoded requests.
+    pool: Pool,
 }
 
 fn send_reply<T>(r: Reply<T>, v: Result<T, ClientError>) {
@@ -202,6 +205,7 @@ impl Driver {
             producer_id: rand::random(),
             next_pseq: 0,
             current: 0,
+            pool: Pool::default(),
         };
         d.establish().await?;
         Ok(d)
@@ -524,11 +528,11 @@ impl Driver {
     }
 
     fn send_control(&mut self, id: u32, f: &Frame<'_>, waiter: Waiter) {
-        let mut buf = Vec::new();
+        let mut buf = self.pool.take(0);
         if let Err(e) = f.encode(id, &mut buf) {
             return fail(waiter, ClientError::Protocol(e.to_string()));
         }
-        let buf = Bytes::from(buf);
+        let buf = self.pool.share(buf);
         if let Some(link) = &self.control {
             link.send(buf.clone());
         }

@@ -48,6 +48,7 @@ mod delivery;
 mod driver;
 mod error;
 mod link;
+mod pool;
 mod producer;
 #[cfg(feature = "tls")]
 mod quic;
