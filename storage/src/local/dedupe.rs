@@ -58,6 +58,8 @@ impl Dedupe {
     pub(crate) fn lookup(&self, producer: Option<Producer>, key: Option<&[u8]>) -> Option<u64> {
         if let Some(p) = producer
             && let Some(runs) = self.producers.get(&p.id)
+            // A new message comes after the newest run: no search.
+            && runs.back().is_some_and(|r| p.seq < r.pseq + r.len)
         {
             // Runs are in producer-seq order: binary search the one holding it.
             let i = runs.partition_point(|r| r.pseq + r.len <= p.seq);
