@@ -368,6 +368,7 @@ fn main() {
     });
 
     let f16_bytes = num(&f_16k, "mb_per_s") * 1e6;
+    // Targets: the "must hold" ratios of the latest performance issue.
     let mut rows = vec![
         Row {
             what: "durable publish 1 KiB (msgs/s)".into(),
@@ -384,7 +385,7 @@ fn main() {
             peer: "Redis XADD",
             peer_value: rx_add,
             unit: "/s",
-            target: Some(2.5),
+            target: Some(3.0),
             lower_is_better: false,
         },
         Row {
@@ -411,7 +412,7 @@ fn main() {
             peer: "core NATS",
             peer_value: nats_e2e,
             unit: "/s",
-            target: Some(2.0),
+            target: Some(1.0),
             lower_is_better: false,
         },
         Row {
@@ -438,7 +439,7 @@ fn main() {
             peer: "raw loopback TCP",
             peer_value: raw,
             unit: "B/s",
-            target: Some(0.5),
+            target: Some(0.4),
             lower_is_better: false,
         },
         Row {
