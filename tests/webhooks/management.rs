@@ -156,14 +156,23 @@ async fn handshake_and_rate_limit() {
     );
     assert_eq!(rig.get("/hooks").await.1.as_array().unwrap().len(), 1);
 
-    // 20 per second: deliveries at least 50 ms apart.
+    // 20 per second: deliveries sent at least 50 ms apart. The receiver
+    // sees arrivals, and one that was late in transit (a loaded machine,
+    // a cluster) lands closer to the next: so the spacing is checked over
+    // the run (the sixth arrives at least five gaps after the first was
+    // sent), and each pair only loosely.
     rig.publish("hs", 6).await;
     echo.wait_accepted(7, Duration::from_secs(10)).await;
     let times: Vec<Instant> = echo.hits()[1..].iter().map(|h| h.at).collect();
     assert_eq!(times.len(), 6);
+    let span = times[5] - times[0];
+    assert!(
+        span >= Duration::from_millis(230),
+        "6 deliveries in {span:?}"
+    );
     for w in times.windows(2) {
         assert!(
-            w[1] - w[0] >= Duration::from_millis(45),
+            w[1] - w[0] >= Duration::from_millis(20),
             "{:?}",
             w[1] - w[0]
         );
