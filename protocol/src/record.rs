@@ -167,6 +167,22 @@ pub struct RecordParts<'a> {
     pub payload: &'a [u8],
 }
 
+/// A record's prefix, from [`RecordParts::head`].
+#[derive(Debug, Clone, Copy)]
+pub struct RecordHead {
+    bytes: [u8; HEADER_LEN + PRODUCER_LEN],
+    prefix_len: usize,
+    /// Zero bytes after the payload, up to the record's padded length.
+    pub padding: usize,
+}
+
+impl RecordHead {
+    /// The fixed header, checksum included, and the producer block if any.
+    pub fn prefix(&self) -> &[u8] {
+        &self.bytes[..self.prefix_len]
+    }
+}
+
 impl RecordParts<'_> {
     fn prefix_len(&self) -> usize {
         HEADER_LEN
@@ -192,6 +208,56 @@ impl RecordParts<'_> {
         padded_len(self.len())
     }
 
+    /// The record's prefix (fixed header, checksum included, and producer
+    /// block): the bytes that go before its metadata, key and payload. A
+    /// writer can put the prefix, the parts as they are and
+    /// [`RecordHead::padding`] zero bytes side by side (a vectored write)
+    /// instead of copying the parts into one buffer first.
+    ///
+    /// # Errors
+    /// [`RecordError::TooLarge`] if the key, metadata or total length does not
+    /// fit its header field.
+    pub fn head(&self) -> Result<RecordHead, RecordError> {
+        let key_len = u16::try_from(self.key.len())
+            .map_err(|_| RecordError::TooLarge("key over 65535 bytes"))?;
+        let meta_len = u32::try_from(self.meta.len())
+            .map_err(|_| RecordError::TooLarge("metadata over 4 GiB"))?;
+        let len = self.len();
+        let len32 = u32::try_from(len).map_err(|_| RecordError::TooLarge("record over 4 GiB"))?;
+        let flags = if self.producer.is_some() {
+            FLAG_PRODUCER
+        } else {
+            0
+        };
+        let mut bytes = [0u8; HEADER_LEN + PRODUCER_LEN];
+        bytes[4..8].copy_from_slice(&len32.to_le_bytes());
+        bytes[8..16].copy_from_slice(&self.seq.to_le_bytes());
+        bytes[16..24].copy_from_slice(&self.timestamp_us.to_le_bytes());
+        bytes[24..26].copy_from_slice(&flags.to_le_bytes());
+        bytes[26..28].copy_from_slice(&key_len.to_le_bytes());
+        bytes[28..32].copy_from_slice(&meta_len.to_le_bytes());
+        if let Some(p) = self.producer {
+            bytes[32..40].copy_from_slice(&p.id.to_le_bytes());
+            bytes[40..48].copy_from_slice(&p.seq.to_le_bytes());
+        }
+        let prefix_len = self.prefix_len();
+        let mut crc = crc32c::crc32c(&bytes[4..prefix_len]);
+        crc = crc32c::crc32c_append(crc, self.meta);
+        crc = crc32c::crc32c_append(crc, self.key);
+        crc = crc32c::crc32c_append(crc, self.payload);
+        bytes[0..4].copy_from_slice(&crc.to_le_bytes());
+        Ok(RecordHead {
+            bytes,
+            prefix_len,
+            padding: padded_len(len) - len,
+        })
+    }
+
+    /// The record's parts in the order they are stored, after the prefix.
+    pub fn parts(&self) -> [&[u8]; 3] {
+        [self.meta, self.key, self.payload]
+    }
+
     /// Writes the record at the start of `dst` (at least [`Self::padded_len`]
     /// bytes), padding included, and returns the bytes written.
     ///
@@ -203,53 +269,20 @@ impl RecordParts<'_> {
     /// fit its header field; [`RecordError::Incomplete`] if `dst` is too small.
     /// Nothing is written on error.
     pub fn write(&self, dst: &mut [u8]) -> Result<usize, RecordError> {
-        let key_len = u16::try_from(self.key.len())
-            .map_err(|_| RecordError::TooLarge("key over 65535 bytes"))?;
-        let meta_len = u32::try_from(self.meta.len())
-            .map_err(|_| RecordError::TooLarge("metadata over 4 GiB"))?;
-        let len = self.len();
-        let len32 = u32::try_from(len).map_err(|_| RecordError::TooLarge("record over 4 GiB"))?;
-        let padded = padded_len(len);
+        let head = self.head()?;
+        let padded = self.padded_len();
         if dst.len() < padded {
             return Err(RecordError::Incomplete {
                 needed: padded,
                 have: dst.len(),
             });
         }
-        let flags = if self.producer.is_some() {
-            FLAG_PRODUCER
-        } else {
-            0
-        };
-        let mut head = [0u8; HEADER_LEN + PRODUCER_LEN];
-        head[4..8].copy_from_slice(&len32.to_le_bytes());
-        head[8..16].copy_from_slice(&self.seq.to_le_bytes());
-        head[16..24].copy_from_slice(&self.timestamp_us.to_le_bytes());
-        head[24..26].copy_from_slice(&flags.to_le_bytes());
-        head[26..28].copy_from_slice(&key_len.to_le_bytes());
-        head[28..32].copy_from_slice(&meta_len.to_le_bytes());
-        if let Some(p) = self.producer {
-            head[32..40].copy_from_slice(&p.id.to_le_bytes());
-            head[40..48].copy_from_slice(&p.seq.to_le_bytes());
-        }
-        let prefix = &head[..self.prefix_len()];
-        let mut crc = crc32c::crc32c(&prefix[4..]);
-        crc = crc32c::crc32c_append(crc, self.meta);
-        crc = crc32c::crc32c_append(crc, self.key);
-        crc = crc32c::crc32c_append(crc, self.payload);
-        head[0..4].copy_from_slice(&crc.to_le_bytes());
-
         let mut at = 0;
-        for part in [
-            &head[..self.prefix_len()],
-            self.meta,
-            self.key,
-            self.payload,
-        ] {
+        for part in std::iter::once(head.prefix()).chain(self.parts()) {
             dst[at..at + part.len()].copy_from_slice(part);
             at += part.len();
         }
-        dst[len..padded].fill(0);
+        dst[at..padded].fill(0);
         Ok(padded)
     }
 

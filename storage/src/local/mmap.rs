@@ -21,7 +21,7 @@
 //! data directory's lock keeps other processes out).
 
 use std::fs::{File, OpenOptions};
-use std::io;
+use std::io::{self, IoSlice};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -32,6 +32,8 @@ use rustix::fs::{FallocateFlags, fallocate};
 
 /// The first disk reservation of a file, and the largest step by which a
 /// reservation grows ahead of the writes.
+/// Slices one vectored write takes at most (Linux's `IOV_MAX`).
+const IOV_MAX: usize = 1024;
 const FIRST_RESERVATION: usize = 64 * 1024;
 const MAX_RESERVATION_STEP: usize = 8 << 20;
 
@@ -201,6 +203,37 @@ impl MappedFile {
     /// Writes `bytes` at `at`, at or past the published mark and inside
     /// the mapping (so readers can see them once published).
     pub(crate) fn write_at(&self, at: usize, bytes: &[u8]) -> io::Result<()> {
+        self.check_write(at, bytes.len())?;
+        self.with_file(|f| f.write_all_at(bytes, at as u64))
+    }
+
+    /// Writes the slices of `bufs` one after the other from `at` (one
+    /// positional vectored write per [`IOV_MAX`] slices), under the rules
+    /// of [`Self::write_at`].
+    pub(crate) fn write_vectored_at(&self, at: usize, bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
+        let len = bufs.iter().map(|b| b.len()).sum();
+        self.check_write(at, len)?;
+        self.with_file(|f| {
+            let (mut bufs, mut at) = (bufs, at as u64);
+            while !bufs.is_empty() {
+                let n = bufs.len().min(IOV_MAX);
+                match rustix::io::pwritev(f, &bufs[..n], at) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(written) => {
+                        at += written as u64;
+                        IoSlice::advance_slices(&mut bufs, written);
+                    }
+                    Err(rustix::io::Errno::INTR) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Refuses a write of `len` bytes at `at` below the published mark or
+    /// past the mapping; reserves the disk for it.
+    fn check_write(&self, at: usize, len: usize) -> io::Result<()> {
         if at < self.published() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -210,21 +243,17 @@ impl MappedFile {
                 ),
             ));
         }
-        let Some(end) = at
-            .checked_add(bytes.len())
-            .filter(|&end| end <= self.map.len())
-        else {
+        let Some(end) = at.checked_add(len).filter(|&end| end <= self.map.len()) else {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(
-                    "write of {} bytes at {at} past the mapping of {}",
-                    bytes.len(),
+                    "write of {len} bytes at {at} past the mapping of {}",
                     self.map.len()
                 ),
             ));
         };
         self.reserve(at, end);
-        self.with_file(|f| f.write_all_at(bytes, at as u64))
+        Ok(())
     }
 
     /// Makes everything written to the file durable (fdatasync).

@@ -209,10 +209,15 @@ impl Segment {
         RecordView::parse_trusted(bytes).map(|(v, _)| v)
     }
 
-    /// Writes encoded records at `pos`; not yet visible. Only the topic's
+    /// Writes encoded records, the slices of `bufs` one after the other, at
+    /// `pos`; not yet visible. Only the topic's
     /// writer calls this, at positions beyond `written`.
-    pub(crate) fn write_records(&self, pos: usize, bytes: &[u8]) -> io::Result<()> {
-        self.data.write_at(pos, bytes)
+    pub(crate) fn write_records(
+        &self,
+        pos: usize,
+        bufs: &mut [std::io::IoSlice<'_>],
+    ) -> io::Result<()> {
+        self.data.write_vectored_at(pos, bufs)
     }
 
     /// Writes index entries starting at entry `first` (little-endian u32
