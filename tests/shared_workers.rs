@@ -109,14 +109,9 @@ async fn http_worker(http: String, topic: &str, query: String, seen: Arc<Seen>, 
     let c = reqwest::Client::new();
     let base = format!("{http}/topics/{topic}/shared/g");
     while !seen.all_done(of) {
-        let page: Value = c
-            .post(format!("{base}/fetch?worker=h1&max=50&wait=200ms&{query}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page =
+            common::send_json(c.post(format!("{base}/fetch?worker=h1&max=50&wait=200ms&{query}")))
+                .await;
         let msgs = page["messages"].as_array().unwrap();
         if msgs.is_empty() {
             continue;
@@ -258,17 +253,11 @@ async fn a_vanished_workers_records_go_to_another_after_the_ack_wait() {
     // An HTTP worker takes 10 records and is never heard of again. (The
     // clock starts before the fetch: the records are handed out during it.)
     let started = std::time::Instant::now();
-    let page: Value = reqwest::Client::new()
-        .post(format!(
-            "{http}/topics/jobs/shared/g/fetch?worker=gone&max=10&wait=5s&{}",
-            http_options(false, ack_wait)
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page = common::send_json(reqwest::Client::new().post(format!(
+        "{http}/topics/jobs/shared/g/fetch?worker=gone&max=10&wait=5s&{}",
+        http_options(false, ack_wait)
+    )))
+    .await;
     let lost: Vec<u64> = page["messages"]
         .as_array()
         .unwrap()
@@ -584,14 +573,7 @@ async fn workers_ack_a_range_over_http_and_websocket() {
     publish_keyed(&client, "jobs", 20, 20).await;
     let c = reqwest::Client::new();
     let base = format!("{http}/topics/jobs/shared/g");
-    let page: Value = c
-        .post(format!("{base}/fetch?worker=w1&max=10&wait=5s"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page = common::send_json(c.post(format!("{base}/fetch?worker=w1&max=10&wait=5s"))).await;
     assert_eq!(page["messages"].as_array().unwrap().len(), 10);
     let ack = |body: Value| c.post(format!("{base}/ack?worker=w1")).json(&body).send();
     assert_eq!(

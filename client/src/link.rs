@@ -71,29 +71,16 @@ impl<W: AsyncWrite + Unpin + Send + 'static> FrameWriter for Stream<W> {
             }
             return wr.write_all(&batch).await;
         }
-        let (mut at, mut offset) = (0, 0);
-        while at < frames.len() {
-            let slices: Vec<std::io::IoSlice<'_>> = frames[at..]
-                .iter()
-                .take(64)
-                .enumerate()
-                .map(|(i, f)| std::io::IoSlice::new(if i == 0 { &f[offset..] } else { f }))
-                .collect();
-            let mut written = wr.write_vectored(&slices).await?;
+        let mut slices: Vec<std::io::IoSlice<'_>> =
+            frames.iter().map(|f| std::io::IoSlice::new(f)).collect();
+        let mut left = &mut slices[..];
+        while !left.is_empty() {
+            let n = left.len().min(64);
+            let written = wr.write_vectored(&left[..n]).await?;
             if written == 0 {
                 return Err(std::io::ErrorKind::WriteZero.into());
             }
-            while written > 0 {
-                let left = frames[at].len() - offset;
-                if written >= left {
-                    written -= left;
-                    at += 1;
-                    offset = 0;
-                } else {
-                    offset += written;
-                    written = 0;
-                }
-            }
+            std::io::IoSlice::advance_slices(&mut left, written);
         }
         Ok(())
     }

@@ -137,34 +137,16 @@ where
         }
         return Ok(());
     }
-    let (mut at, mut offset) = (0, 0);
-    while at < chunks.len() {
-        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
-        let mut n = 0;
-        for c in &chunks[at..] {
-            if n == MAX_SLICES {
-                break;
-            }
-            let s = c.as_slice();
-            slices[n] = IoSlice::new(if n == 0 { &s[offset..] } else { s });
-            n += 1;
-        }
-        let mut written = wr.write_vectored(&slices[..n]).await?;
+    let mut slices: Vec<IoSlice<'_>> = chunks.iter().map(|c| IoSlice::new(c.as_slice())).collect();
+    let mut left = &mut slices[..];
+    while !left.is_empty() {
+        let n = left.len().min(MAX_SLICES);
+        let written = wr.write_vectored(&left[..n]).await?;
         if written == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
-        // Advance past what was written, possibly mid-chunk.
-        while written > 0 {
-            let left = chunks[at].as_slice().len() - offset;
-            if written >= left {
-                written -= left;
-                at += 1;
-                offset = 0;
-            } else {
-                offset += written;
-                written = 0;
-            }
-        }
+        // Past what was written, possibly mid-chunk.
+        IoSlice::advance_slices(&mut left, written);
     }
     Ok(())
 }
