@@ -528,7 +528,7 @@ impl Driver {
     }
 
     fn send_control(&mut self, id: u32, f: &Frame<'_>, waiter: Waiter) {
-        let mut buf = self.pool.take(0);
+        let mut buf = self.pool.take();
         if let Err(e) = f.encode(id, &mut buf) {
             return fail(waiter, ClientError::Protocol(e.to_string()));
         }

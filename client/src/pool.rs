@@ -21,11 +21,9 @@ const LARGEST_KEPT: usize = 4 << 20;
 pub(crate) struct Pool(Arc<Mutex<Vec<Vec<u8>>>>);
 
 impl Pool {
-    /// An empty buffer with room for at least `hint` bytes.
-    pub(crate) fn take(&self, hint: usize) -> Vec<u8> {
-        let mut buf = self.0.lock().pop().unwrap_or_default();
-        buf.reserve(hint);
-        buf
+    /// An empty buffer, with the room it had when it was last used.
+    pub(crate) fn take(&self) -> Vec<u8> {
+        self.0.lock().pop().unwrap_or_default()
     }
 
     /// `buf` as shared bytes whose memory returns to the pool once the
@@ -73,16 +71,16 @@ mod tests {
     #[test]
     fn a_buffer_comes_back_once_every_clone_is_dropped() {
         let pool = Pool::default();
-        let mut buf = pool.take(1000);
-        buf.extend_from_slice(b"frame");
+        let mut buf = pool.take();
+        buf.extend_from_slice(&[7; 1000]);
         let ptr = buf.as_ptr();
         let shared = pool.share(buf);
         let again = shared.clone();
         drop(shared);
         assert!(pool.0.lock().is_empty(), "still held by a clone");
-        assert_eq!(&again[..], b"frame");
+        assert_eq!(&again[..], &[7; 1000][..]);
         drop(again);
-        let reused = pool.take(10);
+        let reused = pool.take();
         assert!(reused.is_empty());
         assert_eq!(reused.as_ptr(), ptr, "the same memory");
         assert!(reused.capacity() >= 1000);
@@ -93,7 +91,7 @@ mod tests {
         let pool = Pool::default();
         drop(pool.share(Vec::with_capacity(LARGEST_KEPT + 1)));
         assert!(pool.0.lock().is_empty());
-        let held: Vec<Bytes> = (0..KEPT + 5).map(|_| pool.share(pool.take(8))).collect();
+        let held: Vec<Bytes> = (0..KEPT + 5).map(|_| pool.share(pool.take())).collect();
         drop(held);
         assert_eq!(pool.0.lock().len(), KEPT);
     }

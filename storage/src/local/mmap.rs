@@ -32,10 +32,10 @@ use rustix::fs::{FallocateFlags, fallocate};
 
 /// The first disk reservation of a file, and the largest step by which a
 /// reservation grows ahead of the writes.
-/// Slices one vectored write takes at most (Linux's `IOV_MAX`).
-const IOV_MAX: usize = 1024;
 const FIRST_RESERVATION: usize = 64 * 1024;
 const MAX_RESERVATION_STEP: usize = 8 << 20;
+/// Slices one vectored write takes at most (Linux's `IOV_MAX`).
+const IOV_MAX: usize = 1024;
 
 /// A file mapped shared and read-only for its whole mapped length, written
 /// with positional writes.
