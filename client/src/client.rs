@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::delivery::{Delivery, Event};
 use crate::driver::{Cmd, Driver};
 use crate::error::ClientError;
+use crate::link::Events;
 use crate::producer::{Producer, ProducerOptions};
 #[cfg(feature = "tls")]
 pub use crate::quic::QuicOptions;
@@ -583,7 +584,7 @@ fn embedded_delivery(r: &fanlog_broker::Record) -> Delivery {
 enum SubInner {
     Remote {
         sub: u32,
-        rx: mpsc::UnboundedReceiver<Result<Event, ClientError>>,
+        rx: mpsc::UnboundedReceiver<Events>,
         ctl: mpsc::UnboundedSender<Cmd>,
         window: u32,
         consumed: u32,

@@ -3,11 +3,10 @@
 use std::sync::{Arc, Mutex};
 
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 
 use crate::client::{ConnectOptions, Transport};
 use crate::error::ClientError;
-use crate::link::{self, Incoming, Link, LinkId};
+use crate::link::{self, Inbox, Link, LinkId};
 
 /// An open connection to the broker.
 #[derive(Debug, Clone)]
@@ -80,7 +79,7 @@ impl Connection {
         generation: u64,
         id: LinkId,
         max_frame: usize,
-        incoming: mpsc::UnboundedSender<Incoming>,
+        inbox: Inbox,
     ) -> Result<Link, ClientError> {
         match self {
             Connection::Tcp(slot) => {
@@ -96,7 +95,7 @@ impl Connection {
                     generation,
                     id,
                     max_frame,
-                    incoming,
+                    inbox,
                 ))
             }
             #[cfg(feature = "tls")]
@@ -113,7 +112,7 @@ impl Connection {
                     generation,
                     id,
                     max_frame,
-                    incoming,
+                    inbox,
                 ))
             }
             #[cfg(feature = "tls")]
@@ -122,7 +121,7 @@ impl Connection {
                     addr: conn.remote_address().to_string(),
                     reason: e.to_string(),
                 })?;
-                Ok(link::spawn(recv, send, generation, id, max_frame, incoming))
+                Ok(link::spawn(recv, send, generation, id, max_frame, inbox))
             }
         }
     }

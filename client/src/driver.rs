@@ -15,9 +15,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::client::{ConnectOptions, Fetched, StartFrom, TopicInfo};
 use crate::connect::{self, Connection};
-use crate::delivery::{Delivery, Event};
+use crate::delivery::Delivery;
 use crate::error::ClientError;
-use crate::link::{Incoming, Link, LinkId};
+use crate::link::{Events, Inbox, Incoming, Link, LinkId, Route};
 use crate::pool::Pool;
 use crate::work::{Job, Settler, WorkerOptions};
 
@@ -35,7 +35,7 @@ pub(crate) enum Cmd {
         topic: String,
         from: StartFrom,
         window: u32,
-        events: mpsc::UnboundedSender<Result<Event, ClientError>>,
+        events: mpsc::UnboundedSender<Events>,
         /// The subscription's id and the first seq it delivers.
         reply: Reply<(u32, u64)>,
     },
@@ -115,10 +115,10 @@ struct Pending {
 struct SubState {
     topic: String,
     from: StartFrom,
-    /// The seq to deliver next; known once the broker answered Subscribed.
-    next: Option<u64>,
     window: u32,
-    events: mpsc::UnboundedSender<Result<Event, ClientError>>,
+    /// Where errors go; records and gaps go by the link's reader (the
+    /// subscription's [`Route`]).
+    events: mpsc::UnboundedSender<Events>,
     /// The first Subscribed answer goes to the caller of subscribe().
     reply: Option<Reply<(u32, u64)>>,
 }
@@ -151,7 +151,8 @@ pub(crate) struct Driver {
     /// Credit and unsubscribe notices (see `Backend::Remote`); closed once
     /// every handle, client or subscription, is gone.
     ctl: mpsc::UnboundedReceiver<Cmd>,
-    incoming_tx: mpsc::UnboundedSender<Incoming>,
+    /// Given to each link's reader: frames come back on `incoming`.
+    inbox: Inbox,
     incoming: mpsc::UnboundedReceiver<Incoming>,
     generation: u64,
     conn: Option<Connection>,
@@ -190,7 +191,10 @@ impl Driver {
             opts,
             cmds,
             ctl,
-            incoming_tx,
+            inbox: Inbox {
+                frames: incoming_tx,
+                routes: Default::default(),
+            },
             incoming,
             generation: 0,
             conn: None,
@@ -251,6 +255,7 @@ impl Driver {
         for (_, p) in std::mem::take(&mut self.pending) {
             fail(p.waiter, e.clone());
         }
+        self.inbox.routes.lock().subs.clear();
         for (_, s) in self.subs.drain() {
             if let Some(r) = s.reply {
                 send_reply(r, Err(e.clone()));
@@ -304,6 +309,8 @@ impl Driver {
     /// resubscribes.
     async fn establish(&mut self) -> Result<(), ClientError> {
         self.generation += 1;
+        // The readers of the connection given up on deliver nothing more.
+        self.inbox.routes.lock().generation = self.generation;
         let conn = self.open_any().await?;
         let control = self.open_link(&conn, 0).await?;
         self.conn = Some(conn);
@@ -405,12 +412,7 @@ impl Driver {
     /// own stream) and says Hello on it.
     async fn open_link(&mut self, conn: &Connection, id: LinkId) -> Result<Link, ClientError> {
         let link = conn
-            .open_link(
-                self.generation,
-                id,
-                self.opts.max_frame,
-                self.incoming_tx.clone(),
-            )
+            .open_link(self.generation, id, self.opts.max_frame, self.inbox.clone())
             .await?;
         let mut hello = Vec::new();
         let token = self.opts.token.as_deref().unwrap_or("");
@@ -439,7 +441,8 @@ impl Driver {
         let Some(state) = self.subs.get(&sub) else {
             return Ok(());
         };
-        let start = match (state.next, &state.from) {
+        let next = self.inbox.routes.lock().subs.get(&sub).and_then(|r| r.next);
+        let start = match (next, &state.from) {
             (Some(next), _) => Start::Seq(next),
             (None, from) => from.to_wire(),
         };
@@ -597,12 +600,18 @@ impl Driver {
             } => {
                 self.next_sub = self.next_sub.wrapping_add(1).max(1);
                 let sub = self.next_sub;
+                self.inbox.routes.lock().subs.insert(
+                    sub,
+                    Route {
+                        next: None,
+                        events: events.clone(),
+                    },
+                );
                 self.subs.insert(
                     sub,
                     SubState {
                         topic,
                         from,
-                        next: None,
                         window,
                         events,
                         reply: Some(reply),
@@ -624,6 +633,7 @@ impl Driver {
             Cmd::Unsubscribe { sub } => {
                 // A QUIC subscription stream just ends: dropping its link
                 // finishes the stream. Over TCP the broker is told.
+                self.inbox.routes.lock().subs.remove(&sub);
                 if self.subs.remove(&sub).is_some() && self.sub_links.remove(&sub).is_none() {
                     let id = self.id();
                     self.send_control(id, &Frame::Unsubscribe { sub }, Waiter::Ignore);
@@ -740,22 +750,8 @@ impl Driver {
     fn frame(&mut self, _link: LinkId, id: u32, f: Frame<'_>, bytes: &Bytes) -> Result<(), String> {
         match f {
             Frame::HelloOk { .. } | Frame::Pong { .. } => {}
-            Frame::Deliver { sub, records } => {
-                let Some(state) = self.subs.get_mut(&sub) else {
-                    return Ok(());
-                };
-                for r in records.iter() {
-                    let (view, _) =
-                        r.map_err(|e| format!("corrupt record from the broker: {e}"))?;
-                    let seq = view.seq();
-                    if state.next.is_some_and(|n| seq < n) {
-                        continue; // already delivered before a reconnect
-                    }
-                    state.next = Some(seq + 1);
-                    let d = Delivery::from_verified(bytes.slice_ref(view.as_bytes()));
-                    let _ = state.events.send(Ok(Event::Record(d)));
-                }
-            }
+            // Routed by the link's reader; none reaches here.
+            Frame::Deliver { .. } | Frame::Gap { .. } => {}
             Frame::Jobs {
                 member,
                 deliveries,
@@ -775,15 +771,10 @@ impl Driver {
                     let _ = m.jobs.send(Ok(Job::new(d, deliveries, settler)));
                 }
             }
-            Frame::Gap { sub, from, to } => {
-                if let Some(state) = self.subs.get_mut(&sub) {
-                    state.next = Some(to);
-                    let _ = state.events.send(Ok(Event::Gap { from, to }));
-                }
-            }
             Frame::SubEnd { sub, code, message } => {
                 // Ended by the broker: the stream ends with the reason and
                 // is not resubscribed after a reconnect.
+                self.inbox.routes.lock().subs.remove(&sub);
                 if let Some(state) = self.subs.remove(&sub) {
                     self.sub_links.remove(&sub);
                     let _ = state.events.send(Err(ClientError::Server {
@@ -815,6 +806,7 @@ impl Driver {
                 message: message.to_owned(),
             };
             if let Waiter::Subscribed(sub) = waiter {
+                self.inbox.routes.lock().subs.remove(&sub);
                 if let Some(s) = self.subs.remove(&sub) {
                     self.sub_links.remove(&sub);
                     match s.reply {
@@ -849,7 +841,9 @@ impl Driver {
                 if let (Frame::Subscribed { start_seq, .. }, Some(s)) =
                     (&f, self.subs.get_mut(&sub))
                 {
-                    s.next.get_or_insert(*start_seq);
+                    if let Some(r) = self.inbox.routes.lock().subs.get_mut(&sub) {
+                        r.next.get_or_insert(*start_seq);
+                    }
                     if let Some(r) = s.reply.take() {
                         send_reply(r, Ok((sub, *start_seq)));
                     }
