@@ -116,29 +116,46 @@ impl Bucket {
         let s = self.store.clone();
         self.engine
             .block(async move {
-                let r = match expect {
-                    Expect::Any => {
-                        return s
-                            .put(key, value)
+                // A bucket made a moment ago may not have reached the server
+                // this client talks to: its writes are refused with "no
+                // stream found" until it has (seen once in the cluster pass
+                // of the tests, on a fresh cluster under load). Nothing was
+                // written then, so the write is tried again, for a moment.
+                let mut wait = std::time::Duration::from_millis(20);
+                loop {
+                    let r = match expect {
+                        Expect::Any => s
+                            .put(key.clone(), value.clone())
                             .await
-                            .map(Swap::Done)
-                            .map_err(|e| e.to_string());
+                            .map_err(|e| Some(e.to_string())),
+                        Expect::Absent => {
+                            s.create(key.clone(), value.clone())
+                                .await
+                                .map_err(|e| match e.kind() {
+                                    kv::CreateErrorKind::AlreadyExists => None,
+                                    _ => Some(e.to_string()),
+                                })
+                        }
+                        Expect::Revision(rev) => s
+                            .update(key.clone(), value.clone(), rev)
+                            .await
+                            .map_err(|e| match e.kind() {
+                                kv::UpdateErrorKind::WrongLastRevision => None,
+                                _ => Some(e.to_string()),
+                            }),
+                    };
+                    match r {
+                        Ok(rev) => return Ok(Swap::Done(rev)),
+                        Err(None) => return Ok(Swap::Conflict),
+                        Err(Some(e))
+                            if e.contains("no stream found")
+                                && wait < std::time::Duration::from_secs(2) =>
+                        {
+                            tokio::time::sleep(wait).await;
+                            wait *= 2;
+                        }
+                        Err(Some(e)) => return Err(e),
                     }
-                    Expect::Absent => s.create(key, value).await.map_err(|e| match e.kind() {
-                        kv::CreateErrorKind::AlreadyExists => None,
-                        _ => Some(e.to_string()),
-                    }),
-                    Expect::Revision(rev) => {
-                        s.update(key, value, rev).await.map_err(|e| match e.kind() {
-                            kv::UpdateErrorKind::WrongLastRevision => None,
-                            _ => Some(e.to_string()),
-                        })
-                    }
-                };
-                match r {
-                    Ok(rev) => Ok(Swap::Done(rev)),
-                    Err(None) => Ok(Swap::Conflict),
-                    Err(Some(e)) => Err(e),
                 }
             })?
             .map_err(unavailable("cannot write the cluster's KV"))

@@ -458,10 +458,24 @@ impl JsStorage {
         let sname = stream_cfg.name.clone();
         let stream = self.engine.block(async move {
             if make {
-                js.get_or_create_stream(stream_cfg)
+                let mut stream = js
+                    .get_or_create_stream(stream_cfg)
                     .await
-                    .map(Some)
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| e.to_string())?;
+                // A stream just made elects its leader a moment later; a
+                // publish sent before goes unanswered until the client's
+                // ack timeout (5 s) and is resent. Wait for the leader
+                // (bounded: the publish path resends anyway).
+                let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+                while tokio::time::Instant::now() < deadline {
+                    match stream.info().await {
+                        Ok(info) if info.cluster.as_ref().is_none_or(|c| c.leader.is_some()) => {
+                            break;
+                        }
+                        _ => tokio::time::sleep(std::time::Duration::from_millis(25)).await,
+                    }
+                }
+                Ok(Some(stream))
             } else {
                 match js.get_stream(&sname).await {
                     Ok(s) => Ok(Some(s)),
