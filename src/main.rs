@@ -35,6 +35,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Administer topics, consumer groups and hooks (over HTTP).
     Admin(admin::AdminArgs),
+    /// Print the HTTP API's OpenAPI 3.1 document (what `GET /openapi.json`
+    /// serves), to generate clients without a running broker.
+    Openapi,
 }
 
 fn main() -> ExitCode {
@@ -68,6 +71,11 @@ fn main() -> ExitCode {
             Command::Topics(args) => commands::topics(args).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Admin(args) => admin::run(args).await,
+            Command::Openapi => {
+                let doc = fanlog::server::edge::openapi::document();
+                println!("{}", serde_json::to_string_pretty(&doc)?);
+                Ok(())
+            }
         }
     });
     // Do not wait for detached tasks (a client's driver) on the way out.

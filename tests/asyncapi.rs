@@ -64,6 +64,12 @@ async fn the_document_is_valid_asyncapi_3() {
     );
 
     assert_eq!(doc["asyncapi"], "3.0.0");
+    // It names the HTTP API's OpenAPI document, which is served there.
+    let openapi = doc["info"]["externalDocs"]["url"].as_str().unwrap();
+    assert_eq!(openapi, format!("http://{http}/openapi.json"));
+    let r = client.get(openapi).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["openapi"], "3.1.0");
     let servers = doc["servers"].as_object().unwrap();
     assert_eq!(servers["tcp"]["host"], serve.tcp.as_str());
     assert_eq!(servers["quic"]["host"], serve.quic.as_deref().unwrap());

@@ -209,6 +209,7 @@ impl State {
 
 /// A group's figures, as `fanlog admin`, HTTP and the metrics show them.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GroupInfo {
     /// The topic.
     pub topic: String,

@@ -136,9 +136,11 @@ impl TopicConfig {
 /// `retention_age = "7days"`, `segment_bytes = N`, `max_message_bytes = N`,
 /// each optional; any other key is an error.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct TopicOverrides {
-    /// See [`TopicConfig::durability`].
+    /// See [`TopicConfig::durability`]: `always`, `interval:MS` or `never`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "always", default = json!(null), pattern = r"^(always|never|interval:[1-9][0-9]*)$"))]
     #[serde(
         rename = "fsync",
         with = "durability_text",
@@ -148,7 +150,8 @@ pub struct TopicOverrides {
     /// See [`TopicConfig::retention_bytes`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retention_bytes: Option<u64>,
-    /// See [`TopicConfig::retention_age`].
+    /// See [`TopicConfig::retention_age`]: a duration such as `7days`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "7days", default = json!(null)))]
     #[serde(with = "duration_text", skip_serializing_if = "Option::is_none")]
     pub retention_age: Option<Duration>,
     /// See [`TopicConfig::segment_bytes`].

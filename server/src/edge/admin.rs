@@ -13,12 +13,25 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::{Admin, Granted};
 use super::json;
+use super::openapi::{ErrorJson, GroupPath, TopicPath};
 use super::topics::TopicJson;
 use super::{ApiError, EdgeState, blocking};
 use fanlog_broker::TopicOverrides;
 
 /// `PUT /topics/{topic}` with [`TopicOverrides`] as the body: `201` and
 /// the topic; `409` when it exists.
+#[utoipa::path(
+    put,
+    path = "/topics/{topic}",
+    operation_id = "createTopic",
+    tag = "admin",
+    params(TopicPath),
+    request_body(content = TopicOverrides, description = "The topic's own settings, each optional"),
+    responses(
+        (status = CREATED, description = "Created", body = TopicJson),
+        (status = CONFLICT, description = "The topic exists", body = ErrorJson),
+    ),
+)]
 pub(crate) async fn create(
     State(s): State<EdgeState>,
     granted: Granted<Admin>,
@@ -27,13 +40,33 @@ pub(crate) async fn create(
     let Granted { topic, .. } = granted;
     let Json(settings) = body?;
     // Directories, settings.json and their syncs: off the runtime's threads.
-    let info = blocking(move || s.broker.create_topic(&topic, &settings)).await??;
+    let info = blocking(move || s.broker.create_topic(&topic, &settings))
+        .await?
+        .map_err(|e| match e {
+            // The only configuration here is the request's: its settings
+            // are out of range (found by schemathesis: this was a 500).
+            fanlog_broker::BrokerError::Config(why) => {
+                ApiError::bad_request(format!("invalid topic settings: {why}"))
+            }
+            e => ApiError::from(e),
+        })?;
     Ok(json::body(StatusCode::CREATED, &TopicJson::from(info)))
 }
 
 /// `DELETE /topics/{topic}`: `204`; `409` while hooks deliver the topic
 /// (delete them first: their cursors would point into a topic that is
 /// gone).
+#[utoipa::path(
+    delete,
+    path = "/topics/{topic}",
+    operation_id = "deleteTopic",
+    tag = "admin",
+    params(TopicPath),
+    responses(
+        (status = NO_CONTENT, description = "Deleted"),
+        (status = CONFLICT, description = "Hooks deliver the topic: delete them first", body = ErrorJson),
+    ),
+)]
 pub(crate) async fn delete(
     State(s): State<EdgeState>,
     granted: Granted<Admin>,
@@ -48,7 +81,7 @@ pub(crate) async fn delete(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TruncateJson {
     /// Remove what lies below this seq (whole segments).
@@ -56,6 +89,15 @@ pub(crate) struct TruncateJson {
 }
 
 /// `POST /topics/{topic}/truncate` `{"before": SEQ}`: `{"first_seq": N}`.
+#[utoipa::path(
+    post,
+    path = "/topics/{topic}/truncate",
+    operation_id = "truncateTopic",
+    tag = "admin",
+    params(TopicPath),
+    request_body = TruncateJson,
+    responses((status = OK, description = "Whole segments below `before` removed", body = TruncatedJson)),
+)]
 pub(crate) async fn truncate(
     State(s): State<EdgeState>,
     granted: Granted<Admin>,
@@ -69,12 +111,21 @@ pub(crate) async fn truncate(
     let first_seq = blocking(move || broker.truncate(&truncated, b.before)).await??;
     Ok(json::body(
         StatusCode::OK,
-        &serde_json::json!({ "topic": topic, "first_seq": first_seq }),
+        &TruncatedJson { topic, first_seq },
     ))
 }
 
-#[derive(Debug, Serialize)]
-struct GroupJson {
+/// A truncation's answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct TruncatedJson {
+    topic: String,
+    /// The oldest seq still stored.
+    first_seq: u64,
+}
+
+/// A consumer group.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct GroupJson {
     group: String,
     /// The next seq the group will read.
     committed: u64,
@@ -86,6 +137,14 @@ struct GroupJson {
 }
 
 /// `GET /topics/{topic}/groups`: every consumer group, with its lag.
+#[utoipa::path(
+    get,
+    path = "/topics/{topic}/groups",
+    operation_id = "listGroups",
+    tag = "admin",
+    params(TopicPath),
+    responses((status = OK, description = "Every consumer group of the topic, with its lag", body = [GroupJson])),
+)]
 pub(crate) async fn groups(
     State(s): State<EdgeState>,
     granted: Granted<Admin>,
@@ -120,7 +179,8 @@ pub(crate) async fn groups(
     Ok(json::body(StatusCode::OK, &groups))
 }
 
-#[derive(Debug, Deserialize)]
+/// One of `seq` and `time`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ResetJson {
     /// A seq, or ...
@@ -131,6 +191,15 @@ pub(crate) struct ResetJson {
 
 /// `PUT /topics/{topic}/groups/{group}` `{"seq": N}` or `{"time": T}`:
 /// moves the group's offset (back to re-read, ahead to skip).
+#[utoipa::path(
+    put,
+    path = "/topics/{topic}/groups/{group}",
+    operation_id = "resetGroup",
+    tag = "admin",
+    params(GroupPath),
+    request_body = ResetJson,
+    responses((status = OK, description = "The group's offset moved", body = GroupJson)),
+)]
 pub(crate) async fn reset(
     State(s): State<EdgeState>,
     granted: Granted<Admin>,

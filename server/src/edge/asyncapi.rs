@@ -29,11 +29,28 @@ fn pointer(token: &str) -> String {
     token.replace('~', "~0").replace('/', "~1")
 }
 
+/// `GET /asyncapi.json`
+#[utoipa::path(
+    get,
+    path = "/asyncapi.json",
+    operation_id = "asyncapi",
+    tag = "meta",
+    responses((status = OK, description = "The AsyncAPI 3.0 document of the broker's servers and channels (one per topic the caller may see)", content_type = "application/json", body = serde_json::Value)),
+)]
 pub(crate) async fn document(
     State(s): State<EdgeState>,
     headers: HeaderMap,
     axum::Extension(caller): axum::Extension<super::auth::Caller>,
 ) -> Response {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_graphic()));
+    let public_base = match (&s.config.public_url, host) {
+        (Some(base), _) => base.clone(),
+        (None, Some(host)) => format!("http://{host}"),
+        (None, None) => "http://localhost".to_owned(),
+    };
     let mut servers = Map::new();
     for srv in &s.config.api_servers {
         servers.insert(
@@ -45,11 +62,7 @@ pub(crate) async fn document(
             }),
         );
     }
-    if let Some(host) = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_graphic()))
-    {
+    if let Some(host) = host {
         servers.insert(
             "http".into(),
             json!({
@@ -166,6 +179,11 @@ pub(crate) async fn document(
             "title": "fanlog",
             "version": env!("CARGO_PKG_VERSION"),
             "description": "A pub/sub broker with a durable, mmap-backed log per topic. Every message has a per-topic seq; consumers resume from a seq over TCP, QUIC, WebSocket, Server-Sent Events, long polling and webhooks.",
+            // The HTTP API's request/response contract, for client generators.
+            "externalDocs": {
+                "description": "The HTTP API: an OpenAPI 3.1 document",
+                "url": format!("{}/openapi.json", public_base),
+            },
         },
         "defaultContentType": "application/octet-stream",
         "servers": Value::Object(servers),

@@ -275,7 +275,7 @@ pub(crate) async fn layer(State(s): State<EdgeState>, mut req: Request, next: Ne
             },
             None => return unauthorized("the ticket is unknown, used or expired"),
         }
-    } else if matches!(req.uri().path(), "/" | "/healthz") {
+    } else if matches!(req.uri().path(), "/" | "/healthz" | "/openapi.json") {
         Caller {
             grant: Arc::new(Grant::none()),
             by_token: false,
@@ -303,6 +303,14 @@ fn by_token(caller: &Caller) -> Result<(), ApiError> {
 
 /// `POST /tickets`: `{"ticket", "expires_in"}`, single use, for one
 /// stream's URL (`?ticket=`).
+#[utoipa::path(
+    post,
+    path = "/tickets",
+    operation_id = "createTicket",
+    tag = "auth",
+    security(("bearer" = [])),
+    responses((status = CREATED, description = "A single-use ticket for one stream's URL (`?ticket=`)", body = TicketJson)),
+)]
 pub(crate) async fn ticket(
     State(s): State<EdgeState>,
     axum::Extension(caller): axum::Extension<Caller>,
@@ -314,11 +322,31 @@ pub(crate) async fn ticket(
         .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, &e))?;
     Ok(json::body(
         StatusCode::CREATED,
-        &serde_json::json!({ "ticket": ticket, "expires_in": TICKET_TTL.as_secs() }),
+        &TicketJson {
+            ticket,
+            expires_in: TICKET_TTL.as_secs(),
+        },
     ))
 }
 
+/// A ticket.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct TicketJson {
+    /// Put in a stream's URL as `?ticket=`.
+    ticket: String,
+    /// Seconds it stays valid (single use).
+    expires_in: u64,
+}
+
 /// `POST /session`: sets the HttpOnly session cookie; 204.
+#[utoipa::path(
+    post,
+    path = "/session",
+    operation_id = "openSession",
+    tag = "auth",
+    security(("bearer" = [])),
+    responses((status = NO_CONTENT, description = "The HttpOnly session cookie is set", headers(("Set-Cookie" = String, description = "fanlog_session=...; HttpOnly; SameSite=Strict")))),
+)]
 pub(crate) async fn open_session(
     State(s): State<EdgeState>,
     axum::Extension(caller): axum::Extension<Caller>,
@@ -342,6 +370,13 @@ pub(crate) async fn open_session(
 }
 
 /// `DELETE /session`: ends the session and clears the cookie; 204.
+#[utoipa::path(
+    delete,
+    path = "/session",
+    operation_id = "closeSession",
+    tag = "auth",
+    responses((status = NO_CONTENT, description = "The session ended and its cookie cleared")),
+)]
 pub(crate) async fn close_session(State(s): State<EdgeState>, req: Request) -> Response {
     if let Some(id) = cookie(&req, COOKIE) {
         s.auth.close_session(id);

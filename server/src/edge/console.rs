@@ -10,6 +10,14 @@ use axum::response::{IntoResponse, Response};
 
 const PAGE: &str = include_str!("console.html");
 
+#[utoipa::path(
+    get,
+    path = "/",
+    operation_id = "console",
+    tag = "meta",
+    security(()),
+    responses((status = OK, description = "The console: a self-contained page", content_type = "text/html", body = String)),
+)]
 pub(crate) async fn page() -> Response {
     (
         [

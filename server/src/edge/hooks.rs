@@ -13,21 +13,33 @@ use serde::Deserialize;
 
 use super::auth::Caller;
 use super::json;
+use super::openapi::HookPath;
 use super::{ApiError, EdgeState, blocking};
+use crate::hooks::HookView;
 use crate::hooks::{Delivery, HookError, HookUpdate, Hooks, NewHook, WebSubRequest};
+use serde::Serialize;
+use utoipa::ToSchema;
 
-#[derive(Deserialize)]
+/// A webhook to make.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateJson {
     topic: String,
+    /// Where deliveries are POSTed (`http` or `https`).
     url: String,
+    /// The signing secret (`whsec_...`); one is made when none is given.
     secret: Option<String>,
+    /// The first seq to deliver (default: what is published from now on).
     from: Option<u64>,
     #[serde(default)]
     delivery: Delivery,
+    /// The CloudEvents types delivered (all when empty).
     #[serde(default)]
     types: Vec<String>,
+    /// Deliveries per second at most.
     rate_limit: Option<f64>,
+    /// Verify the receiver first (a signed `webhook.verify` request it
+    /// must answer with 2xx).
     #[serde(default)]
     handshake: bool,
     /// `topic` (default) or `key`: per-key lanes.
@@ -39,13 +51,15 @@ pub(crate) struct CreateJson {
     dead_letter: bool,
 }
 
-#[derive(Deserialize)]
+/// A hook's change.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PatchJson {
     /// `active` or `disabled`.
     state: Option<String>,
     /// Deliveries per second; `null` removes the limit.
     #[serde(default, deserialize_with = "some")]
+    #[schema(value_type = Option<f64>)]
     rate_limit: Option<Option<f64>>,
 }
 
@@ -54,7 +68,8 @@ fn some<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<f64>>, D
     Option::<f64>::deserialize(d).map(Some)
 }
 
-#[derive(Deserialize)]
+/// A new secret (or one made up).
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RotateJson {
     secret: Option<String>,
@@ -105,6 +120,14 @@ fn hooks(s: &EdgeState) -> Result<&Hooks, ApiError> {
 }
 
 /// `POST /hooks`: `201 {"id", "secret", ...}`.
+#[utoipa::path(
+    post,
+    path = "/hooks",
+    operation_id = "createHook",
+    tag = "hooks",
+    request_body = CreateJson,
+    responses((status = CREATED, description = "The hook, with its signing secret (shown once)", body = CreatedHookJson)),
+)]
 pub(crate) async fn create(
     State(s): State<EdgeState>,
     axum::Extension(caller): axum::Extension<Caller>,
@@ -139,12 +162,58 @@ pub(crate) async fn create(
             dead_letter: b.dead_letter,
         })
         .await?;
-    let mut v = serde_json::to_value(&view).unwrap_or_default();
-    v["secret"] = secret.into();
-    Ok(json::body(StatusCode::CREATED, &v))
+    Ok(json::body(
+        StatusCode::CREATED,
+        &CreatedHookJson { hook: view, secret },
+    ))
+}
+
+/// A hook made, with its secret.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct CreatedHookJson {
+    #[serde(flatten)]
+    hook: HookView,
+    /// The signing secret: shown here and on rotation only.
+    secret: String,
+}
+
+/// A rotation's answer.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct RotatedJson {
+    id: String,
+    /// The new secret.
+    secret: String,
+}
+
+/// A WebSub request (W3C WebSub, form-encoded).
+#[derive(ToSchema)]
+#[allow(dead_code)] // described, not extracted: the hub reads the form as a map
+pub(crate) struct WebSubForm {
+    /// `subscribe` or `unsubscribe`.
+    #[schema(rename = "hub.mode")]
+    mode: String,
+    /// The topic URL (`{base}/topics/{topic}`).
+    #[schema(rename = "hub.topic")]
+    topic: String,
+    /// Where the hub delivers and verifies.
+    #[schema(rename = "hub.callback")]
+    callback: String,
+    /// Seconds the subscription lasts.
+    #[schema(rename = "hub.lease_seconds")]
+    lease_seconds: Option<u64>,
+    /// Signs deliveries (`X-Hub-Signature`).
+    #[schema(rename = "hub.secret")]
+    secret: Option<String>,
 }
 
 /// `GET /hooks`
+#[utoipa::path(
+    get,
+    path = "/hooks",
+    operation_id = "listHooks",
+    tag = "hooks",
+    responses((status = OK, description = "The hooks the caller may manage", body = [HookView])),
+)]
 pub(crate) async fn list(
     State(s): State<EdgeState>,
     axum::Extension(caller): axum::Extension<Caller>,
@@ -158,6 +227,14 @@ pub(crate) async fn list(
 }
 
 /// `GET /hooks/{id}`
+#[utoipa::path(
+    get,
+    path = "/hooks/{id}",
+    operation_id = "getHook",
+    tag = "hooks",
+    params(HookPath),
+    responses((status = OK, description = "The hook, with its cursor, lag and last error", body = HookView)),
+)]
 pub(crate) async fn get(
     State(s): State<EdgeState>,
     axum::Extension(caller): axum::Extension<Caller>,
@@ -171,6 +248,15 @@ pub(crate) async fn get(
 /// `PATCH /hooks/{id}`: `{"state": "active"}` re-enables a disabled hook
 /// (delivery resumes at its cursor); `"rate_limit"` sets or removes its
 /// limit.
+#[utoipa::path(
+    patch,
+    path = "/hooks/{id}",
+    operation_id = "updateHook",
+    tag = "hooks",
+    params(HookPath),
+    request_body = PatchJson,
+    responses((status = OK, description = "The hook, updated", body = HookView)),
+)]
 pub(crate) async fn patch(
     State(s): State<EdgeState>,
     axum::Extension(caller): axum::Extension<Caller>,
@@ -202,6 +288,15 @@ pub(crate) async fn patch(
 
 /// `POST /hooks/{id}/rotate`: a new secret (given or generated); the old
 /// one keeps signing beside it for the grace period. `{"secret": NEW}`.
+#[utoipa::path(
+    post,
+    path = "/hooks/{id}/rotate",
+    operation_id = "rotateHookSecret",
+    tag = "hooks",
+    params(HookPath),
+    request_body = RotateJson,
+    responses((status = OK, description = "The new secret; the old one signs beside it until the grace period ends", body = RotatedJson)),
+)]
 pub(crate) async fn rotate(
     State(s): State<EdgeState>,
     axum::Extension(caller): axum::Extension<Caller>,
@@ -215,13 +310,18 @@ pub(crate) async fn rotate(
     let hooks = hooks(&s)?.clone();
     let rotated = id.clone();
     let secret = blocking(move || hooks.rotate(&rotated, b.secret, grace)).await??;
-    Ok(json::body(
-        StatusCode::OK,
-        &serde_json::json!({ "id": id, "secret": secret }),
-    ))
+    Ok(json::body(StatusCode::OK, &RotatedJson { id, secret }))
 }
 
 /// `DELETE /hooks/{id}`: 204.
+#[utoipa::path(
+    delete,
+    path = "/hooks/{id}",
+    operation_id = "deleteHook",
+    tag = "hooks",
+    params(HookPath),
+    responses((status = NO_CONTENT, description = "Deleted")),
+)]
 pub(crate) async fn delete(
     State(s): State<EdgeState>,
     axum::Extension(caller): axum::Extension<Caller>,
@@ -248,6 +348,14 @@ fn hub_url(s: &EdgeState, headers: &HeaderMap) -> String {
 }
 
 /// `POST /websub`: a WebSub hub request (form-encoded `hub.*`); `202`.
+#[utoipa::path(
+    post,
+    path = "/websub",
+    operation_id = "websub",
+    tag = "hooks",
+    request_body(content = WebSubForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = ACCEPTED, description = "Accepted; the hub verifies the subscriber's intent asynchronously")),
+)]
 pub(crate) async fn websub(
     State(s): State<EdgeState>,
     axum::Extension(caller): axum::Extension<Caller>,
@@ -300,7 +408,8 @@ pub(crate) fn discovery_links(
     .ok()
 }
 
-#[derive(Debug, Deserialize)]
+/// Where to deliver from again.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ReplayJson {
     /// The seq to deliver from again.
@@ -309,6 +418,15 @@ pub(crate) struct ReplayJson {
 
 /// `POST /hooks/{id}/replay` `{"from": SEQ}`: moves the hook's cursor and
 /// delivers from there again.
+#[utoipa::path(
+    post,
+    path = "/hooks/{id}/replay",
+    operation_id = "replayHook",
+    tag = "hooks",
+    params(HookPath),
+    request_body = ReplayJson,
+    responses((status = OK, description = "The hook, its cursor moved: delivery resumes there", body = HookView)),
+)]
 pub(crate) async fn replay(
     State(s): State<EdgeState>,
     axum::Extension(caller): axum::Extension<Caller>,

@@ -71,12 +71,16 @@ pub(crate) fn event_type(r: &Record) -> Option<String> {
 }
 
 /// One message as the HTTP API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct MessageJson {
     pub(crate) seq: u64,
+    /// When the broker appended it (RFC 3339).
     pub(crate) time: String,
+    /// The content type it was published with.
     pub(crate) content_type: Option<String>,
+    /// The payload: itself when it is UTF-8, else base64 (see `encoding`).
     pub(crate) data: String,
+    /// `base64` when `data` is base64.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) encoding: Option<&'static str>,
 }
@@ -94,15 +98,16 @@ impl MessageJson {
     }
 }
 
-/// Records that retention removed before they were read.
-#[derive(Debug, Clone, Copy, Serialize)]
+/// Records that retention removed before they were read: seqs `from`
+/// up to (not including) `to`.
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
 pub(crate) struct GapJson {
     pub(crate) from: u64,
     pub(crate) to: u64,
 }
 
 /// A page of messages: a paged read or a long-poll answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct Page {
     pub(crate) messages: Vec<MessageJson>,
     /// The seq to ask for next.

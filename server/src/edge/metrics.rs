@@ -10,6 +10,14 @@ use axum::response::{IntoResponse, Response};
 use super::auth::Caller;
 use super::{ApiError, EdgeState};
 
+/// `GET /metrics`
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "meta",
+    responses((status = OK, description = "Prometheus text exposition (admin tokens)", content_type = "text/plain", body = String)),
+)]
 pub(crate) async fn metrics(
     State(s): State<EdgeState>,
     axum::Extension(caller): axum::Extension<Caller>,

@@ -15,6 +15,7 @@ mod console;
 mod hooks;
 mod json;
 mod metrics;
+pub mod openapi;
 mod poll;
 mod sse;
 mod topics;
@@ -31,7 +32,6 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -171,63 +171,47 @@ impl EdgeState {
     }
 }
 
+/// Every route of the contract, each registered with its description in
+/// the OpenAPI document (see [`openapi`]): `routes!` takes a handler's
+/// path and method from its `#[utoipa::path]`, so there is no other way
+/// to add one here.
+pub(crate) fn routes() -> openapi::ApiRouter {
+    use utoipa_axum::routes;
+    openapi::base()
+        .routes(routes!(console::page))
+        .routes(routes!(healthz))
+        .routes(routes!(openapi::serve))
+        .routes(routes!(asyncapi::document))
+        .routes(routes!(metrics::metrics))
+        .routes(routes!(topics::list))
+        .routes(routes!(topics::info, admin::create, admin::delete))
+        .routes(routes!(admin::truncate))
+        .routes(routes!(admin::groups))
+        .routes(routes!(admin::reset))
+        .routes(routes!(topics::read, topics::publish))
+        .routes(routes!(sse::events))
+        .routes(routes!(ws::upgrade))
+        .routes(routes!(poll::poll))
+        .routes(routes!(work::info))
+        .routes(routes!(work::fetch))
+        .routes(routes!(work::ack))
+        .routes(routes!(work::nack))
+        .routes(routes!(work::upgrade))
+        .routes(routes!(hooks::list, hooks::create))
+        .routes(routes!(hooks::get, hooks::delete, hooks::patch))
+        .routes(routes!(hooks::rotate))
+        .routes(routes!(hooks::replay))
+        .routes(routes!(hooks::websub))
+        .routes(routes!(auth::ticket))
+        .routes(routes!(auth::open_session, auth::close_session))
+}
+
 /// The HTTP routes of the contract, over `state`.
 pub fn router(state: EdgeState) -> Router {
     let cors = state.cors.clone();
     let max_body = state.config.max_body;
-    Router::new()
-        .route("/", get(console::page))
-        .route("/healthz", get(healthz))
-        .route("/asyncapi.json", get(asyncapi::document))
-        .route("/metrics", get(metrics::metrics))
-        .route("/topics", get(topics::list))
-        .route(
-            "/topics/{topic}",
-            get(topics::info).put(admin::create).delete(admin::delete),
-        )
-        .route(
-            "/topics/{topic}/truncate",
-            axum::routing::post(admin::truncate),
-        )
-        .route("/topics/{topic}/groups", get(admin::groups))
-        .route(
-            "/topics/{topic}/groups/{group}",
-            axum::routing::put(admin::reset),
-        )
-        .route(
-            "/topics/{topic}/messages",
-            get(topics::read).post(topics::publish),
-        )
-        .route("/topics/{topic}/events", get(sse::events))
-        .route("/topics/{topic}/ws", get(ws::upgrade))
-        .route("/topics/{topic}/poll", get(poll::poll))
-        .route("/topics/{topic}/shared/{group}", get(work::info))
-        .route(
-            "/topics/{topic}/shared/{group}/fetch",
-            axum::routing::post(work::fetch),
-        )
-        .route(
-            "/topics/{topic}/shared/{group}/ack",
-            axum::routing::post(work::ack),
-        )
-        .route(
-            "/topics/{topic}/shared/{group}/nack",
-            axum::routing::post(work::nack),
-        )
-        .route("/topics/{topic}/shared/{group}/ws", get(work::upgrade))
-        .route("/hooks", get(hooks::list).post(hooks::create))
-        .route(
-            "/hooks/{id}",
-            get(hooks::get).delete(hooks::delete).patch(hooks::patch),
-        )
-        .route("/hooks/{id}/rotate", axum::routing::post(hooks::rotate))
-        .route("/hooks/{id}/replay", axum::routing::post(hooks::replay))
-        .route("/websub", axum::routing::post(hooks::websub))
-        .route("/tickets", axum::routing::post(auth::ticket))
-        .route(
-            "/session",
-            axum::routing::post(auth::open_session).delete(auth::close_session),
-        )
+    let (routes, _) = routes().split_for_parts();
+    routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
@@ -560,8 +544,23 @@ fn cors(origins: &[String]) -> Result<CorsLayer, String> {
         .max_age(Duration::from_secs(600)))
 }
 
+/// Health: `{"status": "ok"}` while the broker serves.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "health",
+    tag = "meta",
+    security(()),
+    responses((status = OK, description = "The broker serves", body = HealthJson)),
+)]
 async fn healthz() -> Response {
-    json::body(StatusCode::OK, &serde_json::json!({ "status": "ok" }))
+    json::body(StatusCode::OK, &HealthJson { status: "ok" })
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct HealthJson {
+    /// `ok`.
+    status: &'static str,
 }
 
 async fn not_found() -> ApiError {
@@ -699,7 +698,12 @@ impl From<axum::extract::rejection::BytesRejection> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut r = json::body(self.status, &serde_json::json!({ "error": self.message }));
+        let mut r = json::body(
+            self.status,
+            &openapi::ErrorJson {
+                error: self.message,
+            },
+        );
         if let Some(secs) = self.retry_after {
             r.headers_mut().insert(header::RETRY_AFTER, secs.into());
         }

@@ -18,6 +18,7 @@ use serde::Deserialize;
 
 use super::auth::{Granted, Read};
 use super::json::{self, GapJson, Page};
+use super::openapi::TopicPath;
 use super::{ApiError, EdgeState};
 use fanlog_broker::{Event, StartFrom};
 
@@ -25,16 +26,30 @@ use fanlog_broker::{Event, StartFrom};
 pub(crate) const MAX_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct PollQuery {
+    /// The last seq seen: the answer starts after it (default: the live
+    /// tail). A page's `next` minus one.
     after: Option<u64>,
     /// Instead of `after`: from the first message at or after this time.
     from_time: Option<String>,
+    /// Seconds to wait for a message (default 30, at most 60).
+    #[param(minimum = 0.0)]
     timeout: Option<f64>,
+    /// Messages at most (default 100, at most 1000).
     limit: Option<usize>,
 }
 
 /// `GET /topics/{topic}/poll`
+#[utoipa::path(
+    get,
+    path = "/topics/{topic}/poll",
+    operation_id = "pollMessages",
+    tag = "streams",
+    params(TopicPath, PollQuery),
+    responses((status = OK, description = "As soon as a message past `after` exists: it and what else is ready, up to a page; after the timeout: an empty page. Either way `next` is where the next poll continues", body = Page)),
+)]
 pub(crate) async fn poll(
     State(s): State<EdgeState>,
     granted: Granted<Read>,

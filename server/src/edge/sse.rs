@@ -21,13 +21,19 @@ use serde::Deserialize;
 
 use super::auth::{Granted, Read};
 use super::json::{self, GapJson};
+use super::openapi::TopicPath;
 use super::{ApiError, EdgeState};
 use fanlog_broker::{Event, StartFrom, Subscription};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct EventsQuery {
+    /// The first seq (default: the live tail).
     from: Option<u64>,
+    /// Instead of `from`: the first message at or after this RFC 3339 time.
     from_time: Option<String>,
+    /// Resume after this seq, as the `Last-Event-ID` header does (which
+    /// wins when both are given).
     last_event_id: Option<String>,
 }
 
@@ -56,6 +62,18 @@ fn start(headers: &HeaderMap, q: &EventsQuery) -> Result<StartFrom, ApiError> {
 }
 
 /// `GET /topics/{topic}/events`
+#[utoipa::path(
+    get,
+    path = "/topics/{topic}/events",
+    operation_id = "streamEvents",
+    tag = "streams",
+    params(
+        TopicPath,
+        EventsQuery,
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this seq (what EventSource sends on reconnect)"),
+    ),
+    responses((status = OK, description = "Server-Sent Events: one event per message (`id` its seq, `data` its payload), `gap` events, comments as heartbeats. The stream does not end", content_type = "text/event-stream", body = String)),
+)]
 pub(crate) async fn events(
     State(s): State<EdgeState>,
     granted: Granted<Read>,

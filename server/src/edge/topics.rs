@@ -7,20 +7,62 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use fanlog_protocol::{Header, Message, RecordMeta};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{Granted, Publish, Read, See};
 use super::json::{self, GapJson, Page};
+use super::openapi::{ErrorJson, TopicPath};
 use super::{ApiError, EdgeState};
 use crate::cloudevents;
 use fanlog_broker::StartFrom;
 use fanlog_broker::TopicInfo;
 
-#[derive(Serialize)]
+/// A topic.
+#[derive(Serialize, ToSchema)]
 pub(crate) struct TopicJson {
     name: String,
+    /// The oldest seq still stored.
     first_seq: u64,
+    /// The seq the next message will get.
     next_seq: u64,
+    /// Bytes stored.
     bytes: u64,
+}
+
+/// A message's payload: any bytes.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)] // described, not extracted: the handler reads the body
+pub(crate) struct Payload(Vec<u8>);
+
+/// A CloudEvent 1.0 in structured mode; other (extension) attributes
+/// may follow.
+#[derive(ToSchema)]
+#[allow(dead_code)] // described, not extracted: `cloudevents` reads the body
+pub(crate) struct CloudEventJson {
+    /// `1.0`.
+    specversion: String,
+    id: String,
+    /// A URI reference.
+    source: String,
+    #[schema(rename = "type")]
+    kind: String,
+    datacontenttype: Option<String>,
+    subject: Option<String>,
+    /// RFC 3339.
+    time: Option<String>,
+    /// The data, as JSON (or a string), ...
+    data: Option<serde_json::Value>,
+    /// ... or as base64.
+    data_base64: Option<String>,
+}
+
+/// A publish's answer.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct PublishedJson {
+    topic: String,
+    /// The message's seq.
+    seq: u64,
 }
 
 impl From<TopicInfo> for TopicJson {
@@ -35,6 +77,13 @@ impl From<TopicInfo> for TopicJson {
 }
 
 /// `GET /topics`
+#[utoipa::path(
+    get,
+    path = "/topics",
+    operation_id = "listTopics",
+    tag = "topics",
+    responses((status = OK, description = "The topics the caller may see", body = [TopicJson])),
+)]
 pub(crate) async fn list(
     State(s): State<EdgeState>,
     axum::Extension(caller): axum::Extension<super::auth::Caller>,
@@ -52,6 +101,14 @@ pub(crate) async fn list(
 /// `GET /topics/{topic}`
 /// The topic URL of WebSub: its `Link` headers name the hub and the topic
 /// (discovery).
+#[utoipa::path(
+    get,
+    path = "/topics/{topic}",
+    operation_id = "getTopic",
+    tag = "topics",
+    params(TopicPath),
+    responses((status = OK, description = "The topic; `Link` headers name its WebSub hub", body = TopicJson)),
+)]
 pub(crate) async fn info(
     State(s): State<EdgeState>,
     granted: Granted<See>,
@@ -69,6 +126,30 @@ pub(crate) async fn info(
 /// `POST /topics/{topic}/messages`: the body is the payload; the request's
 /// `Content-Type` is kept; `Idempotency-Key` makes a retry append nothing.
 /// Answers once the message is as durable as the topic's mode promises.
+#[utoipa::path(
+    post,
+    path = "/topics/{topic}/messages",
+    operation_id = "publishMessage",
+    tag = "topics",
+    params(
+        TopicPath,
+        ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key appends nothing and answers the first seq"),
+    ),
+    request_body(
+        description = "The payload, any bytes; its content type is kept. `application/cloudevents+json` (structured) or `ce-*` headers (binary) make it a CloudEvent, validated",
+        // Any other content type is taken as it is, like octet-stream. Not
+        // required: an empty body is an empty message (see `openapi.rs`).
+        content(
+            (Payload = "application/octet-stream"),
+            (CloudEventJson = "application/cloudevents+json"),
+        ),
+    ),
+    responses(
+        (status = CREATED, description = "Stored, as durable as the topic's mode promises", body = PublishedJson),
+        (status = UNPROCESSABLE_ENTITY, description = "The idempotency key was used for another message", body = ErrorJson),
+        (status = TOO_MANY_REQUESTS, description = "Over the token's publish rate; `Retry-After` says when", body = ErrorJson),
+    ),
+)]
 pub(crate) async fn publish(
     State(s): State<EdgeState>,
     granted: Granted<Publish>,
@@ -104,7 +185,7 @@ pub(crate) async fn publish(
     let seq = s.broker.publish(&topic, message).await?;
     Ok(json::body(
         StatusCode::CREATED,
-        &serde_json::json!({ "topic": topic, "seq": seq }),
+        &PublishedJson { topic, seq },
     ))
 }
 
@@ -149,16 +230,28 @@ fn cloud_event(
     Ok((body, content_type, stored))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ReadQuery {
+    /// The first seq (default: the earliest stored).
     from: Option<u64>,
+    /// Instead of `from`: the first message at or after this RFC 3339 time.
     from_time: Option<String>,
+    /// Messages at most (default 100, at most 1000).
     limit: Option<usize>,
 }
 
 /// `GET /topics/{topic}/messages?from=N&limit=K`: a page of stored
 /// messages from `from` (default: the earliest) or from the first message
 /// at or after `from_time`, with the seq to ask next.
+#[utoipa::path(
+    get,
+    path = "/topics/{topic}/messages",
+    operation_id = "readMessages",
+    tag = "topics",
+    params(TopicPath, ReadQuery),
+    responses((status = OK, description = "A page of stored messages and the seq to ask next", body = Page)),
+)]
 pub(crate) async fn read(
     State(s): State<EdgeState>,
     granted: Granted<Read>,

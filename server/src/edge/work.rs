@@ -27,10 +27,13 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::{Granted, Read};
 use super::json::{self, MessageJson};
+use super::openapi::{ErrorJson, GroupPath};
 use super::{ApiError, EdgeState};
 use crate::MetricsExt;
 use fanlog_broker::shared::SharedOptions;
+use fanlog_broker::work::GroupInfo;
 use fanlog_broker::work::{Job, SharedGroup};
+use utoipa::{IntoParams, ToSchema};
 
 /// The longest a fetch waits.
 const MAX_WAIT: Duration = Duration::from_secs(60);
@@ -39,12 +42,20 @@ const MAX_BATCH: usize = 1000;
 
 /// A group's options as query parameters: each one given must match a
 /// running group's.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct OptionsQuery {
+    /// How long a worker has to acknowledge a job (`30s`, `500ms`;
+    /// default 30s, at least 10ms).
     ack_wait: Option<String>,
+    /// Deliveries of one job before its next failure sets it aside
+    /// (default 5, at least 1).
     max_deliver: Option<u32>,
+    /// Jobs one worker holds at most (default 100, at least 1).
     max_inflight: Option<usize>,
+    /// Jobs of one key go to one worker at a time, in seq order.
     key_order: Option<bool>,
+    /// The topic dead jobs go to (default `{topic}.dead`).
     dead_letter: Option<String>,
 }
 
@@ -92,11 +103,18 @@ pub(crate) fn parse_duration(what: &str, t: &str) -> Result<Duration, ApiError> 
 
 /// The fetch's own parameters and the group's options (not flattened:
 /// serde's flatten loses the query string's number types).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct FetchQuery {
+    /// The worker's name (1 to 64 of `A-Z a-z 0-9 - _ .`); one is made
+    /// up and answered when none is given.
+    #[param(pattern = r"^[A-Za-z0-9._-]{1,64}$")]
     worker: Option<String>,
+    /// Jobs at most (default 10, at most 1000).
     max: Option<usize>,
+    /// How long to wait for a first job (`5s`; default 0, at most 60s).
     wait: Option<String>,
+    /// As in the group's options.
     ack_wait: Option<String>,
     max_deliver: Option<u32>,
     max_inflight: Option<usize>,
@@ -104,13 +122,16 @@ pub(crate) struct FetchQuery {
     dead_letter: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct WorkerQuery {
+    /// The worker that holds the jobs.
+    #[param(pattern = r"^[A-Za-z0-9._-]{1,64}$")]
     worker: String,
 }
 
 /// A record handed to a worker, as JSON.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct JobJson {
     #[serde(flatten)]
     message: MessageJson,
@@ -131,15 +152,16 @@ impl JobJson {
     }
 }
 
-#[derive(Debug, Serialize)]
-struct FetchedJson {
+/// A fetch's answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct FetchedJson {
     worker: String,
     messages: Vec<JobJson>,
 }
 
 /// `{"seqs": [..]}` acknowledges those; `{"upto": N}` every record the
 /// worker holds below N (a range).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AckJson {
     #[serde(default)]
@@ -156,12 +178,15 @@ async fn ack_json(w: &fanlog_broker::work::Worker, b: AckJson) -> Result<(), Api
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// A job given back: handed out again after `delay`.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NackJson {
     seq: u64,
+    /// `1s`, `500ms` (default 0).
     #[serde(default)]
     delay: Option<String>,
+    /// Why, kept with a dead job.
     #[serde(default)]
     error: Option<String>,
 }
@@ -212,6 +237,17 @@ fn group_of(path: Result<Path<(String, String)>, PathRejection>) -> Result<Strin
 }
 
 /// `POST /topics/{topic}/shared/{group}/fetch`
+#[utoipa::path(
+    post,
+    path = "/topics/{topic}/shared/{group}/fetch",
+    operation_id = "fetchJobs",
+    tag = "work",
+    params(GroupPath, FetchQuery),
+    responses(
+        (status = OK, description = "Jobs handed to the worker, each to be acknowledged within the group's ack wait", body = FetchedJson),
+        (status = CONFLICT, description = "The options differ from the running group's", body = ErrorJson),
+    ),
+)]
 pub(crate) async fn fetch(
     State(s): State<EdgeState>,
     granted: Granted<Read>,
@@ -257,6 +293,18 @@ pub(crate) async fn fetch(
 }
 
 /// `POST /topics/{topic}/shared/{group}/ack`
+#[utoipa::path(
+    post,
+    path = "/topics/{topic}/shared/{group}/ack",
+    operation_id = "ackJobs",
+    tag = "work",
+    params(GroupPath, WorkerQuery),
+    request_body = AckJson,
+    responses(
+        (status = NO_CONTENT, description = "Settled, durably"),
+        (status = CONFLICT, description = "The worker does not hold a job named", body = ErrorJson),
+    ),
+)]
 pub(crate) async fn ack(
     State(s): State<EdgeState>,
     granted: Granted<Read>,
@@ -274,6 +322,18 @@ pub(crate) async fn ack(
 }
 
 /// `POST /topics/{topic}/shared/{group}/nack`
+#[utoipa::path(
+    post,
+    path = "/topics/{topic}/shared/{group}/nack",
+    operation_id = "nackJob",
+    tag = "work",
+    params(GroupPath, WorkerQuery),
+    request_body = NackJson,
+    responses(
+        (status = NO_CONTENT, description = "Handed out again after the delay (or set aside past max_deliver)"),
+        (status = CONFLICT, description = "The worker does not hold that job", body = ErrorJson),
+    ),
+)]
 pub(crate) async fn nack(
     State(s): State<EdgeState>,
     granted: Granted<Read>,
@@ -297,6 +357,14 @@ pub(crate) async fn nack(
 }
 
 /// `GET /topics/{topic}/shared/{group}`
+#[utoipa::path(
+    get,
+    path = "/topics/{topic}/shared/{group}",
+    operation_id = "getSharedGroup",
+    tag = "work",
+    params(GroupPath),
+    responses((status = OK, description = "The work-sharing group's figures (opened if it was not running)", body = GroupInfo)),
+)]
 pub(crate) async fn info(
     State(s): State<EdgeState>,
     granted: Granted<Read>,
@@ -335,6 +403,19 @@ enum WorkOp {
 /// `{"op": "error", "error": "..", "seq"?: S}`; a frame that is no op
 /// closes the socket with 4400. When the socket closes, what the worker
 /// held goes to others at once.
+#[utoipa::path(
+    get,
+    path = "/topics/{topic}/shared/{group}/ws",
+    operation_id = "workWebSocket",
+    tag = "work",
+    params(GroupPath, OptionsQuery),
+    responses(
+        (status = SWITCHING_PROTOCOLS, description = "A worker over a WebSocket: jobs as text frames; `ack` and `nack` ops"),
+        (status = UPGRADE_REQUIRED, description = "Not a WebSocket handshake", body = ErrorJson),
+        (status = METHOD_NOT_ALLOWED, description = "Not a WebSocket handshake", body = ErrorJson),
+        (status = CONFLICT, description = "The options differ from the running group's", body = ErrorJson),
+    ),
+)]
 pub(crate) async fn upgrade(
     State(s): State<EdgeState>,
     granted: Granted<Read>,

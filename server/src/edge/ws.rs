@@ -31,6 +31,7 @@ use std::time::Duration;
 
 use super::auth::{Granted, Read};
 use super::json::{GapJson, MessageJson};
+use super::openapi::{ErrorJson, TopicPath};
 use super::{ApiError, EdgeState};
 use fanlog_broker::BrokerError;
 use fanlog_broker::{Event, StartFrom, Subscription};
@@ -52,15 +53,30 @@ pub mod close_code {
     pub const INTERNAL: u16 = 1011;
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct WsQuery {
+    /// The first seq (default: the live tail).
     from: Option<u64>,
+    /// Instead of `from`: the first message at or after this RFC 3339 time.
     from_time: Option<String>,
 }
 
 /// `GET /topics/{topic}/ws`: the subscription is opened before the upgrade,
 /// so a bad topic is an HTTP error and the start position is fixed by the
 /// time the socket opens.
+#[utoipa::path(
+    get,
+    path = "/topics/{topic}/ws",
+    operation_id = "streamWebSocket",
+    tag = "streams",
+    params(TopicPath, WsQuery),
+    responses(
+        (status = SWITCHING_PROTOCOLS, description = "A WebSocket: one text frame per message (JSON, as in a page), `{\"gap\": ...}` frames; the client may publish with `{\"op\": \"publish\", ...}`"),
+        (status = UPGRADE_REQUIRED, description = "Not a WebSocket handshake", body = ErrorJson),
+        (status = METHOD_NOT_ALLOWED, description = "Not a WebSocket handshake", body = ErrorJson),
+    ),
+)]
 pub(crate) async fn upgrade(
     State(s): State<EdgeState>,
     granted: Granted<Read>,

@@ -259,7 +259,7 @@ pub struct HookUpdate {
 }
 
 /// A hook as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct HookView {
     /// `hook_...`.
     pub id: String,

@@ -81,7 +81,7 @@ pub struct WebSubSpec {
 }
 
 /// The HTTP form a hook receives CloudEvents in.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Delivery {
     /// Data as the body, attributes as `ce-*` headers.

@@ -1,0 +1,63 @@
+// The SDK in a real browser: Debian's Chromium driven by Playwright
+// (playwright-core, no bundled browser), the IIFE bundle loaded into a page
+// of the broker's own origin. A browser holds no token: the page signs in
+// with a session cookie (POST /session, as the page's backend would let it)
+// and streams with single-use tickets.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync, existsSync } from "node:fs";
+import { chromium } from "playwright-core";
+
+import { TOKEN, serve, fresh } from "./broker.mjs";
+
+const CHROMIUM = process.env.CHROMIUM ?? ["/usr/bin/chromium", "/usr/bin/chromium-browser"].find(existsSync);
+const bundle = readFileSync(new URL("../dist/index.iife.js", import.meta.url), "utf8");
+
+test("in Chromium: publish and subscribe over SSE, WebSocket and long polling, with a session cookie and with tickets", async () => {
+  assert.ok(CHROMIUM, "Chromium (scripts/test.sh installs it)");
+  const { url, child } = await serve(fresh());
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
+  try {
+    const page = await browser.newPage();
+    await page.goto(`${url}/healthz`);
+    await page.addScriptTag({ content: bundle });
+    const got = await page.evaluate(async (token) => {
+      const { Client } = window.Fanlog;
+      // The page's backend would do this with its token; the cookie is
+      // HttpOnly, so the page never sees a credential.
+      await new Client({ url: location.origin, token }).openSession();
+      const c = new Client({ url: location.origin, credentials: "include" });
+      const seqs = [];
+      for (const m of ["a", "b", "c"]) seqs.push(await c.publish("web", m));
+      const take = async (sub, n) => {
+        const out = [];
+        for await (const ev of sub) {
+          out.push([ev.message.seq, ev.message.data]);
+          if (out.length === n) break;
+        }
+        return out;
+      };
+      const sse = await take(c.subscribe("web", { from: "earliest", transport: "sse" }), 3);
+      const ws = await take(c.subscribe("web", { from: "earliest", transport: "ws" }), 3);
+      // Without the session: tickets, one per connection.
+      await c.closeSession();
+      const refused = await c.publish("web", "x").then(() => null, (e) => e.status);
+      const ticketed = new Client({ url: location.origin });
+      const ticket = () => new Client({ url: location.origin, token }).ticket();
+      const poll = await take(ticketed.subscribe("web", { from: { seq: 1 }, transport: "poll", ticket }), 2);
+      const sseTicket = await take(ticketed.subscribe("web", { from: { seq: 2 }, transport: "sse", ticket }), 1);
+      return { seqs, sse, ws, refused, poll, sseTicket };
+    }, TOKEN);
+    const all = [[0, "a"], [1, "b"], [2, "c"]];
+    assert.deepEqual(got.seqs, [0, 1, 2]);
+    assert.deepEqual(got.sse, all);
+    assert.deepEqual(got.ws, all);
+    assert.equal(got.refused, 401, "the session ended");
+    assert.deepEqual(got.poll, all.slice(1));
+    assert.deepEqual(got.sseTicket, all.slice(2));
+  } finally {
+    await browser.close();
+    child.kill("SIGKILL");
+  }
+});
