@@ -67,7 +67,11 @@ export interface ClientOptions {
   url: string;
   /** A bearer token (servers and Node). Browsers use a session cookie or tickets instead. */
   token?: string;
-  /** `include` to send the session cookie (browsers, after `POST /session`). */
+  /**
+   * Whether fetch sends the session cookie (browsers, after `POST
+   * /session`): the default `same-origin` does for a page on the broker's
+   * origin; the broker's CORS never allows credentials across origins.
+   */
   credentials?: RequestCredentials;
   /** The fetch to use (default: the global one). */
   fetch?: typeof fetch;
@@ -267,8 +271,8 @@ export class Client {
 
   /**
    * Opens a browser session: the broker sets its HttpOnly cookie, which
-   * the page's later requests carry (`credentials: "include"` across
-   * origins). Needs a bearer token.
+   * later requests from pages of the broker's origin carry. Needs a bearer
+   * token.
    */
   async openSession(): Promise<void> {
     await this.#request("POST", "/session");
