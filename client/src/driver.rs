@@ -428,6 +428,16 @@ impl Driver {
         Ok(link)
     }
 
+    /// Forgets subscription `sub` wherever it is kept: its route (readers
+    /// deliver nothing more to it), its state, its own QUIC stream (dropped:
+    /// the stream finishes). Its state, and whether it had a stream of its
+    /// own.
+    fn forget_sub(&mut self, sub: u32) -> Option<(SubState, bool)> {
+        self.inbox.routes.lock().subs.remove(&sub);
+        let state = self.subs.remove(&sub)?;
+        Some((state, self.sub_links.remove(&sub).is_some()))
+    }
+
     /// The link a subscription's frames travel on.
     fn sub_link(&self, sub: u32) -> Option<&Link> {
         self.sub_links.get(&sub).or(self.control.as_ref())
@@ -633,8 +643,7 @@ impl Driver {
             Cmd::Unsubscribe { sub } => {
                 // A QUIC subscription stream just ends: dropping its link
                 // finishes the stream. Over TCP the broker is told.
-                self.inbox.routes.lock().subs.remove(&sub);
-                if self.subs.remove(&sub).is_some() && self.sub_links.remove(&sub).is_none() {
+                if let Some((_, false)) = self.forget_sub(sub) {
                     let id = self.id();
                     self.send_control(id, &Frame::Unsubscribe { sub }, Waiter::Ignore);
                 }
@@ -774,9 +783,7 @@ impl Driver {
             Frame::SubEnd { sub, code, message } => {
                 // Ended by the broker: the stream ends with the reason and
                 // is not resubscribed after a reconnect.
-                self.inbox.routes.lock().subs.remove(&sub);
-                if let Some(state) = self.subs.remove(&sub) {
-                    self.sub_links.remove(&sub);
+                if let Some((state, _)) = self.forget_sub(sub) {
                     let _ = state.events.send(Err(ClientError::Server {
                         code,
                         message: message.to_owned(),
@@ -806,9 +813,7 @@ impl Driver {
                 message: message.to_owned(),
             };
             if let Waiter::Subscribed(sub) = waiter {
-                self.inbox.routes.lock().subs.remove(&sub);
-                if let Some(s) = self.subs.remove(&sub) {
-                    self.sub_links.remove(&sub);
+                if let Some((s, _)) = self.forget_sub(sub) {
                     match s.reply {
                         Some(r) => send_reply(r, Err(e)),
                         None => {

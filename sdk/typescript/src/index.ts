@@ -347,9 +347,10 @@ export class Client {
             backoff = this.#opts.backoffMs ?? 100;
             opts.onConnect?.();
           };
-          if (transport === "sse") await this.#sse(topic, start(), push, connected, opts, ticketed, stop.signal);
-          else if (transport === "ws") await this.#ws(topic, start(), push, connected, ticketed, stop.signal);
-          else await this.#poll(topic, start(), push, connected, ticketed, stop.signal);
+          const leg: Leg = { topic, from: start(), push, connected, ticketed, signal: stop.signal };
+          if (transport === "sse") await this.#sse(leg, opts.idleMs ?? 45_000);
+          else if (transport === "ws") await this.#ws(leg);
+          else await this.#poll(leg);
         } catch (e) {
           if (e instanceof FanlogError && e.status >= 400 && e.status < 500 && e.status !== 408 && e.status !== 429) {
             failure = e; // refused: retrying cannot help
@@ -402,19 +403,10 @@ export class Client {
     return q;
   }
 
-  async #sse(
-    topic: string,
-    from: StartFrom,
-    push: (ev: SubscriptionEvent) => void,
-    connected: () => void,
-    opts: SubscribeOptions,
-    ticketed: (q: URLSearchParams) => Promise<URLSearchParams>,
-    signal: AbortSignal,
-  ): Promise<void> {
+  async #sse({ topic, from, push, connected, ticketed, signal }: Leg, idleMs: number): Promise<void> {
     const conn = new AbortController();
     const abort = () => conn.abort();
     signal.addEventListener("abort", abort);
-    const idleMs = opts.idleMs ?? 45_000;
     let idle = setTimeout(abort, idleMs);
     try {
       const q = await ticketed(this.#startQuery(from, false));
@@ -454,14 +446,7 @@ export class Client {
     }
   }
 
-  async #ws(
-    topic: string,
-    from: StartFrom,
-    push: (ev: SubscriptionEvent) => void,
-    connected: () => void,
-    ticketed: (q: URLSearchParams) => Promise<URLSearchParams>,
-    signal: AbortSignal,
-  ): Promise<void> {
+  async #ws({ topic, from, push, connected, ticketed, signal }: Leg): Promise<void> {
     const Ws = this.#opts.WebSocket ?? (globalThis as { WebSocket?: WebSocketLike }).WebSocket;
     if (!Ws) throw new Error("no WebSocket: pass the `ws` package as options.WebSocket");
     const q = await ticketed(this.#startQuery(from, false));
@@ -489,14 +474,7 @@ export class Client {
     });
   }
 
-  async #poll(
-    topic: string,
-    from: StartFrom,
-    push: (ev: SubscriptionEvent) => void,
-    connected: () => void,
-    ticketed: (q: URLSearchParams) => Promise<URLSearchParams>,
-    signal: AbortSignal,
-  ): Promise<void> {
+  async #poll({ topic, from, push, connected, ticketed, signal }: Leg): Promise<void> {
     let q = this.#startQuery(from, true);
     let first = true;
     while (!signal.aborted) {
@@ -513,12 +491,25 @@ export class Client {
       const page = (await r.json()) as Page;
       if (page.gap) push({ kind: "gap", from: page.gap.from, to: page.gap.to });
       for (const m of page.messages) push({ kind: "message", message: fromJson(m) });
-      q = new URLSearchParams();
-      // `next` is where the following poll continues: after next - 1.
-      if (page.next > 0) q.set("after", String(page.next - 1));
-      else q.set("from_time", "1970-01-01T00:00:00Z");
+      // `next` is where the following poll continues.
+      q = this.#startQuery({ seq: page.next }, true);
     }
   }
+}
+
+/** What one connection of a subscription needs, whatever its transport. */
+interface Leg {
+  topic: string;
+  /** After the last seq yielded, else the subscription's start. */
+  from: StartFrom;
+  /** Yields an event (dropping what the cursor already passed). */
+  push: (ev: SubscriptionEvent) => void;
+  /** Called once the connection is up: resets the backoff. */
+  connected: () => void;
+  /** Adds a fresh ticket to a query when the subscription has a ticket source. */
+  ticketed: (q: URLSearchParams) => Promise<URLSearchParams>;
+  /** Ends the connection when the subscription ends. */
+  signal: AbortSignal;
 }
 
 function fromJson(m: MessageJson): Message {
@@ -582,11 +573,7 @@ export class Worker {
 
   /** Acknowledges jobs: `seqs`, or every job held below `upTo`. Durable on return. */
   async ack(which: { seqs: number[] } | { upTo: number }): Promise<void> {
-    const body = "seqs" in which ? { seqs: which.seqs } : { upto: which.upTo };
-    await this.request("POST", `${this.#path("/ack")}?${this.#worker()}`, {
-      body: JSON.stringify(body),
-      headers: { "content-type": "application/json" },
-    });
+    await this.#settle("/ack", "seqs" in which ? { seqs: which.seqs } : { upto: which.upTo });
   }
 
   /** Gives a job back: handed out again after `delayMs`; `error` is kept with a dead job. */
@@ -594,7 +581,12 @@ export class Worker {
     const body: Record<string, unknown> = { seq };
     if (opts.delayMs) body.delay = `${opts.delayMs}ms`;
     if (opts.error) body.error = opts.error;
-    await this.request("POST", `${this.#path("/nack")}?${this.#worker()}`, {
+    await this.#settle("/nack", body);
+  }
+
+  /** POSTs an ack or nack (`op`) of this worker's jobs. */
+  async #settle(op: string, body: unknown): Promise<void> {
+    await this.request("POST", `${this.#path(op)}?${this.#worker()}`, {
       body: JSON.stringify(body),
       headers: { "content-type": "application/json" },
     });
