@@ -2,7 +2,8 @@
 //! with tokens: another token's `Idempotency-Key` or producer id (read from
 //! the log) cannot make a message vanish; a key or producer sequence reused
 //! with a different body is refused, never answered as stored; and a token's
-//! publish rate is charged per message, so one large batch cannot pass it.
+//! publish rate is charged per message, so one large batch cannot pass it
+//! (over the binary protocol or `POST /topics/{t}/batch`).
 
 mod common;
 
@@ -171,9 +172,64 @@ async fn a_batch_is_charged_per_message() {
     assert_eq!(slow.publish_batch("r", five).await.unwrap().len(), 5);
     let e = slow.publish("r", Message::new("6th")).await.unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::RateLimited), "{e}");
+    // The same over HTTP: `POST /topics/{t}/batch` is charged per message.
+    let http = serve.http.clone().unwrap();
+    let messages: Vec<Value> = (0..5_000).map(|i| serde_json::json!({"data": i})).collect();
+    let r = reqwest::Client::new()
+        .post(format!("http://{http}/topics/r/batch"))
+        .bearer_auth("slow")
+        .json(&serde_json::json!({ "messages": messages }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    let v: Value = r.json().await.unwrap();
+    assert!(
+        v["error"].as_str().unwrap().contains("5000 messages"),
+        "{v}"
+    );
     let admin = native(&serve.tcp, "alice").await;
     let info = admin.topics().await.unwrap();
     let r = info.iter().find(|t| t.name == "r").unwrap();
-    assert_eq!(r.next_seq, 5, "nothing of the refused batch was stored");
+    assert_eq!(r.next_seq, 5, "nothing of the refused batches was stored");
+    assert!(serve.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batchs_keys_are_its_tokens_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = start(dir.path());
+    let http = serve.http.clone().unwrap();
+    let batch = |token: &str, key: &str, bodies: &[&str]| {
+        let messages: Vec<Value> = bodies
+            .iter()
+            .map(|b| serde_json::json!({"data": b}))
+            .collect();
+        reqwest::Client::new()
+            .post(format!("http://{http}/topics/t/batch"))
+            .bearer_auth(token)
+            .header("idempotency-key", key)
+            .json(&serde_json::json!({ "messages": messages }))
+            .send()
+    };
+    let r = batch("bob", "b", &["bob 0", "bob 1"]).await.unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    // Alice's batch under Bob's key is hers; her retry appends nothing.
+    for _ in 0..2 {
+        let v: Value = batch("alice", "b", &["alice 0", "alice 1"])
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(v["seqs"], serde_json::json!([2, 3]), "{v}");
+    }
+    // Her key reused for other bodies: refused, and nothing stored.
+    let r = batch("alice", "b", &["other 0"]).await.unwrap();
+    assert_eq!(r.status().as_u16(), 422);
+    assert_eq!(
+        bodies(&http, "t").await,
+        ["bob 0", "bob 1", "alice 0", "alice 1"]
+    );
     assert!(serve.terminate().success());
 }

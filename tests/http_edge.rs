@@ -189,6 +189,174 @@ async fn rest_routes_and_their_errors() {
     http.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_is_published_in_order_in_one_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = broker(dir.path());
+    let config = HttpConfig {
+        max_body: 64 << 10,
+        ..HttpConfig::default()
+    };
+    let http = common::HttpServer::start(&b, config).await;
+    let c = reqwest::Client::new();
+    let post = |body: Value| {
+        c.post(http.url("/topics/b/batch"))
+            .header("idempotency-key", "batch-1")
+            .json(&body)
+            .send()
+    };
+    let batch = json!({"messages": [
+        {"data": "text"},
+        {"data": {"n": 1}},
+        {"data": "//4=", "encoding": "base64", "content_type": "application/octet-stream"},
+        {"data": "own key", "idempotency_key": "mine"},
+        {"data": null},
+    ]});
+    // Every seq, in order; a retry of the whole batch appends nothing.
+    for _ in 0..2 {
+        let r = post(batch.clone()).await.unwrap();
+        assert_eq!(
+            json_of(r).await,
+            (201, json!({"topic": "b", "seqs": [0, 1, 2, 3, 4]}))
+        );
+    }
+    assert_eq!(b.topic_info("b").unwrap().next_seq, 5);
+    let (_, page) = json_of(c.get(http.url("/topics/b/messages")).send().await.unwrap()).await;
+    let m = &page["messages"];
+    assert_eq!(m[0]["data"], "text");
+    assert_eq!(m[0]["content_type"], Value::Null);
+    assert_eq!(m[1]["data"], r#"{"n":1}"#);
+    assert_eq!(m[1]["content_type"], "application/json");
+    assert_eq!(
+        (&m[2]["data"], &m[2]["encoding"]),
+        (&json!("//4="), &json!("base64"))
+    );
+    assert_eq!(m[2]["content_type"], "application/octet-stream");
+    assert_eq!(
+        (&m[4]["data"], &m[4]["content_type"]),
+        (&json!("null"), &json!("application/json"))
+    );
+    // A message's own key is its own: a single publish under it is its retry.
+    let r = c
+        .post(http.url("/topics/b/messages"))
+        .header("idempotency-key", "mine")
+        .body("own key")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json_of(r).await.1["seq"], 3);
+
+    // Bad batches: a clear error each, and nothing of them stored.
+    let r = c
+        .put(http.url("/topics/small"))
+        .json(&json!({"max_message_bytes": 1024}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let cases: Vec<(reqwest::RequestBuilder, u16, &str)> = vec![
+        (
+            c.post(http.url("/topics/b/batch"))
+                .json(&json!({"messages": []})),
+            400,
+            "1 to 10000",
+        ),
+        (
+            c.post(http.url("/topics/b/batch"))
+                .json(&json!([{"data": "x"}])),
+            400,
+            "bad batch",
+        ),
+        (
+            c.post(http.url("/topics/b/batch"))
+                .header("content-type", "application/json")
+                .body("{not json"),
+            400,
+            "bad batch",
+        ),
+        (
+            c.post(http.url("/topics/b/batch"))
+                .json(&json!({"messages": [{"data": "x"}, {"data": "!", "encoding": "base64"}]})),
+            400,
+            "message 1: data is not base64",
+        ),
+        (
+            c.post(http.url("/topics/b/batch"))
+                .json(&json!({"messages": [{"content_type": "text/plain"}]})),
+            400,
+            "needs data",
+        ),
+        (
+            c.post(http.url("/topics/b/batch"))
+                .json(&json!({"messages": [{"data": "x", "extra": 1}]})),
+            400,
+            "unknown field",
+        ),
+        (
+            c.post(http.url("/topics/b/batch")).body("x"),
+            415,
+            "application/json",
+        ),
+        (
+            c.post(http.url("/topics/b/batch"))
+                .header("content-type", "application/cloudevents-batch+json")
+                .body("[]"),
+            415,
+            "application/json",
+        ),
+        (
+            c.post(http.url("/topics/.b/batch"))
+                .json(&json!({"messages": [{"data": "x"}]})),
+            400,
+            "topic",
+        ),
+        // One message over its topic's limit refuses the whole batch.
+        (
+            c.post(http.url("/topics/small/batch"))
+                .json(&json!({"messages": [{"data": "x"}, {"data": "y".repeat(2000)}]})),
+            413,
+            "limit",
+        ),
+        (
+            c.post(http.url("/topics/b/batch"))
+                .json(&json!({"messages": [{"data": "y".repeat(70 << 10)}]})),
+            413,
+            "limit",
+        ),
+    ];
+    for (req, want, says) in cases {
+        let (status, body) = json_of(req.send().await.unwrap()).await;
+        assert_eq!(status, want, "{body}");
+        assert!(
+            body["error"].as_str().unwrap().contains(says),
+            "{says}: {body}"
+        );
+    }
+    assert_eq!(b.topic_info("b").unwrap().next_seq, 5, "nothing appended");
+    assert_eq!(
+        b.topic_info("small").unwrap().next_seq,
+        0,
+        "nothing appended"
+    );
+
+    // The WebSocket's publish op takes an idempotency key too.
+    let mut ws = ws_connect(&http, "/topics/b/ws").await;
+    for id in 0..2 {
+        let op = json!({"op": "publish", "data": "once", "id": id, "idempotency_key": "ws-1"});
+        ws.send(WsMessage::text(op.to_string())).await.unwrap();
+    }
+    let mut acks = Vec::new();
+    while acks.len() < 2 {
+        let v = ws_json(&mut ws).await;
+        if v["op"] == "ack" {
+            acks.push(v["seq"].clone());
+        }
+    }
+    assert_eq!(acks, [json!(5), json!(5)]);
+    assert_eq!(b.topic_info("b").unwrap().next_seq, 6);
+    http.stop().await;
+}
+
 /// Reads an SSE response until `until` holds on the text so far.
 async fn sse_until(r: reqwest::Response, until: impl Fn(&str) -> bool) -> String {
     let mut text = String::new();

@@ -252,11 +252,11 @@ fn a_python_client_generated_from_the_document_publishes_and_reads_back() {
     );
     let line = String::from_utf8_lossy(&out.stdout);
     let got: Value = serde_json::from_str(line.trim()).unwrap_or_else(|e| panic!("{e}: {line}"));
-    assert_eq!(got["published"], serde_json::json!([0, 1]));
-    assert_eq!(got["next"], 2);
+    assert_eq!(got["published"], serde_json::json!([0, 1, 2, 3]));
+    assert_eq!(got["next"], 4);
     assert_eq!(got["topics"], serde_json::json!(["py-generated"]));
     let read = got["read"].as_array().unwrap();
-    assert_eq!(read.len(), 2, "{got}");
+    assert_eq!(read.len(), 4, "{got}");
     assert_eq!(read[0]["seq"], 0);
     assert_eq!(read[0]["data"], "hello from python");
     assert_eq!(read[0]["content_type"], "application/octet-stream");
@@ -265,5 +265,9 @@ fn a_python_client_generated_from_the_document_publishes_and_reads_back() {
     assert_eq!(read[1]["seq"], 1);
     assert_eq!(read[1]["data"], "{\"n\":1}");
     assert_eq!(read[1]["content_type"], "application/json");
+    // The batch, in order.
+    assert_eq!(read[2]["data"], "batched 0");
+    assert_eq!(read[3]["data"], "{\"n\":2}");
+    assert_eq!(read[3]["content_type"], "application/json");
     serve.terminate();
 }

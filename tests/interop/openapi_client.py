@@ -7,7 +7,8 @@ Usage: openapi_client.py BASE_URL TOKEN WORK_DIR
 
 Downloads BASE_URL/openapi.json, generates the client package into
 WORK_DIR, imports it, publishes two messages to topic `py-generated` (bytes,
-then a structured CloudEvent), reads the topic back from seq 0, lists the
+then a structured CloudEvent) and a batch of two, reads the topic back
+from seq 0, lists the
 topics, and prints one JSON line: {"published": [seqs], "read": [{seq,
 data, content_type}], "topics": [names]}.
 """
@@ -46,10 +47,17 @@ sys.path.insert(0, work)
 from fanlog_api import AuthenticatedClient  # noqa: E402
 from fanlog_api.api.topics import (  # noqa: E402
     list_topics,
+    publish_batch,
     publish_message,
     read_messages,
 )
-from fanlog_api.models import CloudEventJson, PublishedJson, Page  # noqa: E402
+from fanlog_api.models import (  # noqa: E402
+    BatchJson,
+    CloudEventJson,
+    Page,
+    PublishedBatchJson,
+    PublishedJson,
+)
 from fanlog_api.types import File  # noqa: E402
 
 client = AuthenticatedClient(base_url=base, token=token)
@@ -73,6 +81,16 @@ event = CloudEventJson.from_dict(
 second = publish_message.sync(topic, client=client, body=event)
 assert isinstance(second, PublishedJson), second
 published.append(second.seq)
+
+batch = publish_batch.sync(
+    topic,
+    client=client,
+    body=BatchJson.from_dict(
+        {"messages": [{"data": "batched 0"}, {"data": {"n": 2}, "idempotency_key": "py-b1"}]}
+    ),
+)
+assert isinstance(batch, PublishedBatchJson), batch
+published.extend(batch.seqs)
 
 page = read_messages.sync(topic, client=client, from_=0)
 assert isinstance(page, Page), page

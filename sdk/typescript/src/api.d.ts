@@ -254,6 +254,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/topics/{topic}/batch": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * `POST /topics/{topic}/batch`: many messages in one request, appended in
+         *     order with one append (and under `--fsync always` one sync), answered
+         *     with every seq. The body is `{"messages": [...]}`.
+         */
+        post: operations["publishBatch"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/topics/{topic}/events": {
         parameters: {
             query?: never;
@@ -514,6 +535,30 @@ export interface components {
             seqs?: number[];
             /** Format: u-int64 */
             upto?: number | null;
+        };
+        /** @description One message of a batch: the fields of a WebSocket publish op. */
+        BatchEntryJson: {
+            /** @description Kept with the message. */
+            content_type?: string | null;
+            /**
+             * @description The payload: a string is its UTF-8 bytes (or, with `encoding`, the
+             *     bytes its base64 encodes); any other JSON value is stored as its
+             *     text, `application/json` unless `content_type` says otherwise.
+             */
+            data: unknown;
+            /** @description `base64` when `data` is base64. */
+            encoding?: string | null;
+            /**
+             * @description A retry with the same key appends nothing and answers the first
+             *     seq; default: the request's `Idempotency-Key`, then `:` and the
+             *     message's index.
+             */
+            idempotency_key?: string | null;
+        };
+        /** @description A batch to publish, in order. */
+        BatchJson: {
+            /** @description At least one, at most 10,000, in at most the request body limit. */
+            messages: components["schemas"]["BatchEntryJson"][];
         };
         /**
          * @description A CloudEvent 1.0 in structured mode; other (extension) attributes
@@ -808,6 +853,12 @@ export interface components {
          * @description A message's payload: any bytes.
          */
         Payload: string;
+        /** @description A batch's answer. */
+        PublishedBatchJson: {
+            /** @description Each message's seq, in the batch's order. */
+            seqs: number[];
+            topic: string;
+        };
         /** @description A publish's answer. */
         PublishedJson: {
             /**
@@ -2380,6 +2431,130 @@ export interface operations {
             };
             /** @description Hooks deliver the topic: delete them first */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorJson"];
+                };
+            };
+            /** @description The broker is shutting down, full or without quorum; retry later */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorJson"];
+                };
+            };
+        };
+    };
+    publishBatch: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Gives message i without its own key the key `KEY:i`, so a retry of the whole batch appends nothing twice */
+                "Idempotency-Key"?: string | null;
+            };
+            path: {
+                /**
+                 * @description A topic name: 1 to 255 of `A-Z a-z 0-9 - _ .`, not starting with
+                 *     `.`.
+                 */
+                topic: string;
+            };
+            cookie?: never;
+        };
+        /** @description The messages, in order */
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BatchJson"];
+            };
+        };
+        responses: {
+            /** @description Every message stored, as durable as the topic's mode promises */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PublishedBatchJson"];
+                };
+            };
+            /** @description The request is malformed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorJson"];
+                };
+            };
+            /** @description No token, or one the broker does not know */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorJson"];
+                };
+            };
+            /** @description The token does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorJson"];
+                };
+            };
+            /** @description No such topic, group or hook */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorJson"];
+                };
+            };
+            /** @description The body did not arrive in time */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorJson"];
+                };
+            };
+            /** @description The body is over the size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorJson"];
+                };
+            };
+            /** @description The body's content type is not the one expected */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorJson"];
+                };
+            };
+            /** @description An idempotency key was used for another message; the messages before it may be stored (a retry under the same keys answers their seqs) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorJson"];
+                };
+            };
+            /** @description Over the token's publish rate; `Retry-After` says when */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };

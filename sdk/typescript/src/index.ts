@@ -3,7 +3,8 @@
  *
  * - Publish over HTTP with an acknowledgement (the message's seq, once it
  *   is as durable as the topic promises) and an idempotency key, so a retry
- *   after a lost answer appends nothing.
+ *   after a lost answer appends nothing; many messages in one request
+ *   (`publishBatch`, or a `producer` that batches as messages come).
  * - Subscribe over Server-Sent Events (fetch-based, so a bearer token
  *   works), WebSocket or long polling. A subscription resumes after the
  *   last seq it delivered whenever the connection drops, so the application
@@ -22,6 +23,8 @@ export type TopicJson = components["schemas"]["TopicJson"];
 export type Page = components["schemas"]["Page"];
 export type MessageJson = components["schemas"]["MessageJson"];
 export type Published = components["schemas"]["PublishedJson"];
+export type PublishedBatch = components["schemas"]["PublishedBatchJson"];
+export type BatchEntry = components["schemas"]["BatchEntryJson"];
 export type ErrorJson = components["schemas"]["ErrorJson"];
 export type JobJson = components["schemas"]["JobJson"];
 export type FetchedJson = components["schemas"]["FetchedJson"];
@@ -85,6 +88,29 @@ export interface ClientOptions {
   publishAttempts?: number;
 }
 
+/**
+ * How a producer (and `publishBatch`) packs messages into requests to
+ * `POST /topics/{t}/batch`.
+ */
+export interface BatchOptions {
+  /** Messages per request at most; default 1000 (the broker takes 10,000). */
+  maxBatchMessages?: number;
+  /**
+   * JSON bytes per request at most; default 512 KiB. Keep it under the
+   * broker's request body limit (`max_request_body`, 1 MiB by default); a
+   * single larger message goes alone.
+   */
+  maxBatchBytes?: number;
+}
+
+export interface ProducerOptions extends BatchOptions {
+  /** How long a message waits for others to share its request; default 5 ms. */
+  lingerMs?: number;
+}
+
+/** What one message to publish is. */
+export type Payload = string | Uint8Array | unknown;
+
 /** A refusal from the broker: its status and `{"error"}` text. */
 export class FanlogError extends Error {
   constructor(
@@ -117,6 +143,125 @@ export interface SubscribeOptions {
    * calls `POST /tickets`, see `Client.ticket`).
    */
   ticket?: () => Promise<string>;
+}
+
+/** One batch entry as JSON text, and its size in bytes. */
+interface Entry {
+  json: string;
+  bytes: number;
+}
+
+const encoder = new TextEncoder();
+
+/** A batch entry for `data`, as `publish` would send it, under `key`. */
+function entry(data: Payload, contentType: string | undefined, key: string): Entry {
+  let e: BatchEntry;
+  if (typeof data === "string") {
+    e = { data, content_type: contentType ?? "text/plain" };
+  } else if (data instanceof Uint8Array) {
+    e = { data: base64(data), encoding: "base64", content_type: contentType ?? "application/octet-stream" };
+  } else {
+    e = { data: data ?? null, content_type: contentType ?? "application/json" };
+  }
+  e.idempotency_key = key;
+  const json = JSON.stringify(e);
+  return { json, bytes: encoder.encode(json).length + 1 };
+}
+
+function base64(bytes: Uint8Array): string {
+  let s = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(s);
+}
+
+const limits = (opts: BatchOptions) => ({
+  messages: Math.max(1, opts.maxBatchMessages ?? 1000),
+  bytes: opts.maxBatchBytes ?? 512 << 10,
+});
+
+/** How many of `entries`, from `at` on, go in one request: at least one. */
+function fitting(entries: Entry[], opts: BatchOptions, at = 0): number {
+  const max = limits(opts);
+  let bytes = 0;
+  let n = 0;
+  while (at + n < entries.length && n < max.messages) {
+    bytes += entries[at + n].bytes;
+    if (n > 0 && bytes > max.bytes) break;
+    n++;
+  }
+  return n;
+}
+
+/**
+ * Batches `send`s into requests: a message waits at most `lingerMs` for
+ * others, or goes with the next request while one is under way. One
+ * request at a time, so seqs follow the order of `send`. Each message has
+ * an idempotency key (its own, or one the producer makes), so retries
+ * after a network error or a broker restart append nothing twice.
+ */
+export class Producer {
+  readonly #send: (entries: Entry[]) => Promise<number[]>;
+  readonly #opts: ProducerOptions;
+  readonly #id = randomKey();
+  #n = 0;
+  #queue: Array<Entry & { resolve: (seq: number) => void; reject: (e: unknown) => void }> = [];
+  /** Bytes of the entries in the queue. */
+  #queued = 0;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #running: Promise<void> | undefined;
+
+  /** Made by `Client.producer`. */
+  constructor(send: (entries: Entry[]) => Promise<number[]>, opts: ProducerOptions) {
+    this.#send = send;
+    this.#opts = opts;
+  }
+
+  /** Publishes one message; resolves with its seq once acknowledged. */
+  send(data: Payload, opts: { contentType?: string; idempotencyKey?: string } = {}): Promise<number> {
+    const e = entry(data, opts.contentType, opts.idempotencyKey ?? `${this.#id}-${this.#n++}`);
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ ...e, resolve, reject });
+      this.#queued += e.bytes;
+      if (this.#running) return; // goes with the next request
+      const max = limits(this.#opts);
+      if (this.#queue.length >= max.messages || this.#queued >= max.bytes) this.#start();
+      else this.#timer ??= setTimeout(() => this.#start(), this.#opts.lingerMs ?? 5);
+    });
+  }
+
+  /** Sends what waits now; resolves once every message sent so far is settled. */
+  async flush(): Promise<void> {
+    while (this.#queue.length > 0 || this.#running) {
+      this.#start();
+      await this.#running;
+    }
+  }
+
+  #start(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#running ??= this.#drain().finally(() => {
+      this.#running = undefined;
+      // Sent after the last request went, before this ran: not left behind.
+      if (this.#queue.length > 0) this.#start();
+    });
+  }
+
+  /** Sends the queue, a request at a time, until it is empty. */
+  async #drain(): Promise<void> {
+    while (this.#queue.length > 0) {
+      const taken = this.#queue.splice(0, fitting(this.#queue, this.#opts));
+      this.#queued -= taken.reduce((sum, t) => sum + t.bytes, 0);
+      try {
+        const seqs = await this.#send(taken);
+        taken.forEach((t, i) => t.resolve(seqs[i]));
+      } catch (e) {
+        taken.forEach((t) => t.reject(e));
+      }
+    }
+  }
 }
 
 /** A work-sharing group's options; each one given must match a running group's. */
@@ -218,19 +363,29 @@ export class Client {
       contentType ??= "application/json";
     }
     const key = opts.idempotencyKey ?? randomKey();
+    return this.#retrying(async () => {
+      const r = await this.#request("POST", `/topics/${encodeURIComponent(topic)}/messages`, {
+        body,
+        headers: { "content-type": contentType, "idempotency-key": key },
+      });
+      return ((await r.json()) as Published).seq;
+    });
+  }
+
+  /**
+   * Runs `attempt` until it succeeds, again after network errors and
+   * 429/503 (with backoff), at most `publishAttempts` times: only for
+   * requests whose idempotency keys make a repeat harmless.
+   */
+  async #retrying<T>(attempt: () => Promise<T>): Promise<T> {
     const attempts = this.#opts.publishAttempts ?? 8;
     let backoff = this.#opts.backoffMs ?? 100;
-    for (let attempt = 1; ; attempt++) {
+    for (let n = 1; ; n++) {
       try {
-        const r = await this.#request("POST", `/topics/${encodeURIComponent(topic)}/messages`, {
-          body,
-          headers: { "content-type": contentType, "idempotency-key": key },
-        });
-        return ((await r.json()) as Published).seq;
+        return await attempt();
       } catch (e) {
-        const retry =
-          !(e instanceof FanlogError) || e.status === 429 || e.status === 503;
-        if (!retry || attempt >= attempts) throw e;
+        const retry = !(e instanceof FanlogError) || e.status === 429 || e.status === 503;
+        if (!retry || n >= attempts) throw e;
         await sleep(backoff);
         backoff = Math.min(backoff * 2, this.#opts.maxBackoffMs ?? 5000);
       }
@@ -238,26 +393,52 @@ export class Client {
   }
 
   /**
-   * Publishes `messages` in order, each acknowledged before the next is
-   * sent (HTTP gives no order between requests in flight), with one
-   * idempotency key each: a retried batch appends nothing twice.
+   * Publishes `entries` (JSON texts of batch entries, each with its
+   * idempotency key) in one request, retried like `publish`; resolves with
+   * their seqs.
+   */
+  #sendBatch(topic: string, entries: Entry[]): Promise<number[]> {
+    const body = `{"messages":[${entries.map((e) => e.json).join(",")}]}`;
+    return this.#retrying(async () => {
+      const r = await this.#request("POST", `/topics/${encodeURIComponent(topic)}/batch`, {
+        body,
+        headers: { "content-type": "application/json" },
+      });
+      return ((await r.json()) as PublishedBatch).seqs;
+    });
+  }
+
+  /**
+   * Publishes `messages` in order, in as few requests as `opts` allow
+   * (`POST /topics/{t}/batch`, each one append on the broker), each
+   * request acknowledged before the next is sent. Every message carries
+   * its own idempotency key (`{idempotencyKeyPrefix}-{index}`), so a
+   * retried batch appends nothing twice. Resolves with every seq.
    */
   async publishBatch(
     topic: string,
-    messages: Array<string | Uint8Array | unknown>,
-    opts: { contentType?: string; idempotencyKeyPrefix?: string } = {},
+    messages: Payload[],
+    opts: BatchOptions & { contentType?: string; idempotencyKeyPrefix?: string } = {},
   ): Promise<number[]> {
     const prefix = opts.idempotencyKeyPrefix ?? randomKey();
+    const entries = messages.map((m, i) => entry(m, opts.contentType, `${prefix}-${i}`));
     const seqs: number[] = [];
-    for (const [i, m] of messages.entries()) {
-      seqs.push(
-        await this.publish(topic, m, {
-          contentType: opts.contentType,
-          idempotencyKey: `${prefix}-${i}`,
-        }),
-      );
+    for (let at = 0; at < entries.length; ) {
+      const n = fitting(entries, opts, at);
+      seqs.push(...(await this.#sendBatch(topic, entries.slice(at, at + n))));
+      at += n;
     }
     return seqs;
+  }
+
+  /**
+   * A producer for `topic`: `send` resolves with a message's seq, and the
+   * messages sent within `lingerMs` of each other (or while the previous
+   * request is under way) share one request. One request is in flight at
+   * a time, so the seqs follow the order of `send`.
+   */
+  producer(topic: string, opts: ProducerOptions = {}): Producer {
+    return new Producer((entries) => this.#sendBatch(topic, entries), opts);
   }
 
   /**

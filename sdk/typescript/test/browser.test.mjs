@@ -2,7 +2,7 @@
 // (playwright-core, no bundled browser), the IIFE bundle loaded into a page
 // of the broker's own origin. A browser holds no token: the page signs in
 // with a session cookie (POST /session, as the page's backend would let it)
-// and streams with single-use tickets.
+// and streams with single-use tickets; batches are published from the page.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -47,7 +47,13 @@ test("in Chromium: publish and subscribe over SSE, WebSocket and long polling, w
       const ticket = () => new Client({ url: location.origin, token }).ticket();
       const poll = await take(ticketed.subscribe("web", { from: { seq: 1 }, transport: "poll", ticket }), 2);
       const sseTicket = await take(ticketed.subscribe("web", { from: { seq: 2 }, transport: "sse", ticket }), 1);
-      return { seqs, sse, ws, refused, poll, sseTicket };
+      // Batches from the page: publishBatch and a producer, bytes included.
+      const author = new Client({ url: location.origin, token });
+      const batch = await author.publishBatch("web", ["d", new Uint8Array([0, 255])]);
+      const producer = author.producer("web");
+      const produced = await Promise.all(["e", { f: 1 }].map((m) => producer.send(m)));
+      const tail = (await author.read("web", { from: 3 })).messages.map((m) => [m.seq, m.data, m.encoding ?? null]);
+      return { seqs, sse, ws, refused, poll, sseTicket, batch, produced, tail };
     }, TOKEN);
     const all = [[0, "a"], [1, "b"], [2, "c"]];
     assert.deepEqual(got.seqs, [0, 1, 2]);
@@ -56,6 +62,8 @@ test("in Chromium: publish and subscribe over SSE, WebSocket and long polling, w
     assert.equal(got.refused, 401, "the session ended");
     assert.deepEqual(got.poll, all.slice(1));
     assert.deepEqual(got.sseTicket, all.slice(2));
+    assert.deepEqual([got.batch, got.produced], [[3, 4], [5, 6]]);
+    assert.deepEqual(got.tail, [[3, "d", null], [4, "AP8=", "base64"], [5, "e", null], [6, '{"f":1}', null]]);
   } finally {
     await browser.close();
     child.kill("SIGKILL");

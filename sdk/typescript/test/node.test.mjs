@@ -1,7 +1,7 @@
 // The SDK in Node against a real `fanlog serve` (FANLOG_BIN, set by
-// tests/sdk_typescript.rs): publish with acks and idempotency keys, the
-// three subscription transports, and a broker killed (SIGKILL) and
-// restarted mid-stream: every seq exactly once.
+// tests/sdk_typescript.rs): publish with acks and idempotency keys,
+// batches and a producer, the three subscription transports, and a broker
+// killed (SIGKILL) and restarted mid-stream: every seq exactly once.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -33,6 +33,103 @@ test("publish is acknowledged with its seq; an idempotency key appends once", as
   await assert.rejects(bad.publish("orders", "x"), (e) => e instanceof FanlogError && e.status === 401);
   await assert.rejects(c.publish("bad name", "x"), (e) => e instanceof FanlogError && e.status === 400);
   child.kill("SIGKILL");
+});
+
+/** Every message of `topic`, page by page. */
+async function readAll(c, topic) {
+  const all = [];
+  for (let from = 0; ; ) {
+    const page = await c.read(topic, { from, limit: 1000 });
+    if (page.messages.length === 0) return all;
+    all.push(...page.messages);
+    from = page.next;
+  }
+}
+
+test("publishBatch and a producer pack messages into few requests, in order, each stored once", async () => {
+  const { url, child } = await serve(fresh());
+  let batchRequests = 0;
+  const counting = (u, init) => {
+    if (String(u).endsWith("/batch")) batchRequests++;
+    return fetch(u, init);
+  };
+  const c = new Client({ url, token: TOKEN, fetch: counting });
+  const kinds = (i) => (i % 3 === 0 ? `s${i}` : i % 3 === 1 ? { i } : new Uint8Array([i & 255, 0xff]));
+  const msgs = [...Array(2500).keys()].map(kinds);
+  const seqs = await c.publishBatch("b", msgs, { idempotencyKeyPrefix: "pb" });
+  assert.deepEqual(seqs, [...Array(2500).keys()]);
+  assert.equal(batchRequests, 3, "1,000 messages a request");
+  // The same batch again (a retry): nothing appended twice.
+  assert.deepEqual(await c.publishBatch("b", msgs, { idempotencyKeyPrefix: "pb", maxBatchMessages: 700 }), seqs);
+  const stored = await readAll(c, "b");
+  assert.equal(stored.length, 2500);
+  assert.deepEqual(
+    stored.slice(0, 3).map((m) => [m.seq, m.data, m.content_type, m.encoding]),
+    [[0, "s0", "text/plain", undefined], [1, '{"i":1}', "application/json", undefined], [2, "Av8=", "application/octet-stream", "base64"]],
+  );
+  // The byte budget: 100 KB messages, five to a 512 KiB request.
+  batchRequests = 0;
+  const big = [...Array(10).keys()].map((i) => "x".repeat(100_000) + i);
+  assert.deepEqual(await c.publishBatch("big", big), [...Array(10).keys()]);
+  assert.equal(batchRequests, 2);
+  // A producer: 500 sends at once share a handful of requests, seqs in send order.
+  batchRequests = 0;
+  const p = c.producer("p", { lingerMs: 20 });
+  const sends = [...Array(500).keys()].map((i) => p.send(`m${i}`));
+  assert.deepEqual(await Promise.all(sends), [...Array(500).keys()]);
+  assert.ok(batchRequests <= 3, `${batchRequests} requests for 500 sends`);
+  // Sent while a request is under way: the next request takes them.
+  const first = p.send("a");
+  const second = p.send("b", { contentType: "text/x-second" });
+  await p.flush();
+  assert.deepEqual([await first, await second], [500, 501]);
+  const tail = (await c.read("p", { from: 500 })).messages;
+  assert.deepEqual(tail.map((m) => [m.data, m.content_type]), [["a", "text/plain"], ["b", "text/x-second"]]);
+  // A refused message fails its own request's sends, and the producer goes on.
+  const refused = p.send("x", { idempotencyKey: "k" });
+  await p.flush();
+  await assert.doesNotReject(refused);
+  const conflict = p.send("not x", { idempotencyKey: "k" });
+  await assert.rejects(conflict, (e) => e instanceof FanlogError && e.status === 422);
+  assert.equal(await p.send("after"), 503);
+  child.kill("SIGKILL");
+});
+
+test("a producer through a broker killed and restarted: every message stored once, in send order", async () => {
+  const dir = fresh();
+  let broker = await serve(dir);
+  const { url, port } = broker;
+  // The 20th request is stored and acknowledged, then the broker is
+  // killed (SIGKILL) and the answer never arrives: the producer must retry
+  // it (and what queued behind it) against the restarted broker, which
+  // must not store it twice.
+  let requests = 0;
+  let failed = 0;
+  const lossy = async (u, init) => {
+    if (String(u).endsWith("/batch") && ++requests === 20) {
+      await (await fetch(u, init)).arrayBuffer();
+      await kill9(broker.child);
+      broker = await serve(dir, port);
+      failed++;
+      throw new TypeError("fetch failed: the answer was lost");
+    }
+    return fetch(u, init);
+  };
+  const c = new Client({ url, token: TOKEN, fetch: lossy, backoffMs: 50, maxBackoffMs: 500, publishAttempts: 100 });
+  const p = c.producer("k", { lingerMs: 2, maxBatchMessages: 50 });
+  const TOTAL = 3000;
+  const acks = [];
+  for (let i = 0; i < TOTAL; i++) {
+    acks.push(p.send(`n${i}`));
+    if (i % 20 === 19) await new Promise((r) => setTimeout(r, 1));
+  }
+  const seqs = await Promise.all(acks);
+  assert.equal(failed, 1, "the broker was killed mid-stream");
+  assert.deepEqual(seqs, [...Array(TOTAL).keys()], "acks in send order, dense");
+  const stored = await readAll(c, "k");
+  assert.equal(stored.length, TOTAL, "no message stored twice or lost");
+  stored.forEach((m, i) => assert.deepEqual([m.seq, m.data], [i, `n${i}`]));
+  broker.child.kill("SIGKILL");
 });
 
 for (const transport of ["sse", "ws", "poll"]) {

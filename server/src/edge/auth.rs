@@ -76,6 +76,8 @@ pub(crate) trait Right: Send + Sync + 'static {
 pub(crate) enum Read {}
 /// Publish one message (charged against the token's rate).
 pub(crate) enum Publish {}
+/// Publish a batch (its handler charges each message against the rate).
+pub(crate) enum PublishBatch {}
 /// See that a topic exists and its numbers.
 pub(crate) enum See {}
 /// Administer a topic and its consumer groups.
@@ -95,6 +97,13 @@ impl Right for Publish {
     }
     fn charge(grant: &Grant) -> Result<(), ApiError> {
         Ok(grant.charge_publish(1)?)
+    }
+}
+
+impl Right for PublishBatch {
+    const WHAT: &'static str = "publish to";
+    fn allows(grant: &Grant, topic: &str) -> bool {
+        grant.can_publish(topic)
     }
 }
 

@@ -46,6 +46,47 @@ pub(crate) fn data(payload: &[u8]) -> (Cow<'_, str>, Option<&'static str>) {
     }
 }
 
+/// A payload from its JSON form (a WebSocket publish op, a batch entry),
+/// with its content type: a string is its UTF-8 bytes, or with `encoding:
+/// "base64"` the bytes it encodes; any other JSON value is stored as its
+/// text, `application/json` unless `content_type` says otherwise.
+///
+/// # Errors
+/// No data, an unknown encoding, or data that is not base64.
+pub(crate) fn payload(
+    data: Option<serde_json::Value>,
+    encoding: Option<&str>,
+    content_type: Option<String>,
+) -> Result<(bytes::Bytes, Option<String>), String> {
+    use bytes::Bytes;
+    match (data, encoding) {
+        (Some(serde_json::Value::String(s)), None) => Ok((Bytes::from(s), content_type)),
+        (Some(serde_json::Value::String(s)), Some("base64")) => Ok((
+            base64::engine::general_purpose::STANDARD
+                .decode(s)
+                .map(Bytes::from)
+                .map_err(|e| format!("data is not base64: {e}"))?,
+            content_type,
+        )),
+        (Some(_), Some(other)) => Err(format!("unknown encoding {other:?}")),
+        (Some(v), None) => Ok((
+            Bytes::from(v.to_string()),
+            content_type.or_else(|| Some("application/json".into())),
+        )),
+        (None, _) => Err("a message needs data".into()),
+    }
+}
+
+/// Deserializes a field that may be JSON `null` as `Some(Null)`, so that
+/// only a missing field is `None` (with `#[serde(default)]`): a message's
+/// data may be the JSON value `null`.
+pub(crate) fn present<'de, D>(d: D) -> Result<Option<serde_json::Value>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    <serde_json::Value as serde::Deserialize>::deserialize(d).map(Some)
+}
+
 /// Messages per page when the request does not say; at most [`MAX_LIMIT`].
 pub(crate) fn page_limit(asked: Option<usize>) -> usize {
     asked.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT)

@@ -189,6 +189,7 @@ pub(crate) fn routes() -> openapi::ApiRouter {
         .routes(routes!(admin::groups))
         .routes(routes!(admin::reset))
         .routes(routes!(topics::read, topics::publish))
+        .routes(routes!(topics::publish_batch))
         .routes(routes!(sse::events))
         .routes(routes!(ws::upgrade))
         .routes(routes!(poll::poll))

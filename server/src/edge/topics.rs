@@ -9,7 +9,7 @@ use fanlog_protocol::{Header, Message, RecordMeta};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::auth::{Granted, Publish, Read, See};
+use super::auth::{Granted, Publish, PublishBatch, Read, See};
 use super::json::{self, GapJson, Page};
 use super::openapi::{ErrorJson, TopicPath};
 use super::{ApiError, EdgeState};
@@ -172,21 +172,144 @@ pub(crate) async fn publish(
     let idempotency_key =
         text(header::HeaderName::from_static("idempotency-key"))?.map(String::into_bytes);
     let (payload, content_type, headers) = cloud_event(&headers, content_type, body)?;
-    let mut message = Message {
-        payload,
-        meta: RecordMeta {
-            content_type,
-            headers,
-            idempotency_key,
-        },
-        ..Message::default()
-    };
+    let mut message = message(payload, content_type, headers);
+    message.meta.idempotency_key = idempotency_key;
     caller.grant.scope_message(&mut message);
     let seq = s.broker.publish(&topic, message).await?;
     Ok(json::body(
         StatusCode::CREATED,
         &PublishedJson { topic, seq },
     ))
+}
+
+/// One message of a batch: the fields of a WebSocket publish op.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BatchEntryJson {
+    /// The payload: a string is its UTF-8 bytes (or, with `encoding`, the
+    /// bytes its base64 encodes); any other JSON value is stored as its
+    /// text, `application/json` unless `content_type` says otherwise.
+    #[schema(required = true)]
+    #[serde(default, deserialize_with = "json::present")]
+    data: Option<serde_json::Value>,
+    /// Kept with the message.
+    content_type: Option<String>,
+    /// `base64` when `data` is base64.
+    encoding: Option<String>,
+    /// A retry with the same key appends nothing and answers the first
+    /// seq; default: the request's `Idempotency-Key`, then `:` and the
+    /// message's index.
+    idempotency_key: Option<String>,
+}
+
+/// A batch to publish, in order.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BatchJson {
+    /// At least one, at most 10,000, in at most the request body limit.
+    messages: Vec<BatchEntryJson>,
+}
+
+/// A batch's answer.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct PublishedBatchJson {
+    topic: String,
+    /// Each message's seq, in the batch's order.
+    seqs: Vec<u64>,
+}
+
+/// Most messages in one batch.
+const MAX_BATCH: usize = 10_000;
+
+/// `POST /topics/{topic}/batch`: many messages in one request, appended in
+/// order with one append (and under `--fsync always` one sync), answered
+/// with every seq. The body is `{"messages": [...]}`.
+#[utoipa::path(
+    post,
+    path = "/topics/{topic}/batch",
+    operation_id = "publishBatch",
+    tag = "topics",
+    params(
+        TopicPath,
+        ("Idempotency-Key" = Option<String>, Header, description = "Gives message i without its own key the key `KEY:i`, so a retry of the whole batch appends nothing twice"),
+    ),
+    request_body(content = BatchJson, description = "The messages, in order", content_type = "application/json"),
+    responses(
+        (status = CREATED, description = "Every message stored, as durable as the topic's mode promises", body = PublishedBatchJson),
+        (status = UNPROCESSABLE_ENTITY, description = "An idempotency key was used for another message; the messages before it may be stored (a retry under the same keys answers their seqs)", body = ErrorJson),
+        (status = TOO_MANY_REQUESTS, description = "Over the token's publish rate; `Retry-After` says when", body = ErrorJson),
+    ),
+)]
+pub(crate) async fn publish_batch(
+    State(s): State<EdgeState>,
+    granted: Granted<PublishBatch>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let Granted { topic, caller, .. } = granted;
+    let body = body?;
+    let key = headers
+        .get("idempotency-key")
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| ApiError::bad_request("header idempotency-key is not visible ASCII"))
+        })
+        .transpose()?;
+    let media = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|c| c.split(';').next())
+        .map(|c| c.trim().to_ascii_lowercase());
+    if media.as_deref() != Some("application/json") {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "a batch is application/json: {\"messages\": [...]}",
+        ));
+    }
+    let batch: BatchJson = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("bad batch: {e}")))?;
+    let n = batch.messages.len();
+    if n == 0 || n > MAX_BATCH {
+        return Err(ApiError::bad_request(format!(
+            "a batch holds 1 to {MAX_BATCH} messages, not {n}"
+        )));
+    }
+    let messages = batch
+        .messages
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let (payload, content_type) =
+                json::payload(m.data, m.encoding.as_deref(), m.content_type)
+                    .map_err(|e| ApiError::bad_request(format!("message {i}: {e}")))?;
+            let mut message = message(payload, content_type, Vec::new());
+            message.meta.idempotency_key = m
+                .idempotency_key
+                .or_else(|| key.map(|k| format!("{k}:{i}")))
+                .map(String::into_bytes);
+            caller.grant.scope_message(&mut message);
+            Ok(message)
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    caller.grant.charge_publish(messages.len())?;
+    let seqs = s.broker.publish_batch(&topic, &messages).await?;
+    Ok(json::body(
+        StatusCode::CREATED,
+        &PublishedBatchJson { topic, seqs },
+    ))
+}
+
+/// A message to publish.
+fn message(payload: Bytes, content_type: Option<String>, headers: Vec<Header>) -> Message {
+    Message {
+        payload,
+        meta: RecordMeta {
+            content_type,
+            headers,
+            idempotency_key: None,
+        },
+        ..Message::default()
+    }
 }
 
 /// A CloudEvent in structured mode (`application/cloudevents+json`) or

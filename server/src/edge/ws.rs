@@ -3,7 +3,7 @@
 //! Server → client: one JSON text frame per message,
 //! `{"seq", "time", "content_type", "data"[, "encoding": "base64"]}`.
 //! Client → server: `{"op": "publish", "data": ...[, "content_type", "encoding",
-//! "id"]}`, answered in order with `{"op": "ack", "seq": N[, "id"]}` once the
+//! "id", "idempotency_key"]}`, answered in order with `{"op": "ack", "seq": N[, "id"]}` once the
 //! message is durable, or `{"op": "error", "error": "..."[, "id"]}`.
 //!
 //! Messages are read from the log a page at a time and written with one
@@ -19,7 +19,6 @@ use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::response::Response;
-use base64::Engine;
 use bytes::Bytes;
 use fanlog_protocol::{Message, RecordMeta};
 use futures_util::stream::FuturesOrdered;
@@ -116,10 +115,12 @@ type Ack =
 #[derive(Deserialize)]
 struct Op {
     op: String,
+    #[serde(default, deserialize_with = "super::json::present")]
     data: Option<serde_json::Value>,
     content_type: Option<String>,
     encoding: Option<String>,
     id: Option<serde_json::Value>,
+    idempotency_key: Option<String>,
 }
 
 /// A client's publish op, decoded.
@@ -132,7 +133,7 @@ pub struct PublishOp {
 }
 
 /// Decodes one text frame from a client: `{"op": "publish", "data": ...,
-/// "content_type"?, "encoding"?: "base64", "id"?}`.
+/// "content_type"?, "encoding"?: "base64", "id"?, "idempotency_key"?}`.
 ///
 /// # Errors
 /// Why the frame is not a publish op (the socket closes with 4400).
@@ -141,28 +142,15 @@ pub fn parse_op(text: &str) -> Result<PublishOp, String> {
     if op.op != "publish" {
         return Err(format!("unknown op {:?}", op.op));
     }
-    let (payload, content_type) = match (op.data, op.encoding.as_deref()) {
-        (Some(serde_json::Value::String(s)), None) => (Bytes::from(s), op.content_type),
-        (Some(serde_json::Value::String(s)), Some("base64")) => (
-            base64::engine::general_purpose::STANDARD
-                .decode(s)
-                .map(Bytes::from)
-                .map_err(|e| format!("data is not base64: {e}"))?,
-            op.content_type,
-        ),
-        (Some(_), Some(other)) => return Err(format!("unknown encoding {other:?}")),
-        (Some(v), None) => (
-            Bytes::from(v.to_string()),
-            op.content_type.or_else(|| Some("application/json".into())),
-        ),
-        (None, _) => return Err("publish needs data".into()),
-    };
+    let (payload, content_type) =
+        super::json::payload(op.data, op.encoding.as_deref(), op.content_type)?;
     Ok(PublishOp {
         id: op.id,
         message: Message {
             payload,
             meta: RecordMeta {
                 content_type,
+                idempotency_key: op.idempotency_key.map(String::into_bytes),
                 ..RecordMeta::default()
             },
             ..Message::default()
