@@ -305,6 +305,16 @@ async fn a_batch_is_published_in_order_in_one_request() {
             "application/json",
         ),
         (
+            c.post(http.url("/topics/b/batch"))
+                .header(
+                    "idempotency-key",
+                    reqwest::header::HeaderValue::from_bytes(b"k\xe9").unwrap(),
+                )
+                .json(&json!({"messages": [{"data": "x"}]})),
+            400,
+            "not visible ASCII",
+        ),
+        (
             c.post(http.url("/topics/.b/batch"))
                 .json(&json!({"messages": [{"data": "x"}]})),
             400,

@@ -158,19 +158,8 @@ pub(crate) async fn publish(
 ) -> Result<Response, ApiError> {
     let Granted { topic, caller, .. } = granted;
     let body = body?;
-    let text = |name: header::HeaderName| -> Result<Option<String>, ApiError> {
-        headers
-            .get(&name)
-            .map(|v| {
-                v.to_str().map(str::to_owned).map_err(|_| {
-                    ApiError::bad_request(format!("header {name} is not visible ASCII"))
-                })
-            })
-            .transpose()
-    };
-    let content_type = text(header::CONTENT_TYPE)?;
-    let idempotency_key =
-        text(header::HeaderName::from_static("idempotency-key"))?.map(String::into_bytes);
+    let content_type = header_text(&headers, &header::CONTENT_TYPE)?;
+    let idempotency_key = header_text(&headers, &IDEMPOTENCY_KEY)?.map(String::into_bytes);
     let (payload, content_type, headers) = cloud_event(&headers, content_type, body)?;
     let mut message = message(payload, content_type, headers);
     message.meta.idempotency_key = idempotency_key;
@@ -248,13 +237,7 @@ pub(crate) async fn publish_batch(
 ) -> Result<Response, ApiError> {
     let Granted { topic, caller, .. } = granted;
     let body = body?;
-    let key = headers
-        .get("idempotency-key")
-        .map(|v| {
-            v.to_str()
-                .map_err(|_| ApiError::bad_request("header idempotency-key is not visible ASCII"))
-        })
-        .transpose()?;
+    let key = header_text(&headers, &IDEMPOTENCY_KEY)?;
     let media = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -285,7 +268,7 @@ pub(crate) async fn publish_batch(
             let mut message = message(payload, content_type, Vec::new());
             message.meta.idempotency_key = m
                 .idempotency_key
-                .or_else(|| key.map(|k| format!("{k}:{i}")))
+                .or_else(|| key.as_ref().map(|k| format!("{k}:{i}")))
                 .map(String::into_bytes);
             caller.grant.scope_message(&mut message);
             Ok(message)
@@ -297,6 +280,20 @@ pub(crate) async fn publish_batch(
         StatusCode::CREATED,
         &PublishedBatchJson { topic, seqs },
     ))
+}
+
+const IDEMPOTENCY_KEY: header::HeaderName = header::HeaderName::from_static("idempotency-key");
+
+/// A header's value as text, when the request has it.
+fn header_text(headers: &HeaderMap, name: &header::HeaderName) -> Result<Option<String>, ApiError> {
+    headers
+        .get(name)
+        .map(|v| {
+            v.to_str()
+                .map(str::to_owned)
+                .map_err(|_| ApiError::bad_request(format!("header {name} is not visible ASCII")))
+        })
+        .transpose()
 }
 
 /// A message to publish.
