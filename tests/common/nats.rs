@@ -70,6 +70,10 @@ static SLOTS: std::sync::LazyLock<std::sync::Arc<tokio::sync::Semaphore>> =
 pub struct NatsCluster {
     _slot: Option<tokio::sync::OwnedSemaphorePermit>,
     _dir: tempfile::TempDir,
+    /// For a guarded cluster, which is never dropped (it lives in a
+    /// static): a shell that removes its directory once this process's
+    /// end of its stdin closes, after the servers' shells killed them.
+    _reaper: Option<Child>,
     bin: PathBuf,
     nodes: Vec<Node>,
     /// Whether each server stops by itself when this process exits.
@@ -160,9 +164,19 @@ impl NatsCluster {
                 child: None,
             });
         }
+        let reaper = guarded.then(|| {
+            Command::new("sh")
+                .arg("-c")
+                .arg(r#"cat >/dev/null; sleep 1; rm -rf "$0""#)
+                .arg(dir.path())
+                .stdin(Stdio::piped())
+                .spawn()
+                .expect("spawn the directory's reaper")
+        });
         let mut c = Self {
             _slot: slot,
             _dir: dir,
+            _reaper: reaper,
             bin,
             nodes,
             guarded,
