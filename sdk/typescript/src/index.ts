@@ -124,11 +124,29 @@ export class FanlogError extends Error {
 
 export type StartFrom = { seq: number } | { time: string } | "latest" | "earliest";
 
+/** How a subscription reaches the broker. */
+export type Transport = "sse" | "ws" | "poll";
+
 export interface SubscribeOptions {
   /** Where to start: a seq, a time, `earliest` or `latest` (default). */
   from?: StartFrom;
-  /** `sse` (default), `ws` or `poll`. */
-  transport?: "sse" | "ws" | "poll";
+  /**
+   * A transport, or several in order of preference (default `["sse",
+   * "poll"]`): the subscription falls back to the next one when the
+   * current one never opened (a proxy that refuses WebSocket upgrades, or
+   * buffers event streams) while the broker answers plain HTTP. A broker
+   * that is down is waited for on the same transport; once a transport
+   * has opened, the subscription keeps it.
+   */
+  transport?: Transport | Transport[];
+  /**
+   * How long a connection may take to open (a WebSocket handshake, the
+   * first bytes of an event stream: the broker sends a `retry:` line at
+   * once) before it counts as failed; default 10000 ms.
+   */
+  openMs?: number;
+  /** Called when the subscription falls back to another transport. */
+  onFallback?: (to: Transport, why: unknown) => void;
   /** Reconnect when nothing (not even a heartbeat) came for this long; default 45000 ms. */
   idleMs?: number;
   /** Stops the subscription. */
@@ -519,16 +537,22 @@ export class Client {
       if (opts.ticket) q.set("ticket", await opts.ticket());
       return q;
     };
+    const transports = ([] as Transport[]).concat(opts.transport ?? ["sse", "poll"]);
+    const openMs = opts.openMs ?? 10_000;
     const run = async () => {
       let backoff = this.#opts.backoffMs ?? 100;
+      let at = 0;
+      // Whether the current transport ever opened: then it is kept.
+      let opened = false;
       while (!stop.signal.aborted) {
         try {
-          const transport = opts.transport ?? "sse";
           const connected = () => {
             backoff = this.#opts.backoffMs ?? 100;
+            opened = true;
             opts.onConnect?.();
           };
-          const leg: Leg = { topic, from: start(), push, connected, ticketed, signal: stop.signal };
+          const leg: Leg = { topic, from: start(), push, connected, ticketed, signal: stop.signal, openMs };
+          const transport = transports[at];
           if (transport === "sse") await this.#sse(leg, opts.idleMs ?? 45_000);
           else if (transport === "ws") await this.#ws(leg);
           else await this.#poll(leg);
@@ -538,7 +562,14 @@ export class Client {
             wake?.();
             return;
           }
-          if (!stop.signal.aborted) opts.onDisconnect?.(e);
+          if (stop.signal.aborted) break;
+          opts.onDisconnect?.(e);
+          // Never opened, yet the broker answers: this way is blocked.
+          if (!opened && at + 1 < transports.length && (await this.#answers(openMs))) {
+            at++;
+            opts.onFallback?.(transports[at], e);
+            continue;
+          }
         }
         if (stop.signal.aborted) break;
         await sleep(backoff, stop.signal);
@@ -569,6 +600,17 @@ export class Client {
     return iterator;
   }
 
+  /** Whether the broker answers plain HTTP (`GET /healthz`) within `ms`. */
+  async #answers(ms: number): Promise<boolean> {
+    try {
+      const r = await this.#fetch(`${this.#url}/healthz`, { signal: AbortSignal.timeout(ms) });
+      await r.body?.cancel();
+      return r.ok;
+    } catch {
+      return false;
+    }
+  }
+
   #startQuery(from: StartFrom, poll: boolean): URLSearchParams {
     const q = new URLSearchParams();
     if (typeof from === "object" && "seq" in from) {
@@ -584,19 +626,23 @@ export class Client {
     return q;
   }
 
-  async #sse({ topic, from, push, connected, ticketed, signal }: Leg, idleMs: number): Promise<void> {
+  async #sse({ topic, from, push, connected, ticketed, signal, openMs }: Leg, idleMs: number): Promise<void> {
     const conn = new AbortController();
     const abort = () => conn.abort();
     signal.addEventListener("abort", abort);
-    let idle = setTimeout(abort, idleMs);
+    // Until its first bytes, the stream has `openMs` (a proxy that buffers
+    // event streams never lets them through); then `idleMs` between any.
+    let idle = setTimeout(abort, Math.min(openMs, idleMs));
+    let open = false;
     try {
       const q = await ticketed(this.#startQuery(from, false));
       const r = await this.#request("GET", `/topics/${encodeURIComponent(topic)}/events?${q}`, {
         headers: { accept: "text/event-stream" },
         signal: conn.signal,
       });
-      if (!r.body) throw new Error("no event stream");
-      connected();
+      if (!r.body || !r.headers.get("content-type")?.startsWith("text/event-stream")) {
+        throw new Error(`not an event stream: ${r.headers.get("content-type")}`);
+      }
       const parser = createParser({
         onEvent: (e) => {
           if (e.event === "gap") {
@@ -615,6 +661,10 @@ export class Client {
       for (;;) {
         const { value, done } = await reader.read();
         if (done) throw new Error("the event stream ended");
+        if (!open) {
+          open = true;
+          connected();
+        }
         // Any bytes, heartbeats included, show the connection is alive.
         clearTimeout(idle);
         idle = setTimeout(abort, idleMs);
@@ -627,7 +677,7 @@ export class Client {
     }
   }
 
-  async #ws({ topic, from, push, connected, ticketed, signal }: Leg): Promise<void> {
+  async #ws({ topic, from, push, connected, ticketed, signal, openMs }: Leg): Promise<void> {
     const Ws = this.#opts.WebSocket ?? (globalThis as { WebSocket?: WebSocketLike }).WebSocket;
     if (!Ws) throw new Error("no WebSocket: pass the `ws` package as options.WebSocket");
     const q = await ticketed(this.#startQuery(from, false));
@@ -638,7 +688,11 @@ export class Client {
     await new Promise<void>((resolve, reject) => {
       const close = () => socket.close(1000, "unsubscribed");
       signal.addEventListener("abort", close);
-      socket.onopen = () => connected();
+      const handshake = setTimeout(() => socket.close(), openMs);
+      socket.onopen = () => {
+        clearTimeout(handshake);
+        connected();
+      };
       socket.onerror = () => {};
       socket.onmessage = (ev) => {
         const v = JSON.parse(String(ev.data)) as MessageJson & { gap?: { from: number; to: number } };
@@ -646,6 +700,7 @@ export class Client {
         push({ kind: "message", message: fromJson(v) });
       };
       socket.onclose = (ev) => {
+        clearTimeout(handshake);
         signal.removeEventListener("abort", close);
         if (signal.aborted) resolve();
         else if (ev.code === 4401 || ev.code === 4403 || ev.code === 4400)
@@ -691,6 +746,8 @@ interface Leg {
   ticketed: (q: URLSearchParams) => Promise<URLSearchParams>;
   /** Ends the connection when the subscription ends. */
   signal: AbortSignal;
+  /** How long the connection may take to open. */
+  openMs: number;
 }
 
 function fromJson(m: MessageJson): Message {

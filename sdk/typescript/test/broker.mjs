@@ -4,6 +4,7 @@
 
 import { after } from "node:test";
 import { spawn } from "node:child_process";
+import http from "node:http";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -16,10 +17,15 @@ const brokerEnv = { ...process.env };
 delete brokerEnv.FANLOG_BIN;
 const dirs = [];
 const children = new Set();
+const proxies = new Set();
 // A test that fails leaves its broker running: stop them all, or the
 // runner would wait on them for ever.
 after(() => {
   children.forEach((c) => c.kill("SIGKILL"));
+  proxies.forEach((p) => {
+    p.closeAllConnections();
+    p.close();
+  });
   dirs.forEach((d) => rmSync(d, { recursive: true, force: true }));
 });
 
@@ -63,4 +69,34 @@ export function fresh() {
   const d = mkdtempSync(join(tmpdir(), "fanlog-sdk-"));
   dirs.push(d);
   return d;
+}
+
+/**
+ * A proxy in front of `target` as some corporate proxies are: it refuses
+ * WebSocket upgrades, and it buffers event streams whole, so not one byte
+ * of an endless one gets through. Everything else passes.
+ */
+export function hostileProxy(target) {
+  const t = new URL(target);
+  const server = http.createServer((req, res) => {
+    const up = http.request(
+      { host: t.hostname, port: t.port, path: req.url, method: req.method, headers: req.headers },
+      (ur) => {
+        res.on("close", () => ur.destroy());
+        if ((ur.headers["content-type"] ?? "").startsWith("text/event-stream")) {
+          ur.resume(); // held back until the stream ends, which it never does
+          return;
+        }
+        res.writeHead(ur.statusCode, ur.headers);
+        ur.pipe(res);
+      },
+    );
+    up.on("error", () => res.destroy());
+    req.pipe(up);
+  });
+  server.on("upgrade", (_req, socket) => socket.end("HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n"));
+  proxies.add(server);
+  return new Promise((resolve) =>
+    server.listen(0, "127.0.0.1", () => resolve({ url: `http://127.0.0.1:${server.address().port}`, server })),
+  );
 }

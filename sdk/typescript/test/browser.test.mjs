@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { readFileSync, existsSync } from "node:fs";
 import { chromium } from "playwright-core";
 
-import { TOKEN, serve, fresh } from "./broker.mjs";
+import { TOKEN, serve, fresh, hostileProxy } from "./broker.mjs";
 
 const CHROMIUM = process.env.CHROMIUM ?? ["/usr/bin/chromium", "/usr/bin/chromium-browser"].find(existsSync);
 const bundle = readFileSync(new URL("../dist/index.iife.js", import.meta.url), "utf8");
@@ -64,6 +64,44 @@ test("in Chromium: publish and subscribe over SSE, WebSocket and long polling, w
     assert.deepEqual(got.sseTicket, all.slice(2));
     assert.deepEqual([got.batch, got.produced], [[3, 4], [5, 6]]);
     assert.deepEqual(got.tail, [[3, "d", null], [4, "AP8=", "base64"], [5, "e", null], [6, '{"f":1}', null]]);
+  } finally {
+    await browser.close();
+    child.kill("SIGKILL");
+  }
+});
+
+test("in Chromium behind a proxy that blocks WebSocket and buffers SSE: the subscription falls back to long polling", async () => {
+  assert.ok(CHROMIUM, "Chromium (scripts/test.sh installs it)");
+  const { url, child } = await serve(fresh());
+  const proxy = await hostileProxy(url);
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
+  try {
+    const page = await browser.newPage();
+    await page.goto(`${proxy.url}/healthz`);
+    await page.addScriptTag({ content: bundle });
+    const got = await page.evaluate(async (token) => {
+      const { Client } = window.Fanlog;
+      const author = new Client({ url: location.origin, token });
+      await author.publishBatch("behind", ["a", "b", "c"]);
+      const c = new Client({ url: location.origin });
+      const fallbacks = [];
+      const seen = [];
+      const sub = c.subscribe("behind", {
+        transport: ["ws", "sse", "poll"],
+        from: "earliest",
+        openMs: 1000,
+        ticket: () => author.ticket(),
+        onFallback: (to) => fallbacks.push(to),
+      });
+      for await (const ev of sub) {
+        seen.push([ev.message.seq, ev.message.data]);
+        if (seen.length === 3) await author.publish("behind", "live");
+        if (seen.length === 4) break;
+      }
+      return { fallbacks, seen };
+    }, TOKEN);
+    assert.deepEqual(got.fallbacks, ["sse", "poll"]);
+    assert.deepEqual(got.seen, [[0, "a"], [1, "b"], [2, "c"], [3, "live"]]);
   } finally {
     await browser.close();
     child.kill("SIGKILL");

@@ -1,6 +1,7 @@
 // The SDK in Node against a real `fanlog serve` (FANLOG_BIN, set by
 // tests/sdk_typescript.rs): publish with acks and idempotency keys,
-// batches and a producer, the three subscription transports, and a broker
+// batches and a producer, the three subscription transports, falling back
+// from one to the next behind a hostile proxy, and a broker
 // killed (SIGKILL) and restarted mid-stream: every seq exactly once.
 
 import { test } from "node:test";
@@ -9,7 +10,7 @@ import WebSocket from "ws";
 
 import { Client, FanlogError } from "../dist/index.js";
 
-import { TOKEN, serve, kill9, fresh } from "./broker.mjs";
+import { TOKEN, serve, kill9, fresh, hostileProxy } from "./broker.mjs";
 
 test("publish is acknowledged with its seq; an idempotency key appends once", async () => {
   const { url, child } = await serve(fresh());
@@ -195,6 +196,61 @@ for (const transport of ["sse", "ws", "poll"]) {
     broker.child.kill("SIGKILL");
   });
 }
+
+test("behind a proxy that blocks WebSocket and buffers SSE, a subscription falls back to long polling", async () => {
+  const { url, child } = await serve(fresh());
+  const proxy = await hostileProxy(url);
+  const direct = new Client({ url, token: TOKEN });
+  for (let i = 0; i < 5; i++) await direct.publish("fb", `m${i}`);
+  const c = new Client({ url: proxy.url, token: TOKEN, WebSocket });
+  const fallbacks = [];
+  const sub = c.subscribe("fb", {
+    transport: ["ws", "sse", "poll"],
+    from: "earliest",
+    openMs: 1000,
+    onFallback: (to) => fallbacks.push(to),
+  });
+  const got = [];
+  for await (const ev of sub) {
+    got.push([ev.message.seq, ev.message.data]);
+    if (got.length === 5) for (let i = 5; i < 10; i++) await direct.publish("fb", `m${i}`);
+    if (got.length === 10) break;
+  }
+  assert.deepEqual(fallbacks, ["sse", "poll"]);
+  assert.deepEqual(got, [...Array(10).keys()].map((i) => [i, `m${i}`]));
+  child.kill("SIGKILL");
+});
+
+test("a broker that is down is waited for on the same transport, not taken for a blocked one", async () => {
+  const dir = fresh();
+  let broker = await serve(dir);
+  const { url, port } = broker;
+  await kill9(broker.child);
+  const c = new Client({ url, token: TOKEN, backoffMs: 50, maxBackoffMs: 200 });
+  const fallbacks = [];
+  let disconnects = 0;
+  const sub = c.subscribe("down", {
+    from: "earliest",
+    openMs: 500,
+    onFallback: (to) => fallbacks.push(to),
+    onDisconnect: () => disconnects++,
+  });
+  const reading = (async () => {
+    const got = [];
+    for await (const ev of sub) {
+      got.push(ev.message.data);
+      if (got.length === 2) return got;
+    }
+  })();
+  await new Promise((r) => setTimeout(r, 1500));
+  broker = await serve(dir, port);
+  await c.publish("down", "a");
+  await c.publish("down", "b");
+  assert.deepEqual(await reading, ["a", "b"]);
+  assert.ok(disconnects >= 2, "it tried while the broker was down");
+  assert.deepEqual(fallbacks, [], "it stayed on SSE");
+  broker.child.kill("SIGKILL");
+});
 
 test("a worker of a work-sharing group fetches, acks and nacks over HTTP", async () => {
   const { url, child } = await serve(fresh());
