@@ -263,7 +263,10 @@ impl NatsCluster {
                 js.delete_stream("probe").await.ok()?;
                 Some(())
             };
-            if tokio::time::timeout(Duration::from_secs(5), ok)
+            // A request sent before the cluster elected its meta leader
+            // goes unanswered until the client's own 5 s timeout: give up
+            // on it after 1 s and ask again.
+            if tokio::time::timeout(Duration::from_secs(1), ok)
                 .await
                 .ok()
                 .flatten()
