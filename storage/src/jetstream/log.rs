@@ -235,6 +235,9 @@ pub struct JsLog {
     tasks: Vec<tokio::task::AbortHandle>,
     node: String,
     ids: AtomicU64,
+    /// How long an ack waits for this edge's tail to hold what it
+    /// acknowledges (the publish timeout).
+    settle: Duration,
 }
 
 impl fmt::Debug for JsLog {
@@ -318,6 +321,7 @@ impl JsLog {
             tasks: vec![follow.abort_handle(), publish.abort_handle()],
             node: opts.node_id.clone(),
             ids: AtomicU64::new(0),
+            settle: opts.publish_timeout,
         })
     }
 
@@ -698,8 +702,12 @@ async fn follow(mut stream: JsStream, shared: Arc<Shared>) {
     }
 }
 
-/// Sends publishes in call order; each request's acks are awaited (and
-/// resent through an election) apart, so later sends do not wait.
+/// Sends publishes in call order, without waiting for earlier acks; one
+/// acker task then awaits the acks in the same order. A publish that
+/// must be resent (no responders yet, a leader election) is resent by
+/// that one task, so resends go out in call order too: independent
+/// retries with their own timers would store a burst refused by a
+/// stream not yet reachable in any order.
 async fn publisher(
     shared: Arc<Shared>,
     engine: Engine,
@@ -708,39 +716,235 @@ async fn publisher(
     mut rx: mpsc::UnboundedReceiver<PubReq>,
     timeout: Duration,
 ) {
+    let (sent_tx, sent_rx) = mpsc::unbounded_channel();
+    engine.spawn(acker(
+        shared,
+        engine.clone(),
+        stream,
+        subject.clone(),
+        sent_rx,
+        timeout,
+    ));
+    reachable(&engine, &subject, tokio::time::Instant::now() + timeout / 3).await;
     while let Some(req) = rx.recv().await {
+        let deadline = tokio::time::Instant::now() + timeout;
         let mut acks = Vec::with_capacity(req.msgs.len());
         for m in &req.msgs {
             acks.push(send(&engine, &subject, m).await);
         }
-        let engine = engine.clone();
-        let stream = stream.clone();
-        let subject = subject.clone();
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let deadline = tokio::time::Instant::now() + timeout;
-            let mut seqs = Vec::with_capacity(req.msgs.len());
-            for (m, first) in req.msgs.iter().zip(acks) {
-                let acked = await_ack(&shared, &engine, &subject, m, first, deadline).await;
-                let checked = match acked {
-                    Ok((seq, true)) => same_as_stored(&shared, &stream, m, seq).await,
-                    Ok((seq, false)) => Ok(seq),
-                    Err(e) => Err(e),
-                };
-                match checked {
-                    Ok(seq) => seqs.push(seq),
-                    Err(e) => {
-                        let _ = req.reply.send(Err(e));
-                        return;
-                    }
-                }
-            }
-            let _ = req.reply.send(Ok(seqs));
-        });
+        if sent_tx.send((req, acks, deadline)).is_err() {
+            return;
+        }
     }
 }
 
-type AckWait = std::result::Result<async_nats::jetstream::context::PublishAckFuture, String>;
+/// A sent request whose acks are being awaited.
+struct InFlight {
+    req: PubReq,
+    /// The attempts of the messages not answered yet, in order.
+    acks: VecDeque<AckWait>,
+    seqs: Vec<u64>,
+    deadline: tokio::time::Instant,
+}
+
+/// Awaits the acks of sent requests in order (see [`publisher`]) and
+/// answers each request with its seqs. When a message must be sent again,
+/// it and every later message not yet stored are sent again together, in
+/// order (go-back-N), so a leader election costs one round of resends,
+/// not one round trip per message in flight.
+async fn acker(
+    shared: Arc<Shared>,
+    engine: Engine,
+    stream: JsStream,
+    subject: String,
+    mut rx: mpsc::UnboundedReceiver<(PubReq, Vec<AckWait>, tokio::time::Instant)>,
+    timeout: Duration,
+) {
+    // A request that waited behind another's resends still gets its own
+    // time to be resent.
+    let admit = |(req, acks, deadline): (PubReq, Vec<AckWait>, tokio::time::Instant)| InFlight {
+        req,
+        acks: acks.into(),
+        seqs: Vec::new(),
+        deadline: deadline.max(tokio::time::Instant::now() + timeout / 2),
+    };
+    let mut window: VecDeque<InFlight> = VecDeque::new();
+    let mut pause = Duration::from_millis(50);
+    loop {
+        if window.is_empty() {
+            match rx.recv().await {
+                Some(sent) => window.push_back(admit(sent)),
+                None => return,
+            }
+        }
+        let Some(front) = window.front_mut() else {
+            continue;
+        };
+        let Some(attempt) = front.acks.pop_front() else {
+            if let Some(done) = window.pop_front() {
+                let _ = done.req.reply.send(Ok(done.seqs));
+            }
+            continue;
+        };
+        let m = &front.req.msgs[front.seqs.len()];
+        let refused = match outcome(&shared, attempt).await {
+            Outcome::Stored(seq, false) => {
+                front.seqs.push(seq);
+                pause = Duration::from_millis(50);
+                None
+            }
+            Outcome::Stored(seq, true) => match same_as_stored(&shared, &stream, m, seq).await {
+                Ok(seq) => {
+                    front.seqs.push(seq);
+                    None
+                }
+                Err(e) => Some(e),
+            },
+            Outcome::Refused(e) => Some(e),
+            Outcome::Retry(why) if tokio::time::Instant::now() + pause > front.deadline => {
+                Some(StorageError::Unavailable(format!(
+                    "the cluster did not acknowledge the publish in time ({why}); it may or may not be stored: retry it with the same producer sequence or idempotency key"
+                )))
+            }
+            Outcome::Retry(_) => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+                while let Ok(sent) = rx.try_recv() {
+                    window.push_back(admit(sent));
+                }
+                resend_from(&engine, &subject, &mut window).await;
+                None
+            }
+        };
+        if let Some(e) = refused {
+            // The rest of a refused request is not answered; its first
+            // sends may have stored some of it, which a retry under the
+            // same ids finds.
+            if let Some(failed) = window.pop_front() {
+                let _ = failed.req.reply.send(Err(e));
+            }
+        }
+    }
+}
+
+/// Sends again, in order, the front request's message whose attempt just
+/// failed and every later message whose attempt has not been answered as
+/// stored (an answered one keeps its answer, checked when its turn comes).
+async fn resend_from(engine: &Engine, subject: &str, window: &mut VecDeque<InFlight>) {
+    for (i, f) in window.iter_mut().enumerate() {
+        // The front's failed attempt was taken out of `acks`.
+        let first = f.seqs.len();
+        let mut attempts = std::mem::take(&mut f.acks);
+        let mut fresh = VecDeque::with_capacity(f.req.msgs.len() - first);
+        if i == 0 {
+            fresh.push_back(send(engine, subject, &f.req.msgs[first]).await);
+        }
+        let rest = first + usize::from(i == 0);
+        for m in &f.req.msgs[rest..] {
+            let kept = match attempts.pop_front() {
+                Some(Ok(mut fut)) => match futures_util::poll!(fut.as_mut()) {
+                    std::task::Poll::Ready(Ok(ack)) => {
+                        Some(Ok(Box::pin(std::future::ready(Ok(ack))) as AckFuturePin))
+                    }
+                    _ => None,
+                },
+                _ => None,
+            };
+            fresh.push_back(match kept {
+                Some(k) => k,
+                None => send(engine, subject, m).await,
+            });
+        }
+        f.acks = fresh;
+    }
+}
+
+enum Outcome {
+    /// The seq, and whether the stream answered it as a duplicate.
+    Stored(u64, bool),
+    /// Not stored, or not known to be: sent again with the same id.
+    Retry(String),
+    Refused(StorageError),
+}
+
+async fn outcome(shared: &Shared, attempt: AckWait) -> Outcome {
+    let e = match attempt {
+        Err(e) => return Outcome::Retry(e),
+        Ok(fut) => match fut.await {
+            Ok(a) => return Outcome::Stored(a.sequence - 1, a.duplicate),
+            Err(e) => e,
+        },
+    };
+    match e.kind() {
+        // No responders (mapped to StreamNotFound by the client) is what
+        // a stream without a leader answers too: retried, unless this
+        // edge saw the stream go.
+        PublishErrorKind::StreamNotFound if shared.closed.load(Ordering::Acquire) => {
+            Outcome::Refused(StorageError::Closed)
+        }
+        PublishErrorKind::TimedOut
+        | PublishErrorKind::BrokenPipe
+        | PublishErrorKind::StreamNotFound => Outcome::Retry(e.to_string()),
+        _ if e.to_string().contains("no responders") => Outcome::Retry(e.to_string()),
+        // The same id is being stored for another send (a retry through
+        // another edge, or a duplicate in one batch): resent, it answers
+        // the first one's seq.
+        _ if e.to_string().contains("10158") => Outcome::Retry(e.to_string()),
+        _ if e.to_string().contains("503") => Outcome::Retry(e.to_string()),
+        _ => Outcome::Refused(StorageError::Unavailable(format!(
+            "the cluster refused the publish: {e}"
+        ))),
+    }
+}
+
+/// Waits (until `deadline`) for the stream to answer a publish on
+/// `subject` through this edge's server. A stream just made is reachable
+/// from the other servers a moment after it has a leader; a burst sent
+/// before would be refused with "no responders" and resent. The probe
+/// names another stream and an impossible last sequence, so the stream
+/// refuses it and stores nothing.
+async fn reachable(engine: &Engine, subject: &str, deadline: tokio::time::Instant) {
+    let mut pause = Duration::from_millis(10);
+    while tokio::time::Instant::now() < deadline {
+        let probe = Publish::build()
+            .expected_stream("fanlog-reachability-probe")
+            .expected_last_sequence(u64::MAX);
+        let answered = match engine.js().send_publish(subject.to_owned(), probe).await {
+            Ok(ack) => match ack.await {
+                // Not seen: every supported server (2.11 and later)
+                // refuses a publish that names another stream.
+                Ok(_) => true,
+                Err(e) => {
+                    !matches!(
+                        e.kind(),
+                        PublishErrorKind::StreamNotFound
+                            | PublishErrorKind::TimedOut
+                            | PublishErrorKind::BrokenPipe
+                    ) && !e.to_string().contains("no responders")
+                }
+            },
+            Err(_) => false,
+        };
+        if answered {
+            return;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(200));
+    }
+}
+
+type AckFuturePin = std::pin::Pin<
+    Box<
+        dyn std::future::Future<
+                Output = std::result::Result<
+                    async_nats::jetstream::publish::PublishAck,
+                    async_nats::jetstream::context::PublishError,
+                >,
+            > + Send,
+    >,
+>;
+/// One send of a message: its ack to come, or why it could not be sent.
+type AckWait = std::result::Result<AckFuturePin, String>;
 
 async fn send(engine: &Engine, subject: &str, m: &Outgoing) -> AckWait {
     engine
@@ -750,6 +954,7 @@ async fn send(engine: &Engine, subject: &str, m: &Outgoing) -> AckWait {
             Publish::build().payload(m.body.clone()).message_id(&m.id),
         )
         .await
+        .map(std::future::IntoFuture::into_future)
         .map_err(|e| e.to_string())
 }
 
@@ -769,58 +974,6 @@ async fn same_as_stored(shared: &Shared, stream: &JsStream, m: &Outgoing, seq: u
             topic: shared.name.to_string(),
             seq,
         })
-    }
-}
-
-/// Waits for the ack of `m`, resending it (same id, so stored once) while
-/// the stream has no leader, until `deadline`. The seq, and whether the
-/// stream answered it as a duplicate.
-async fn await_ack(
-    shared: &Shared,
-    engine: &Engine,
-    subject: &str,
-    m: &Outgoing,
-    mut pending: AckWait,
-    deadline: tokio::time::Instant,
-) -> Result<(u64, bool)> {
-    let mut pause = Duration::from_millis(50);
-    loop {
-        let outcome = match pending {
-            Ok(ack) => match ack.await {
-                Ok(a) => return Ok((a.sequence - 1, a.duplicate)),
-                Err(e) => match e.kind() {
-                    // No responders (mapped to StreamNotFound by the
-                    // client) is what a stream without a leader answers
-                    // too: retried, unless this edge saw the stream go.
-                    PublishErrorKind::StreamNotFound if shared.closed.load(Ordering::Acquire) => {
-                        return Err(StorageError::Closed);
-                    }
-                    PublishErrorKind::TimedOut
-                    | PublishErrorKind::BrokenPipe
-                    | PublishErrorKind::StreamNotFound => e.to_string(),
-                    _ if e.to_string().contains("no responders") => e.to_string(),
-                    // The same id is being stored for another send (a
-                    // retry through another edge, or a duplicate in one
-                    // batch): resent, it answers the first one's seq.
-                    _ if e.to_string().contains("10158") => e.to_string(),
-                    _ if e.to_string().contains("503") => e.to_string(),
-                    _ => {
-                        return Err(StorageError::Unavailable(format!(
-                            "the cluster refused the publish: {e}"
-                        )));
-                    }
-                },
-            },
-            Err(e) => e,
-        };
-        if tokio::time::Instant::now() + pause > deadline {
-            return Err(StorageError::Unavailable(format!(
-                "the cluster did not acknowledge the publish in time ({outcome}); it may or may not be stored: retry it with the same producer sequence or idempotency key"
-            )));
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(1));
-        pending = send(engine, subject, m).await;
     }
 }
 
@@ -899,19 +1052,23 @@ impl TopicLog for JsLog {
             .send(PubReq { msgs, reply })
             .map_err(|_| StorageError::Closed)?;
         let mut readable = self.shared.readable.subscribe();
+        let settle = self.settle;
+        let name = self.name.clone();
         let ack: AckFuture = Box::pin(async move {
             let seqs = rx
                 .await
                 .map_err(|_| StorageError::Unavailable("the cluster client stopped".into()))??;
-            // Read your writes on this edge: the ack waits (briefly) for
-            // the tail to hold what it acknowledges, so a publisher that
-            // reads right after sees its messages here.
-            if let Some(&last) = seqs.iter().max() {
-                let _ = tokio::time::timeout(
-                    Duration::from_secs(1),
-                    readable.wait_for(|head| *head > last),
-                )
-                .await;
+            // Read your writes on this edge: the ack waits for the tail
+            // to hold what it acknowledges (a moment; longer while the
+            // tail's consumer is being made again), so a publisher that
+            // reads right after sees its messages here. Past `settle` the
+            // ack goes anyway: the messages are stored.
+            if let Some(&last) = seqs.iter().max()
+                && tokio::time::timeout(settle, readable.wait_for(|head| *head > last))
+                    .await
+                    .is_err()
+            {
+                tracing::warn!(topic = %name, seq = last, "acknowledged before this edge's tail holds it: the tail is behind the stream");
             }
             Ok(seqs)
         });
