@@ -238,12 +238,10 @@ pub(crate) async fn publish_batch(
     let Granted { topic, caller, .. } = granted;
     let body = body?;
     let key = header_text(&headers, &IDEMPOTENCY_KEY)?;
-    let media = headers
+    let content_type = headers
         .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|c| c.split(';').next())
-        .map(|c| c.trim().to_ascii_lowercase());
-    if media.as_deref() != Some("application/json") {
+        .and_then(|v| v.to_str().ok());
+    if media_type(content_type).as_deref() != Some("application/json") {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "a batch is application/json: {\"messages\": [...]}",
@@ -296,6 +294,13 @@ fn header_text(headers: &HeaderMap, name: &header::HeaderName) -> Result<Option<
         .transpose()
 }
 
+/// A content type's media type, lowercased, without its parameters.
+fn media_type(content_type: Option<&str>) -> Option<String> {
+    content_type
+        .and_then(|c| c.split(';').next())
+        .map(|c| c.trim().to_ascii_lowercase())
+}
+
 /// A message to publish.
 fn message(payload: Bytes, content_type: Option<String>, headers: Vec<Header>) -> Message {
     Message {
@@ -317,11 +322,7 @@ fn cloud_event(
     content_type: Option<String>,
     body: Bytes,
 ) -> Result<(Bytes, Option<String>, Vec<Header>), ApiError> {
-    let media = content_type
-        .as_deref()
-        .and_then(|c| c.split(';').next())
-        .map(|c| c.trim().to_ascii_lowercase());
-    match media.as_deref() {
+    match media_type(content_type.as_deref()).as_deref() {
         Some(cloudevents::STRUCTURED) => {
             let e = cloudevents::from_structured(&body).map_err(ApiError::bad_request)?;
             return Ok((e.data, e.content_type, e.headers));

@@ -718,14 +718,20 @@ async fn publisher(
 ) {
     let (sent_tx, sent_rx) = mpsc::unbounded_channel();
     engine.spawn(acker(
-        shared,
+        shared.clone(),
         engine.clone(),
         stream,
         subject.clone(),
         sent_rx,
         timeout,
     ));
-    reachable(&engine, &subject, tokio::time::Instant::now() + timeout / 3).await;
+    reachable(
+        &shared,
+        &engine,
+        &subject,
+        tokio::time::Instant::now() + timeout / 3,
+    )
+    .await;
     while let Some(req) = rx.recv().await {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut acks = Vec::with_capacity(req.msgs.len());
@@ -903,29 +909,23 @@ async fn outcome(shared: &Shared, attempt: AckWait) -> Outcome {
 /// before would be refused with "no responders" and resent. The probe
 /// names another stream and an impossible last sequence, so the stream
 /// refuses it and stores nothing.
-async fn reachable(engine: &Engine, subject: &str, deadline: tokio::time::Instant) {
+async fn reachable(
+    shared: &Shared,
+    engine: &Engine,
+    subject: &str,
+    deadline: tokio::time::Instant,
+) {
     let mut pause = Duration::from_millis(10);
     while tokio::time::Instant::now() < deadline {
         let probe = Publish::build()
             .expected_stream("fanlog-reachability-probe")
             .expected_last_sequence(u64::MAX);
-        let answered = match engine.js().send_publish(subject.to_owned(), probe).await {
-            Ok(ack) => match ack.await {
-                // Not seen: every supported server (2.11 and later)
-                // refuses a publish that names another stream.
-                Ok(_) => true,
-                Err(e) => {
-                    !matches!(
-                        e.kind(),
-                        PublishErrorKind::StreamNotFound
-                            | PublishErrorKind::TimedOut
-                            | PublishErrorKind::BrokenPipe
-                    ) && !e.to_string().contains("no responders")
-                }
-            },
-            Err(_) => false,
-        };
-        if answered {
+        // Answered: refused (or, never seen from a supported server, 2.11
+        // and later, stored), rather than a publish to send again.
+        if !matches!(
+            outcome(shared, send_publish(engine, subject, probe).await).await,
+            Outcome::Retry(_)
+        ) {
             return;
         }
         tokio::time::sleep(pause).await;
@@ -947,12 +947,18 @@ type AckFuturePin = std::pin::Pin<
 type AckWait = std::result::Result<AckFuturePin, String>;
 
 async fn send(engine: &Engine, subject: &str, m: &Outgoing) -> AckWait {
+    send_publish(
+        engine,
+        subject,
+        Publish::build().payload(m.body.clone()).message_id(&m.id),
+    )
+    .await
+}
+
+async fn send_publish(engine: &Engine, subject: &str, publish: Publish) -> AckWait {
     engine
         .js()
-        .send_publish(
-            subject.to_owned(),
-            Publish::build().payload(m.body.clone()).message_id(&m.id),
-        )
+        .send_publish(subject.to_owned(), publish)
         .await
         .map(std::future::IntoFuture::into_future)
         .map_err(|e| e.to_string())
